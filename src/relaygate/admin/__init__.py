@@ -1,0 +1,24 @@
+"""The admin API (``/admin/api/v1``), for admin keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from relaygate.admin import endpoints, keys, models, registry, users
+
+PREFIX = "/admin/api/v1"
+
+
+def admin_router() -> APIRouter:
+    """Every admin route under :data:`PREFIX`."""
+    router = APIRouter(prefix=PREFIX)
+    for module in (endpoints, models, users, keys, registry):
+        router.include_router(module.router)
+    return router
+
+
+def registry_router() -> APIRouter:
+    """The registry routes again under ``/v1`` (the IIR-compatible paths)."""
+    router = APIRouter(prefix="/v1")
+    router.include_router(registry.router)
+    return router

@@ -1,0 +1,113 @@
+"""``/admin/api/v1/endpoints``: create, list, show, update, delete, validate, sync."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends
+
+from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.admin.schemas import (
+    EndpointCreate,
+    EndpointDeleted,
+    EndpointOut,
+    EndpointUpdate,
+    EndpointValidate,
+    SyncOut,
+    SyncState,
+    ValidationOut,
+)
+from relaygate.context import Context
+from relaygate.services import endpoints as service
+from relaygate.services.endpoints import EndpointChanges, EndpointInfo
+from relaygate.sync.service import SyncResult
+
+router = APIRouter(prefix="/endpoints", tags=["endpoints"], dependencies=[Depends(require_admin)])
+
+
+def endpoint_out(info: EndpointInfo) -> EndpointOut:
+    return EndpointOut(
+        id=info.id,
+        name=info.name,
+        type=info.type,
+        url=info.url,
+        enabled=info.enabled,
+        has_api_key=info.has_api_key,
+        api_key_hint=info.api_key_hint,
+        model_filter=info.model_filter,
+        sync_interval=info.sync_interval,
+        created_at=info.created_at,
+        updated_at=info.updated_at,
+        sync=SyncState(
+            status=info.sync_status,
+            last_synced_at=info.last_synced_at,
+            error=info.sync_error,
+            models_online=info.models_online,
+            models_offline=info.models_offline,
+        ),
+    )
+
+
+def sync_out(result: SyncResult) -> SyncOut:
+    fields = asdict(result)
+    fields["endpoint"] = fields.pop("endpoint_name")
+    return SyncOut(**fields)
+
+
+@router.get("")
+async def list_endpoints(ctx: Context = Depends(get_ctx)) -> list[EndpointOut]:
+    return [endpoint_out(info) for info in await service.list_endpoints(ctx)]
+
+
+@router.post("", status_code=201)
+async def create_endpoint(body: EndpointCreate, ctx: Context = Depends(get_ctx)) -> EndpointOut:
+    info = await service.create_endpoint(
+        ctx,
+        name=body.name,
+        type=body.type,
+        url=body.url,
+        api_key=body.api_key,
+        model_filter=body.model_filter,
+        enabled=body.enabled,
+        sync_interval=body.sync_interval,
+        sync=body.sync,
+    )
+    return endpoint_out(info)
+
+
+@router.post("/validate")
+async def validate_endpoint(
+    body: EndpointValidate, ctx: Context = Depends(get_ctx)
+) -> ValidationOut:
+    result = await service.validate_endpoint(
+        ctx, type=body.type, url=body.url, api_key=body.api_key
+    )
+    return ValidationOut(ok=result.ok, models=result.models, error=result.error)
+
+
+@router.get("/{endpoint_id}")
+async def get_endpoint(endpoint_id: int, ctx: Context = Depends(get_ctx)) -> EndpointOut:
+    return endpoint_out(await service.get_endpoint(ctx, endpoint_id))
+
+
+@router.patch("/{endpoint_id}")
+async def update_endpoint(
+    endpoint_id: int, body: EndpointUpdate, ctx: Context = Depends(get_ctx)
+) -> EndpointOut:
+    sent = body.model_dump(include=body.model_fields_set)
+    for nullable_only in ("name", "url", "model_filter", "enabled"):
+        if sent.get(nullable_only, "") is None:
+            sent.pop(nullable_only)
+    info = await service.update_endpoint(ctx, endpoint_id, EndpointChanges(**sent))
+    return endpoint_out(info)
+
+
+@router.delete("/{endpoint_id}")
+async def delete_endpoint(endpoint_id: int, ctx: Context = Depends(get_ctx)) -> EndpointDeleted:
+    removed = await service.delete_endpoint(ctx, endpoint_id)
+    return EndpointDeleted(id=endpoint_id, models_deleted=removed)
+
+
+@router.post("/{endpoint_id}/sync")
+async def sync_endpoint(endpoint_id: int, ctx: Context = Depends(get_ctx)) -> SyncOut:
+    return sync_out(await service.sync_by_ident(ctx, endpoint_id))

@@ -1,0 +1,44 @@
+"""``/admin/api/v1/keys``: create (the key is returned this once), list, revoke."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends
+
+from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.admin.schemas import KeyCreate, KeyCreated, KeyOut
+from relaygate.context import Context
+from relaygate.services import api_keys as service
+from relaygate.snapshot import Principal
+
+router = APIRouter(prefix="/keys", tags=["keys"])
+
+
+@router.get("")
+async def list_keys(
+    user_id: int | None = None,
+    _: Principal = Depends(require_admin),
+    ctx: Context = Depends(get_ctx),
+) -> list[KeyOut]:
+    return [KeyOut(**asdict(key)) for key in await service.list_keys(ctx, user_id=user_id)]
+
+
+@router.post("", status_code=201)
+async def create_key(
+    body: KeyCreate, caller: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
+) -> KeyCreated:
+    created = await service.create_key(
+        ctx,
+        user=body.user_id if body.user_id is not None else caller.user_id,
+        name=body.name,
+        expires_at=body.expires_at,
+    )
+    return KeyCreated(**asdict(created.info), key=created.key)
+
+
+@router.delete("/{key_id}")
+async def revoke_key(
+    key_id: int, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
+) -> KeyOut:
+    return KeyOut(**asdict(await service.revoke_key(ctx, key_id)))

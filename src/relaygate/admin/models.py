@@ -1,0 +1,33 @@
+"""``/admin/api/v1/models``: list (by endpoint and status) and set alias / enabled."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.admin.schemas import ModelOut, ModelUpdate
+from relaygate.context import Context
+from relaygate.services import models as service
+
+router = APIRouter(prefix="/models", tags=["models"], dependencies=[Depends(require_admin)])
+
+
+@router.get("")
+async def list_models(
+    endpoint_id: int | None = None, status: str | None = None, ctx: Context = Depends(get_ctx)
+) -> list[ModelOut]:
+    found = await service.list_models(ctx, endpoint_id=endpoint_id, status=status)
+    return [ModelOut(**asdict(model)) for model in found]
+
+
+@router.patch("/{model_id}")
+async def update_model(
+    model_id: int, body: ModelUpdate, ctx: Context = Depends(get_ctx)
+) -> ModelOut:
+    changes: dict[str, Any] = body.model_dump(include=body.model_fields_set)
+    if changes.get("enabled", False) is None:
+        changes.pop("enabled")
+    return ModelOut(**asdict(await service.update_model(ctx, model_id, **changes)))

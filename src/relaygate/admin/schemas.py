@@ -1,0 +1,165 @@
+"""The admin API's request and response bodies (DESIGN.md, "The contract")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EndpointCreate(Input):
+    name: str = Field(min_length=1, max_length=200)
+    type: str = "openai"
+    url: str
+    api_key: str | None = None
+    model_filter: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    sync: bool = Field(default=True, description="Sync the endpoint's models right away")
+    sync_interval: float | None = Field(default=None, gt=0)
+
+
+class EndpointUpdate(Input):
+    """Only the fields sent are changed; ``api_key: null`` clears the stored key."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    url: str | None = None
+    api_key: str | None = None
+    model_filter: list[str] | None = None
+    enabled: bool | None = None
+    sync_interval: float | None = Field(default=None, gt=0)
+
+
+class EndpointValidate(Input):
+    type: str = "openai"
+    url: str
+    api_key: str | None = None
+
+
+class SyncState(BaseModel):
+    status: Literal["never", "ok", "error"]
+    last_synced_at: datetime | None
+    error: str | None
+    models_online: int
+    models_offline: int
+
+
+class EndpointOut(BaseModel):
+    id: int
+    name: str
+    type: str
+    url: str
+    enabled: bool
+    has_api_key: bool
+    api_key_hint: str | None
+    model_filter: list[str]
+    sync_interval: float | None
+    created_at: datetime
+    updated_at: datetime
+    sync: SyncState
+
+
+class EndpointDeleted(BaseModel):
+    id: int
+    deleted: bool = True
+    models_deleted: int
+
+
+class ValidationOut(BaseModel):
+    ok: bool
+    models: list[str]
+    error: str | None
+
+
+class SyncOut(BaseModel):
+    endpoint_id: int
+    endpoint: str
+    status: Literal["ok", "error"]
+    added: int
+    reactivated: int
+    deactivated: int
+    total: int
+    synced_at: datetime
+    error: str | None
+
+
+class ModelOut(BaseModel):
+    id: int
+    endpoint_id: int
+    upstream_id: str
+    alias: str | None
+    status: Literal["online", "offline"]
+    enabled: bool
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+class ModelUpdate(Input):
+    alias: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = None
+
+
+class UserCreate(Input):
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = None
+    role: Literal["admin", "user"] = "user"
+
+
+class UserUpdate(Input):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: str | None = None
+    role: Literal["admin", "user"] | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    email: str | None
+    role: str
+    created_at: datetime
+
+
+class KeyCreate(Input):
+    name: str = Field(default="key", max_length=200)
+    user_id: int | None = None
+    expires_at: datetime | None = None
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    user_id: int
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The API key itself, shown this once")
+
+
+class RegistryRefreshOut(BaseModel):
+    refreshed_at: datetime
+    results: list[SyncOut]
+
+
+class HostOut(BaseModel):
+    platform: str
+    python: str
+    cpus: int
+    gpus: list[str]
+    relaygate: str
+
+
+class RegistryStatusOut(BaseModel):
+    last_refresh_at: datetime | None
+    endpoints: list[EndpointOut]
+    models_online: int
+    models_offline: int
+    host: HostOut

@@ -1,0 +1,47 @@
+"""``/admin/api/v1/users``: create, list, show, update, delete."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+
+from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.admin.schemas import UserCreate, UserOut, UserUpdate
+from relaygate.context import Context
+from relaygate.services import users as service
+
+router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(require_admin)])
+
+
+@router.get("")
+async def list_users(ctx: Context = Depends(get_ctx)) -> list[UserOut]:
+    return [UserOut(**asdict(user)) for user in await service.list_users(ctx)]
+
+
+@router.post("", status_code=201)
+async def create_user(body: UserCreate, ctx: Context = Depends(get_ctx)) -> UserOut:
+    user = await service.create_user(ctx, name=body.name, email=body.email, role=body.role)
+    return UserOut(**asdict(user))
+
+
+@router.get("/{user_id}")
+async def get_user(user_id: int, ctx: Context = Depends(get_ctx)) -> UserOut:
+    return UserOut(**asdict(await service.get_user(ctx, user_id)))
+
+
+@router.patch("/{user_id}")
+async def update_user(user_id: int, body: UserUpdate, ctx: Context = Depends(get_ctx)) -> UserOut:
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in body.model_dump(include=body.model_fields_set).items()
+        if v is not None or k == "email"
+    }
+    return UserOut(**asdict(await service.update_user(ctx, user_id, **changes)))
+
+
+@router.delete("/{user_id}", status_code=204)
+async def delete_user(user_id: int, ctx: Context = Depends(get_ctx)) -> Response:
+    await service.delete_user(ctx, user_id)
+    return Response(status_code=204)

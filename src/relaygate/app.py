@@ -1,0 +1,142 @@
+"""``create_app(settings)``: wires the proxy, the admin API and the ops routes.
+
+``/v1/...`` goes straight to the raw-ASGI proxy (the hot path skips FastAPI's
+router); everything else, the ``/v1/registry`` routes included, to FastAPI.
+The lifespan owns the context (database, HTTP client, snapshot) and the
+background tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from relaygate import __version__
+from relaygate.admin import admin_router, registry_router
+from relaygate.background import flush_key_activity, follow_changes
+from relaygate.context import open_context
+from relaygate.errors import RelaygateError, error_body, render
+from relaygate.metrics import Metrics
+from relaygate.ops import router as ops_router
+from relaygate.proxy import Proxy
+from relaygate.proxy.app import Receive, Scope, Send
+from relaygate.services.api_keys import KeyActivity
+from relaygate.services.bootstrap import bootstrap
+from relaygate.settings import Settings
+from relaygate.sync.scheduler import run_scheduler
+
+log = logging.getLogger(__name__)
+_HTTP_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found"}
+
+
+def _json(status: int, body: bytes) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """The one place errors become responses (OpenAI's error shape everywhere)."""
+
+    async def relaygate_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RelaygateError)
+        return _json(*render(exc))
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0]
+        loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+        param = ".".join(loc) or None
+        message = first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":
+            message, param = "request body is not valid JSON", None
+        elif param:
+            message = f"{param}: {message}"
+        return _json(400, error_body(message, "invalid_request_error", "invalid_request", param))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}"
+        kind = _HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request_error")
+        return _json(exc.status_code, error_body(message, kind, None))
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", exc_info=exc)
+        return _json(500, error_body("internal error; see the server log", "server_error", None))
+
+    app.add_exception_handler(RelaygateError, relaygate_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+class RelaygateApp:
+    """The ASGI entry point: dispatches ``/v1/`` to the proxy, the rest to FastAPI."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.proxy: Proxy | None = None
+        self.api = FastAPI(
+            title="relaygate",
+            version=__version__,
+            lifespan=self._lifespan,
+            docs_url="/admin/docs",
+            openapi_url="/admin/openapi.json",
+            redoc_url=None,
+        )
+        self.api.state.metrics = self.metrics
+        _install_error_handlers(self.api)
+        self.api.include_router(ops_router)
+        self.api.include_router(admin_router())
+        self.api.include_router(registry_router())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.proxy is not None:
+            path: str = scope["path"]
+            if path.startswith("/v1/") and not path.startswith("/v1/registry/"):
+                await self.proxy(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
+
+    @asynccontextmanager
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        async with open_context(self.settings) as ctx:
+            result = await bootstrap(ctx)
+            await ctx.snapshots.refresh()
+            if result.new_admin_key:
+                print(
+                    "\nrelaygate: created the admin user 'admin'. Its API key is shown this once "
+                    f"and will not be shown again:\n\n    {result.new_admin_key}\n",
+                    flush=True,
+                )
+            activity = KeyActivity()
+            self.api.state.ctx = ctx
+            self.proxy = Proxy(
+                ctx.snapshots, ctx.http, activity, self.metrics, self.settings.max_body_bytes
+            )
+            stop = asyncio.Event()
+            tasks = [
+                asyncio.create_task(run_scheduler(ctx, stop)),
+                asyncio.create_task(follow_changes(ctx, stop)),
+                asyncio.create_task(flush_key_activity(ctx, activity, stop)),
+            ]
+            log.info("relaygate %s ready (%s)", __version__, ctx.engine.dialect.name)
+            try:
+                yield
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                self.proxy = None
+
+
+def create_app(settings: Settings) -> RelaygateApp:
+    """Build the whole application for ``settings``; serve it with any ASGI server."""
+    return RelaygateApp(settings)

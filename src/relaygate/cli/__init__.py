@@ -1,0 +1,194 @@
+"""The ``relaygate`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from relaygate import __version__
+from relaygate.cli.accounts import keys, users
+from relaygate.cli.endpoints import app as endpoints
+from relaygate.cli.runner import (
+    CliState,
+    as_dict,
+    fail,
+    print_json,
+    print_table,
+    run,
+    settings_from,
+)
+from relaygate.context import open_context
+from relaygate.errors import ConfigError
+from relaygate.services import models as models_service
+from relaygate.services.patch import UNSET
+from relaygate.services.rotation import rotate_secret
+from relaygate.vault import generate_secret, secret_file_path, write_secret_file
+
+app = typer.Typer(
+    help="relaygate: one OpenAI-compatible gateway in front of your model endpoints.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+secrets = typer.Typer(help="The secret key that encrypts provider keys.", no_args_is_help=True)
+models = typer.Typer(help="Inspect and configure models.", no_args_is_help=True)
+app.add_typer(endpoints, name="endpoints")
+app.add_typer(models, name="models")
+app.add_typer(users, name="users")
+app.add_typer(keys, name="keys")
+app.add_typer(db, name="db")
+app.add_typer(secrets, name="secrets")
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help="Config file (default relaygate.yaml)")
+    ] = None,
+) -> None:
+    ctx.obj = CliState(config=config)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="Config file")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+) -> None:
+    """Run the gateway (migrates the database first)."""
+    if config:
+        ctx.obj = CliState(config=config)
+    settings = settings_from(ctx, host=host, port=port, log_level=log_level)
+    level = settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiosqlite", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+    async def preflight() -> None:
+        # Open the database once before serving so a broken setup is one line, not a traceback.
+        async with open_context(settings):
+            pass
+
+    try:
+        asyncio.run(preflight())
+    except ConfigError as exc:
+        fail(exc.message, code=2)
+    from relaygate.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@db.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Migrate the database to the newest schema."""
+
+    async def noop(_: object) -> None:
+        return None
+
+    run(ctx, noop)
+    typer.echo("database is at the newest schema")
+
+
+@secrets.command("generate")
+def secrets_generate() -> None:
+    """Print a new random secret key (for RELAYGATE_SECRET_KEY)."""
+    typer.echo(generate_secret())
+
+
+@secrets.command("rotate")
+def secrets_rotate(
+    ctx: typer.Context,
+    new_key: Annotated[
+        str | None, typer.Option(help="The new secret key (default: generate one)")
+    ] = None,
+) -> None:
+    """Re-encrypt every stored provider key under a new secret key."""
+    settings = settings_from(ctx)
+    secret = new_key or generate_secret()
+    count = run(ctx, lambda c: rotate_secret(c, secret))
+    path = secret_file_path(settings)
+    if settings.secret_key is None and path is not None:
+        write_secret_file(path, secret)
+        typer.echo(f"re-encrypted {count} provider keys; the new secret key is in {path}")
+    else:
+        typer.echo(
+            f"re-encrypted {count} provider keys. Set RELAYGATE_SECRET_KEY to the new key "
+            "on every replica and restart them."
+        )
+        if new_key is None:
+            typer.echo(f"new secret key: {secret}")
+    typer.echo("Restart running relaygate servers so they use the new key.")
+
+
+@models.command("list")
+def models_list(
+    ctx: typer.Context,
+    endpoint: Annotated[int | None, typer.Option(help="Endpoint id")] = None,
+    status: Annotated[str | None, typer.Option(help="online or offline")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List models with their status."""
+    found = [
+        as_dict(m)
+        for m in run(
+            ctx, lambda c: models_service.list_models(c, endpoint_id=endpoint, status=status)
+        )
+    ]
+    if as_json:
+        print_json(found)
+    else:
+        print_table(found, ["id", "endpoint_id", "upstream_id", "alias", "status", "enabled"])
+
+
+@models.command("update")
+def models_update(
+    ctx: typer.Context,
+    model_id: int,
+    alias: Annotated[str | None, typer.Option(help="Public name ('' clears it)")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+) -> None:
+    """Set a model's alias or enable/disable it."""
+    info = run(
+        ctx,
+        lambda c: models_service.update_model(
+            c,
+            model_id,
+            alias=UNSET if alias is None else alias,
+            enabled=UNSET if enabled is None else enabled,
+        ),
+    )
+    typer.echo(
+        f"model {info.id}: {info.alias or info.upstream_id} "
+        f"({'enabled' if info.enabled else 'disabled'}, {info.status})"
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print relaygate's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["Path", "app", "main", "print_table"]

@@ -1,0 +1,199 @@
+"""``relaygate endpoints add|list|show|update|remove|sync|enable|disable``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from relaygate.cli.runner import (
+    as_dict,
+    print_json,
+    print_record,
+    print_table,
+    read_secret_from_stdin,
+    run,
+)
+from relaygate.services import endpoints as service
+from relaygate.services.endpoints import EndpointChanges, EndpointInfo
+from relaygate.sync.service import SyncResult
+
+app = typer.Typer(help="Manage endpoints (model sources).", no_args_is_help=True)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
+KeyStdin = Annotated[bool, typer.Option("--api-key-stdin", help="Read the provider key from stdin")]
+
+
+def _row(info: EndpointInfo) -> dict[str, Any]:
+    row = as_dict(info)
+    row["key"] = info.api_key_hint or ("yes" if info.has_api_key else "")
+    row["models"] = f"{info.models_online} online / {info.models_offline} offline"
+    return row
+
+
+def _show(info: EndpointInfo, as_json: bool) -> None:
+    if as_json:
+        print_json(as_dict(info))
+        return
+    row = _row(info)
+    print_record(
+        {
+            k: row[k]
+            for k in (
+                "id",
+                "name",
+                "type",
+                "url",
+                "enabled",
+                "key",
+                "model_filter",
+                "sync_interval",
+                "sync_status",
+                "last_synced_at",
+                "sync_error",
+                "models",
+            )
+        }
+    )
+
+
+def _print_sync(result: SyncResult) -> None:
+    if result.status == "ok":
+        typer.echo(
+            f"synced {result.endpoint_name!r}: {result.total} models ({result.added} added, "
+            f"{result.reactivated} reactivated, {result.deactivated} deactivated)"
+        )
+    else:
+        typer.echo(f"error: {result.error}", err=True)
+        raise typer.Exit(1)
+
+
+def _key(api_key: str | None, from_stdin: bool) -> str | None:
+    return read_secret_from_stdin() if from_stdin else api_key
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: str,
+    url: Annotated[str, typer.Argument(help="API base URL, /v1 included")],
+    type: Annotated[str, typer.Option(help="openai (any OpenAI-compatible server)")] = "openai",
+    api_key: Annotated[
+        str | None, typer.Option(help="Provider key (prefer --api-key-stdin)")
+    ] = None,
+    api_key_stdin: KeyStdin = False,
+    model_filter: Annotated[
+        list[str] | None, typer.Option("--filter", help="Model id or glob; repeatable")
+    ] = None,
+    disabled: Annotated[bool, typer.Option(help="Create it disabled")] = False,
+    sync_interval: Annotated[float | None, typer.Option(help="Seconds between syncs")] = None,
+    no_sync: Annotated[bool, typer.Option("--no-sync", help="Do not sync now")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add an endpoint and sync its models."""
+    key = _key(api_key, api_key_stdin)
+    info = run(
+        ctx,
+        lambda c: service.create_endpoint(
+            c,
+            name=name,
+            type=type,
+            url=url,
+            api_key=key,
+            model_filter=model_filter or [],
+            enabled=not disabled,
+            sync_interval=sync_interval,
+            sync=not no_sync,
+        ),
+    )
+    _show(info, as_json)
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List endpoints with their sync state."""
+    found = run(ctx, service.list_endpoints)
+    if as_json:
+        print_json([as_dict(e) for e in found])
+        return
+    print_table(
+        [_row(e) for e in found],
+        ["id", "name", "type", "url", "enabled", "sync_status", "models", "key"],
+    )
+
+
+@app.command("show")
+def show(ctx: typer.Context, endpoint: str, as_json: JsonFlag = False) -> None:
+    """Show one endpoint (by id or name)."""
+    _show(run(ctx, lambda c: service.get_endpoint(c, endpoint)), as_json)
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    endpoint: str,
+    name: Annotated[str | None, typer.Option(help="New name")] = None,
+    url: Annotated[str | None, typer.Option(help="New API base URL")] = None,
+    api_key: Annotated[str | None, typer.Option(help="New provider key")] = None,
+    api_key_stdin: KeyStdin = False,
+    clear_api_key: Annotated[bool, typer.Option(help="Remove the stored key")] = False,
+    model_filter: Annotated[
+        list[str] | None, typer.Option("--filter", help="Replace the filter; repeatable")
+    ] = None,
+    clear_filter: Annotated[bool, typer.Option(help="Sync every model")] = False,
+    sync_interval: Annotated[float | None, typer.Option(help="Seconds between syncs")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change an endpoint; a new URL, key or filter syncs it again."""
+    changes = EndpointChanges()
+    if name is not None:
+        changes.name = name
+    if url is not None:
+        changes.url = url
+    key = _key(api_key, api_key_stdin)
+    if key is not None or clear_api_key:
+        changes.api_key = None if clear_api_key else key
+    if model_filter is not None or clear_filter:
+        changes.model_filter = [] if clear_filter else list(model_filter or [])
+    if sync_interval is not None:
+        changes.sync_interval = sync_interval
+    _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)
+
+
+def _set_enabled(ctx: typer.Context, endpoint: str, enabled: bool) -> None:
+    info = run(
+        ctx, lambda c: service.update_endpoint(c, endpoint, EndpointChanges(enabled=enabled))
+    )
+    typer.echo(f"endpoint {info.name!r} {'enabled' if enabled else 'disabled'}")
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, endpoint: str) -> None:
+    """Enable an endpoint (and sync it)."""
+    _set_enabled(ctx, endpoint, True)
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, endpoint: str) -> None:
+    """Disable an endpoint: its models are no longer listed or routed."""
+    _set_enabled(ctx, endpoint, False)
+
+
+@app.command("remove")
+def remove(
+    ctx: typer.Context,
+    endpoint: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask")] = False,
+) -> None:
+    """Delete an endpoint and its models."""
+    info = run(ctx, lambda c: service.get_endpoint(c, endpoint))
+    count = info.models_online + info.models_offline
+    if not yes:
+        typer.confirm(f"Delete endpoint {info.name!r} and its {count} models?", abort=True)
+    removed = run(ctx, lambda c: service.delete_endpoint(c, info.id))
+    typer.echo(f"deleted endpoint {info.name!r} and {removed} models")
+
+
+@app.command("sync")
+def sync(ctx: typer.Context, endpoint: str) -> None:
+    """Sync an endpoint's models now."""
+    _print_sync(run(ctx, lambda c: service.sync_by_ident(c, endpoint)))

@@ -1,0 +1,98 @@
+"""Running a service call from a CLI command: settings, context, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from relaygate.context import Context, open_context
+from relaygate.errors import ConfigError, RelaygateError
+from relaygate.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class CliState:
+    """What the top-level options set: the config file."""
+
+    config: str | None = None
+
+
+def settings_from(typer_ctx: typer.Context, **overrides: Any) -> Settings:
+    """Load settings for a command, exiting with a one-line message when they are broken."""
+    state: CliState = typer_ctx.obj or CliState()
+    try:
+        return load_settings(state.config, **overrides)
+    except ConfigError as exc:
+        fail(exc.message, code=2)
+
+
+def fail(message: str, *, code: int = 1) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def run(typer_ctx: typer.Context, call: Callable[[Context], Awaitable[T]]) -> T:
+    """Open a context for the command's settings, await ``call(ctx)``, close it.
+
+    Relaygate errors become ``error: <message>`` and a non-zero exit.
+    """
+    settings = settings_from(typer_ctx)
+
+    async def main() -> T:
+        async with open_context(settings) as ctx:
+            return await call(ctx)
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:
+        fail(exc.message, code=2)
+    except RelaygateError as exc:
+        fail(exc.message)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return value
+
+
+def as_dict(item: Any) -> dict[str, Any]:
+    """A dataclass as a dict of JSON-friendly values."""
+    return {key: _plain(value) for key, value in dataclasses.asdict(item).items()}
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Print ``rows`` as an aligned text table of ``columns``."""
+    if not rows:
+        typer.echo("(none)")
+        return
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def print_record(record: dict[str, Any]) -> None:
+    width = max(len(k) for k in record)
+    for key, value in record.items():
+        typer.echo(f"{key.ljust(width)}  {'' if value is None else value}")
+
+
+def read_secret_from_stdin() -> str:
+    """One line from stdin (for keys that must not appear in shell history)."""
+    return sys.stdin.readline().strip()

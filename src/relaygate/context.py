@@ -1,0 +1,139 @@
+"""The runtime context: settings, database, vault, HTTP client and snapshot.
+
+Built once by :func:`open_context` — by the server's lifespan and by each CLI
+command — and handed to the service functions. Nothing lives at module level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from relaygate.changes import read_version
+from relaygate.db.engine import make_engine, make_sessionmaker
+from relaygate.db.migrate import upgrade
+from relaygate.db.tables import Meta
+from relaygate.errors import ConfigError
+from relaygate.settings import Settings
+from relaygate.snapshot import Snapshot, SnapshotStore, build_snapshot
+from relaygate.vault import CHECK_PLAINTEXT, DecryptionFailed, Vault, load_secret
+
+SECRET_CHECK_KEY = "secret_check"
+
+
+@dataclass
+class SyncState:
+    """Per-process sync bookkeeping: one lock per endpoint, and when each last ran
+    (``time.monotonic()`` seconds)."""
+
+    locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    last_run: dict[int, float] = field(default_factory=dict)
+
+    def lock(self, endpoint_id: int) -> asyncio.Lock:
+        return self.locks.setdefault(endpoint_id, asyncio.Lock())
+
+
+@dataclass
+class Context:
+    """Everything the services need; see :func:`open_context`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vault: Vault
+    http: aiohttp.ClientSession
+    snapshots: SnapshotStore
+    sync_state: SyncState
+    created_database: bool
+
+
+def make_http_client(settings: Settings) -> aiohttp.ClientSession:
+    """The one pooled HTTP client for upstream calls (listing and forwarding)."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream_max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=settings.upstream_connect_timeout,
+            sock_read=settings.upstream_read_timeout,
+        ),
+    )
+
+
+async def _check_secret(sessions: async_sessionmaker[AsyncSession], vault: Vault) -> None:
+    async with sessions.begin() as session:
+        stored = await session.get(Meta, SECRET_CHECK_KEY)
+        if stored is None:
+            session.add(Meta(key=SECRET_CHECK_KEY, value=vault.encrypt(CHECK_PLAINTEXT)))
+            return
+        try:
+            vault.decrypt(stored.value)
+        except DecryptionFailed:
+            raise ConfigError(
+                "RELAYGATE_SECRET_KEY is not the key this database's provider keys were "
+                "encrypted with: set the original key (or the generated key file beside the "
+                "database)"
+            ) from None
+
+
+@asynccontextmanager
+async def open_context(settings: Settings) -> AsyncIterator[Context]:
+    """Open the database (migrating it), the vault and the HTTP client; close them after.
+
+    Raises :class:`ConfigError` when the database cannot be opened or the secret
+    key does not match the database.
+    """
+    if settings.sqlite_path is not None:
+        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    try:
+        try:
+            created = await upgrade(engine)
+        except (OSError, ConnectionError) as exc:
+            raise ConfigError(f"cannot open the database {_safe_url(settings)}: {exc}") from None
+        except Exception as exc:
+            if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "sqlite3")):
+                raise ConfigError(
+                    f"cannot open the database {_safe_url(settings)}: {str(exc).splitlines()[0]}"
+                ) from None
+            raise
+        sessions = make_sessionmaker(engine)
+        vault = Vault(load_secret(settings))
+        await _check_secret(sessions, vault)
+
+        async def load() -> Snapshot:
+            async with sessions() as session, session.begin():
+                version = await read_version(session)
+                return await build_snapshot(session, vault, version)
+
+        async with make_http_client(settings) as http:
+            yield Context(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                vault=vault,
+                http=http,
+                snapshots=SnapshotStore(load),
+                sync_state=SyncState(),
+                created_database=created,
+            )
+    finally:
+        await engine.dispose()
+
+
+def _safe_url(settings: Settings) -> str:
+    """The database URL with any password masked, for messages."""
+    try:
+        return make_url(settings.database_url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"

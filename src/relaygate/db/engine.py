@@ -1,0 +1,45 @@
+"""The async engine and session factory for a database URL.
+
+Operators write plain URLs (``sqlite:///./data/relaygate.db``,
+``postgresql://user@host/db``); relaygate picks the async driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+
+
+def async_url(url: str) -> str:
+    """Return ``url`` with its async driver: aiosqlite for SQLite, asyncpg for PostgreSQL."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
+    if url.startswith("postgres:"):
+        return "postgresql+asyncpg:" + url[len("postgres:") :]
+    if url.startswith("postgresql:"):
+        return "postgresql+asyncpg:" + url[len("postgresql:") :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """Create the engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout."""
+    engine = create_async_engine(async_url(url), pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """A session factory whose objects stay readable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)

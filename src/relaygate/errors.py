@@ -1,0 +1,96 @@
+"""relaygate's error hierarchy, and its one mapping to OpenAI-shaped responses.
+
+::
+
+    RelaygateError                      (status, OpenAI error type, code)
+    ├── ConfigError                     one-line startup message, no HTTP status
+    ├── BadRequest                      400 invalid_request_error
+    ├── AuthenticationFailed            401 invalid_api_key
+    ├── PermissionDenied                403 permission_denied
+    ├── NotFound                        404 not_found
+    │   └── ModelNotFound               404 model_not_found
+    ├── Conflict                        409 conflict
+    ├── PayloadTooLarge                 413 request_too_large
+    ├── UpstreamFailed                  502 upstream_error
+    ├── ModelUnavailable                503 model_offline
+    └── UpstreamTimeout                 504 upstream_timeout
+
+Responses follow OpenAI's error object,
+``{"error": {"message", "type", "param", "code"}}``
+(https://platform.openai.com/docs/guides/error-codes).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class RelaygateError(Exception):
+    """Base of every error relaygate raises on purpose."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(RelaygateError):
+    """The configuration or the environment is unusable; the message says what to fix."""
+
+
+class BadRequest(RelaygateError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class AuthenticationFailed(RelaygateError):
+    status, type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class PermissionDenied(RelaygateError):
+    status, type, code = 403, "permission_error", "permission_denied"
+
+
+class NotFound(RelaygateError):
+    status, type, code = 404, "invalid_request_error", "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class Conflict(RelaygateError):
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
+class PayloadTooLarge(RelaygateError):
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class UpstreamFailed(RelaygateError):
+    status, type, code = 502, "upstream_error", "upstream_error"
+
+
+class ModelUnavailable(RelaygateError):
+    status, type, code = 503, "service_unavailable", "model_offline"
+
+
+class UpstreamTimeout(RelaygateError):
+    status, type, code = 504, "timeout_error", "upstream_timeout"
+
+
+def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
+    """Serialise one OpenAI-shaped error object to JSON bytes."""
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    )
+
+
+def render(exc: RelaygateError) -> tuple[int, bytes]:
+    """Map an error to its HTTP status and OpenAI-shaped JSON body."""
+    return exc.status, error_body(exc.message, exc.type, exc.code, exc.param)

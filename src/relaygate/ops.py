@@ -1,0 +1,44 @@
+"""Operations routes: ``/healthz`` (alive), ``/readyz`` (database and snapshot), ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from relaygate.context import Context
+from relaygate.metrics import Metrics
+
+router = APIRouter()
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    """Always ``{"status": "ok"}`` while the process serves requests."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(request: Request) -> Response:
+    """200 when the database answers and a snapshot is loaded, else 503 with the reason."""
+    ctx: Context = request.app.state.ctx
+    problems = []
+    try:
+        async with ctx.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        problems.append(f"database unreachable: {type(exc).__name__}")
+    if not ctx.snapshots.loaded:
+        problems.append("snapshot not loaded")
+    if problems:
+        return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of the app's own registry."""
+    registry: Metrics = request.app.state.metrics
+    registry.snapshot_version.set(request.app.state.ctx.snapshots.current.version)
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,142 @@
+"""User API keys: create (shown once), list, revoke; and ``last_used_at`` kept in memory
+and written in batches, never once per request."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from relaygate.changes import bump
+from relaygate.context import Context
+from relaygate.db.tables import ApiKey, User, utcnow
+from relaygate.errors import BadRequest, NotFound
+from relaygate.keys import display_prefix, generate_key, hash_key
+from relaygate.services.users import find_user
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An API key as listed: never the key itself, only its first characters."""
+
+    id: int
+    name: str
+    user_id: int
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    """A key just created: ``key`` is the secret, returned this once only."""
+
+    info: KeyInfo
+    key: str
+
+
+def _info(key: ApiKey) -> KeyInfo:
+    return KeyInfo(
+        key.id,
+        key.name,
+        key.user_id,
+        key.prefix,
+        key.created_at,
+        key.expires_at,
+        key.last_used_at,
+        key.revoked_at,
+    )
+
+
+async def list_keys(ctx: Context, *, user_id: int | None = None) -> list[KeyInfo]:
+    """Every key (revoked ones included), optionally of one user."""
+    query = select(ApiKey).order_by(ApiKey.id)
+    if user_id is not None:
+        query = query.where(ApiKey.user_id == user_id)
+    async with ctx.sessions() as session:
+        return [_info(key) for key in (await session.scalars(query)).all()]
+
+
+async def create_key(
+    ctx: Context,
+    *,
+    user: int | str,
+    name: str,
+    expires_at: datetime | None = None,
+    key: str | None = None,
+) -> CreatedKey:
+    """Create an API key for ``user`` (id or name). ``key`` imports an existing secret
+    instead of generating one. Raises :class:`NotFound` or :class:`BadRequest`."""
+    if expires_at is not None:
+        expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+        if expires_at <= utcnow():
+            raise BadRequest("expires_at must be in the future", param="expires_at")
+    secret = key or generate_key()
+    async with ctx.sessions.begin() as session:
+        owner = await find_user(session, user)
+        row = ApiKey(
+            name=name.strip() or "key",
+            user_id=owner.id,
+            prefix=display_prefix(secret),
+            key_hash=hash_key(secret),
+            expires_at=expires_at,
+        )
+        session.add(row)
+        await session.flush()
+        await bump(session)
+    await ctx.snapshots.refresh()
+    return CreatedKey(_info(row), secret)
+
+
+async def revoke_key(ctx: Context, key_id: int, *, owner_id: int | None = None) -> KeyInfo:
+    """Revoke a key (idempotent); with ``owner_id``, only that user's key. Raises NotFound."""
+    async with ctx.sessions.begin() as session:
+        row = await session.get(ApiKey, key_id)
+        if row is None or (owner_id is not None and row.user_id != owner_id):
+            raise NotFound(f"no API key with id {key_id}")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            await bump(session)
+    await ctx.snapshots.refresh()
+    return _info(row)
+
+
+async def find_key_owner(ctx: Context, key: str) -> tuple[ApiKey, User] | None:
+    """The stored key and its user for the secret ``key``, or None."""
+    async with ctx.sessions() as session:
+        row = (
+            await session.execute(
+                select(ApiKey, User).join(User).where(ApiKey.key_hash == hash_key(key))
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+
+class KeyActivity:
+    """Remembers when each key was last used (a dict write per request) and writes
+    the times to ``api_keys.last_used_at`` in one batch on :meth:`flush`."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, float] = {}
+
+    def touch(self, key_id: int) -> None:
+        """Record that ``key_id`` was used now."""
+        self._pending[key_id] = time.time()
+
+    async def flush(self, ctx: Context) -> int:
+        """Write the pending times; returns how many keys were updated."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return 0
+        async with ctx.sessions.begin() as session:
+            for key_id, used in pending.items():
+                await session.execute(
+                    update(ApiKey)
+                    .where(ApiKey.id == key_id)
+                    .values(last_used_at=datetime.fromtimestamp(used, UTC))
+                )
+        return len(pending)

@@ -1,0 +1,104 @@
+"""First-start work: seed endpoints from the config file, import ``RELAYGATE_ADMIN_KEY``,
+and create a first admin when there is none."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from relaygate.context import Context
+from relaygate.db.tables import ApiKey, Endpoint, Meta, User, utcnow
+from relaygate.keys import hash_key
+from relaygate.services.api_keys import create_key
+from relaygate.services.endpoints import create_endpoint
+from relaygate.services.users import create_user
+
+log = logging.getLogger(__name__)
+SEEDED_KEY = "seeded_at"
+FIRST_ADMIN_NAME = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapResult:
+    """What start-up did: endpoint names seeded or ignored, and a new admin key to print."""
+
+    seeded: list[str]
+    ignored: list[str]
+    new_admin_key: str | None
+
+
+async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
+    """Write the config file's endpoints into a database that has never been seeded.
+
+    Returns (seeded names, ignored names). On a database seeded before, config
+    entries that differ from the stored endpoints are ignored and named in a warning.
+    """
+    seeds = ctx.settings.endpoints
+    async with ctx.sessions() as session:
+        seeded_at = await session.get(Meta, SEEDED_KEY)
+        stored = {e.name: e for e in (await session.scalars(select(Endpoint))).all()}
+    if seeded_at is not None:
+        ignored = [
+            seed.name
+            for seed in seeds
+            if seed.name not in stored
+            or stored[seed.name].url != seed.url.rstrip("/")
+            or stored[seed.name].type != seed.type
+        ]
+        if ignored:
+            log.warning(
+                "ignored endpoint(s) %s from the config file: it seeds endpoints only when the "
+                "database is first created (this one was seeded %s); change endpoints with the "
+                "admin API, the web console or `relaygate endpoints`",
+                ", ".join(repr(n) for n in ignored),
+                seeded_at.value,
+            )
+        return [], ignored
+    async with ctx.sessions.begin() as session:
+        session.add(Meta(key=SEEDED_KEY, value=utcnow().isoformat()))
+    for seed in seeds:
+        await create_endpoint(
+            ctx,
+            name=seed.name,
+            type=seed.type,
+            url=seed.url,
+            api_key=seed.api_key,
+            model_filter=seed.model_filter,
+            enabled=seed.enabled,
+            sync_interval=seed.sync_interval,
+            sync=False,
+        )
+        log.info("seeded endpoint %r from the config file", seed.name)
+    return [seed.name for seed in seeds], []
+
+
+async def _admin_user(ctx: Context) -> User | None:
+    async with ctx.sessions() as session:
+        return await session.scalar(select(User).where(User.role == "admin").order_by(User.id))
+
+
+async def import_admin_key(ctx: Context, key: str) -> None:
+    """Make ``key`` an admin key (idempotent; the key is never logged)."""
+    async with ctx.sessions() as session:
+        existing = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    if existing is not None:
+        return
+    admin = await _admin_user(ctx)
+    owner = admin.id if admin else (await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")).id
+    await create_key(ctx, user=owner, name="RELAYGATE_ADMIN_KEY", key=key)
+    log.info("imported RELAYGATE_ADMIN_KEY as an admin key")
+
+
+async def bootstrap(ctx: Context) -> BootstrapResult:
+    """Run the start-up steps above; ``new_admin_key`` is set only when a first admin
+    was created, for the caller to print once."""
+    seeded, ignored = await seed_endpoints(ctx)
+    new_key = None
+    if ctx.settings.admin_key:
+        await import_admin_key(ctx, ctx.settings.admin_key)
+    elif await _admin_user(ctx) is None:
+        user = await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")
+        new_key = (await create_key(ctx, user=user.id, name="first admin key")).key
+    return BootstrapResult(seeded, ignored, new_key)

@@ -1,0 +1,282 @@
+"""Endpoints: create, read, update, delete, validate — and sync them when they change."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaygate.changes import bump
+from relaygate.context import Context
+from relaygate.db.tables import Endpoint, Model
+from relaygate.errors import BadRequest, Conflict, NotFound
+from relaygate.providers import ListingFailed, get_provider
+from relaygate.services.patch import UNSET, Unset
+from relaygate.sync.service import SyncResult, sync_endpoint
+from relaygate.vault import key_hint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """An endpoint as shown to operators: never its key, only whether it has one."""
+
+    id: int
+    name: str
+    type: str
+    url: str
+    enabled: bool
+    has_api_key: bool
+    api_key_hint: str | None
+    model_filter: list[str]
+    sync_interval: float | None
+    created_at: datetime
+    updated_at: datetime
+    sync_status: str
+    last_synced_at: datetime | None
+    sync_error: str | None
+    models_online: int
+    models_offline: int
+
+
+@dataclass(slots=True)
+class EndpointChanges:
+    """Fields to change on an endpoint; a field left UNSET keeps its value.
+    ``api_key=None`` clears the stored key."""
+
+    name: str | Unset = UNSET
+    url: str | Unset = UNSET
+    api_key: str | Unset | None = UNSET
+    model_filter: list[str] | Unset = UNSET
+    enabled: bool | Unset = UNSET
+    sync_interval: float | Unset | None = UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationResult:
+    """The outcome of :func:`validate_endpoint`: listed model ids, or the reason it failed."""
+
+    ok: bool
+    models: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def check_url(url: str) -> str:
+    """Return ``url`` without a trailing slash if it is an http(s) API base URL;
+    raises :class:`BadRequest` otherwise."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(
+            f"url {url!r} is not an http(s) URL; give the API base, e.g. "
+            "https://api.openai.com/v1 or http://127.0.0.1:11434/v1",
+            param="url",
+        )
+    return url.rstrip("/")
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise BadRequest("name must be 1 to 200 characters", param="name")
+    return name
+
+
+def _check_interval(value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise BadRequest(
+            "sync_interval must be a positive number of seconds", param="sync_interval"
+        )
+    return value
+
+
+async def _info(session: AsyncSession, endpoint: Endpoint) -> EndpointInfo:
+    rows = await session.execute(
+        select(Model.status, func.count())
+        .where(Model.endpoint_id == endpoint.id)
+        .group_by(Model.status)
+    )
+    counts: dict[str, int] = {status: count for status, count in rows}
+    return EndpointInfo(
+        id=endpoint.id,
+        name=endpoint.name,
+        type=endpoint.type,
+        url=endpoint.url,
+        enabled=endpoint.enabled,
+        has_api_key=endpoint.api_key_encrypted is not None,
+        api_key_hint=endpoint.api_key_hint,
+        model_filter=list(endpoint.model_filter or []),
+        sync_interval=endpoint.sync_interval,
+        created_at=endpoint.created_at,
+        updated_at=endpoint.updated_at,
+        sync_status=endpoint.sync_status,
+        last_synced_at=endpoint.last_synced_at,
+        sync_error=endpoint.last_sync_error,
+        models_online=counts.get("online", 0),
+        models_offline=counts.get("offline", 0),
+    )
+
+
+async def find_endpoint(session: AsyncSession, ident: int | str) -> Endpoint:
+    """The endpoint with id ``ident`` (or, for a non-numeric string, that name).
+
+    Raises :class:`NotFound`.
+    """
+    if isinstance(ident, int) or ident.isdigit():
+        endpoint = await session.get(Endpoint, int(ident))
+    else:
+        endpoint = await session.scalar(select(Endpoint).where(Endpoint.name == ident))
+    if endpoint is None:
+        raise NotFound(f"no endpoint {ident!r}")
+    return endpoint
+
+
+async def list_endpoints(ctx: Context) -> list[EndpointInfo]:
+    """Every endpoint, in id order."""
+    async with ctx.sessions() as session:
+        endpoints = (await session.scalars(select(Endpoint).order_by(Endpoint.id))).all()
+        return [await _info(session, endpoint) for endpoint in endpoints]
+
+
+async def get_endpoint(ctx: Context, ident: int | str) -> EndpointInfo:
+    """One endpoint by id or name; raises :class:`NotFound`."""
+    async with ctx.sessions() as session:
+        return await _info(session, await find_endpoint(session, ident))
+
+
+async def create_endpoint(
+    ctx: Context,
+    *,
+    name: str,
+    type: str = "openai",
+    url: str,
+    api_key: str | None = None,
+    model_filter: list[str] | None = None,
+    enabled: bool = True,
+    sync_interval: float | None = None,
+    sync: bool = True,
+) -> EndpointInfo:
+    """Store a new endpoint (its key encrypted) and, when ``sync`` and enabled, sync it now.
+
+    Raises :class:`BadRequest` for a bad name, type, URL or interval and
+    :class:`Conflict` when the name is taken. A failing first sync does not undo
+    the creation: its error is in the returned endpoint's sync state.
+    """
+    get_provider(type)
+    endpoint = Endpoint(
+        name=_check_name(name),
+        type=type,
+        url=check_url(url),
+        model_filter=list(model_filter or []),
+        enabled=enabled,
+        sync_interval=_check_interval(sync_interval),
+    )
+    if api_key:
+        endpoint.api_key_encrypted = ctx.vault.encrypt(api_key)
+        endpoint.api_key_hint = key_hint(api_key)
+    try:
+        async with ctx.sessions.begin() as session:
+            session.add(endpoint)
+            await session.flush()
+            await bump(session)
+    except IntegrityError:
+        raise Conflict(
+            f"an endpoint named {endpoint.name!r} already exists", param="name"
+        ) from None
+    log.info("created endpoint %r (%s)", endpoint.name, endpoint.url)
+    if sync and enabled:
+        await sync_endpoint(ctx, endpoint.id, trigger="created")
+    else:
+        await ctx.snapshots.refresh()
+    return await get_endpoint(ctx, endpoint.id)
+
+
+async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChanges) -> EndpointInfo:
+    """Apply ``changes``; re-sync when the URL, key or filter changed or it was enabled.
+
+    Raises :class:`NotFound`, :class:`BadRequest` or :class:`Conflict` (name taken).
+    """
+    resync = False
+    try:
+        async with ctx.sessions.begin() as session:
+            endpoint = await find_endpoint(session, ident)
+            was_enabled = endpoint.enabled
+            if not isinstance(changes.name, Unset):
+                endpoint.name = _check_name(changes.name)
+            if not isinstance(changes.url, Unset):
+                url = check_url(changes.url)
+                resync |= url != endpoint.url
+                endpoint.url = url
+            if not isinstance(changes.api_key, Unset):
+                resync = True
+                if changes.api_key:
+                    endpoint.api_key_encrypted = ctx.vault.encrypt(changes.api_key)
+                    endpoint.api_key_hint = key_hint(changes.api_key)
+                else:
+                    endpoint.api_key_encrypted = endpoint.api_key_hint = None
+            if not isinstance(changes.model_filter, Unset):
+                resync |= list(changes.model_filter) != list(endpoint.model_filter or [])
+                endpoint.model_filter = list(changes.model_filter)
+            if not isinstance(changes.enabled, Unset):
+                endpoint.enabled = changes.enabled
+                resync |= changes.enabled and not was_enabled
+            if not isinstance(changes.sync_interval, Unset):
+                endpoint.sync_interval = _check_interval(changes.sync_interval)
+            await bump(session)
+            endpoint_id, enabled = endpoint.id, endpoint.enabled
+    except IntegrityError:
+        raise Conflict(f"an endpoint named {changes.name!r} already exists", param="name") from None
+    if resync and enabled:
+        await sync_endpoint(ctx, endpoint_id, trigger="updated")
+    else:
+        await ctx.snapshots.refresh()
+    return await get_endpoint(ctx, endpoint_id)
+
+
+async def delete_endpoint(ctx: Context, ident: int | str) -> int:
+    """Delete an endpoint with its models and sync history; returns how many models went.
+
+    Raises :class:`NotFound`.
+    """
+    async with ctx.sessions.begin() as session:
+        endpoint = await find_endpoint(session, ident)
+        removed = await session.scalar(
+            select(func.count()).select_from(Model).where(Model.endpoint_id == endpoint.id)
+        )
+        await session.execute(delete(Model).where(Model.endpoint_id == endpoint.id))
+        await session.delete(endpoint)
+        await bump(session)
+    ctx.sync_state.last_run.pop(endpoint.id, None)
+    await ctx.snapshots.refresh()
+    log.info("deleted endpoint %r and its %d models", endpoint.name, removed or 0)
+    return int(removed or 0)
+
+
+async def sync_by_ident(ctx: Context, ident: int | str) -> SyncResult:
+    """Sync one endpoint now, by id or name."""
+    async with ctx.sessions() as session:
+        endpoint = await find_endpoint(session, ident)
+    return await sync_endpoint(ctx, endpoint.id, trigger="manual")
+
+
+async def validate_endpoint(
+    ctx: Context, *, type: str, url: str, api_key: str | None = None
+) -> ValidationResult:
+    """List the models at ``url`` without saving anything.
+
+    Raises :class:`BadRequest` for an unknown type or a malformed URL; a listing
+    failure is returned as ``ok=False`` with its reason.
+    """
+    provider = get_provider(type)
+    base = check_url(url)
+    try:
+        models = await provider.list_models(ctx.http, base, api_key, ctx.settings.sync_timeout)
+    except ListingFailed as exc:
+        return ValidationResult(ok=False, error=str(exc))
+    return ValidationResult(ok=True, models=[m.id for m in models])

@@ -1,0 +1,100 @@
+"""Models: list them and set an alias or enable/disable one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+
+from relaygate.changes import bump
+from relaygate.context import Context
+from relaygate.db.tables import Model
+from relaygate.errors import BadRequest, Conflict, NotFound
+from relaygate.services.patch import UNSET, Unset
+
+MODEL_STATUSES = ("online", "offline")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model of one endpoint, as the admin API shows it."""
+
+    id: int
+    endpoint_id: int
+    upstream_id: str
+    alias: str | None
+    status: str
+    enabled: bool
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+def _info(model: Model) -> ModelInfo:
+    return ModelInfo(
+        model.id,
+        model.endpoint_id,
+        model.upstream_id,
+        model.alias,
+        model.status,
+        model.enabled,
+        model.first_seen_at,
+        model.last_seen_at,
+    )
+
+
+async def list_models(
+    ctx: Context, *, endpoint_id: int | None = None, status: str | None = None
+) -> list[ModelInfo]:
+    """Models, optionally of one endpoint and/or one status (``online``/``offline``).
+
+    Raises :class:`BadRequest` for another status.
+    """
+    query = select(Model).order_by(Model.endpoint_id, Model.upstream_id)
+    if endpoint_id is not None:
+        query = query.where(Model.endpoint_id == endpoint_id)
+    if status is not None:
+        if status not in MODEL_STATUSES:
+            raise BadRequest("status must be 'online' or 'offline'", param="status")
+        query = query.where(Model.status == status)
+    async with ctx.sessions() as session:
+        return [_info(model) for model in (await session.scalars(query)).all()]
+
+
+async def update_model(
+    ctx: Context,
+    model_id: int,
+    *,
+    alias: str | Unset | None = UNSET,
+    enabled: bool | Unset = UNSET,
+) -> ModelInfo:
+    """Set or clear (``None`` or empty) a model's alias, or enable/disable it.
+
+    Raises :class:`NotFound`, and :class:`Conflict` when another model of the same
+    endpoint already answers to the new public name.
+    """
+    async with ctx.sessions.begin() as session:
+        model = await session.get(Model, model_id)
+        if model is None:
+            raise NotFound(f"no model with id {model_id}")
+        if not isinstance(alias, Unset):
+            alias = alias.strip() if alias else None
+            name = alias or model.upstream_id
+            clash = await session.scalar(
+                select(Model.upstream_id).where(
+                    Model.endpoint_id == model.endpoint_id,
+                    Model.id != model.id,
+                    or_(Model.alias == name, (Model.alias.is_(None)) & (Model.upstream_id == name)),
+                )
+            )
+            if clash is not None:
+                raise Conflict(
+                    f"model {clash!r} of the same endpoint already answers to {name!r}",
+                    param="alias",
+                )
+            model.alias = alias
+        if not isinstance(enabled, Unset):
+            model.enabled = enabled
+        await bump(session)
+    await ctx.snapshots.refresh()
+    return _info(model)

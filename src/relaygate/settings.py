@@ -1,0 +1,152 @@
+"""relaygate's configuration: the one place that reads the environment.
+
+Sources, strongest first: ``RELAYGATE_*`` environment variables, then the
+YAML file (``--config``, else ``RELAYGATE_CONFIG``, else ``./relaygate.yaml``
+when present), then the defaults below. String values in the file may use
+``${VAR}`` (or ``${VAR:-default}``) to take a value from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from relaygate.errors import ConfigError
+
+ENV_PREFIX = "RELAYGATE_"
+DEFAULT_CONFIG_FILE = "relaygate.yaml"
+DEFAULT_DATABASE_URL = "sqlite:///./data/relaygate.db"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class EndpointSeed(BaseModel):
+    """One entry of the config file's ``endpoints:`` list (seeds a new database only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    type: Literal["openai", "anthropic", "google"] = "openai"
+    url: str
+    api_key: str | None = None
+    model_filter: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    sync_interval: float | None = None
+
+
+class Settings(BaseModel):
+    """Every setting relaygate reads; built by :func:`load_settings`.
+
+    Durations are in seconds, sizes in bytes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config_file: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+    sync_interval: float = Field(default=30.0, gt=0)
+    sync_timeout: float = Field(default=10.0, gt=0)
+    admin_key: str | None = None
+    secret_key: str | None = None
+    secret_key_file: str | None = None
+    change_poll_interval: float = Field(default=1.0, gt=0)
+    key_usage_flush_interval: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    upstream_connect_timeout: float = Field(default=10.0, gt=0)
+    upstream_read_timeout: float = Field(default=600.0, gt=0)
+    upstream_max_connections: int = Field(default=1000, gt=0)
+    endpoints: list[EndpointSeed] = Field(default_factory=list)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+", "postgres:")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None when the database is not a SQLite file."""
+        if not self.database_url.startswith("sqlite"):
+            return None
+        path = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
+        if not path or path == ":memory:":
+            return None
+        return Path(path)
+
+
+def _expand(value: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"the config file uses ${{{name}}} but {name} is not set")
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, list):
+        return [_expand(item, environ) for item in value]
+    if isinstance(value, dict):
+        return {key: _expand(item, environ) for key, item in value.items()}
+    return value
+
+
+def _read_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must be a mapping of settings")
+    expanded: dict[str, Any] = _expand(raw, environ)
+    return expanded
+
+
+def load_settings(
+    config_file: str | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Build the settings from the config file, the environment and explicit overrides.
+
+    ``environ`` defaults to ``os.environ``; ``overrides`` (e.g. from command-line
+    flags) win over everything. Raises :class:`ConfigError` with a one-line
+    message naming what to fix.
+    """
+    env = os.environ if environ is None else environ
+    path_text = config_file or env.get(f"{ENV_PREFIX}CONFIG")
+    if path_text is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path_text = DEFAULT_CONFIG_FILE
+    values: dict[str, Any] = {}
+    if path_text:
+        values.update(_read_file(Path(path_text), env))
+        values["config_file"] = path_text
+    for name in Settings.model_fields:
+        if name in ("endpoints", "config_file"):
+            continue
+        env_value = env.get(ENV_PREFIX + name.upper())
+        if env_value is not None and env_value != "":
+            values[name] = env_value
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        source = f" (from {path_text})" if path_text else ""
+        raise ConfigError(f"setting {where!r} {first['msg'].lower()}{source}") from None

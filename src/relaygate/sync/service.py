@@ -1,0 +1,174 @@
+"""Sync one endpoint: list its models, reconcile, record the outcome, refresh the snapshot."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from relaygate.changes import bump
+from relaygate.context import Context
+from relaygate.db.tables import Endpoint, Model, SyncRun, utcnow
+from relaygate.errors import Conflict, NotFound
+from relaygate.providers import DiscoveredModel, ListingFailed, get_provider
+from relaygate.sync.reconcile import matches_filter, plan
+from relaygate.vault import DecryptionFailed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """The outcome of one sync. ``status`` is ``ok`` or ``error``; counts are models."""
+
+    endpoint_id: int
+    endpoint_name: str
+    status: str
+    added: int
+    reactivated: int
+    deactivated: int
+    total: int
+    synced_at: datetime
+    error: str | None
+
+
+async def _list(ctx: Context, endpoint: Endpoint) -> list[DiscoveredModel]:
+    api_key = None
+    if endpoint.api_key_encrypted:
+        try:
+            api_key = ctx.vault.decrypt(endpoint.api_key_encrypted)
+        except DecryptionFailed:
+            raise ListingFailed(
+                "the stored API key cannot be decrypted with this RELAYGATE_SECRET_KEY"
+            ) from None
+    provider = get_provider(endpoint.type)
+    return await provider.list_models(ctx.http, endpoint.url, api_key, ctx.settings.sync_timeout)
+
+
+async def sync_endpoint(
+    ctx: Context, endpoint_id: int, *, trigger: str = "manual", refresh: bool = True
+) -> SyncResult:
+    """List endpoint ``endpoint_id``'s models and reconcile them with the store.
+
+    New models are inserted online, vanished ones marked offline (kept), returning
+    ones marked online. On a listing failure every model of the endpoint is marked
+    offline and the reason is recorded. Either way a ``sync_runs`` row is written
+    and the endpoint's sync state updated. Raises :class:`NotFound` for an unknown
+    endpoint and :class:`Conflict` for a disabled one.
+    """
+    async with ctx.sync_state.lock(endpoint_id):
+        async with ctx.sessions() as session:
+            endpoint = await session.get(Endpoint, endpoint_id)
+        if endpoint is None:
+            raise NotFound(f"no endpoint with id {endpoint_id}")
+        if not endpoint.enabled:
+            raise Conflict(f"endpoint {endpoint.name!r} is disabled; enable it to sync it")
+        started = utcnow()
+        ctx.sync_state.last_run[endpoint_id] = time.monotonic()
+        error: str | None = None
+        discovered: list[str] = []
+        try:
+            listed = await _list(ctx, endpoint)
+            discovered = [m.id for m in listed if matches_filter(m.id, endpoint.model_filter)]
+        except ListingFailed as exc:
+            error = f"sync of endpoint {endpoint.name!r} failed: {exc}"
+        result = await _record(ctx, endpoint, discovered, error, started, trigger)
+    if error:
+        log.warning("%s", error)
+    else:
+        log.info(
+            "synced endpoint %r: %d models (%d added, %d reactivated, %d deactivated)",
+            endpoint.name,
+            result.total,
+            result.added,
+            result.reactivated,
+            result.deactivated,
+        )
+    if refresh:
+        await ctx.snapshots.refresh()
+    return result
+
+
+async def _record(
+    ctx: Context,
+    endpoint: Endpoint,
+    discovered: list[str],
+    error: str | None,
+    started: datetime,
+    trigger: str,
+) -> SyncResult:
+    now = utcnow()
+    async with ctx.sessions.begin() as session:
+        rows = await session.execute(
+            select(Model.upstream_id, Model.status).where(Model.endpoint_id == endpoint.id)
+        )
+        stored = {upstream_id: status for upstream_id, status in rows}
+        if error is None:
+            changes = plan(stored, discovered)
+            session.add_all(
+                Model(
+                    endpoint_id=endpoint.id,
+                    upstream_id=m,
+                    status="online",
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+                for m in changes.add
+            )
+            if discovered:
+                await session.execute(
+                    update(Model)
+                    .where(Model.endpoint_id == endpoint.id, Model.upstream_id.in_(discovered))
+                    .values(status="online", last_seen_at=now)
+                )
+            deactivate = changes.deactivate
+            counts = (len(changes.add), len(changes.reactivate), len(deactivate))
+        else:
+            deactivate = tuple(m for m, status in stored.items() if status == "online")
+            counts = (0, 0, len(deactivate))
+        if deactivate:
+            await session.execute(
+                update(Model)
+                .where(Model.endpoint_id == endpoint.id, Model.upstream_id.in_(deactivate))
+                .values(status="offline")
+            )
+        total = len(discovered)
+        await session.execute(
+            update(Endpoint)
+            .where(Endpoint.id == endpoint.id)
+            .values(
+                sync_status="error" if error else "ok",
+                last_synced_at=now,
+                last_sync_error=error,
+                updated_at=Endpoint.updated_at,
+            )
+        )
+        session.add(
+            SyncRun(
+                endpoint_id=endpoint.id,
+                trigger=trigger,
+                started_at=started,
+                finished_at=now,
+                status="error" if error else "ok",
+                added=counts[0],
+                reactivated=counts[1],
+                deactivated=counts[2],
+                total=total,
+                error=error,
+            )
+        )
+        await bump(session)
+    return SyncResult(
+        endpoint_id=endpoint.id,
+        endpoint_name=endpoint.name,
+        status="error" if error else "ok",
+        added=counts[0],
+        reactivated=counts[1],
+        deactivated=counts[2],
+        total=total,
+        synced_at=now,
+        error=error,
+    )
