@@ -1,0 +1,128 @@
+"""Forwarding through relaygate with the official openai SDK as the client."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from tests.conftest import Upstream
+from tests.support.gateway import Gateway
+
+
+def test_chat_completion_reaches_upstream_with_provider_key(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    """A chat completion is forwarded with the endpoint's key as Bearer, never the client's."""
+    upstream.state.api_key = "sk-provider-secret-1234"
+    gateway.add_endpoint("up", upstream.url, api_key="sk-provider-secret-1234")
+    client = gateway.openai()
+    reply = client.chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.choices[0].message.content == "hello from upstream"
+    seen = upstream.state.requests[-1]
+    assert seen.path == "/v1/chat/completions"
+    assert seen.headers["authorization"] == "Bearer sk-provider-secret-1234"
+    assert gateway.admin_key not in str(seen.headers)
+    assert "x-api-key" not in seen.headers
+
+
+def test_alias_is_rewritten_to_upstream_id(gateway: Gateway, upstream: Upstream) -> None:
+    """Clients use the alias; the upstream receives its own model id, the body otherwise intact."""
+    endpoint = gateway.add_endpoint("up", upstream.url)
+    model = gateway.admin.get("/admin/api/v1/models",
+                              params={"endpoint_id": endpoint["id"]}).json()[0]
+    assert gateway.admin.patch(f"/admin/api/v1/models/{model['id']}",
+                               json={"alias": "friendly"}).status_code == 200
+    client = gateway.openai()
+    assert [m.id for m in client.models.list()] == ["friendly"]
+    client.chat.completions.create(model="friendly", messages=[{"role": "user", "content": "x"}],
+                                   temperature=0.25)
+    sent = upstream.state.requests[-1].json
+    assert sent["model"] == "gpt-test"
+    assert sent["temperature"] == 0.25
+    assert sent["messages"] == [{"role": "user", "content": "x"}]
+
+
+def test_stream_is_passed_through_chunk_by_chunk(gateway: Gateway, upstream: Upstream) -> None:
+    """The first SSE chunk reaches the client while the upstream still holds the rest."""
+    gateway.add_endpoint("up", upstream.url)
+    hold = threading.Event()
+    upstream.state.hold_stream = hold
+    stream = gateway.openai().chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    chunks = iter(stream)
+    first = next(chunks)
+    assert first.choices[0].delta.content == "c0 "
+    assert not hold.is_set()
+    hold.set()
+    rest = [c.choices[0].delta.content for c in chunks]
+    assert rest == ["c1 ", "c2 ", "c3 ", "c4 "]
+
+
+def test_client_disconnect_cancels_upstream(gateway: Gateway, upstream: Upstream) -> None:
+    """A client that leaves mid-stream makes relaygate drop the upstream request."""
+    gateway.add_endpoint("up", upstream.url)
+    upstream.state.hold_stream = threading.Event()
+    with httpx.Client(timeout=10) as client, client.stream(
+        "POST", gateway.url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {gateway.admin_key}"},
+        json={"model": "gpt-test", "stream": True, "messages": []},
+    ) as response:
+        assert response.status_code == 200
+        next(response.iter_raw())
+    assert upstream.state.stream_cancelled.wait(5), "upstream stream was not cancelled"
+
+
+def test_same_name_on_two_endpoints_is_listed_once_and_round_robined(
+    gateway: Gateway, upstream: Upstream, second_upstream: Upstream
+) -> None:
+    """Two endpoints serving one public name share its traffic; /v1/models lists it once."""
+    gateway.add_endpoint("first", upstream.url)
+    gateway.add_endpoint("second", second_upstream.url)
+    client = gateway.openai()
+    assert [m.id for m in client.models.list()] == ["gpt-test"]
+    served = []
+    for _ in range(4):
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-test", messages=[{"role": "user", "content": "x"}]
+        )
+        served.append(raw.headers["x-relaygate-endpoint"])
+    assert sorted(served) == ["first", "first", "second", "second"]
+    assert len(upstream.state.requests) == 2 and len(second_upstream.state.requests) == 2
+
+
+def test_models_list_and_retrieve(gateway: Gateway, upstream: Upstream) -> None:
+    """/v1/models uses OpenAI's list shape with owned_by = endpoint name; retrieve works."""
+    upstream.state.models = ["a-model", "b-model"]
+    gateway.add_endpoint("local", upstream.url)
+    client = gateway.openai()
+    listed = client.models.list()
+    assert sorted(m.id for m in listed) == ["a-model", "b-model"]
+    assert {m.owned_by for m in listed} == {"local"}
+    assert client.models.retrieve("b-model").id == "b-model"
+
+
+def test_query_string_and_other_routes_are_forwarded(gateway: Gateway, upstream: Upstream) -> None:
+    """Any /v1 path with a JSON model (embeddings here) goes to {url}/<path>, query kept."""
+    gateway.add_endpoint("up", upstream.url)
+    response = gateway.admin.post("/v1/embeddings?api-version=2", json={"model": "gpt-test",
+                                                                        "input": "x"})
+    assert response.status_code == 200
+    seen = upstream.state.requests[-1]
+    assert (seen.path, seen.query) == ("/v1/embeddings", "api-version=2")
+    assert response.headers["x-upstream"] == "upstream"
+    assert "keep-alive" not in response.headers.get("connection", "")
+
+
+def test_unreachable_upstream_is_502(gateway: Gateway, upstream: Upstream) -> None:
+    """When the endpoint stops answering, the client gets an OpenAI-shaped 502 quickly."""
+    gateway.add_endpoint("up", upstream.url)
+    upstream.stop()
+    time.sleep(0.2)
+    response = gateway.admin.post("/v1/chat/completions", json={"model": "gpt-test"})
+    assert response.status_code == 502
+    assert "unreachable" in response.json()["error"]["message"]

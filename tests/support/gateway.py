@@ -1,0 +1,75 @@
+"""relaygate itself, in-process under uvicorn on loopback, with helpers for tests."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import httpx
+from openai import OpenAI
+
+from relaygate.app import RelaygateApp, create_app
+from relaygate.context import Context
+from relaygate.settings import load_settings
+from tests.support.servers import ServerThread
+
+
+class Gateway:
+    """A running relaygate on a fresh SQLite file, with a known admin key."""
+
+    def __init__(self, tmp_path: Path, **overrides: Any):
+        self.admin_key = "rg-" + secrets.token_urlsafe(32)
+        self.db_path = tmp_path / "relaygate.db"
+        values: dict[str, Any] = {
+            "database_url": f"sqlite:///{self.db_path}",
+            "admin_key": self.admin_key,
+            "secret_key": "test-secret-" + secrets.token_hex(8),
+            "sync_interval": 3600,
+            "change_poll_interval": 0.2,
+        }
+        values.update(overrides)
+        self.settings = load_settings(None, environ={}, **values)
+        self.app: RelaygateApp = create_app(self.settings)
+        self.server = ServerThread(self.app)
+        self.url = ""
+
+    def start(self) -> Gateway:
+        self.server.start()
+        self.url = self.server.url
+        self.admin = httpx.Client(
+            base_url=self.url, headers={"authorization": f"Bearer {self.admin_key}"}, timeout=30
+        )
+        return self
+
+    def stop(self) -> None:
+        self.admin.close()
+        self.server.stop()
+
+    @property
+    def ctx(self) -> Context:
+        ctx: Context = self.app.api.state.ctx
+        return ctx
+
+    def openai(self, key: str | None = None, **kwargs: Any) -> OpenAI:
+        return OpenAI(base_url=self.url + "/v1", api_key=key or self.admin_key, max_retries=0,
+                      **kwargs)
+
+    def add_endpoint(self, name: str, url: str, **fields: Any) -> dict[str, Any]:
+        response = self.admin.post("/admin/api/v1/endpoints",
+                                   json={"name": name, "url": url, **fields})
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def create_user(self, name: str, role: str = "user") -> dict[str, Any]:
+        response = self.admin.post("/admin/api/v1/users", json={"name": name, "role": role})
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def create_key(self, **fields: Any) -> dict[str, Any]:
+        response = self.admin.post("/admin/api/v1/keys", json=fields)
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
