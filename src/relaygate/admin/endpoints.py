@@ -14,13 +14,14 @@ from relaygate.admin.schemas import (
     EndpointUpdate,
     EndpointValidate,
     SyncOut,
+    SyncRunOut,
     SyncState,
     ValidationOut,
 )
 from relaygate.context import Context
 from relaygate.services import endpoints as service
 from relaygate.services.endpoints import EndpointChanges, EndpointInfo
-from relaygate.sync.service import SyncResult
+from relaygate.sync.service import SyncResult, sync_history
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"], dependencies=[Depends(require_admin)])
 
@@ -111,3 +112,13 @@ async def delete_endpoint(endpoint_id: int, ctx: Context = Depends(get_ctx)) -> 
 @router.post("/{endpoint_id}/sync")
 async def sync_endpoint(endpoint_id: int, ctx: Context = Depends(get_ctx)) -> SyncOut:
     return sync_out(await service.sync_by_ident(ctx, endpoint_id))
+
+
+@router.get("/{endpoint_id}/syncs")
+async def list_syncs(
+    endpoint_id: int, limit: int = 50, ctx: Context = Depends(get_ctx)
+) -> list[SyncRunOut]:
+    """The endpoint's sync history, newest first."""
+    await service.get_endpoint(ctx, endpoint_id)
+    runs = await sync_history(ctx, endpoint_id, max(1, min(limit, 1000)))
+    return [SyncRunOut(**asdict(run)) for run in runs]

@@ -87,6 +87,19 @@ class SyncOut(BaseModel):
     error: str | None
 
 
+class SyncRunOut(BaseModel):
+    id: int
+    trigger: str
+    started_at: datetime
+    finished_at: datetime
+    status: Literal["ok", "error"]
+    added: int
+    reactivated: int
+    deactivated: int
+    total: int
+    error: str | None
+
+
 class ModelOut(BaseModel):
     id: int
     endpoint_id: int

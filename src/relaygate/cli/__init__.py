@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -83,7 +84,7 @@ def serve(
         fail(exc.message, code=2)
     from relaygate.app import create_app
 
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -93,6 +94,11 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=30,
     )
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would make a
+    # clean stop exit with -15; a no-op handler underneath lets the process exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.Server(config).run()
 
 
 @db.command("upgrade")

@@ -35,6 +35,38 @@ class SyncResult:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class SyncRunInfo:
+    """One row of an endpoint's sync history."""
+
+    id: int
+    trigger: str
+    started_at: datetime
+    finished_at: datetime
+    status: str
+    added: int
+    reactivated: int
+    deactivated: int
+    total: int
+    error: str | None
+
+
+async def sync_history(ctx: Context, endpoint_id: int, limit: int = 50) -> list[SyncRunInfo]:
+    """The endpoint's most recent syncs, newest first."""
+    async with ctx.sessions() as session:
+        rows = await session.scalars(
+            select(SyncRun)
+            .where(SyncRun.endpoint_id == endpoint_id)
+            .order_by(SyncRun.id.desc())
+            .limit(limit)
+        )
+        return [
+            SyncRunInfo(r.id, r.trigger, r.started_at, r.finished_at, r.status, r.added,
+                        r.reactivated, r.deactivated, r.total, r.error)
+            for r in rows
+        ]
+
+
 async def _list(ctx: Context, endpoint: Endpoint) -> list[DiscoveredModel]:
     api_key = None
     if endpoint.api_key_encrypted:

@@ -1,0 +1,5 @@
+"""``python -m relaygate`` runs the CLI."""
+
+from relaygate.cli import main
+
+main()

@@ -1,0 +1,161 @@
+"""``relaygate serve`` as an operator runs it: first start, config seeding, secrets."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Upstream
+from tests.support.process import ServeProcess, cli_env, relaygate
+
+KEY_PATTERN = re.compile(r"rg-[A-Za-z0-9_-]{43}")
+
+
+def test_first_start_creates_admin_and_prints_key_once(tmp_path: Path) -> None:
+    """With no admin and no RELAYGATE_ADMIN_KEY, the first start prints a working admin key
+    once; a restart prints none. The generated secret key file is mode 0600."""
+    env = cli_env(tmp_path)
+    server = ServeProcess(tmp_path, env).wait_ready()
+    try:
+        keys = KEY_PATTERN.findall(server.output)
+        assert len(keys) == 1
+        assert "will not be shown again" in server.output
+        response = httpx.get(server.url + "/admin/api/v1/endpoints",
+                             headers={"authorization": f"Bearer {keys[0]}"})
+        assert response.status_code == 200
+    finally:
+        assert server.stop() == 0
+    assert (tmp_path / "data" / "relaygate.db").is_file()
+    secret = tmp_path / "data" / "relaygate.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    again = ServeProcess(tmp_path, env).wait_ready()
+    try:
+        assert KEY_PATTERN.findall(again.output) == []
+    finally:
+        again.stop()
+
+
+def test_admin_key_env_is_imported_once(tmp_path: Path) -> None:
+    """RELAYGATE_ADMIN_KEY becomes an admin key, idempotently, and is never printed."""
+    admin_key = "rg-" + "k" * 43
+    env = cli_env(tmp_path, RELAYGATE_ADMIN_KEY=admin_key)
+    for _ in range(2):
+        server = ServeProcess(tmp_path, env).wait_ready()
+        try:
+            listed = httpx.get(server.url + "/admin/api/v1/keys",
+                               headers={"authorization": f"Bearer {admin_key}"}).json()
+            assert [k["name"] for k in listed] == ["RELAYGATE_ADMIN_KEY"]
+        finally:
+            server.stop()
+        assert admin_key not in server.output
+        assert KEY_PATTERN.findall(server.output) == []
+
+
+def test_config_seeds_endpoints_only_into_a_new_database(
+    tmp_path: Path, upstream: Upstream, second_upstream: Upstream
+) -> None:
+    """Config endpoints are written on first creation (with ${VAR} expanded); later edits
+    of the file are ignored with a warning that names them and says why."""
+    upstream.state.api_key = "sk-seeded-provider-key-5555"
+    config = tmp_path / "relaygate.yaml"
+    config.write_text(
+        "sync_interval: 60\n"
+        "endpoints:\n"
+        f"  - name: local\n    url: {upstream.url}\n    api_key: ${{PROVIDER_KEY}}\n"
+    )
+    admin_key = "rg-" + "a" * 43
+    env = cli_env(tmp_path, RELAYGATE_ADMIN_KEY=admin_key,
+                  PROVIDER_KEY="sk-seeded-provider-key-5555")
+    headers = {"authorization": f"Bearer {admin_key}"}
+    server = ServeProcess(tmp_path, env).wait_ready()
+    try:
+        endpoints = httpx.get(server.url + "/admin/api/v1/endpoints", headers=headers).json()
+        assert [(e["name"], e["has_api_key"]) for e in endpoints] == [("local", True)]
+        models = httpx.get(server.url + "/v1/models", headers=headers).json()["data"]
+        assert [m["id"] for m in models] == ["gpt-test"]
+    finally:
+        server.stop()
+    config.write_text(
+        "endpoints:\n"
+        f"  - name: local\n    url: {upstream.url}\n"
+        f"  - name: extra\n    url: {second_upstream.url}\n"
+    )
+    server = ServeProcess(tmp_path, env).wait_ready()
+    try:
+        endpoints = httpx.get(server.url + "/admin/api/v1/endpoints", headers=headers).json()
+        assert [e["name"] for e in endpoints] == ["local"]
+    finally:
+        server.stop()
+    warning = [line for line in server.output.splitlines() if "ignored endpoint" in line]
+    assert len(warning) == 1
+    assert "'extra'" in warning[0] and "'local'" not in warning[0]
+    assert "only when the database is first created" in warning[0]
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "message"),
+    [
+        ("port: [1\n", {}, "is not valid YAML at line"),
+        ("endpoints:\n  - name: x\n    url: ${NOPE}\n", {}, "uses ${NOPE} but NOPE is not set"),
+        ("", {"RELAYGATE_PORT": "eighty"}, "setting 'port'"),
+        ("bogus: 1\n", {}, "setting 'bogus'"),
+        ("", {"RELAYGATE_DATABASE_URL": "mysql://x/y"}, "setting 'database_url'"),
+    ],
+    ids=["yaml", "missing-var", "bad-port", "unknown-setting", "bad-database"],
+)
+def test_broken_config_is_one_line(
+    tmp_path: Path, config: str, env: dict[str, str], message: str
+) -> None:
+    """A broken config stops `serve` with exit code 2 and one line saying what to fix."""
+    (tmp_path / "relaygate.yaml").write_text(config)
+    result = relaygate(tmp_path, "serve", env=cli_env(tmp_path, **env))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_wrong_secret_key_is_one_line(tmp_path: Path) -> None:
+    """Starting with another RELAYGATE_SECRET_KEY than the database's is refused clearly."""
+    assert relaygate(tmp_path, "db", "upgrade").returncode == 0
+    result = relaygate(tmp_path, "serve", env=cli_env(tmp_path, RELAYGATE_SECRET_KEY="other"))
+    assert result.returncode == 2
+    assert "RELAYGATE_SECRET_KEY is not the key" in result.stderr
+
+
+def test_no_key_in_clear_in_database_or_logs(tmp_path: Path, upstream: Upstream) -> None:
+    """Provider keys and user keys never appear in the SQLite file or the (debug) logs."""
+    provider_key = "sk-provider-key-in-clear-never-0001"
+    admin_key = "rg-" + "b" * 43
+    upstream.state.api_key = provider_key
+    env = cli_env(tmp_path, RELAYGATE_ADMIN_KEY=admin_key, RELAYGATE_LOG_LEVEL="debug")
+    server = ServeProcess(tmp_path, env).wait_ready()
+    headers = {"authorization": f"Bearer {admin_key}"}
+    try:
+        api = server.url + "/admin/api/v1"
+        created = httpx.post(api + "/endpoints", headers=headers,
+                             json={"name": "p", "url": upstream.url, "api_key": provider_key})
+        assert created.json()["sync"]["status"] == "ok"
+        user_key = httpx.post(api + "/keys", headers=headers, json={"name": "u"}).json()["key"]
+        chat = httpx.post(server.url + "/v1/chat/completions",
+                          headers={"authorization": f"Bearer {user_key}"},
+                          json={"model": "gpt-test", "messages": []})
+        assert chat.status_code == 200
+        upstream.state.api_key = "sk-rotated-elsewhere"
+        assert httpx.post(f"{api}/endpoints/1/sync", headers=headers).json()["status"] == "error"
+        bad = httpx.post(api + "/endpoints", headers=headers,
+                         json={"name": "p", "url": upstream.url, "api_key": provider_key})
+        assert bad.status_code == 409 and provider_key not in bad.text
+    finally:
+        server.stop()
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("relaygate.db*"))
+    logs = server.output
+    for secret in (provider_key, user_key, admin_key):
+        assert secret.encode() not in stored
+        assert secret not in logs
+    assert b"sk-provider-key" not in stored
+    assert "debug" in logs.lower() or "DEBUG" in logs
