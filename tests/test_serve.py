@@ -24,8 +24,9 @@ def test_first_start_creates_admin_and_prints_key_once(tmp_path: Path) -> None:
         keys = KEY_PATTERN.findall(server.output)
         assert len(keys) == 1
         assert "will not be shown again" in server.output
-        response = httpx.get(server.url + "/admin/api/v1/endpoints",
-                             headers={"authorization": f"Bearer {keys[0]}"})
+        response = httpx.get(
+            server.url + "/admin/api/v1/endpoints", headers={"authorization": f"Bearer {keys[0]}"}
+        )
         assert response.status_code == 200
     finally:
         assert server.stop() == 0
@@ -46,8 +47,9 @@ def test_admin_key_env_is_imported_once(tmp_path: Path) -> None:
     for _ in range(2):
         server = ServeProcess(tmp_path, env).wait_ready()
         try:
-            listed = httpx.get(server.url + "/admin/api/v1/keys",
-                               headers={"authorization": f"Bearer {admin_key}"}).json()
+            listed = httpx.get(
+                server.url + "/admin/api/v1/keys", headers={"authorization": f"Bearer {admin_key}"}
+            ).json()
             assert [k["name"] for k in listed] == ["RELAYGATE_ADMIN_KEY"]
         finally:
             server.stop()
@@ -68,8 +70,9 @@ def test_config_seeds_endpoints_only_into_a_new_database(
         f"  - name: local\n    url: {upstream.url}\n    api_key: ${{PROVIDER_KEY}}\n"
     )
     admin_key = "rg-" + "a" * 43
-    env = cli_env(tmp_path, RELAYGATE_ADMIN_KEY=admin_key,
-                  PROVIDER_KEY="sk-seeded-provider-key-5555")
+    env = cli_env(
+        tmp_path, RELAYGATE_ADMIN_KEY=admin_key, PROVIDER_KEY="sk-seeded-provider-key-5555"
+    )
     headers = {"authorization": f"Bearer {admin_key}"}
     server = ServeProcess(tmp_path, env).wait_ready()
     try:
@@ -137,18 +140,26 @@ def test_no_key_in_clear_in_database_or_logs(tmp_path: Path, upstream: Upstream)
     headers = {"authorization": f"Bearer {admin_key}"}
     try:
         api = server.url + "/admin/api/v1"
-        created = httpx.post(api + "/endpoints", headers=headers,
-                             json={"name": "p", "url": upstream.url, "api_key": provider_key})
+        created = httpx.post(
+            api + "/endpoints",
+            headers=headers,
+            json={"name": "p", "url": upstream.url, "api_key": provider_key},
+        )
         assert created.json()["sync"]["status"] == "ok"
         user_key = httpx.post(api + "/keys", headers=headers, json={"name": "u"}).json()["key"]
-        chat = httpx.post(server.url + "/v1/chat/completions",
-                          headers={"authorization": f"Bearer {user_key}"},
-                          json={"model": "gpt-test", "messages": []})
+        chat = httpx.post(
+            server.url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {user_key}"},
+            json={"model": "gpt-test", "messages": []},
+        )
         assert chat.status_code == 200
         upstream.state.api_key = "sk-rotated-elsewhere"
         assert httpx.post(f"{api}/endpoints/1/sync", headers=headers).json()["status"] == "error"
-        bad = httpx.post(api + "/endpoints", headers=headers,
-                         json={"name": "p", "url": upstream.url, "api_key": provider_key})
+        bad = httpx.post(
+            api + "/endpoints",
+            headers=headers,
+            json={"name": "p", "url": upstream.url, "api_key": provider_key},
+        )
         assert bad.status_code == 409 and provider_key not in bad.text
     finally:
         server.stop()

@@ -21,8 +21,18 @@ def test_create_shows_sync_state_and_never_the_key(gateway: Gateway, upstream: U
     assert created["sync"]["models_online"] == 2
     for path in (f"{API}/endpoints", f"{API}/endpoints/{created['id']}", f"{API}/registry/status"):
         assert SECRET not in gateway.admin.get(path).text
-    assert set(created) >= {"id", "name", "type", "url", "enabled", "has_api_key", "model_filter",
-                            "created_at", "updated_at", "sync"}
+    assert set(created) >= {
+        "id",
+        "name",
+        "type",
+        "url",
+        "enabled",
+        "has_api_key",
+        "model_filter",
+        "created_at",
+        "updated_at",
+        "sync",
+    }
 
 
 def test_bad_url_is_400(gateway: Gateway) -> None:
@@ -43,12 +53,14 @@ def test_duplicate_name_is_409(gateway: Gateway, upstream: Upstream) -> None:
 
 def test_unknown_fields_and_types_are_400(gateway: Gateway, upstream: Upstream) -> None:
     """A typo in a field name or an unsupported provider type is a 400, not silently ignored."""
-    response = gateway.admin.post(f"{API}/endpoints",
-                                  json={"name": "x", "url": upstream.url, "apikey": "k"})
+    response = gateway.admin.post(
+        f"{API}/endpoints", json={"name": "x", "url": upstream.url, "apikey": "k"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "apikey"
-    response = gateway.admin.post(f"{API}/endpoints",
-                                  json={"name": "x", "url": upstream.url, "type": "cohere"})
+    response = gateway.admin.post(
+        f"{API}/endpoints", json={"name": "x", "url": upstream.url, "type": "cohere"}
+    )
     assert response.status_code == 400
     assert "openai" in response.json()["error"]["message"]
 
@@ -100,8 +112,9 @@ def test_delete_removes_models(gateway: Gateway, upstream: Upstream) -> None:
 def test_validate_saves_nothing(gateway: Gateway, upstream: Upstream) -> None:
     """validate lists the models or says why it could not, and stores no endpoint."""
     upstream.state.models = ["x1", "x2"]
-    ok = gateway.admin.post(f"{API}/endpoints/validate", json={"type": "openai",
-                                                               "url": upstream.url}).json()
+    ok = gateway.admin.post(
+        f"{API}/endpoints/validate", json={"type": "openai", "url": upstream.url}
+    ).json()
     assert ok == {"ok": True, "models": ["x1", "x2"], "error": None}
     upstream.state.listing = "401"
     bad = gateway.admin.post(f"{API}/endpoints/validate", json={"url": upstream.url}).json()
@@ -114,8 +127,13 @@ def test_user_key_on_admin_api_is_403(gateway: Gateway) -> None:
     user = gateway.create_user("alice")
     key = gateway.create_key(user_id=user["id"], name="alice")["key"]
     headers = {"authorization": f"Bearer {key}"}
-    for method, path in (("GET", "/endpoints"), ("POST", "/endpoints/validate"), ("GET", "/users"),
-                         ("POST", "/keys"), ("POST", "/registry/refresh")):
+    for method, path in (
+        ("GET", "/endpoints"),
+        ("POST", "/endpoints/validate"),
+        ("GET", "/users"),
+        ("POST", "/keys"),
+        ("POST", "/registry/refresh"),
+    ):
         response = gateway.admin.request(method, API + path, headers=headers, json={})
         assert response.status_code == 403, path
         assert response.json()["error"]["type"] == "permission_error"

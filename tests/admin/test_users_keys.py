@@ -27,8 +27,9 @@ def test_key_is_shown_once_and_stored_as_hash(gateway: Gateway) -> None:
 
 def test_key_without_user_belongs_to_caller(gateway: Gateway) -> None:
     created = gateway.create_key(name="mine")
-    admin_key = next(k for k in gateway.admin.get(f"{API}/keys").json()
-                     if k["name"] == "RELAYGATE_ADMIN_KEY")
+    admin_key = next(
+        k for k in gateway.admin.get(f"{API}/keys").json() if k["name"] == "RELAYGATE_ADMIN_KEY"
+    )
     assert created["user_id"] == admin_key["user_id"]
 
 
@@ -36,12 +37,17 @@ def test_user_crud_and_role(gateway: Gateway) -> None:
     """Users are created, shown, changed and deleted; their keys go with them."""
     user = gateway.create_user("carol")
     assert user["role"] == "user" and user["email"] is None
-    changed = gateway.admin.patch(f"{API}/users/{user['id']}",
-                                  json={"email": "c@example.org", "role": "admin"}).json()
+    changed = gateway.admin.patch(
+        f"{API}/users/{user['id']}", json={"email": "c@example.org", "role": "admin"}
+    ).json()
     assert (changed["email"], changed["role"]) == ("c@example.org", "admin")
     key = gateway.create_key(user_id=user["id"])["key"]
-    assert gateway.admin.get(f"{API}/endpoints",
-                             headers={"authorization": f"Bearer {key}"}).status_code == 200
+    assert (
+        gateway.admin.get(
+            f"{API}/endpoints", headers={"authorization": f"Bearer {key}"}
+        ).status_code
+        == 200
+    )
     assert gateway.admin.delete(f"{API}/users/{user['id']}").status_code == 204
     with pytest.raises(openai.AuthenticationError):
         gateway.openai(key=key).models.list()

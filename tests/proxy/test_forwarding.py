@@ -32,14 +32,20 @@ def test_chat_completion_reaches_upstream_with_provider_key(
 def test_alias_is_rewritten_to_upstream_id(gateway: Gateway, upstream: Upstream) -> None:
     """Clients use the alias; the upstream receives its own model id, the body otherwise intact."""
     endpoint = gateway.add_endpoint("up", upstream.url)
-    model = gateway.admin.get("/admin/api/v1/models",
-                              params={"endpoint_id": endpoint["id"]}).json()[0]
-    assert gateway.admin.patch(f"/admin/api/v1/models/{model['id']}",
-                               json={"alias": "friendly"}).status_code == 200
+    model = gateway.admin.get(
+        "/admin/api/v1/models", params={"endpoint_id": endpoint["id"]}
+    ).json()[0]
+    assert (
+        gateway.admin.patch(
+            f"/admin/api/v1/models/{model['id']}", json={"alias": "friendly"}
+        ).status_code
+        == 200
+    )
     client = gateway.openai()
     assert [m.id for m in client.models.list()] == ["friendly"]
-    client.chat.completions.create(model="friendly", messages=[{"role": "user", "content": "x"}],
-                                   temperature=0.25)
+    client.chat.completions.create(
+        model="friendly", messages=[{"role": "user", "content": "x"}], temperature=0.25
+    )
     sent = upstream.state.requests[-1].json
     assert sent["model"] == "gpt-test"
     assert sent["temperature"] == 0.25
@@ -67,11 +73,15 @@ def test_client_disconnect_cancels_upstream(gateway: Gateway, upstream: Upstream
     """A client that leaves mid-stream makes relaygate drop the upstream request."""
     gateway.add_endpoint("up", upstream.url)
     upstream.state.hold_stream = threading.Event()
-    with httpx.Client(timeout=10) as client, client.stream(
-        "POST", gateway.url + "/v1/chat/completions",
-        headers={"authorization": f"Bearer {gateway.admin_key}"},
-        json={"model": "gpt-test", "stream": True, "messages": []},
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST",
+            gateway.url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {gateway.admin_key}"},
+            json={"model": "gpt-test", "stream": True, "messages": []},
+        ) as response,
+    ):
         assert response.status_code == 200
         next(response.iter_raw())
     assert upstream.state.stream_cancelled.wait(5), "upstream stream was not cancelled"
@@ -109,8 +119,9 @@ def test_models_list_and_retrieve(gateway: Gateway, upstream: Upstream) -> None:
 def test_query_string_and_other_routes_are_forwarded(gateway: Gateway, upstream: Upstream) -> None:
     """Any /v1 path with a JSON model (embeddings here) goes to {url}/<path>, query kept."""
     gateway.add_endpoint("up", upstream.url)
-    response = gateway.admin.post("/v1/embeddings?api-version=2", json={"model": "gpt-test",
-                                                                        "input": "x"})
+    response = gateway.admin.post(
+        "/v1/embeddings?api-version=2", json={"model": "gpt-test", "input": "x"}
+    )
     assert response.status_code == 200
     seen = upstream.state.requests[-1]
     assert (seen.path, seen.query) == ("/v1/embeddings", "api-version=2")

@@ -52,12 +52,14 @@ class Gateway:
         return ctx
 
     def openai(self, key: str | None = None, **kwargs: Any) -> OpenAI:
-        return OpenAI(base_url=self.url + "/v1", api_key=key or self.admin_key, max_retries=0,
-                      **kwargs)
+        return OpenAI(
+            base_url=self.url + "/v1", api_key=key or self.admin_key, max_retries=0, **kwargs
+        )
 
     def add_endpoint(self, name: str, url: str, **fields: Any) -> dict[str, Any]:
-        response = self.admin.post("/admin/api/v1/endpoints",
-                                   json={"name": name, "url": url, **fields})
+        response = self.admin.post(
+            "/admin/api/v1/endpoints", json={"name": name, "url": url, **fields}
+        )
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
         return body

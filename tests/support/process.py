@@ -25,8 +25,13 @@ def relaygate(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``relaygate ARGS`` in ``tmp_path`` and return the finished process."""
     return subprocess.run(
-        [sys.executable, "-m", "relaygate", *args], cwd=tmp_path, env=env or cli_env(tmp_path),
-        capture_output=True, text=True, timeout=60, input=input,
+        [sys.executable, "-m", "relaygate", *args],
+        cwd=tmp_path,
+        env=env or cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=input,
     )
 
 
@@ -40,7 +45,10 @@ class ServeProcess:
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "relaygate", "serve", "--port", str(self.port), *args],
-            cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 30) -> ServeProcess:

@@ -56,50 +56,76 @@ def make_upstream(state: UpstreamState, name: str = "upstream") -> Starlette:
         if state.listing == "401" or not authorised(request):
             return JSONResponse({"error": {"message": "Incorrect API key provided"}}, 401)
         if state.listing == "html":
-            return PlainTextResponse("<html><body>Welcome to nginx</body></html>",
-                                     media_type="text/html")
+            return PlainTextResponse(
+                "<html><body>Welcome to nginx</body></html>", media_type="text/html"
+            )
         if state.listing == "500":
             return JSONResponse({"error": "boom"}, 500)
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": name}
-                for m in state.models]
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": name} for m in state.models]
         return JSONResponse({"object": "list", "data": data})
 
     async def anything(request: Request) -> Response:
         body = await request.body()
-        seen = Seen(request.method, request.url.path, request.url.query,
-                    dict(request.headers), body)
+        seen = Seen(
+            request.method, request.url.path, request.url.query, dict(request.headers), body
+        )
         state.requests.append(seen)
         if not authorised(request):
-            return JSONResponse({"error": {"message": "bad key", "type": "invalid_request_error",
-                                           "param": None, "code": "invalid_api_key"}}, 401)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "bad key",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_api_key",
+                    }
+                },
+                401,
+            )
         payload = seen.json
         model = payload.get("model")
         if payload.get("stream"):
-            return StreamingResponse(_stream(state, model, name),
-                                     media_type="text/event-stream",
-                                     headers={"x-upstream": name})
+            return StreamingResponse(
+                _stream(state, model, name),
+                media_type="text/event-stream",
+                headers={"x-upstream": name},
+            )
         return JSONResponse(
             {
-                "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": state.reply}}],
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": state.reply},
+                    }
+                ],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
             },
             headers={"x-upstream": name, "connection": "keep-alive"},
         )
 
-    return Starlette(routes=[
-        Route("/v1/models", models),
-        Route("/v1/{path:path}", anything, methods=["POST", "GET", "PUT", "DELETE"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v1/models", models),
+            Route("/v1/{path:path}", anything, methods=["POST", "GET", "PUT", "DELETE"]),
+        ]
+    )
 
 
 async def _stream(state: UpstreamState, model: str, name: str) -> Any:
     try:
         for i in range(state.stream_chunks):
-            chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
-                     "model": model, "choices": [{"index": 0, "delta": {"content": f"c{i} "},
-                                                  "finish_reason": None}]}
+            chunk = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "delta": {"content": f"c{i} "}, "finish_reason": None}],
+            }
             yield f"data: {json.dumps(chunk)}\n\n".encode()
             if i == 0 and state.hold_stream is not None:
                 # Hold the rest until the test saw the first chunk (or the client left).

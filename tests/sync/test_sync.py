@@ -31,7 +31,12 @@ def test_vanished_models_go_offline_and_come_back(gateway: Gateway, upstream: Up
     upstream.state.models = ["b", "c"]
     result = sync(gateway, endpoint["id"])
     assert {k: result[k] for k in ("status", "added", "reactivated", "deactivated", "total")} == {
-        "status": "ok", "added": 1, "reactivated": 0, "deactivated": 1, "total": 2}
+        "status": "ok",
+        "added": 1,
+        "reactivated": 0,
+        "deactivated": 1,
+        "total": 2,
+    }
     assert models_by_id(gateway) == {"a": "offline", "b": "online", "c": "online"}
     assert sorted(m.id for m in gateway.openai().models.list()) == ["b", "c"]
     upstream.state.models = ["a", "b", "c"]

@@ -84,7 +84,7 @@ def serve(
         fail(exc.message, code=2)
     from relaygate.app import create_app
 
-    config = uvicorn.Config(
+    server_config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -98,7 +98,7 @@ def serve(
     # clean stop exit with -15; a no-op handler underneath lets the process exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config).run()
 
 
 @db.command("upgrade")

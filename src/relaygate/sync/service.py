@@ -61,8 +61,18 @@ async def sync_history(ctx: Context, endpoint_id: int, limit: int = 50) -> list[
             .limit(limit)
         )
         return [
-            SyncRunInfo(r.id, r.trigger, r.started_at, r.finished_at, r.status, r.added,
-                        r.reactivated, r.deactivated, r.total, r.error)
+            SyncRunInfo(
+                r.id,
+                r.trigger,
+                r.started_at,
+                r.finished_at,
+                r.status,
+                r.added,
+                r.reactivated,
+                r.deactivated,
+                r.total,
+                r.error,
+            )
             for r in rows
         ]
 

@@ -1,0 +1,137 @@
+"""The CLI drives the same services as the admin API."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import Upstream
+from tests.support.gateway import Gateway
+from tests.support.process import cli_env, relaygate
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return cli_env(
+        tmp_path,
+        RELAYGATE_DATABASE_URL=f"sqlite:///{tmp_path}/cli.db",
+        RELAYGATE_SECRET_KEY="cli-secret",
+    )
+
+
+def ok(tmp_path: Path, env: dict[str, str], *args: str, input: str | None = None) -> str:
+    result = relaygate(tmp_path, *args, env=env, input=input)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_endpoint_lifecycle(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None:
+    """add (key from stdin), list, show, update, disable, enable, sync, remove."""
+    upstream.state.api_key = "sk-cli-provider-key-4242"
+    upstream.state.models = ["m-1", "m-2"]
+    out = ok(
+        tmp_path,
+        env,
+        "endpoints",
+        "add",
+        "local",
+        upstream.url,
+        "--api-key-stdin",
+        input="sk-cli-provider-key-4242\n",
+    )
+    assert "ok" in out and "2 online / 0 offline" in out
+    listed = json.loads(ok(tmp_path, env, "endpoints", "list", "--json"))
+    assert [(e["name"], e["sync_status"], e["has_api_key"]) for e in listed] == [
+        ("local", "ok", True)
+    ]
+    shown = ok(tmp_path, env, "endpoints", "show", "local")
+    assert "…4242" in shown and "sk-cli-provider-key-4242" not in shown
+    ok(tmp_path, env, "endpoints", "update", "local", "--filter", "m-1")
+    models = json.loads(ok(tmp_path, env, "models", "list", "--json"))
+    assert {m["upstream_id"]: m["status"] for m in models} == {"m-1": "online", "m-2": "offline"}
+    assert "disabled" in ok(tmp_path, env, "endpoints", "disable", "local")
+    failed = relaygate(tmp_path, "endpoints", "sync", "local", env=env)
+    assert failed.returncode == 1 and "disabled" in failed.stderr
+    assert "enabled" in ok(tmp_path, env, "endpoints", "enable", "1")
+    upstream.state.models = ["m-1", "m-3"]
+    ok(tmp_path, env, "endpoints", "update", "local", "--clear-filter")
+    synced = ok(tmp_path, env, "endpoints", "sync", "local")
+    assert synced.startswith("synced 'local': 2 models")
+    assert "deleted endpoint 'local' and 3 models" in ok(
+        tmp_path, env, "endpoints", "remove", "local", "--yes"
+    )
+    assert json.loads(ok(tmp_path, env, "endpoints", "list", "--json")) == []
+
+
+def test_bad_input_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    """A bad URL or an unknown endpoint is a one-line error and exit code 1."""
+    result = relaygate(tmp_path, "endpoints", "add", "x", "not-a-url", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: url 'not-a-url' is not an http(s) URL")
+    result = relaygate(tmp_path, "endpoints", "show", "ghost", env=env)
+    assert (result.returncode, result.stderr.strip()) == (1, "error: no endpoint 'ghost'")
+
+
+def test_users_and_keys(tmp_path: Path, env: dict[str, str]) -> None:
+    """users add/list/update/remove and keys create/list/revoke."""
+    assert "created user 'dana'" in ok(tmp_path, env, "users", "add", "dana", "--email", "d@x.io")
+    ok(tmp_path, env, "users", "update", "dana", "--role", "admin")
+    users = json.loads(ok(tmp_path, env, "users", "list", "--json"))
+    assert [(u["name"], u["role"], u["email"]) for u in users] == [("dana", "admin", "d@x.io")]
+    key = ok(tmp_path, env, "keys", "create", "--user", "dana", "--name", "ci").strip()
+    assert key.startswith("rg-")
+    keys = json.loads(ok(tmp_path, env, "keys", "list", "--json"))
+    assert [(k["name"], k["revoked_at"]) for k in keys] == [("ci", None)]
+    assert key not in json.dumps(keys)
+    ok(tmp_path, env, "keys", "revoke", str(keys[0]["id"]))
+    assert json.loads(ok(tmp_path, env, "keys", "list", "--json"))[0]["revoked_at"]
+    result = relaygate(tmp_path, "users", "remove", "dana", env=env)
+    assert result.returncode == 1 and "last admin" in result.stderr
+
+
+def test_cli_revocation_reaches_running_server(tmp_path: Path, upstream: Upstream) -> None:
+    """A key revoked by the CLI is refused by a running relaygate within about a second."""
+    gateway = Gateway(tmp_path).start()
+    try:
+        created = gateway.create_key(name="doomed")
+        client = gateway.openai(key=created["key"])
+        assert client.models.list() is not None
+        env = cli_env(
+            tmp_path,
+            RELAYGATE_DATABASE_URL=gateway.settings.database_url,
+            RELAYGATE_SECRET_KEY=gateway.settings.secret_key or "",
+        )
+        ok(tmp_path, env, "keys", "revoke", str(created["id"]))
+        revoked_at = time.monotonic()
+        while True:
+            try:
+                client.models.list()
+            except openai.AuthenticationError:
+                break
+            assert time.monotonic() - revoked_at < 2, "revocation did not reach the server"
+            time.sleep(0.05)
+    finally:
+        gateway.stop()
+
+
+def test_secret_rotation_keeps_provider_keys_usable(
+    tmp_path: Path, env: dict[str, str], upstream: Upstream
+) -> None:
+    """After `secrets rotate`, the old secret is refused and the new one decrypts the keys."""
+    upstream.state.api_key = "sk-rotate-me-000777"
+    ok(tmp_path, env, "endpoints", "add", "p", upstream.url, "--api-key", "sk-rotate-me-000777")
+    out = ok(tmp_path, env, "secrets", "rotate", "--new-key", "brand-new-secret")
+    assert "re-encrypted 1 provider keys" in out
+    old = relaygate(tmp_path, "endpoints", "sync", "p", env=env)
+    assert old.returncode == 2 and "RELAYGATE_SECRET_KEY is not the key" in old.stderr
+    env["RELAYGATE_SECRET_KEY"] = "brand-new-secret"
+    assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 models")
+
+
+def test_db_upgrade(tmp_path: Path, env: dict[str, str]) -> None:
+    assert "newest schema" in ok(tmp_path, env, "db", "upgrade")
+    assert (tmp_path / "cli.db").is_file()
