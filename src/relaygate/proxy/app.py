@@ -23,6 +23,7 @@ from relaygate.errors import (
     RelaygateError,
     UpstreamFailed,
     UpstreamTimeout,
+    error_body,
     render,
 )
 from relaygate.metrics import Metrics
@@ -105,6 +106,16 @@ class Proxy:
         except RelaygateError as exc:
             status, body = render(exc)
             await _send_bytes(send, status, body)
+        except Exception:
+            log.exception("unexpected error while proxying %s", scope["path"])
+            status = 500
+            # Fails harmlessly when the response had already started.
+            with contextlib.suppress(Exception):
+                await _send_bytes(
+                    send,
+                    500,
+                    error_body("internal error; see the server log", "server_error", None),
+                )
         finally:
             self._metrics.in_flight.dec()
             self._metrics.proxy_requests.labels(f"{status // 100}xx").inc()
@@ -154,6 +165,8 @@ class Proxy:
             for name, value in headers
             if name not in _DROP_REQUEST
         ]
+        if not any(name == b"content-type" for name, _ in headers):
+            out.append(("content-type", "application/json"))
         out.extend(
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in target.headers
         )
