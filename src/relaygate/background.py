@@ -9,6 +9,7 @@ import logging
 
 from relaygate.changes import read_version
 from relaygate.context import Context
+from relaygate.errors import ConfigError
 from relaygate.services.api_keys import KeyActivity
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ async def follow_changes(ctx: Context, stop: asyncio.Event) -> None:
                 version = await read_version(session)
             if version != ctx.snapshots.current.version:
                 await ctx.snapshots.refresh()
+        except ConfigError as exc:
+            log.error("%s", exc.message)
         except Exception:
             log.exception("could not check for configuration changes; retrying")
 

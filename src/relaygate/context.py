@@ -113,6 +113,15 @@ async def open_context(settings: Settings) -> AsyncIterator[Context]:
 
         async def load() -> Snapshot:
             async with sessions() as session, session.begin():
+                check = await session.get(Meta, SECRET_CHECK_KEY)
+                if check is not None:
+                    try:
+                        vault.decrypt(check.value)
+                    except DecryptionFailed:
+                        raise ConfigError(
+                            "the secret key was rotated by another process; keeping the current "
+                            "snapshot: restart relaygate with the new RELAYGATE_SECRET_KEY"
+                        ) from None
                 version = await read_version(session)
                 return await build_snapshot(session, vault, version)
 

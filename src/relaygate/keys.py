@@ -19,6 +19,16 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+GENERATED_LENGTH = len(KEY_PREFIX) + 43
+MIN_IMPORTED_LENGTH = 32
+
+
 def display_prefix(key: str) -> str:
-    """The first characters of a key, enough for a person to tell keys apart."""
-    return key[:DISPLAY_PREFIX_LENGTH]
+    """The first characters of a generated key, enough for a person to tell keys apart.
+
+    A key relaygate did not generate (an imported ``RELAYGATE_ADMIN_KEY``) shows
+    none of its characters: its first ones may be all of its secret.
+    """
+    if key.startswith(KEY_PREFIX) and len(key) >= GENERATED_LENGTH:
+        return key[:DISPLAY_PREFIX_LENGTH]
+    return "(imported)"

@@ -72,6 +72,15 @@ class Settings(BaseModel):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
+    @field_validator("admin_key")
+    @classmethod
+    def _long_admin_key(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError(
+                "must be at least 32 characters (make one with `relaygate secrets generate`)"
+            )
+        return value
+
     @property
     def sqlite_path(self) -> Path | None:
         """The SQLite database file, or None when the database is not a SQLite file."""

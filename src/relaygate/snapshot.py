@@ -112,13 +112,16 @@ async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> S
 
     endpoints = (await session.scalars(select(Endpoint).where(Endpoint.enabled))).all()
     by_id: dict[int, tuple[Endpoint, tuple[tuple[bytes, bytes], ...]]] = {}
+    unusable: set[int] = set()
     for endpoint in endpoints:
         api_key = None
         if endpoint.api_key_encrypted:
             try:
                 api_key = vault.decrypt(endpoint.api_key_encrypted)
             except DecryptionFailed:
+                # Never forward without the key: its models stay listed as unavailable.
                 log.error("endpoint %r: its stored API key cannot be decrypted", endpoint.name)
+                unusable.add(endpoint.id)
         headers = get_provider(endpoint.type).auth_headers(api_key)
         encoded = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
         by_id[endpoint.id] = (endpoint, encoded)
@@ -127,16 +130,27 @@ async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> S
         await session.scalars(
             select(Model)
             .where(Model.enabled, Model.endpoint_id.in_(by_id))
-            .order_by(Model.endpoint_id, Model.id)
+            # An aliased model wins its name over an upstream id that a sync added later.
+            .order_by(Model.endpoint_id, Model.alias.is_(None), Model.id)
         )
     ).all()
     targets: dict[str, list[Target]] = {}
     listed: dict[str, dict[str, object]] = {}
+    taken: set[tuple[int, str]] = set()
     for model in models:
         name = public_name(model)
+        if (model.endpoint_id, name) in taken:
+            log.warning(
+                "model %r of endpoint %d is hidden: another model of that endpoint answers to %r",
+                model.upstream_id,
+                model.endpoint_id,
+                name,
+            )
+            continue
+        taken.add((model.endpoint_id, name))
         endpoint, auth = by_id[model.endpoint_id]
         targets.setdefault(name, [])
-        if model.status != "online":
+        if model.status != "online" or endpoint.id in unusable:
             continue
         targets[name].append(
             Target(endpoint.id, endpoint.name, endpoint.url.rstrip("/"), model.upstream_id, auth)

@@ -37,12 +37,33 @@ def test_create_shows_sync_state_and_never_the_key(gateway: Gateway, upstream: U
 
 def test_bad_url_is_400(gateway: Gateway) -> None:
     """An endpoint URL that is not an http(s) URL is refused with a hint."""
-    for url in ("not a url", "ftp://host/v1", "http://"):
+    for url in ("not a url", "ftp://host/v1", "http://", "http://[::1", "http://h:port/v1"):
         response = gateway.admin.post(f"{API}/endpoints", json={"name": "x", "url": url})
         assert response.status_code == 400, url
         error = response.json()["error"]
         assert error["param"] == "url"
         assert "https://api.openai.com/v1" in error["message"]
+
+
+def test_url_with_credentials_or_query_is_400(gateway: Gateway) -> None:
+    """Credentials or a query in the URL are refused, so they never show up in clear."""
+    for url, part in (("http://user:pw@h/v1", "credentials"), ("http://h/v1?key=s", "?query")):
+        response = gateway.admin.post(f"{API}/endpoints", json={"name": "x", "url": url})
+        assert response.status_code == 400
+        assert part in response.json()["error"]["message"]
+        assert "pw" not in response.text
+
+
+def test_out_of_range_id_is_400(gateway: Gateway) -> None:
+    """Ids outside the database's range are a 400, not a database error."""
+    for method, path in (
+        ("GET", "/endpoints/99999999999999999999999"),
+        ("GET", "/users/0"),
+        ("PATCH", "/models/-1"),
+    ):
+        response = gateway.admin.request(method, API + path, json={})
+        assert response.status_code == 400, path
+        assert response.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_duplicate_name_is_409(gateway: Gateway, upstream: Upstream) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,19 @@ def test_body_over_limit_is_413(tmp_path: Path, upstream: Upstream) -> None:
         response = post(gateway, big)
         assert response.status_code == 413
         assert error_of(response)["code"] == "request_too_large"
+        assert upstream.state.requests == []
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"model": "gpt-test", "input": "'
+            yield b"x" * 4096
+            yield b'"}'
+
+        chunked = httpx.post(
+            gateway.url + "/v1/embeddings",
+            content=chunks(),
+            headers={"authorization": f"Bearer {gateway.admin_key}"},
+        )
+        assert chunked.status_code == 413
         assert upstream.state.requests == []
     finally:
         gateway.stop()

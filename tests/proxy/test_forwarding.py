@@ -6,6 +6,8 @@ import threading
 import time
 
 import httpx
+import openai
+import pytest
 
 from tests.conftest import Upstream
 from tests.support.gateway import Gateway
@@ -26,7 +28,57 @@ def test_chat_completion_reaches_upstream_with_provider_key(
     assert seen.path == "/v1/chat/completions"
     assert seen.headers["authorization"] == "Bearer sk-provider-secret-1234"
     assert gateway.admin_key not in str(seen.headers)
-    assert "x-api-key" not in seen.headers
+
+
+def test_client_credentials_and_hop_by_hop_headers_stay_behind(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    """x-api-key, cookies and hop-by-hop headers never reach the upstream; others do."""
+    gateway.add_endpoint("up", upstream.url)
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers={
+            "x-api-key": gateway.admin_key,
+            "cookie": "session=abc",
+            "te": "trailers",
+            "connection": "keep-alive, x-custom",
+            "openai-beta": "assistants=v2",
+            "proxy-authorization": "Basic Zm9vOmJhcg==",
+        },
+        content=b'{"model": "gpt-test", "messages": []}',
+    )
+    assert response.status_code == 200
+    seen = upstream.state.requests[-1].headers
+    for name in ("x-api-key", "cookie", "te", "proxy-authorization", "authorization"):
+        assert name not in seen, name
+    assert gateway.admin_key not in str(seen)
+    assert seen["openai-beta"] == "assistants=v2"
+    assert seen["content-type"] == "application/json"
+
+
+def test_provider_refusing_its_key_is_502_not_401(gateway: Gateway, upstream: Upstream) -> None:
+    """When the provider refuses the endpoint's key, the client's SDK must not see a 401."""
+    gateway.add_endpoint("up", upstream.url)
+    upstream.state.api_key = "sk-rotated-at-the-provider"
+    with pytest.raises(openai.InternalServerError) as raised:
+        gateway.openai().chat.completions.create(model="gpt-test", messages=[])
+    assert raised.value.status_code == 502
+    assert "rejected its provider API key" in raised.value.message
+
+
+def test_sync_added_id_does_not_steal_an_alias(gateway: Gateway, upstream: Upstream) -> None:
+    """An alias keeps its name when a later sync brings a model whose id is that name."""
+    upstream.state.models = ["gpt-4-0613"]
+    gateway.add_endpoint("up", upstream.url)
+    model = gateway.admin.get("/admin/api/v1/models").json()[0]
+    gateway.admin.patch(f"/admin/api/v1/models/{model['id']}", json={"alias": "gpt-4"})
+    upstream.state.models = ["gpt-4-0613", "gpt-4"]
+    assert gateway.admin.post("/admin/api/v1/endpoints/1/sync").json()["added"] == 1
+    client = gateway.openai()
+    assert [m.id for m in client.models.list()] == ["gpt-4"]
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-4", messages=[])
+    assert [r.json["model"] for r in upstream.state.requests] == ["gpt-4-0613", "gpt-4-0613"]
 
 
 def test_alias_is_rewritten_to_upstream_id(gateway: Gateway, upstream: Upstream) -> None:

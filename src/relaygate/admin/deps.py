@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, Request
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
 
 from relaygate.auth import authenticate, key_from_headers
 from relaygate.context import Context
 from relaygate.errors import PermissionDenied
 from relaygate.snapshot import Principal
+
+# A database id in a path: out-of-range numbers are a 400, not a database error.
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def get_ctx(request: Request) -> Context:

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends
 
-from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.admin.deps import Id, get_ctx, require_admin
 from relaygate.admin.schemas import (
     EndpointCreate,
     EndpointDeleted,
@@ -87,13 +87,13 @@ async def validate_endpoint(
 
 
 @router.get("/{endpoint_id}")
-async def get_endpoint(endpoint_id: int, ctx: Context = Depends(get_ctx)) -> EndpointOut:
+async def get_endpoint(endpoint_id: Id, ctx: Context = Depends(get_ctx)) -> EndpointOut:
     return endpoint_out(await service.get_endpoint(ctx, endpoint_id))
 
 
 @router.patch("/{endpoint_id}")
 async def update_endpoint(
-    endpoint_id: int, body: EndpointUpdate, ctx: Context = Depends(get_ctx)
+    endpoint_id: Id, body: EndpointUpdate, ctx: Context = Depends(get_ctx)
 ) -> EndpointOut:
     sent = body.model_dump(include=body.model_fields_set)
     for nullable_only in ("name", "url", "model_filter", "enabled"):
@@ -104,19 +104,19 @@ async def update_endpoint(
 
 
 @router.delete("/{endpoint_id}")
-async def delete_endpoint(endpoint_id: int, ctx: Context = Depends(get_ctx)) -> EndpointDeleted:
+async def delete_endpoint(endpoint_id: Id, ctx: Context = Depends(get_ctx)) -> EndpointDeleted:
     removed = await service.delete_endpoint(ctx, endpoint_id)
     return EndpointDeleted(id=endpoint_id, models_deleted=removed)
 
 
 @router.post("/{endpoint_id}/sync")
-async def sync_endpoint(endpoint_id: int, ctx: Context = Depends(get_ctx)) -> SyncOut:
+async def sync_endpoint(endpoint_id: Id, ctx: Context = Depends(get_ctx)) -> SyncOut:
     return sync_out(await service.sync_by_ident(ctx, endpoint_id))
 
 
 @router.get("/{endpoint_id}/syncs")
 async def list_syncs(
-    endpoint_id: int, limit: int = 50, ctx: Context = Depends(get_ctx)
+    endpoint_id: Id, limit: int = 50, ctx: Context = Depends(get_ctx)
 ) -> list[SyncRunOut]:
     """The endpoint's sync history, newest first."""
     await service.get_endpoint(ctx, endpoint_id)

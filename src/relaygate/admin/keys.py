@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends
 
-from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.admin.deps import Id, get_ctx, require_admin
 from relaygate.admin.schemas import KeyCreate, KeyCreated, KeyOut
 from relaygate.context import Context
 from relaygate.services import api_keys as service
@@ -39,6 +39,6 @@ async def create_key(
 
 @router.delete("/{key_id}")
 async def revoke_key(
-    key_id: int, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
+    key_id: Id, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
 ) -> KeyOut:
     return KeyOut(**asdict(await service.revoke_key(ctx, key_id)))

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.admin.deps import Id, get_ctx, require_admin
 from relaygate.admin.schemas import ModelOut, ModelUpdate
 from relaygate.context import Context
 from relaygate.services import models as service
@@ -25,7 +25,7 @@ async def list_models(
 
 @router.patch("/{model_id}")
 async def update_model(
-    model_id: int, body: ModelUpdate, ctx: Context = Depends(get_ctx)
+    model_id: Id, body: ModelUpdate, ctx: Context = Depends(get_ctx)
 ) -> ModelOut:
     changes: dict[str, Any] = body.model_dump(include=body.model_fields_set)
     if changes.get("enabled", False) is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
-from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.admin.deps import Id, get_ctx, require_admin
 from relaygate.admin.schemas import UserCreate, UserOut, UserUpdate
 from relaygate.context import Context
 from relaygate.services import users as service
@@ -27,12 +27,12 @@ async def create_user(body: UserCreate, ctx: Context = Depends(get_ctx)) -> User
 
 
 @router.get("/{user_id}")
-async def get_user(user_id: int, ctx: Context = Depends(get_ctx)) -> UserOut:
+async def get_user(user_id: Id, ctx: Context = Depends(get_ctx)) -> UserOut:
     return UserOut(**asdict(await service.get_user(ctx, user_id)))
 
 
 @router.patch("/{user_id}")
-async def update_user(user_id: int, body: UserUpdate, ctx: Context = Depends(get_ctx)) -> UserOut:
+async def update_user(user_id: Id, body: UserUpdate, ctx: Context = Depends(get_ctx)) -> UserOut:
     changes: dict[str, Any] = {
         k: v
         for k, v in body.model_dump(include=body.model_fields_set).items()
@@ -42,6 +42,6 @@ async def update_user(user_id: int, body: UserUpdate, ctx: Context = Depends(get
 
 
 @router.delete("/{user_id}", status_code=204)
-async def delete_user(user_id: int, ctx: Context = Depends(get_ctx)) -> Response:
+async def delete_user(user_id: Id, ctx: Context = Depends(get_ctx)) -> Response:
     await service.delete_user(ctx, user_id)
     return Response(status_code=204)

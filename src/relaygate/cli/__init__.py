@@ -26,6 +26,7 @@ from relaygate.cli.runner import (
 from relaygate.context import open_context
 from relaygate.errors import ConfigError
 from relaygate.services import models as models_service
+from relaygate.services.bootstrap import check_seeds
 from relaygate.services.patch import UNSET
 from relaygate.services.rotation import rotate_secret
 from relaygate.vault import generate_secret, secret_file_path, write_secret_file
@@ -75,6 +76,7 @@ def serve(
 
     async def preflight() -> None:
         # Open the database once before serving so a broken setup is one line, not a traceback.
+        check_seeds(settings)
         async with open_context(settings):
             pass
 
@@ -128,12 +130,17 @@ def secrets_rotate(
     """Re-encrypt every stored provider key under a new secret key."""
     settings = settings_from(ctx)
     secret = new_key or generate_secret()
-    count = run(ctx, lambda c: rotate_secret(c, secret))
     path = secret_file_path(settings)
     if settings.secret_key is None and path is not None:
-        write_secret_file(path, secret)
+        # The new key is on disk before the database depends on it, so a crash in between
+        # leaves both keys recoverable.
+        pending = path.with_name(path.name + ".new")
+        write_secret_file(pending, secret)
+        count = run(ctx, lambda c: rotate_secret(c, secret))
+        pending.replace(path)
         typer.echo(f"re-encrypted {count} provider keys; the new secret key is in {path}")
     else:
+        count = run(ctx, lambda c: rotate_secret(c, secret))
         typer.echo(
             f"re-encrypted {count} provider keys. Set RELAYGATE_SECRET_KEY to the new key "
             "on every replica and restart them."

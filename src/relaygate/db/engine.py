@@ -34,7 +34,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str) -> AsyncEngine:
     """Create the engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout."""
-    engine = create_async_engine(async_url(url), pool_pre_ping=not url.startswith("sqlite"))
+    # hide_parameters: bound values (key hashes, encrypted keys) stay out of error messages.
+    engine = create_async_engine(
+        async_url(url), pool_pre_ping=not url.startswith("sqlite"), hide_parameters=True
+    )
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -74,7 +74,7 @@ async def get_json(
         raise ListingFailed(_connection_reason(exc)) from None
     except TimeoutError:
         raise ListingFailed(f"timed out after {timeout:g} s waiting for {url}") from None
-    except aiohttp.InvalidURL:
+    except (aiohttp.InvalidURL, ValueError):
         raise ListingFailed(f"{url} is not a valid URL") from None
     except (aiohttp.ClientError, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):

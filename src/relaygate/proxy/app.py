@@ -60,16 +60,16 @@ _DROP_REQUEST = frozenset(
 )
 _DROP_RESPONSE = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "server",
-        "date",
-        "set-cookie",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"server",
+        b"date",
+        b"set-cookie",
     }
 )
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -199,9 +199,22 @@ class Proxy:
                 data=body,
                 headers=self._upstream_headers(scope["headers"], target),
             ) as response:
+                if response.status in (401, 403):
+                    # The provider refused the endpoint's key: the client's relaygate key is
+                    # fine, so this must not look like an authentication error to its SDK.
+                    self._metrics.upstream_errors.labels("auth").inc()
+                    log.warning(
+                        "endpoint %r refused its provider key (HTTP %d)",
+                        target.endpoint_name,
+                        response.status,
+                    )
+                    raise UpstreamFailed(
+                        f"endpoint {target.endpoint_name!r} rejected its provider API key "
+                        f"(HTTP {response.status}); an admin must update the endpoint's key"
+                    )
                 out_headers = [
-                    (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in response.headers.items()
+                    (name.lower(), value)
+                    for name, value in response.raw_headers
                     if name.lower() not in _DROP_RESPONSE
                 ]
                 out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))

@@ -27,6 +27,8 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
             raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     message = await receive()
     body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     if not message.get("more_body", False):
         return body
     parts = [body]

@@ -8,12 +8,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from relaygate.changes import bump
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, Endpoint, Meta, User, utcnow
+from relaygate.errors import BadRequest, ConfigError
 from relaygate.keys import hash_key
+from relaygate.providers import get_provider
 from relaygate.services.api_keys import create_key
-from relaygate.services.endpoints import create_endpoint
+from relaygate.services.endpoints import check_url, new_endpoint
 from relaygate.services.users import create_user
+from relaygate.settings import Settings
 
 log = logging.getLogger(__name__)
 SEEDED_KEY = "seeded_at"
@@ -29,12 +33,29 @@ class BootstrapResult:
     new_admin_key: str | None
 
 
+def check_seeds(settings: Settings) -> None:
+    """Check the config file's endpoints before anything is written; raises
+    :class:`ConfigError` naming the entry and what to fix."""
+    names: set[str] = set()
+    for seed in settings.endpoints:
+        try:
+            get_provider(seed.type)
+            check_url(seed.url)
+        except BadRequest as exc:
+            raise ConfigError(f"config endpoint {seed.name!r}: {exc.message}") from None
+        if seed.name in names:
+            raise ConfigError(f"the config file lists endpoint {seed.name!r} twice")
+        names.add(seed.name)
+
+
 async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
-    """Write the config file's endpoints into a database that has never been seeded.
+    """Write the config file's endpoints into a database that has never been seeded,
+    all in one transaction with the mark that seeding happened.
 
     Returns (seeded names, ignored names). On a database seeded before, config
     entries that differ from the stored endpoints are ignored and named in a warning.
     """
+    check_seeds(ctx.settings)
     seeds = ctx.settings.endpoints
     async with ctx.sessions() as session:
         seeded_at = await session.get(Meta, SEEDED_KEY)
@@ -56,10 +77,8 @@ async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
                 seeded_at.value,
             )
         return [], ignored
-    async with ctx.sessions.begin() as session:
-        session.add(Meta(key=SEEDED_KEY, value=utcnow().isoformat()))
-    for seed in seeds:
-        await create_endpoint(
+    rows = [
+        new_endpoint(
             ctx,
             name=seed.name,
             type=seed.type,
@@ -68,8 +87,14 @@ async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
             model_filter=seed.model_filter,
             enabled=seed.enabled,
             sync_interval=seed.sync_interval,
-            sync=False,
         )
+        for seed in seeds
+    ]
+    async with ctx.sessions.begin() as session:
+        session.add_all(rows)
+        session.add(Meta(key=SEEDED_KEY, value=utcnow().isoformat()))
+        await bump(session)
+    for seed in seeds:
         log.info("seeded endpoint %r from the config file", seed.name)
     return [seed.name for seed in seeds], []
 
@@ -84,6 +109,8 @@ async def import_admin_key(ctx: Context, key: str) -> None:
     async with ctx.sessions() as session:
         existing = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
     if existing is not None:
+        if existing.revoked_at is not None:
+            log.warning("RELAYGATE_ADMIN_KEY was revoked; it is not imported again")
         return
     admin = await _admin_user(ctx)
     owner = admin.id if admin else (await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")).id

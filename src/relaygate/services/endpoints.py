@@ -71,13 +71,25 @@ def check_url(url: str) -> str:
     """Return ``url`` without a trailing slash if it is an http(s) API base URL;
     raises :class:`BadRequest` otherwise."""
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
         raise BadRequest(
             f"url {url!r} is not an http(s) URL; give the API base, e.g. "
             "https://api.openai.com/v1 or http://127.0.0.1:11434/v1",
             param="url",
         )
+    if parts.username is not None or parts.password is not None:
+        raise BadRequest(
+            "url must not carry credentials (user:password@); put the key in api_key",
+            param="url",
+        )
+    if parts.query or parts.fragment:
+        raise BadRequest("url must be the API base, without ?query or #fragment", param="url")
     return url.rstrip("/")
 
 
@@ -150,6 +162,33 @@ async def get_endpoint(ctx: Context, ident: int | str) -> EndpointInfo:
         return await _info(session, await find_endpoint(session, ident))
 
 
+def new_endpoint(
+    ctx: Context,
+    *,
+    name: str,
+    type: str,
+    url: str,
+    api_key: str | None,
+    model_filter: list[str] | None,
+    enabled: bool,
+    sync_interval: float | None,
+) -> Endpoint:
+    """A validated, unsaved endpoint row with its key encrypted; raises :class:`BadRequest`."""
+    get_provider(type)
+    endpoint = Endpoint(
+        name=_check_name(name),
+        type=type,
+        url=check_url(url),
+        model_filter=list(model_filter or []),
+        enabled=enabled,
+        sync_interval=_check_interval(sync_interval),
+    )
+    if api_key:
+        endpoint.api_key_encrypted = ctx.vault.encrypt(api_key)
+        endpoint.api_key_hint = key_hint(api_key)
+    return endpoint
+
+
 async def create_endpoint(
     ctx: Context,
     *,
@@ -168,18 +207,16 @@ async def create_endpoint(
     :class:`Conflict` when the name is taken. A failing first sync does not undo
     the creation: its error is in the returned endpoint's sync state.
     """
-    get_provider(type)
-    endpoint = Endpoint(
-        name=_check_name(name),
+    endpoint = new_endpoint(
+        ctx,
+        name=name,
         type=type,
-        url=check_url(url),
-        model_filter=list(model_filter or []),
+        url=url,
+        api_key=api_key,
+        model_filter=model_filter,
         enabled=enabled,
-        sync_interval=_check_interval(sync_interval),
+        sync_interval=sync_interval,
     )
-    if api_key:
-        endpoint.api_key_encrypted = ctx.vault.encrypt(api_key)
-        endpoint.api_key_hint = key_hint(api_key)
     try:
         async with ctx.sessions.begin() as session:
             session.add(endpoint)
@@ -191,9 +228,8 @@ async def create_endpoint(
         ) from None
     log.info("created endpoint %r (%s)", endpoint.name, endpoint.url)
     if sync and enabled:
-        await sync_endpoint(ctx, endpoint.id, trigger="created")
-    else:
-        await ctx.snapshots.refresh()
+        await sync_endpoint(ctx, endpoint.id, trigger="created", refresh=False)
+    await ctx.snapshots.refresh()
     return await get_endpoint(ctx, endpoint.id)
 
 
@@ -233,9 +269,8 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
     except IntegrityError:
         raise Conflict(f"an endpoint named {changes.name!r} already exists", param="name") from None
     if resync and enabled:
-        await sync_endpoint(ctx, endpoint_id, trigger="updated")
-    else:
-        await ctx.snapshots.refresh()
+        await sync_endpoint(ctx, endpoint_id, trigger="updated", refresh=False)
+    await ctx.snapshots.refresh()
     return await get_endpoint(ctx, endpoint_id)
 
 
@@ -244,8 +279,10 @@ async def delete_endpoint(ctx: Context, ident: int | str) -> int:
 
     Raises :class:`NotFound`.
     """
-    async with ctx.sessions.begin() as session:
-        endpoint = await find_endpoint(session, ident)
+    async with ctx.sessions() as session:
+        endpoint_id = (await find_endpoint(session, ident)).id
+    async with ctx.sync_state.lock(endpoint_id), ctx.sessions.begin() as session:
+        endpoint = await find_endpoint(session, endpoint_id)
         removed = await session.scalar(
             select(func.count()).select_from(Model).where(Model.endpoint_id == endpoint.id)
         )

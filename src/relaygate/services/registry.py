@@ -15,6 +15,7 @@ from sqlalchemy import select
 from relaygate import __version__
 from relaygate.context import Context
 from relaygate.db.tables import Endpoint, Meta, utcnow
+from relaygate.errors import RelaygateError
 from relaygate.services.endpoints import EndpointInfo, list_endpoints
 from relaygate.sync.service import SyncResult, sync_endpoint
 
@@ -65,13 +66,20 @@ async def refresh(ctx: Context) -> list[SyncResult]:
     """Sync every enabled endpoint now, concurrently; returns one result per endpoint."""
     async with ctx.sessions() as session:
         ids = (await session.scalars(select(Endpoint.id).where(Endpoint.enabled))).all()
-    results = await asyncio.gather(
-        *(sync_endpoint(ctx, endpoint_id, trigger="refresh", refresh=False) for endpoint_id in ids)
+    outcomes = await asyncio.gather(
+        *(sync_endpoint(ctx, endpoint_id, trigger="refresh", refresh=False) for endpoint_id in ids),
+        return_exceptions=True,
     )
+    results = []
+    for outcome in outcomes:
+        if isinstance(outcome, SyncResult):
+            results.append(outcome)
+        elif not isinstance(outcome, RelaygateError):  # deleted or disabled meanwhile: skip
+            raise outcome
     async with ctx.sessions.begin() as session:
         await session.merge(Meta(key=REFRESHED_KEY, value=utcnow().isoformat()))
     await ctx.snapshots.refresh()
-    return list(results)
+    return results
 
 
 async def status(ctx: Context) -> RegistryStatus:

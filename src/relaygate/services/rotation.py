@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from relaygate.changes import bump
 from relaygate.context import SECRET_CHECK_KEY, Context
 from relaygate.db.tables import Endpoint, Meta
 from relaygate.vault import CHECK_PLAINTEXT, Vault
@@ -25,4 +26,6 @@ async def rotate_secret(ctx: Context, new_secret: str) -> int:
             assert endpoint.api_key_encrypted is not None
             endpoint.api_key_encrypted = new.encrypt(ctx.vault.decrypt(endpoint.api_key_encrypted))
         await session.merge(Meta(key=SECRET_CHECK_KEY, value=new.encrypt(CHECK_PLAINTEXT)))
+        # Running servers notice the change and say they need a restart with the new key.
+        await bump(session)
     return len(endpoints)

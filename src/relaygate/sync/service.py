@@ -7,7 +7,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.changes import bump
 from relaygate.context import Context
@@ -90,6 +93,14 @@ async def _list(ctx: Context, endpoint: Endpoint) -> list[DiscoveredModel]:
     return await provider.list_models(ctx.http, endpoint.url, api_key, ctx.settings.sync_timeout)
 
 
+def insert_ignoring_duplicates(session: AsyncSession, table: type[Model]) -> Insert:
+    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (SQLite or PostgreSQL)."""
+    insert = (
+        postgresql_insert if session.get_bind().dialect.name == "postgresql" else (sqlite_insert)
+    )
+    return insert(table).on_conflict_do_nothing()
+
+
 async def sync_endpoint(
     ctx: Context, endpoint_id: int, *, trigger: str = "manual", refresh: bool = True
 ) -> SyncResult:
@@ -129,7 +140,7 @@ async def sync_endpoint(
             result.reactivated,
             result.deactivated,
         )
-    if refresh:
+    if refresh and (result.added or result.reactivated or result.deactivated):
         await ctx.snapshots.refresh()
     return result
 
@@ -144,22 +155,30 @@ async def _record(
 ) -> SyncResult:
     now = utcnow()
     async with ctx.sessions.begin() as session:
+        if await session.get(Endpoint, endpoint.id) is None:
+            raise NotFound(f"endpoint {endpoint.name!r} was deleted during its sync")
         rows = await session.execute(
             select(Model.upstream_id, Model.status).where(Model.endpoint_id == endpoint.id)
         )
         stored = {upstream_id: status for upstream_id, status in rows}
         if error is None:
             changes = plan(stored, discovered)
-            session.add_all(
-                Model(
-                    endpoint_id=endpoint.id,
-                    upstream_id=m,
-                    status="online",
-                    first_seen_at=now,
-                    last_seen_at=now,
+            if changes.add:
+                # Another process may sync the same endpoint at once: skip rows it inserted.
+                await session.execute(
+                    insert_ignoring_duplicates(session, Model),
+                    [
+                        {
+                            "endpoint_id": endpoint.id,
+                            "upstream_id": m,
+                            "status": "online",
+                            "enabled": True,
+                            "first_seen_at": now,
+                            "last_seen_at": now,
+                        }
+                        for m in changes.add
+                    ],
                 )
-                for m in changes.add
-            )
             if discovered:
                 await session.execute(
                     update(Model)
@@ -202,7 +221,8 @@ async def _record(
                 error=error,
             )
         )
-        await bump(session)
+        if any(counts):
+            await bump(session)
     return SyncResult(
         endpoint_id=endpoint.id,
         endpoint_name=endpoint.name,
