@@ -34,6 +34,9 @@ class EndpointSeed(BaseModel):
     type: Literal["openai", "anthropic", "google"] = "openai"
     url: str
     api_key: str | None = None
+    api_key_env: str | None = None
+    auth_header: str | None = None
+    auth_prefix: str | None = None
     model_filter: list[str] = Field(default_factory=list)
     enabled: bool = True
     sync_interval: float | None = None
@@ -90,6 +93,12 @@ class Settings(BaseModel):
         if not path or path == ":memory:":
             return None
         return Path(path)
+
+
+def read_env_key(name: str) -> str | None:
+    """The value of environment variable ``name`` (a provider key an endpoint keeps in the
+    environment, ``api_key_env``), or None when unset or empty. Never logged or stored."""
+    return os.environ.get(name) or None
 
 
 def _expand(value: Any, environ: Mapping[str, str]) -> Any:

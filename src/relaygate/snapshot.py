@@ -18,9 +18,10 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaygate.credentials import CredentialsUnavailable, custom_auth, endpoint_key
 from relaygate.db.tables import ApiKey, Endpoint, Model, User
 from relaygate.providers import get_provider
-from relaygate.vault import DecryptionFailed, Vault
+from relaygate.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,17 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetSurface:
+    """How to call one API surface of a target: for request paths (below the endpoint
+    URL) starting with ``prefixes`` (empty: any path), send ``headers`` and, when the
+    client sent none of that name, ``defaults``."""
+
+    prefixes: tuple[str, ...]
+    headers: tuple[tuple[bytes, bytes], ...]
+    defaults: tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One endpoint's copy of a model: where to send it and how to authenticate."""
 
@@ -47,7 +59,14 @@ class Target:
     endpoint_name: str
     base_url: str
     upstream_id: str
-    headers: tuple[tuple[bytes, bytes], ...]
+    surfaces: tuple[TargetSurface, ...]
+
+    def surface(self, path: str) -> TargetSurface:
+        """The surface serving ``path`` (e.g. ``/messages``); the last one serves the rest."""
+        for surface in self.surfaces:
+            if not surface.prefixes or path.startswith(surface.prefixes):
+                return surface
+        return self.surfaces[-1]
 
 
 @dataclass(slots=True)
@@ -97,6 +116,43 @@ def _epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
+def _encode(
+    headers: dict[str, str] | tuple[tuple[str, str], ...],
+) -> tuple[tuple[bytes, bytes], ...]:
+    items = headers.items() if isinstance(headers, dict) else headers
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in items)
+
+
+def _surfaces(endpoint: Endpoint, api_key: str | None) -> tuple[TargetSurface, ...]:
+    """The provider's surfaces with this endpoint's key (and custom auth header) applied."""
+    override = custom_auth(endpoint)
+    return tuple(
+        TargetSurface(
+            surface.prefixes,
+            _encode((override or surface.auth).headers(api_key)),
+            _encode(surface.defaults),
+        )
+        for surface in get_provider(endpoint.type).surfaces
+    )
+
+
+def _listing_entry(name: str, model: Model, endpoint_name: str) -> dict[str, object]:
+    """A ``/v1/models`` entry: OpenAI's model object (id, object, created, owned_by —
+    https://platform.openai.com/docs/api-reference/models/object) plus the metadata
+    relaygate keeps, as extra fields."""
+    created = model.created or model.first_seen_at
+    return {
+        "id": name,
+        "object": "model",
+        "created": int(created.timestamp()),
+        "owned_by": endpoint_name,
+        "display_name": model.display_name,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "capabilities": list(model.capabilities or []),
+    }
+
+
 async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> Snapshot:
     """Read keys, endpoints and models in ``session`` and build a new snapshot.
 
@@ -111,20 +167,17 @@ async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> S
         keys[key.key_hash] = Principal(key.id, key.user_id, role, _epoch(key.expires_at))
 
     endpoints = (await session.scalars(select(Endpoint).where(Endpoint.enabled))).all()
-    by_id: dict[int, tuple[Endpoint, tuple[tuple[bytes, bytes], ...]]] = {}
+    by_id: dict[int, tuple[Endpoint, tuple[TargetSurface, ...]]] = {}
     unusable: set[int] = set()
     for endpoint in endpoints:
         api_key = None
-        if endpoint.api_key_encrypted:
-            try:
-                api_key = vault.decrypt(endpoint.api_key_encrypted)
-            except DecryptionFailed:
-                # Never forward without the key: its models stay listed as unavailable.
-                log.error("endpoint %r: its stored API key cannot be decrypted", endpoint.name)
-                unusable.add(endpoint.id)
-        headers = get_provider(endpoint.type).auth_headers(api_key)
-        encoded = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
-        by_id[endpoint.id] = (endpoint, encoded)
+        try:
+            api_key = endpoint_key(endpoint, vault)
+        except CredentialsUnavailable as exc:
+            # Never forward without the key: its models stay listed as unavailable.
+            log.error("endpoint %r cannot be used: %s", endpoint.name, exc)
+            unusable.add(endpoint.id)
+        by_id[endpoint.id] = (endpoint, _surfaces(endpoint, api_key))
 
     models = (
         await session.scalars(
@@ -155,15 +208,7 @@ async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> S
         targets[name].append(
             Target(endpoint.id, endpoint.name, endpoint.url.rstrip("/"), model.upstream_id, auth)
         )
-        listed.setdefault(
-            name,
-            {
-                "id": name,
-                "object": "model",
-                "created": int(model.first_seen_at.timestamp()),
-                "owned_by": endpoint.name,
-            },
-        )
+        listed.setdefault(name, _listing_entry(name, model, endpoint.name))
     routes = {name: Route(name, tuple(found)) for name, found in targets.items()}
     return Snapshot(
         version=version,

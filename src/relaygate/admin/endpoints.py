@@ -20,7 +20,7 @@ from relaygate.admin.schemas import (
 )
 from relaygate.context import Context
 from relaygate.services import endpoints as service
-from relaygate.services.endpoints import EndpointChanges, EndpointInfo
+from relaygate.services.endpoints import EndpointChanges, EndpointInfo, EndpointSpec
 from relaygate.sync.service import SyncResult, sync_history
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"], dependencies=[Depends(require_admin)])
@@ -34,7 +34,11 @@ def endpoint_out(info: EndpointInfo) -> EndpointOut:
         url=info.url,
         enabled=info.enabled,
         has_api_key=info.has_api_key,
+        api_key_source=info.api_key_source,
+        api_key_env=info.api_key_env,
         api_key_hint=info.api_key_hint,
+        auth_header=info.auth_header,
+        auth_prefix=info.auth_prefix,
         model_filter=info.model_filter,
         sync_interval=info.sync_interval,
         created_at=info.created_at,
@@ -52,6 +56,7 @@ def endpoint_out(info: EndpointInfo) -> EndpointOut:
 def sync_out(result: SyncResult) -> SyncOut:
     fields = asdict(result)
     fields["endpoint"] = fields.pop("endpoint_name")
+    fields.pop("changed")
     return SyncOut(**fields)
 
 
@@ -62,17 +67,8 @@ async def list_endpoints(ctx: Context = Depends(get_ctx)) -> list[EndpointOut]:
 
 @router.post("", status_code=201)
 async def create_endpoint(body: EndpointCreate, ctx: Context = Depends(get_ctx)) -> EndpointOut:
-    info = await service.create_endpoint(
-        ctx,
-        name=body.name,
-        type=body.type,
-        url=body.url,
-        api_key=body.api_key,
-        model_filter=body.model_filter,
-        enabled=body.enabled,
-        sync_interval=body.sync_interval,
-        sync=body.sync,
-    )
+    fields = body.model_dump(exclude={"sync"})
+    info = await service.create_endpoint(ctx, EndpointSpec(**fields), sync=body.sync)
     return endpoint_out(info)
 
 
@@ -80,9 +76,7 @@ async def create_endpoint(body: EndpointCreate, ctx: Context = Depends(get_ctx))
 async def validate_endpoint(
     body: EndpointValidate, ctx: Context = Depends(get_ctx)
 ) -> ValidationOut:
-    result = await service.validate_endpoint(
-        ctx, type=body.type, url=body.url, api_key=body.api_key
-    )
+    result = await service.validate_endpoint(ctx, **body.model_dump())
     return ValidationOut(ok=result.ok, models=result.models, error=result.error)
 
 

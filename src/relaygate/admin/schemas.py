@@ -17,6 +17,11 @@ class EndpointCreate(Input):
     type: str = "openai"
     url: str
     api_key: str | None = None
+    api_key_env: str | None = Field(
+        default=None, description="Read the key from this environment variable instead"
+    )
+    auth_header: str | None = Field(default=None, description="Custom auth header, e.g. api-key")
+    auth_prefix: str | None = Field(default=None, description="Prefix before the key, e.g. ''")
     model_filter: list[str] = Field(default_factory=list)
     enabled: bool = True
     sync: bool = Field(default=True, description="Sync the endpoint's models right away")
@@ -29,6 +34,9 @@ class EndpointUpdate(Input):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     url: str | None = None
     api_key: str | None = None
+    api_key_env: str | None = None
+    auth_header: str | None = None
+    auth_prefix: str | None = None
     model_filter: list[str] | None = None
     enabled: bool | None = None
     sync_interval: float | None = Field(default=None, gt=0)
@@ -38,6 +46,8 @@ class EndpointValidate(Input):
     type: str = "openai"
     url: str
     api_key: str | None = None
+    auth_header: str | None = None
+    auth_prefix: str | None = None
 
 
 class SyncState(BaseModel):
@@ -55,7 +65,11 @@ class EndpointOut(BaseModel):
     url: str
     enabled: bool
     has_api_key: bool
+    api_key_source: Literal["stored", "env", "none"]
+    api_key_env: str | None
     api_key_hint: str | None
+    auth_header: str | None
+    auth_prefix: str | None
     model_filter: list[str]
     sync_interval: float | None
     created_at: datetime
@@ -107,6 +121,12 @@ class ModelOut(BaseModel):
     alias: str | None
     status: Literal["online", "offline"]
     enabled: bool
+    owned_by: str | None
+    display_name: str | None
+    context_window: int | None
+    max_output_tokens: int | None
+    created: datetime | None
+    capabilities: list[str]
     first_seen_at: datetime
     last_seen_at: datetime
 

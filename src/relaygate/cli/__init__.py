@@ -193,6 +193,21 @@ def models_update(
     )
 
 
+@models.command("alias")
+def models_alias(
+    ctx: typer.Context,
+    model_id: int,
+    alias: Annotated[str | None, typer.Argument(help="The public name; omit with --clear")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the alias")] = False,
+) -> None:
+    """Give a model a public name (models of different endpoints may share one), or clear it."""
+    if (alias is None) == (not clear):
+        fail("give an alias, or --clear")
+    info = run(ctx, lambda c: models_service.update_model(c, model_id, alias=alias))
+    shown = info.alias or f"{info.upstream_id} (no alias)"
+    typer.echo(f"model {info.id} answers to {shown}")
+
+
 @app.command()
 def version() -> None:
     """Print relaygate's version."""

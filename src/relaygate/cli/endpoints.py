@@ -15,17 +15,26 @@ from relaygate.cli.runner import (
     run,
 )
 from relaygate.services import endpoints as service
-from relaygate.services.endpoints import EndpointChanges, EndpointInfo
+from relaygate.services.endpoints import EndpointChanges, EndpointInfo, EndpointSpec
 from relaygate.sync.service import SyncResult
 
 app = typer.Typer(help="Manage endpoints (model sources).", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
+ApiKeyEnv = Annotated[
+    str | None, typer.Option(help="Read the provider key from this environment variable")
+]
+AuthHeader = Annotated[
+    str | None, typer.Option(help="Custom auth header name, e.g. api-key (Azure-style)")
+]
+AuthPrefix = Annotated[
+    str | None, typer.Option(help="Text before the key in the auth header, e.g. 'Bearer '")
+]
 KeyStdin = Annotated[bool, typer.Option("--api-key-stdin", help="Read the provider key from stdin")]
 
 
 def _row(info: EndpointInfo) -> dict[str, Any]:
     row = as_dict(info)
-    row["key"] = info.api_key_hint or ("yes" if info.has_api_key else "")
+    row["key"] = f"${info.api_key_env}" if info.api_key_env else info.api_key_hint or ""
     row["models"] = f"{info.models_online} online / {info.models_offline} offline"
     return row
 
@@ -45,6 +54,7 @@ def _show(info: EndpointInfo, as_json: bool) -> None:
                 "url",
                 "enabled",
                 "key",
+                "auth_header",
                 "model_filter",
                 "sync_interval",
                 "sync_status",
@@ -76,11 +86,16 @@ def add(
     ctx: typer.Context,
     name: str,
     url: Annotated[str, typer.Argument(help="API base URL, /v1 included")],
-    type: Annotated[str, typer.Option(help="openai (any OpenAI-compatible server)")] = "openai",
+    type: Annotated[
+        str, typer.Option(help="openai (any OpenAI-compatible server), anthropic or google")
+    ] = "openai",
     api_key: Annotated[
         str | None, typer.Option(help="Provider key (prefer --api-key-stdin)")
     ] = None,
     api_key_stdin: KeyStdin = False,
+    api_key_env: ApiKeyEnv = None,
+    auth_header: AuthHeader = None,
+    auth_prefix: AuthPrefix = None,
     model_filter: Annotated[
         list[str] | None, typer.Option("--filter", help="Model id or glob; repeatable")
     ] = None,
@@ -95,13 +110,18 @@ def add(
         ctx,
         lambda c: service.create_endpoint(
             c,
-            name=name,
-            type=type,
-            url=url,
-            api_key=key,
-            model_filter=model_filter or [],
-            enabled=not disabled,
-            sync_interval=sync_interval,
+            EndpointSpec(
+                name=name,
+                type=type,
+                url=url,
+                api_key=key,
+                api_key_env=api_key_env,
+                auth_header=auth_header,
+                auth_prefix=auth_prefix,
+                model_filter=model_filter or [],
+                enabled=not disabled,
+                sync_interval=sync_interval,
+            ),
             sync=not no_sync,
         ),
     )
@@ -136,6 +156,12 @@ def update(
     api_key: Annotated[str | None, typer.Option(help="New provider key")] = None,
     api_key_stdin: KeyStdin = False,
     clear_api_key: Annotated[bool, typer.Option(help="Remove the stored key")] = False,
+    api_key_env: ApiKeyEnv = None,
+    auth_header: AuthHeader = None,
+    auth_prefix: AuthPrefix = None,
+    clear_auth_header: Annotated[
+        bool, typer.Option(help="Go back to the provider's own auth header")
+    ] = False,
     model_filter: Annotated[
         list[str] | None, typer.Option("--filter", help="Replace the filter; repeatable")
     ] = None,
@@ -154,6 +180,12 @@ def update(
         changes.api_key = None if clear_api_key else key
     if model_filter is not None or clear_filter:
         changes.model_filter = [] if clear_filter else list(model_filter or [])
+    if api_key_env is not None:
+        changes.api_key_env = api_key_env
+    if auth_header is not None or clear_auth_header:
+        changes.auth_header = None if clear_auth_header else auth_header
+    if auth_prefix is not None:
+        changes.auth_prefix = auth_prefix
     if sync_interval is not None:
         changes.sync_interval = sync_interval
     _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)

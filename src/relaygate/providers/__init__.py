@@ -1,16 +1,43 @@
-"""Provider adapters, one module each; :func:`get_provider` finds one by endpoint type."""
+"""Provider adapters, one module each; :func:`get_provider` finds one by endpoint type.
+
+Adding a provider: a new module implementing :class:`Provider`, and a line below.
+"""
 
 from __future__ import annotations
 
 from types import MappingProxyType
 
 from relaygate.errors import BadRequest
-from relaygate.providers.base import DiscoveredModel, ListingFailed, Provider
+from relaygate.providers.anthropic import AnthropicProvider
+from relaygate.providers.base import (
+    Access,
+    AuthScheme,
+    DiscoveredModel,
+    ListingFailed,
+    Provider,
+    Surface,
+)
+from relaygate.providers.google import GoogleProvider
 from relaygate.providers.openai import OpenAIProvider
 
-__all__ = ["PROVIDER_TYPES", "DiscoveredModel", "ListingFailed", "Provider", "get_provider"]
+__all__ = [
+    "PROVIDER_TYPES",
+    "Access",
+    "AuthScheme",
+    "DiscoveredModel",
+    "ListingFailed",
+    "Provider",
+    "Surface",
+    "get_provider",
+]
 
-_PROVIDERS: MappingProxyType[str, Provider] = MappingProxyType({"openai": OpenAIProvider()})
+_PROVIDERS: MappingProxyType[str, Provider] = MappingProxyType(
+    {
+        "openai": OpenAIProvider(),
+        "anthropic": AnthropicProvider(),
+        "google": GoogleProvider(),
+    }
+)
 PROVIDER_TYPES = tuple(_PROVIDERS)
 
 

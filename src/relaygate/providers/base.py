@@ -1,27 +1,79 @@
 """The interface every provider adapter implements, and the shared listing call.
 
-A provider knows how to authenticate to an endpoint and how to list its models.
-Listing failures are raised as :class:`ListingFailed` with a sentence an operator
-can act on (name not resolved, connection refused, timed out, HTTP 401, …).
+A provider knows how to authenticate to an endpoint (per API surface, for
+forwarding, and for its model listing), how to list the endpoint's models
+(following pagination to the end) and how to map its listing to
+:class:`DiscoveredModel`. Listing failures are raised as :class:`ListingFailed`
+with a sentence an operator can act on (name not resolved, connection refused,
+timed out, HTTP 401 and the provider's own message, …).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
+CAPABILITIES = ("chat", "completions", "embeddings", "vision", "tools", "audio", "images")
+
 
 @dataclass(frozen=True, slots=True)
 class DiscoveredModel:
-    """One model as a provider's listing describes it."""
+    """One model as a provider's listing describes it. Token limits are counts of tokens;
+    ``created`` is when the provider released or created the model."""
 
     id: str
     owned_by: str | None = None
+    display_name: str | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    created: datetime | None = None
+    capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthScheme:
+    """How a key travels: in header ``header`` (lower-case), after ``prefix``."""
+
+    header: str
+    prefix: str = ""
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        """The header carrying ``api_key``; none without a key."""
+        return {self.header: self.prefix + api_key} if api_key else {}
+
+
+BEARER = AuthScheme("authorization", "Bearer ")
+
+
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """One API surface of a provider: the request paths (below the endpoint URL) it
+    serves, how it authenticates, and headers set only when the client sent none.
+    A surface with no ``prefixes`` serves every other path."""
+
+    auth: AuthScheme
+    prefixes: tuple[str, ...] = ()
+    defaults: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What listing needs of an endpoint: its URL, its key, and its custom auth scheme
+    (which, when set, replaces the provider's everywhere)."""
+
+    url: str
+    api_key: str | None
+    custom_auth: AuthScheme | None = None
+
+    def headers(self, scheme: AuthScheme) -> dict[str, str]:
+        return (self.custom_auth or scheme).headers(self.api_key)
 
 
 class ListingFailed(Exception):
@@ -32,16 +84,20 @@ class Provider(Protocol):
     """What relaygate needs from each kind of endpoint."""
 
     type: str
-
-    def auth_headers(self, api_key: str | None) -> dict[str, str]:
-        """The headers that carry ``api_key`` to this provider (none without a key)."""
-        ...
+    surfaces: tuple[Surface, ...]
+    """Forwarding rules, most specific first; the last has no prefixes."""
 
     async def list_models(
-        self, http: aiohttp.ClientSession, url: str, api_key: str | None, timeout: float
+        self, http: aiohttp.ClientSession, access: Access, timeout: float
     ) -> list[DiscoveredModel]:
-        """List the endpoint's models; raises :class:`ListingFailed`."""
+        """Every model of the endpoint, all pages; raises :class:`ListingFailed`."""
         ...
+
+
+@dataclass(slots=True)
+class JsonResponse:
+    status: int
+    body: Any = field(default=None)
 
 
 def _connection_reason(exc: aiohttp.ClientConnectorError) -> str:
@@ -55,19 +111,38 @@ def _connection_reason(exc: aiohttp.ClientConnectorError) -> str:
     return f"could not connect to {exc.host}:{exc.port} ({cause.strerror or cause})"
 
 
-async def get_json(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str], timeout: float
-) -> Any:
-    """GET ``url`` and return its decoded JSON body.
+def provider_message(body: Any) -> str | None:
+    """The human message in a provider's error body (OpenAI, Anthropic and Google shapes:
+    ``{"error": {"message"}}``, ``{"type": "error", "error": {"message"}}``), if any."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:300]
+        if isinstance(error, str):
+            return error[:300]
+    return None
 
-    Raises :class:`ListingFailed` naming the cause: DNS, refused connection,
-    timeout after ``timeout`` seconds, a non-2xx status, or a body that is not JSON.
+
+async def get_json(
+    http: aiohttp.ClientSession,
+    url: str,
+    headers: Mapping[str, str],
+    timeout: float,
+    params: Mapping[str, str] | None = None,
+    *,
+    allow_404: bool = False,
+) -> JsonResponse:
+    """GET ``url`` and return its status and decoded JSON body.
+
+    Raises :class:`ListingFailed` naming the cause: DNS, refused connection, timeout
+    after ``timeout`` seconds, a non-2xx status (with the provider's message), or a
+    body that is not JSON. With ``allow_404`` a 404 is returned, not raised.
     """
     try:
         async with http.get(
-            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            url, headers=dict(headers), params=params, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as response:
-            body = await response.read()
+            raw = await response.read()
             status = response.status
             content_type = response.headers.get("content-type", "unknown")
     except aiohttp.ClientConnectorError as exc:
@@ -76,23 +151,63 @@ async def get_json(
         raise ListingFailed(f"timed out after {timeout:g} s waiting for {url}") from None
     except (aiohttp.InvalidURL, ValueError):
         raise ListingFailed(f"{url} is not a valid URL") from None
-    except (aiohttp.ClientError, asyncio.CancelledError) as exc:
-        if isinstance(exc, asyncio.CancelledError):
-            raise
+    except aiohttp.ClientError as exc:
         raise ListingFailed(f"request to {url} failed: {type(exc).__name__}") from None
-    if status in (401, 403):
-        raise ListingFailed(
-            f"HTTP {status} from the provider at {url}: the endpoint's API key is missing, "
-            "invalid or lacks permission"
-        )
-    if status == 404:
-        raise ListingFailed(f"HTTP 404 from {url}: the URL should be the API base, /v1 included")
-    if status >= 400:
-        raise ListingFailed(f"HTTP {status} from the provider at {url}")
+    except asyncio.CancelledError:
+        raise
     try:
-        return orjson.loads(body)
+        body = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
-        raise ListingFailed(
-            f"response from {url} is not a model list (got {content_type.split(';')[0]}, "
-            "not JSON): the URL should be the API base, /v1 included"
-        ) from None
+        body = None
+        if status < 400:
+            raise ListingFailed(
+                f"response from {url} is not a model list (got {content_type.split(';')[0]}, "
+                "not JSON): the URL should be the API base, /v1 included"
+            ) from None
+    if status == 404 and allow_404:
+        return JsonResponse(status, body)
+    if status >= 400:
+        said = provider_message(body)
+        said = f": {said}" if said else ""
+        if status in (401, 403):
+            raise ListingFailed(
+                f"HTTP {status} from the provider at {url}{said} (the endpoint's API key is "
+                "missing, invalid or lacks permission)"
+            )
+        if status == 404:
+            raise ListingFailed(
+                f"HTTP 404 from {url}{said} (the URL should be the API base, /v1 included)"
+            )
+        raise ListingFailed(f"HTTP {status} from the provider at {url}{said}")
+    return JsonResponse(status, body)
+
+
+def not_a_list(url: str, why: str) -> ListingFailed:
+    return ListingFailed(f"response from {url} is not a model list ({why})")
+
+
+def as_int(value: Any) -> int | None:
+    """``value`` if it is a positive integer, else None (providers send 0 for unknown)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def from_epoch(value: Any) -> datetime | None:
+    """A Unix time in seconds (OpenAI's ``created``) as a UTC datetime; None for 0 or junk."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def from_rfc3339(value: Any) -> datetime | None:
+    """An RFC 3339 time (Anthropic's ``created_at``) as a UTC datetime, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

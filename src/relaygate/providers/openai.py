@@ -2,44 +2,90 @@
 
 Listing: ``GET {url}/models`` with ``Authorization: Bearer <key>`` (key optional),
 answered by ``{"object": "list", "data": [{"id", "object": "model", "created",
-"owned_by"}, …]}`` — https://platform.openai.com/docs/api-reference/models/list
+"owned_by"}, …]}`` — https://platform.openai.com/docs/api-reference/models/list .
+Compatible servers add fields relaygate keeps when present: vLLM's
+``max_model_len``, Together's ``context_length``, ``display_name`` and ``type``
+(``chat``, ``language``, ``embedding``, ``image``, ``audio``) —
+https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html ,
+https://docs.together.ai/reference/models-1 . Servers that page the list
+(``has_more`` with ``last_id``, as OpenAI's list objects do) are followed with
+``after``. Forwarding: every path, Bearer.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 
-from relaygate.providers.base import DiscoveredModel, ListingFailed, get_json
+from relaygate.providers.base import (
+    BEARER,
+    Access,
+    DiscoveredModel,
+    Surface,
+    as_int,
+    as_str,
+    from_epoch,
+    get_json,
+    not_a_list,
+)
+
+_TYPE_CAPABILITIES = {
+    "chat": ("chat",),
+    "language": ("completions",),
+    "code": ("completions",),
+    "embedding": ("embeddings",),
+    "image": ("images",),
+    "audio": ("audio",),
+}
+MAX_PAGES = 100
+
+
+def openai_model(item: dict[str, Any]) -> DiscoveredModel:
+    """Map one entry of an OpenAI-style model list to a :class:`DiscoveredModel`."""
+    kind = item.get("type")
+    return DiscoveredModel(
+        id=item["id"],
+        owned_by=as_str(item.get("owned_by")),
+        display_name=as_str(item.get("display_name")),
+        context_window=as_int(item.get("max_model_len")) or as_int(item.get("context_length")),
+        created=from_epoch(item.get("created")),
+        capabilities=_TYPE_CAPABILITIES.get(kind, ()) if isinstance(kind, str) else (),
+    )
+
+
+async def list_openai_models(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], timeout: float
+) -> list[DiscoveredModel]:
+    """Every model at ``url`` (an OpenAI-style list endpoint), following pages."""
+    models: list[DiscoveredModel] = []
+    params: dict[str, str] = {}
+    for _ in range(MAX_PAGES):
+        payload = (await get_json(http, url, headers, timeout, params or None)).body
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            raise not_a_list(url, 'no "data" array')
+        for item in data:
+            if not isinstance(item, dict) or not as_str(item.get("id")):
+                raise not_a_list(url, 'an entry has no "id"')
+            models.append(openai_model(item))
+        assert isinstance(payload, dict)
+        last = as_str(payload.get("last_id"))
+        if payload.get("has_more") is not True or not last or not data:
+            break
+        params = {"after": last}
+    return models
 
 
 class OpenAIProvider:
     """Adapter for ``type: openai`` endpoints."""
 
     type = "openai"
-
-    def auth_headers(self, api_key: str | None) -> dict[str, str]:
-        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+    surfaces: tuple[Surface, ...] = (Surface(BEARER),)
 
     async def list_models(
-        self, http: aiohttp.ClientSession, url: str, api_key: str | None, timeout: float
+        self, http: aiohttp.ClientSession, access: Access, timeout: float
     ) -> list[DiscoveredModel]:
-        listing_url = url.rstrip("/") + "/models"
-        payload = await get_json(http, listing_url, self.auth_headers(api_key), timeout)
-        data = payload.get("data") if isinstance(payload, dict) else None
-        if not isinstance(data, list):
-            raise ListingFailed(
-                f'response from {listing_url} is not a model list (no "data" array)'
-            )
-        models = []
-        for item in data:
-            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
-                raise ListingFailed(
-                    f'response from {listing_url} is not a model list (an entry has no "id")'
-                )
-            owned_by = item.get("owned_by")
-            models.append(
-                DiscoveredModel(
-                    id=item["id"], owned_by=owned_by if isinstance(owned_by, str) else None
-                )
-            )
-        return models
+        return await list_openai_models(
+            http, access.url.rstrip("/") + "/models", access.headers(BEARER), timeout
+        )

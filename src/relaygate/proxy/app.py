@@ -29,7 +29,7 @@ from relaygate.errors import (
 from relaygate.metrics import Metrics
 from relaygate.proxy.body import parse_model, read_body
 from relaygate.services.api_keys import KeyActivity
-from relaygate.snapshot import SnapshotStore, Target
+from relaygate.snapshot import SnapshotStore, Target, TargetSurface
 
 log = logging.getLogger(__name__)
 
@@ -158,24 +158,29 @@ class Proxy:
         return await self._forward(scope, receive, send, target, body)
 
     def _upstream_headers(
-        self, headers: list[tuple[bytes, bytes]], target: Target
+        self, headers: list[tuple[bytes, bytes]], surface: TargetSurface
     ) -> list[tuple[str, str]]:
         out = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in headers
             if name not in _DROP_REQUEST
         ]
-        if not any(name == b"content-type" for name, _ in headers):
+        sent = {name for name, _ in headers}
+        if b"content-type" not in sent:
             out.append(("content-type", "application/json"))
+        for name, value in surface.defaults:
+            if name not in sent:
+                out.append((name.decode("latin-1"), value.decode("latin-1")))
         out.extend(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in target.headers
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in surface.headers
         )
         return out
 
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, target: Target, body: bytes
     ) -> int:
-        url = target.base_url + scope["path"][3:]
+        path = scope["path"][3:]
+        url = target.base_url + path
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         task = asyncio.current_task()
@@ -197,7 +202,7 @@ class Proxy:
                 scope["method"],
                 url,
                 data=body,
-                headers=self._upstream_headers(scope["headers"], target),
+                headers=self._upstream_headers(scope["headers"], target.surface(path)),
             ) as response:
                 if response.status in (401, 403):
                     # The provider refused the endpoint's key: the client's relaygate key is

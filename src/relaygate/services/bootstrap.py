@@ -13,9 +13,8 @@ from relaygate.context import Context
 from relaygate.db.tables import ApiKey, Endpoint, Meta, User, utcnow
 from relaygate.errors import BadRequest, ConfigError
 from relaygate.keys import hash_key
-from relaygate.providers import get_provider
 from relaygate.services.api_keys import create_key
-from relaygate.services.endpoints import check_url, new_endpoint
+from relaygate.services.endpoints import EndpointSpec, check_spec, new_endpoint
 from relaygate.services.users import create_user
 from relaygate.settings import Settings
 
@@ -39,8 +38,7 @@ def check_seeds(settings: Settings) -> None:
     names: set[str] = set()
     for seed in settings.endpoints:
         try:
-            get_provider(seed.type)
-            check_url(seed.url)
+            check_spec(EndpointSpec(**seed.model_dump()))
         except BadRequest as exc:
             raise ConfigError(f"config endpoint {seed.name!r}: {exc.message}") from None
         if seed.name in names:
@@ -77,19 +75,7 @@ async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
                 seeded_at.value,
             )
         return [], ignored
-    rows = [
-        new_endpoint(
-            ctx,
-            name=seed.name,
-            type=seed.type,
-            url=seed.url,
-            api_key=seed.api_key,
-            model_filter=seed.model_filter,
-            enabled=seed.enabled,
-            sync_interval=seed.sync_interval,
-        )
-        for seed in seeds
-    ]
+    rows = [new_endpoint(ctx, EndpointSpec(**seed.model_dump())) for seed in seeds]
     async with ctx.sessions.begin() as session:
         session.add_all(rows)
         session.add(Meta(key=SEEDED_KEY, value=utcnow().isoformat()))

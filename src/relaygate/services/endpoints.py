@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -13,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.changes import bump
 from relaygate.context import Context
+from relaygate.credentials import key_source
 from relaygate.db.tables import Endpoint, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
-from relaygate.providers import ListingFailed, get_provider
+from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
 from relaygate.services.patch import UNSET, Unset
 from relaygate.sync.service import SyncResult, sync_endpoint
 from relaygate.vault import key_hint
@@ -33,7 +35,11 @@ class EndpointInfo:
     url: str
     enabled: bool
     has_api_key: bool
+    api_key_source: str
+    api_key_env: str | None
     api_key_hint: str | None
+    auth_header: str | None
+    auth_prefix: str | None
     model_filter: list[str]
     sync_interval: float | None
     created_at: datetime
@@ -48,11 +54,15 @@ class EndpointInfo:
 @dataclass(slots=True)
 class EndpointChanges:
     """Fields to change on an endpoint; a field left UNSET keeps its value.
-    ``api_key=None`` clears the stored key."""
+    ``api_key=None`` clears the stored key; setting ``api_key`` or ``api_key_env`` replaces
+    the other kind; ``auth_header=None`` goes back to the provider's header."""
 
     name: str | Unset = UNSET
     url: str | Unset = UNSET
     api_key: str | Unset | None = UNSET
+    api_key_env: str | Unset | None = UNSET
+    auth_header: str | Unset | None = UNSET
+    auth_prefix: str | Unset | None = UNSET
     model_filter: list[str] | Unset = UNSET
     enabled: bool | Unset = UNSET
     sync_interval: float | Unset | None = UNSET
@@ -121,8 +131,12 @@ async def _info(session: AsyncSession, endpoint: Endpoint) -> EndpointInfo:
         type=endpoint.type,
         url=endpoint.url,
         enabled=endpoint.enabled,
-        has_api_key=endpoint.api_key_encrypted is not None,
+        has_api_key=key_source(endpoint) != "none",
+        api_key_source=key_source(endpoint),
+        api_key_env=endpoint.api_key_env,
         api_key_hint=endpoint.api_key_hint,
+        auth_header=endpoint.auth_header,
+        auth_prefix=endpoint.auth_prefix if endpoint.auth_header else None,
         model_filter=list(endpoint.model_filter or []),
         sync_interval=endpoint.sync_interval,
         created_at=endpoint.created_at,
@@ -162,61 +176,90 @@ async def get_endpoint(ctx: Context, ident: int | str) -> EndpointInfo:
         return await _info(session, await find_endpoint(session, ident))
 
 
-def new_endpoint(
-    ctx: Context,
-    *,
-    name: str,
-    type: str,
-    url: str,
-    api_key: str | None,
-    model_filter: list[str] | None,
-    enabled: bool,
-    sync_interval: float | None,
-) -> Endpoint:
-    """A validated, unsaved endpoint row with its key encrypted; raises :class:`BadRequest`."""
-    get_provider(type)
-    endpoint = Endpoint(
-        name=_check_name(name),
-        type=type,
-        url=check_url(url),
-        model_filter=list(model_filter or []),
-        enabled=enabled,
-        sync_interval=_check_interval(sync_interval),
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """Everything a new endpoint is made of. ``api_key`` is stored encrypted;
+    ``api_key_env`` instead names an environment variable read when needed (never
+    stored); ``auth_header``/``auth_prefix`` replace the provider's auth header."""
+
+    name: str
+    url: str
+    type: str = "openai"
+    api_key: str | None = None
+    api_key_env: str | None = None
+    auth_header: str | None = None
+    auth_prefix: str | None = None
+    model_filter: list[str] = field(default_factory=list)
+    enabled: bool = True
+    sync_interval: float | None = None
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_env_name(name: str | None) -> str | None:
+    if name is not None and not _ENV_NAME.match(name):
+        raise BadRequest(
+            "api_key_env must be an environment variable name such as OPENAI_API_KEY",
+            param="api_key_env",
+        )
+    return name or None
+
+
+def _check_header(name: str | None) -> str | None:
+    if name is not None and not _HEADER_NAME.match(name):
+        raise BadRequest(
+            "auth_header must be an HTTP header name such as api-key", param="auth_header"
+        )
+    return name.lower() if name else None
+
+
+def _set_key(
+    ctx: Context, endpoint: Endpoint, api_key: str | None, api_key_env: str | None
+) -> None:
+    """Give the endpoint one kind of key: stored (encrypted), environment, or none."""
+    if api_key and api_key_env:
+        raise BadRequest("give api_key or api_key_env, not both", param="api_key_env")
+    endpoint.api_key_env = _check_env_name(api_key_env)
+    endpoint.api_key_encrypted = ctx.vault.encrypt(api_key) if api_key else None
+    endpoint.api_key_hint = key_hint(api_key) if api_key else None
+
+
+def check_spec(spec: EndpointSpec) -> Endpoint:
+    """A validated, unsaved endpoint row without its key; raises :class:`BadRequest`."""
+    get_provider(spec.type)
+    if spec.api_key and spec.api_key_env:
+        raise BadRequest("give api_key or api_key_env, not both", param="api_key_env")
+    return Endpoint(
+        name=_check_name(spec.name),
+        type=spec.type,
+        url=check_url(spec.url),
+        auth_header=_check_header(spec.auth_header),
+        auth_prefix=spec.auth_prefix if spec.auth_header else None,
+        model_filter=list(spec.model_filter),
+        enabled=spec.enabled,
+        sync_interval=_check_interval(spec.sync_interval),
+        api_key_env=_check_env_name(spec.api_key_env),
     )
-    if api_key:
-        endpoint.api_key_encrypted = ctx.vault.encrypt(api_key)
-        endpoint.api_key_hint = key_hint(api_key)
+
+
+def new_endpoint(ctx: Context, spec: EndpointSpec) -> Endpoint:
+    """A validated, unsaved endpoint row with its key encrypted; raises :class:`BadRequest`."""
+    endpoint = check_spec(spec)
+    _set_key(ctx, endpoint, spec.api_key, spec.api_key_env)
     return endpoint
 
 
-async def create_endpoint(
-    ctx: Context,
-    *,
-    name: str,
-    type: str = "openai",
-    url: str,
-    api_key: str | None = None,
-    model_filter: list[str] | None = None,
-    enabled: bool = True,
-    sync_interval: float | None = None,
-    sync: bool = True,
-) -> EndpointInfo:
+async def create_endpoint(ctx: Context, spec: EndpointSpec, *, sync: bool = True) -> EndpointInfo:
     """Store a new endpoint (its key encrypted) and, when ``sync`` and enabled, sync it now.
 
-    Raises :class:`BadRequest` for a bad name, type, URL or interval and
+    Raises :class:`BadRequest` for a bad name, type, URL, key source or interval and
     :class:`Conflict` when the name is taken. A failing first sync does not undo
     the creation: its error is in the returned endpoint's sync state.
     """
-    endpoint = new_endpoint(
-        ctx,
-        name=name,
-        type=type,
-        url=url,
-        api_key=api_key,
-        model_filter=model_filter,
-        enabled=enabled,
-        sync_interval=sync_interval,
-    )
+    endpoint = new_endpoint(ctx, spec)
+    enabled = spec.enabled
     try:
         async with ctx.sessions.begin() as session:
             session.add(endpoint)
@@ -251,11 +294,17 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
                 endpoint.url = url
             if not isinstance(changes.api_key, Unset):
                 resync = True
-                if changes.api_key:
-                    endpoint.api_key_encrypted = ctx.vault.encrypt(changes.api_key)
-                    endpoint.api_key_hint = key_hint(changes.api_key)
-                else:
-                    endpoint.api_key_encrypted = endpoint.api_key_hint = None
+                _set_key(ctx, endpoint, changes.api_key, None)
+            if not isinstance(changes.api_key_env, Unset):
+                resync = True
+                if changes.api_key_env or endpoint.api_key_env:
+                    _set_key(ctx, endpoint, None, changes.api_key_env)
+            if not isinstance(changes.auth_header, Unset):
+                resync = True
+                endpoint.auth_header = _check_header(changes.auth_header)
+            if not isinstance(changes.auth_prefix, Unset):
+                resync = True
+                endpoint.auth_prefix = changes.auth_prefix
             if not isinstance(changes.model_filter, Unset):
                 resync |= list(changes.model_filter) != list(endpoint.model_filter or [])
                 endpoint.model_filter = list(changes.model_filter)
@@ -303,7 +352,13 @@ async def sync_by_ident(ctx: Context, ident: int | str) -> SyncResult:
 
 
 async def validate_endpoint(
-    ctx: Context, *, type: str, url: str, api_key: str | None = None
+    ctx: Context,
+    *,
+    type: str,
+    url: str,
+    api_key: str | None = None,
+    auth_header: str | None = None,
+    auth_prefix: str | None = None,
 ) -> ValidationResult:
     """List the models at ``url`` without saving anything.
 
@@ -313,7 +368,11 @@ async def validate_endpoint(
     provider = get_provider(type)
     base = check_url(url)
     try:
-        models = await provider.list_models(ctx.http, base, api_key, ctx.settings.sync_timeout)
+        header = _check_header(auth_header)
+        custom = AuthScheme(header, auth_prefix or "") if header else None
+        models = await provider.list_models(
+            ctx.http, Access(base, api_key, custom), ctx.settings.sync_timeout
+        )
     except ListingFailed as exc:
         return ValidationResult(ok=False, error=str(exc))
     return ValidationResult(ok=True, models=[m.id for m in models])

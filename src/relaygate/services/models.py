@@ -26,20 +26,32 @@ class ModelInfo:
     alias: str | None
     status: str
     enabled: bool
+    owned_by: str | None
+    display_name: str | None
+    context_window: int | None
+    max_output_tokens: int | None
+    created: datetime | None
+    capabilities: list[str]
     first_seen_at: datetime
     last_seen_at: datetime
 
 
 def _info(model: Model) -> ModelInfo:
     return ModelInfo(
-        model.id,
-        model.endpoint_id,
-        model.upstream_id,
-        model.alias,
-        model.status,
-        model.enabled,
-        model.first_seen_at,
-        model.last_seen_at,
+        id=model.id,
+        endpoint_id=model.endpoint_id,
+        upstream_id=model.upstream_id,
+        alias=model.alias,
+        status=model.status,
+        enabled=model.enabled,
+        owned_by=model.owned_by,
+        display_name=model.display_name,
+        context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens,
+        created=model.created,
+        capabilities=list(model.capabilities or []),
+        first_seen_at=model.first_seen_at,
+        last_seen_at=model.last_seen_at,
     )
 
 
@@ -89,7 +101,8 @@ async def update_model(
             )
             if clash is not None:
                 raise Conflict(
-                    f"model {clash!r} of the same endpoint already answers to {name!r}",
+                    f"model {clash!r} of the same endpoint already answers to {name!r}; "
+                    "give this one another alias (models of different endpoints may share one)",
                     param="alias",
                 )
             model.alias = alias

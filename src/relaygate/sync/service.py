@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -14,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.changes import bump
 from relaygate.context import Context
+from relaygate.credentials import CredentialsUnavailable, endpoint_access
 from relaygate.db.tables import Endpoint, Model, SyncRun, utcnow
 from relaygate.errors import Conflict, NotFound
 from relaygate.providers import DiscoveredModel, ListingFailed, get_provider
 from relaygate.sync.reconcile import matches_filter, plan
-from relaygate.vault import DecryptionFailed
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class SyncResult:
     total: int
     synced_at: datetime
     error: str | None
+    changed: bool = False
+    """Whether the catalogue changed (models added, re-/deactivated, or their metadata)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +83,22 @@ async def sync_history(ctx: Context, endpoint_id: int, limit: int = 50) -> list[
         ]
 
 
+METADATA = ("owned_by", "display_name", "context_window", "max_output_tokens", "created")
+
+
 async def _list(ctx: Context, endpoint: Endpoint) -> list[DiscoveredModel]:
-    api_key = None
-    if endpoint.api_key_encrypted:
-        try:
-            api_key = ctx.vault.decrypt(endpoint.api_key_encrypted)
-        except DecryptionFailed:
-            raise ListingFailed(
-                "the stored API key cannot be decrypted with this RELAYGATE_SECRET_KEY"
-            ) from None
+    try:
+        access = endpoint_access(endpoint, ctx.vault)
+    except CredentialsUnavailable as exc:
+        raise ListingFailed(str(exc)) from None
     provider = get_provider(endpoint.type)
-    return await provider.list_models(ctx.http, endpoint.url, api_key, ctx.settings.sync_timeout)
+    return await provider.list_models(ctx.http, access, ctx.settings.sync_timeout)
+
+
+def _metadata(model: DiscoveredModel) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(model, name) for name in METADATA}
+    values["capabilities"] = list(model.capabilities)
+    return values
 
 
 def insert_ignoring_duplicates(session: AsyncSession, table: type[Model]) -> Insert:
@@ -122,10 +130,10 @@ async def sync_endpoint(
         started = utcnow()
         ctx.sync_state.last_run[endpoint_id] = time.monotonic()
         error: str | None = None
-        discovered: list[str] = []
+        discovered: dict[str, DiscoveredModel] = {}
         try:
             listed = await _list(ctx, endpoint)
-            discovered = [m.id for m in listed if matches_filter(m.id, endpoint.model_filter)]
+            discovered = {m.id: m for m in listed if matches_filter(m.id, endpoint.model_filter)}
         except ListingFailed as exc:
             error = f"sync of endpoint {endpoint.name!r} failed: {exc}"
         result = await _record(ctx, endpoint, discovered, error, started, trigger)
@@ -140,7 +148,7 @@ async def sync_endpoint(
             result.reactivated,
             result.deactivated,
         )
-    if refresh and (result.added or result.reactivated or result.deactivated):
+    if refresh and result.changed:
         await ctx.snapshots.refresh()
     return result
 
@@ -148,21 +156,32 @@ async def sync_endpoint(
 async def _record(
     ctx: Context,
     endpoint: Endpoint,
-    discovered: list[str],
+    discovered: dict[str, DiscoveredModel],
     error: str | None,
     started: datetime,
     trigger: str,
 ) -> SyncResult:
     now = utcnow()
+    retagged = 0
     async with ctx.sessions.begin() as session:
         if await session.get(Endpoint, endpoint.id) is None:
             raise NotFound(f"endpoint {endpoint.name!r} was deleted during its sync")
-        rows = await session.execute(
-            select(Model.upstream_id, Model.status).where(Model.endpoint_id == endpoint.id)
-        )
-        stored = {upstream_id: status for upstream_id, status in rows}
+        rows = {
+            m.upstream_id: m
+            for m in await session.scalars(select(Model).where(Model.endpoint_id == endpoint.id))
+        }
+        stored = {upstream_id: model.status for upstream_id, model in rows.items()}
         if error is None:
             changes = plan(stored, discovered)
+            for upstream_id, found in discovered.items():
+                row = rows.get(upstream_id)
+                if row is None:
+                    continue
+                fresh = _metadata(found)
+                if any(getattr(row, name) != value for name, value in fresh.items()):
+                    retagged += 1
+                    for name, value in fresh.items():
+                        setattr(row, name, value)
             if changes.add:
                 # Another process may sync the same endpoint at once: skip rows it inserted.
                 await session.execute(
@@ -175,6 +194,7 @@ async def _record(
                             "enabled": True,
                             "first_seen_at": now,
                             "last_seen_at": now,
+                            **_metadata(discovered[m]),
                         }
                         for m in changes.add
                     ],
@@ -184,6 +204,7 @@ async def _record(
                     update(Model)
                     .where(Model.endpoint_id == endpoint.id, Model.upstream_id.in_(discovered))
                     .values(status="online", last_seen_at=now)
+                    .execution_options(synchronize_session=False)
                 )
             deactivate = changes.deactivate
             counts = (len(changes.add), len(changes.reactivate), len(deactivate))
@@ -221,7 +242,8 @@ async def _record(
                 error=error,
             )
         )
-        if any(counts):
+        changed = any(counts) or retagged > 0
+        if changed:
             await bump(session)
     return SyncResult(
         endpoint_id=endpoint.id,
@@ -233,4 +255,5 @@ async def _record(
         total=total,
         synced_at=now,
         error=error,
+        changed=changed,
     )

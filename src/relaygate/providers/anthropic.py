@@ -1,0 +1,96 @@
+"""Anthropic (Claude), natively.
+
+Listing: ``GET {url}/models?limit=1000[&after_id=…]`` with ``x-api-key`` and
+``anthropic-version: 2023-06-01``, answered by ``{"data": [{"id", "type": "model",
+"display_name", "created_at", "max_input_tokens", "max_tokens", "capabilities"}],
+"has_more", "first_id", "last_id"}``; pages are followed while ``has_more`` is true —
+https://docs.anthropic.com/en/api/models-list . Errors are
+``{"type": "error", "error": {"type", "message"}}`` — https://docs.anthropic.com/en/api/errors .
+
+Forwarding: the Messages API (``/messages``, ``/messages/count_tokens``, streaming
+included — https://docs.anthropic.com/en/api/messages) and ``/models`` with
+``x-api-key``, ``anthropic-version`` set only when the client sent none; anything
+else (``/chat/completions``) goes to Anthropic's OpenAI SDK compatibility layer
+with Bearer — https://docs.anthropic.com/en/api/openai-sdk .
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from relaygate.providers.base import (
+    BEARER,
+    Access,
+    AuthScheme,
+    DiscoveredModel,
+    Surface,
+    as_int,
+    as_str,
+    from_rfc3339,
+    get_json,
+    not_a_list,
+)
+
+API_VERSION = "2023-06-01"
+X_API_KEY = AuthScheme("x-api-key")
+NATIVE_PATHS = ("/messages", "/models", "/complete")
+PAGE_LIMIT = "1000"
+MAX_PAGES = 100
+
+
+def _supported(capabilities: dict[str, Any], name: str) -> bool:
+    entry = capabilities.get(name)
+    return isinstance(entry, dict) and entry.get("supported") is True
+
+
+def anthropic_model(item: dict[str, Any]) -> DiscoveredModel:
+    """Map one Anthropic ``ModelInfo`` to a :class:`DiscoveredModel`. Every Claude model
+    chats and uses tools; vision when ``capabilities.image_input`` says so."""
+    capabilities = ["chat", "tools"]
+    reported = item.get("capabilities")
+    if isinstance(reported, dict) and _supported(reported, "image_input"):
+        capabilities.append("vision")
+    return DiscoveredModel(
+        id=item["id"],
+        owned_by="anthropic",
+        display_name=as_str(item.get("display_name")),
+        context_window=as_int(item.get("max_input_tokens")),
+        max_output_tokens=as_int(item.get("max_tokens")),
+        created=from_rfc3339(item.get("created_at")),
+        capabilities=tuple(capabilities),
+    )
+
+
+class AnthropicProvider:
+    """Adapter for ``type: anthropic`` endpoints (``url`` like https://api.anthropic.com/v1)."""
+
+    type = "anthropic"
+    surfaces: tuple[Surface, ...] = (
+        Surface(X_API_KEY, NATIVE_PATHS, (("anthropic-version", API_VERSION),)),
+        Surface(BEARER),
+    )
+
+    async def list_models(
+        self, http: aiohttp.ClientSession, access: Access, timeout: float
+    ) -> list[DiscoveredModel]:
+        url = access.url.rstrip("/") + "/models"
+        headers = {**access.headers(X_API_KEY), "anthropic-version": API_VERSION}
+        models: list[DiscoveredModel] = []
+        params = {"limit": PAGE_LIMIT}
+        for _ in range(MAX_PAGES):
+            payload = (await get_json(http, url, headers, timeout, params)).body
+            data = payload.get("data") if isinstance(payload, dict) else None
+            if not isinstance(data, list):
+                raise not_a_list(url, 'no "data" array')
+            for item in data:
+                if not isinstance(item, dict) or not as_str(item.get("id")):
+                    raise not_a_list(url, 'an entry has no "id"')
+                models.append(anthropic_model(item))
+            assert isinstance(payload, dict)
+            last = as_str(payload.get("last_id"))
+            if payload.get("has_more") is not True or not last or not data:
+                break
+            params = {"limit": PAGE_LIMIT, "after_id": last}
+        return models
