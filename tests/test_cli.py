@@ -135,3 +135,16 @@ def test_secret_rotation_keeps_provider_keys_usable(
 def test_db_upgrade(tmp_path: Path, env: dict[str, str]) -> None:
     assert "newest schema" in ok(tmp_path, env, "db", "upgrade")
     assert (tmp_path / "cli.db").is_file()
+
+
+def test_models_alias(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None:
+    """`models alias` sets and clears a public name; a clash is refused naming the model."""
+    upstream.state.models = ["m-1", "m-2"]
+    ok(tmp_path, env, "endpoints", "add", "local", upstream.url)
+    ids = {
+        m["upstream_id"]: m["id"] for m in json.loads(ok(tmp_path, env, "models", "list", "--json"))
+    }
+    assert "answers to fast" in ok(tmp_path, env, "models", "alias", str(ids["m-1"]), "fast")
+    clash = relaygate(tmp_path, "models", "alias", str(ids["m-2"]), "fast", env=env)
+    assert clash.returncode == 1 and "'m-1'" in clash.stderr
+    assert "(no alias)" in ok(tmp_path, env, "models", "alias", str(ids["m-1"]), "--clear")

@@ -180,3 +180,31 @@ def test_model_alias_conflict_within_endpoint(gateway: Gateway, upstream: Upstre
     disabled = gateway.admin.patch(f"{API}/models/{models['b']['id']}", json={"enabled": False})
     assert disabled.json()["enabled"] is False
     assert [m.id for m in gateway.openai().models.list()] == ["a"]
+
+
+def test_alias_pools_models_of_two_endpoints(
+    gateway: Gateway, upstream: Upstream, second_upstream: Upstream
+) -> None:
+    """Giving models of two endpoints one alias makes them targets of one public model."""
+    upstream.state.models = ["llama-3-8b"]
+    second_upstream.state.models = ["meta-llama/Llama-3-8B"]
+    gateway.add_endpoint("a", upstream.url)
+    gateway.add_endpoint("b", second_upstream.url)
+    for model in gateway.admin.get(f"{API}/models").json():
+        gateway.admin.patch(f"{API}/models/{model['id']}", json={"alias": "llama3"})
+    client = gateway.openai()
+    assert [m.id for m in client.models.list()] == ["llama3"]
+    for _ in range(2):
+        client.chat.completions.create(model="llama3", messages=[])
+    assert upstream.state.requests[-1].json["model"] == "llama-3-8b"
+    assert second_upstream.state.requests[-1].json["model"] == "meta-llama/Llama-3-8B"
+
+
+def test_alias_clash_names_the_other_model(gateway: Gateway, upstream: Upstream) -> None:
+    upstream.state.models = ["one", "two"]
+    gateway.add_endpoint("up", upstream.url)
+    models = {m["upstream_id"]: m for m in gateway.admin.get(f"{API}/models").json()}
+    gateway.admin.patch(f"{API}/models/{models['one']['id']}", json={"alias": "best"})
+    clash = gateway.admin.patch(f"{API}/models/{models['two']['id']}", json={"alias": "best"})
+    assert clash.status_code == 409
+    assert "'one'" in clash.json()["error"]["message"]

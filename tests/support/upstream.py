@@ -33,6 +33,8 @@ class UpstreamState:
 
     models: list[str] = field(default_factory=lambda: ["gpt-test"])
     api_key: str | None = None
+    auth_header: str = "authorization"
+    auth_prefix: str = "Bearer "
     listing: str = "ok"  # ok | 401 | html | slow | 500
     slow_seconds: float = 5.0
     reply: str = "hello from upstream"
@@ -46,8 +48,8 @@ def make_upstream(state: UpstreamState, name: str = "upstream") -> Starlette:
     """The app: ``GET /v1/models`` and ``POST /v1/{anything}`` answering like OpenAI."""
 
     def authorised(request: Request) -> bool:
-        return state.api_key is None or request.headers.get("authorization") == (
-            f"Bearer {state.api_key}"
+        return state.api_key is None or request.headers.get(state.auth_header) == (
+            f"{state.auth_prefix}{state.api_key}"
         )
 
     async def models(request: Request) -> Response:
