@@ -15,13 +15,14 @@ import aiohttp
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from relaygate.access import build_snapshot
 from relaygate.changes import read_version
 from relaygate.db.engine import make_engine, make_sessionmaker
 from relaygate.db.migrate import upgrade
 from relaygate.db.tables import Meta
 from relaygate.errors import ConfigError
 from relaygate.settings import Settings
-from relaygate.snapshot import Snapshot, SnapshotStore, build_snapshot
+from relaygate.snapshot import Snapshot, SnapshotStore
 from relaygate.vault import CHECK_PLAINTEXT, DecryptionFailed, Vault, load_secret
 
 SECRET_CHECK_KEY = "secret_check"

@@ -40,6 +40,8 @@ class EndpointSeed(BaseModel):
     model_filter: list[str] = Field(default_factory=list)
     enabled: bool = True
     sync_interval: float | None = None
+    requires_user_key: bool = False
+    groups: list[str] = Field(default_factory=lambda: ["everyone"])
 
 
 class Settings(BaseModel):

@@ -39,6 +39,7 @@ def endpoint_out(info: EndpointInfo) -> EndpointOut:
         api_key_hint=info.api_key_hint,
         auth_header=info.auth_header,
         auth_prefix=info.auth_prefix,
+        requires_user_key=info.requires_user_key,
         model_filter=info.model_filter,
         sync_interval=info.sync_interval,
         created_at=info.created_at,
@@ -90,7 +91,7 @@ async def update_endpoint(
     endpoint_id: Id, body: EndpointUpdate, ctx: Context = Depends(get_ctx)
 ) -> EndpointOut:
     sent = body.model_dump(include=body.model_fields_set)
-    for nullable_only in ("name", "url", "model_filter", "enabled"):
+    for nullable_only in ("name", "url", "model_filter", "enabled", "requires_user_key"):
         if sent.get(nullable_only, "") is None:
             sent.pop(nullable_only)
     info = await service.update_endpoint(ctx, endpoint_id, EndpointChanges(**sent))

@@ -24,6 +24,12 @@ class EndpointCreate(Input):
     auth_prefix: str | None = Field(default=None, description="Prefix before the key, e.g. ''")
     model_filter: list[str] = Field(default_factory=list)
     enabled: bool = True
+    requires_user_key: bool = Field(
+        default=False, description="No shared key: each user must set their own"
+    )
+    groups: list[str] = Field(
+        default_factory=lambda: ["everyone"], description="Groups granted the whole endpoint"
+    )
     sync: bool = Field(default=True, description="Sync the endpoint's models right away")
     sync_interval: float | None = Field(default=None, gt=0)
 
@@ -39,6 +45,7 @@ class EndpointUpdate(Input):
     auth_prefix: str | None = None
     model_filter: list[str] | None = None
     enabled: bool | None = None
+    requires_user_key: bool | None = None
     sync_interval: float | None = Field(default=None, gt=0)
 
 
@@ -70,6 +77,7 @@ class EndpointOut(BaseModel):
     api_key_hint: str | None
     auth_header: str | None
     auth_prefix: str | None
+    requires_user_key: bool
     model_filter: list[str]
     sync_interval: float | None
     created_at: datetime

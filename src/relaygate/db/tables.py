@@ -75,6 +75,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
+    """Public model names this key is limited to (narrower than its user's), or None."""
 
 
 class Endpoint(Base):
@@ -89,6 +91,7 @@ class Endpoint(Base):
     api_key_env: Mapped[str | None] = mapped_column(String(200))
     auth_header: Mapped[str | None] = mapped_column(String(100))
     auth_prefix: Mapped[str | None] = mapped_column(String(50))
+    requires_user_key: Mapped[bool] = mapped_column(Boolean, default=False)
     model_filter: Mapped[list[str]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     sync_interval: Mapped[float | None] = mapped_column(Float)
@@ -139,6 +142,74 @@ class SyncRun(Base):
     deactivated: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Group(Base):
+    """A group of users; models and whole endpoints are granted to groups. The built-in
+    ``everyone`` group holds every user without storing memberships."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class GroupModel(Base):
+    """A model granted to a group."""
+
+    __tablename__ = "group_models"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class GroupEndpoint(Base):
+    """A whole endpoint (every model of it, present and future) granted to a group."""
+
+    __tablename__ = "group_endpoints"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class UserProviderKey(Base):
+    """A user's own key for one endpoint (bring your own key), encrypted like every
+    provider key; it replaces the endpoint's key for that user's requests."""
+
+    __tablename__ = "user_provider_keys"
+    __table_args__ = (UniqueConstraint("user_id", "endpoint_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), index=True
+    )
+    api_key_encrypted: Mapped[str] = mapped_column(Text)
+    api_key_hint: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Meta(Base):

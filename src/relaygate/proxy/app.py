@@ -20,6 +20,7 @@ from relaygate.auth import authenticate, key_from_headers
 from relaygate.errors import (
     ModelNotFound,
     ModelUnavailable,
+    PermissionDenied,
     RelaygateError,
     UpstreamFailed,
     UpstreamTimeout,
@@ -120,6 +121,17 @@ class Proxy:
             self._metrics.in_flight.dec()
             self._metrics.proxy_requests.labels(f"{status // 100}xx").inc()
 
+    @staticmethod
+    def _unavailable(known: frozenset[str], name: str) -> RelaygateError:
+        """403 for a model that exists but the caller may not use, else 404."""
+        if name in known:
+            return PermissionDenied(
+                f"you do not have access to the model {name!r}; ask an admin to grant it",
+                param="model",
+                code="model_not_allowed",
+            )
+        return ModelNotFound(f"the model {name!r} does not exist", param="model")
+
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
         snapshot = self._snapshots.current
         headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -127,26 +139,33 @@ class Proxy:
         self._activity.touch(principal.key_id)
         path: str = scope["path"]
         method: str = scope["method"]
+        view = principal.view
         if method == "GET" and path == "/v1/models":
-            await _send_bytes(send, 200, snapshot.model_list_body)
+            await _send_bytes(send, 200, view.model_list_body)
             return 200
         if method == "GET" and path.startswith("/v1/models/"):
             name = path[len("/v1/models/") :]
-            entry = snapshot.model_bodies.get(name)
+            entry = view.model_bodies.get(name)
             if entry is None:
-                raise ModelNotFound(f"the model {name!r} does not exist", param="model")
+                raise self._unavailable(snapshot.known_names, name)
             await _send_bytes(send, 200, entry)
             return 200
 
         body = await read_body(receive, headers, self._max_body)
         payload, model = parse_model(body)
-        route = snapshot.routes.get(model)
+        route = view.routes.get(model)
         if route is None:
-            raise ModelNotFound(
-                f"the model {model!r} does not exist or you do not have access to it",
-                param="model",
-            )
+            raise self._unavailable(snapshot.known_names, model)
         if not route.targets:
+            if route.needs_user_key:
+                endpoint_id, endpoint_name = route.needs_user_key[0]
+                raise PermissionDenied(
+                    f"the model {model!r} is served by endpoint {endpoint_name!r}, which "
+                    "requires your own provider key: set it with PUT "
+                    f"/admin/api/v1/me/provider-keys/{endpoint_id}",
+                    param="model",
+                    code="provider_key_required",
+                )
             raise ModelUnavailable(
                 f"the model {model!r} is offline: its endpoint failed its last sync",
                 param="model",

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaygate.changes import bump
 from relaygate.context import Context
 from relaygate.credentials import key_source
-from relaygate.db.tables import Endpoint, Model
+from relaygate.db.tables import Endpoint, Group, GroupEndpoint, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
 from relaygate.services.patch import UNSET, Unset
@@ -40,6 +40,7 @@ class EndpointInfo:
     api_key_hint: str | None
     auth_header: str | None
     auth_prefix: str | None
+    requires_user_key: bool
     model_filter: list[str]
     sync_interval: float | None
     created_at: datetime
@@ -63,6 +64,7 @@ class EndpointChanges:
     api_key_env: str | Unset | None = UNSET
     auth_header: str | Unset | None = UNSET
     auth_prefix: str | Unset | None = UNSET
+    requires_user_key: bool | Unset = UNSET
     model_filter: list[str] | Unset = UNSET
     enabled: bool | Unset = UNSET
     sync_interval: float | Unset | None = UNSET
@@ -137,6 +139,7 @@ async def _info(session: AsyncSession, endpoint: Endpoint) -> EndpointInfo:
         api_key_hint=endpoint.api_key_hint,
         auth_header=endpoint.auth_header,
         auth_prefix=endpoint.auth_prefix if endpoint.auth_header else None,
+        requires_user_key=endpoint.requires_user_key,
         model_filter=list(endpoint.model_filter or []),
         sync_interval=endpoint.sync_interval,
         created_at=endpoint.created_at,
@@ -192,6 +195,9 @@ class EndpointSpec:
     model_filter: list[str] = field(default_factory=list)
     enabled: bool = True
     sync_interval: float | None = None
+    requires_user_key: bool = False
+    groups: list[str] = field(default_factory=lambda: ["everyone"])
+    """Groups the whole endpoint is granted to at creation (default: everyone)."""
 
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -241,6 +247,7 @@ def check_spec(spec: EndpointSpec) -> Endpoint:
         enabled=spec.enabled,
         sync_interval=_check_interval(spec.sync_interval),
         api_key_env=_check_env_name(spec.api_key_env),
+        requires_user_key=spec.requires_user_key,
     )
 
 
@@ -249,6 +256,15 @@ def new_endpoint(ctx: Context, spec: EndpointSpec) -> Endpoint:
     endpoint = check_spec(spec)
     _set_key(ctx, endpoint, spec.api_key, spec.api_key_env)
     return endpoint
+
+
+async def grant_endpoint_to(session: AsyncSession, endpoint_id: int, groups: list[str]) -> None:
+    """Grant the whole endpoint to the named groups; raises BadRequest for an unknown one."""
+    for name in dict.fromkeys(groups):
+        group_id = await session.scalar(select(Group.id).where(Group.name == name))
+        if group_id is None:
+            raise BadRequest(f"no group named {name!r}", param="groups")
+        session.add(GroupEndpoint(group_id=group_id, endpoint_id=endpoint_id))
 
 
 async def create_endpoint(ctx: Context, spec: EndpointSpec, *, sync: bool = True) -> EndpointInfo:
@@ -264,6 +280,7 @@ async def create_endpoint(ctx: Context, spec: EndpointSpec, *, sync: bool = True
         async with ctx.sessions.begin() as session:
             session.add(endpoint)
             await session.flush()
+            await grant_endpoint_to(session, endpoint.id, spec.groups)
             await bump(session)
     except IntegrityError:
         raise Conflict(
@@ -311,6 +328,8 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
             if not isinstance(changes.enabled, Unset):
                 endpoint.enabled = changes.enabled
                 resync |= changes.enabled and not was_enabled
+            if not isinstance(changes.requires_user_key, Unset):
+                endpoint.requires_user_key = changes.requires_user_key
             if not isinstance(changes.sync_interval, Unset):
                 endpoint.sync_interval = _check_interval(changes.sync_interval)
             await bump(session)

@@ -1,0 +1,275 @@
+"""Model access: who may use which model, with which provider key — resolved from the
+database into the snapshot's per-caller views.
+
+A user reaches the models granted (one by one, or as a whole endpoint) to any of
+their groups, the built-in ``everyone`` group included; admins reach every model.
+An API key may be limited further to some public names. A user's own provider key
+for an endpoint replaces the endpoint's key in their requests; an endpoint that
+requires users' own keys is usable only by callers who set one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaygate.credentials import CredentialsUnavailable, custom_auth, endpoint_key
+from relaygate.db.tables import (
+    ApiKey,
+    Endpoint,
+    Group,
+    GroupEndpoint,
+    GroupMember,
+    GroupModel,
+    Model,
+    User,
+    UserProviderKey,
+)
+from relaygate.providers import get_provider
+from relaygate.snapshot import (
+    Principal,
+    Route,
+    ScheduledEndpoint,
+    Snapshot,
+    Target,
+    TargetSurface,
+    View,
+)
+from relaygate.vault import DecryptionFailed, Vault
+
+log = logging.getLogger(__name__)
+EVERYONE = "everyone"
+
+
+def public_name(model: Model) -> str:
+    """What clients put in ``model``: the alias, or the upstream id when there is none."""
+    return model.alias or model.upstream_id
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One routable model: its public name, endpoint, and ``/v1/models`` entry."""
+
+    model_id: int
+    name: str
+    endpoint: Endpoint
+    upstream_id: str
+    online: bool
+    listing: dict[str, object]
+
+
+def _encode(items: dict[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    pairs = items.items() if isinstance(items, dict) else items
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs)
+
+
+def surfaces_for(endpoint: Endpoint, api_key: str | None) -> tuple[TargetSurface, ...]:
+    """The provider's surfaces with ``api_key`` (and the endpoint's custom header) applied."""
+    override = custom_auth(endpoint)
+    return tuple(
+        TargetSurface(
+            surface.prefixes,
+            _encode((override or surface.auth).headers(api_key)),
+            _encode(surface.defaults),
+        )
+        for surface in get_provider(endpoint.type).surfaces
+    )
+
+
+def _listing_entry(name: str, model: Model, endpoint_name: str) -> dict[str, object]:
+    """A ``/v1/models`` entry: OpenAI's model object (id, object, created, owned_by —
+    https://platform.openai.com/docs/api-reference/models/object) plus the metadata
+    relaygate keeps, as extra fields."""
+    created: datetime = model.created or model.first_seen_at
+    return {
+        "id": name,
+        "object": "model",
+        "created": int(created.timestamp()),
+        "owned_by": endpoint_name,
+        "display_name": model.display_name,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "capabilities": list(model.capabilities or []),
+    }
+
+
+class _Views:
+    """Builds views, sharing one among callers with the same access and own keys."""
+
+    def __init__(self, entries: list[Entry], shared: dict[int, tuple[TargetSurface, ...] | None]):
+        self._entries = entries
+        self._shared = shared
+        self._cache: dict[tuple[object, ...], View] = {}
+
+    def get(
+        self,
+        allowed: frozenset[int] | None,
+        own: dict[int, tuple[TargetSurface, ...]],
+        names: frozenset[str] | None,
+        owner: int,
+    ) -> View:
+        """The view of models ``allowed`` (None: all), narrowed to ``names`` (None: no
+        limit), with ``own`` surfaces replacing the shared ones per endpoint id."""
+        key = (allowed, names, owner if own else None)
+        view = self._cache.get(key)
+        if view is None:
+            view = self._cache[key] = self._build(allowed, own, names)
+        return view
+
+    def _build(
+        self,
+        allowed: frozenset[int] | None,
+        own: dict[int, tuple[TargetSurface, ...]],
+        names: frozenset[str] | None,
+    ) -> View:
+        targets: dict[str, list[Target]] = {}
+        missing: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        listed: dict[str, dict[str, object]] = {}
+        for entry in self._entries:
+            if allowed is not None and entry.model_id not in allowed:
+                continue
+            if names is not None and entry.name not in names:
+                continue
+            targets.setdefault(entry.name, [])
+            endpoint = entry.endpoint
+            surfaces = own.get(endpoint.id) or self._shared.get(endpoint.id)
+            if surfaces is None:
+                if endpoint.requires_user_key:
+                    missing[entry.name].append((endpoint.id, endpoint.name))
+                    listed.setdefault(entry.name, entry.listing)
+                continue
+            if not entry.online:
+                continue
+            targets[entry.name].append(
+                Target(
+                    endpoint.id,
+                    endpoint.name,
+                    endpoint.url.rstrip("/"),
+                    entry.upstream_id,
+                    surfaces,
+                )
+            )
+            listed.setdefault(entry.name, entry.listing)
+        routes = {
+            name: Route(name, tuple(found), tuple(missing.get(name, ())))
+            for name, found in targets.items()
+        }
+        return View(
+            routes=routes,
+            model_list_body=orjson.dumps({"object": "list", "data": list(listed.values())}),
+            model_bodies={name: orjson.dumps(entry) for name, entry in listed.items()},
+        )
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> Snapshot:
+    """Read keys, users, groups, grants, endpoints and models in ``session`` and build
+    a new snapshot.
+
+    Revoked keys are left out; expired ones are kept and refused by their
+    ``expires_at``. Models of disabled endpoints, and disabled models, are left out;
+    of two models of one endpoint with one public name, the aliased one wins.
+    """
+    endpoints = {e.id: e for e in await session.scalars(select(Endpoint).where(Endpoint.enabled))}
+    shared: dict[int, tuple[TargetSurface, ...] | None] = {}
+    for endpoint in endpoints.values():
+        if endpoint.requires_user_key:
+            shared[endpoint.id] = None
+            continue
+        try:
+            shared[endpoint.id] = surfaces_for(endpoint, endpoint_key(endpoint, vault))
+        except CredentialsUnavailable as exc:
+            # Never forward without the key: its models stay listed as unavailable.
+            log.error("endpoint %r cannot be used: %s", endpoint.name, exc)
+            shared[endpoint.id] = ()
+
+    models = await session.scalars(
+        select(Model)
+        .where(Model.enabled, Model.endpoint_id.in_(endpoints))
+        .order_by(Model.endpoint_id, Model.alias.is_(None), Model.id)
+    )
+    entries: list[Entry] = []
+    taken: set[tuple[int, str]] = set()
+    by_endpoint: dict[int, set[int]] = defaultdict(set)
+    for model in models:
+        name = public_name(model)
+        if (model.endpoint_id, name) in taken:
+            log.warning(
+                "model %r of endpoint %d is hidden: another model of that endpoint answers to %r",
+                model.upstream_id,
+                model.endpoint_id,
+                name,
+            )
+            continue
+        taken.add((model.endpoint_id, name))
+        endpoint = endpoints[model.endpoint_id]
+        online = model.status == "online" and shared[endpoint.id] != ()
+        entries.append(
+            Entry(
+                model.id,
+                name,
+                endpoint,
+                model.upstream_id,
+                online,
+                _listing_entry(name, model, endpoint.name),
+            )
+        )
+        by_endpoint[endpoint.id].add(model.id)
+
+    group_models: dict[int, set[int]] = defaultdict(set)
+    for group_id, model_id in await session.execute(
+        select(GroupModel.group_id, GroupModel.model_id)
+    ):
+        group_models[group_id].add(model_id)
+    for group_id, endpoint_id in await session.execute(
+        select(GroupEndpoint.group_id, GroupEndpoint.endpoint_id)
+    ):
+        group_models[group_id] |= by_endpoint.get(endpoint_id, set())
+    everyone = await session.scalar(select(Group.id).where(Group.name == EVERYONE))
+    user_groups: dict[int, set[int]] = defaultdict(set)
+    for group_id, user_id in await session.execute(
+        select(GroupMember.group_id, GroupMember.user_id)
+    ):
+        user_groups[user_id].add(group_id)
+
+    own_keys: dict[int, dict[int, tuple[TargetSurface, ...]]] = defaultdict(dict)
+    for row in await session.scalars(
+        select(UserProviderKey).where(UserProviderKey.endpoint_id.in_(endpoints))
+    ):
+        try:
+            secret = vault.decrypt(row.api_key_encrypted)
+        except DecryptionFailed:
+            log.error("a user's own key for endpoint %d cannot be decrypted", row.endpoint_id)
+            continue
+        own_keys[row.user_id][row.endpoint_id] = surfaces_for(endpoints[row.endpoint_id], secret)
+
+    views = _Views(entries, shared)
+    keys: dict[str, Principal] = {}
+    for key, role in await session.execute(
+        select(ApiKey, User.role).join(User).where(ApiKey.revoked_at.is_(None))
+    ):
+        allowed: frozenset[int] | None = None
+        if role != "admin":
+            groups = user_groups.get(key.user_id, set()) | ({everyone} if everyone else set())
+            allowed = frozenset().union(*(group_models.get(g, set()) for g in groups))
+        names = frozenset(key.allowed_models) if key.allowed_models is not None else None
+        view = views.get(allowed, own_keys.get(key.user_id, {}), names, key.user_id)
+        keys[key.key_hash] = Principal(key.id, key.user_id, role, _epoch(key.expires_at), view)
+
+    return Snapshot(
+        version=version,
+        keys=keys,
+        known_names=frozenset(entry.name for entry in entries),
+        endpoints=tuple(
+            ScheduledEndpoint(e.id, e.name, e.sync_interval) for e in endpoints.values()
+        ),
+    )
