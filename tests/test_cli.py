@@ -148,3 +148,27 @@ def test_models_alias(tmp_path: Path, env: dict[str, str], upstream: Upstream) -
     clash = relaygate(tmp_path, "models", "alias", str(ids["m-2"]), "fast", env=env)
     assert clash.returncode == 1 and "'m-1'" in clash.stderr
     assert "(no alias)" in ok(tmp_path, env, "models", "alias", str(ids["m-1"]), "--clear")
+
+
+def test_groups(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None:
+    """groups add / add-user / grant / revoke / remove-user / remove, as the admin API does."""
+    upstream.state.models = ["m-1"]
+    ok(tmp_path, env, "endpoints", "add", "local", upstream.url, "--group", "everyone")
+    ok(tmp_path, env, "users", "add", "gina")
+    assert "created group 'team'" in ok(tmp_path, env, "groups", "add", "team")
+    ok(tmp_path, env, "groups", "add-user", "team", "gina")
+    ok(tmp_path, env, "groups", "grant", "team", "--model", "1")
+    ok(tmp_path, env, "groups", "grant", "team", "--endpoint", "1")
+    groups = {g["name"]: g for g in json.loads(ok(tmp_path, env, "groups", "list", "--json"))}
+    assert groups["everyone"]["endpoints"] == [1]
+    assert (groups["team"]["users"], groups["team"]["models"], groups["team"]["endpoints"]) == (
+        [1], [1], [1])
+    ok(tmp_path, env, "groups", "revoke", "team", "--model", "1")
+    ok(tmp_path, env, "groups", "remove-user", "team", "gina")
+    team = json.loads(ok(tmp_path, env, "groups", "show", "team", "--json"))
+    assert (team["users"], team["models"]) == ([], [])
+    both = relaygate(tmp_path, "groups", "grant", "team", env=env)
+    assert both.returncode == 1 and "exactly one of" in both.stderr
+    builtin = relaygate(tmp_path, "groups", "remove", "everyone", env=env)
+    assert builtin.returncode == 1 and "cannot be deleted" in builtin.stderr
+    ok(tmp_path, env, "groups", "remove", "team")

@@ -33,6 +33,7 @@ class Gateway:
         self.app: RelaygateApp = create_app(self.settings)
         self.server = ServerThread(self.app)
         self.url = ""
+        self._clients: list[httpx.Client] = []
 
     def start(self) -> Gateway:
         self.server.start()
@@ -43,8 +44,18 @@ class Gateway:
         return self
 
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
         self.admin.close()
         self.server.stop()
+
+    def client_for(self, key: str) -> httpx.Client:
+        """An HTTP client sending ``key`` as Bearer, closed when the gateway stops."""
+        client = httpx.Client(
+            base_url=self.url, headers={"authorization": f"Bearer {key}"}, timeout=30
+        )
+        self._clients.append(client)
+        return client
 
     @property
     def ctx(self) -> Context:

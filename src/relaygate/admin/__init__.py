@@ -1,10 +1,10 @@
-"""The admin API (``/admin/api/v1``), for admin keys."""
+"""The admin API (``/admin/api/v1``): admin keys, and any key for the ``/me`` routes."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from relaygate.admin import endpoints, keys, models, registry, users
+from relaygate.admin import endpoints, groups, keys, me, models, registry, users
 
 PREFIX = "/admin/api/v1"
 
@@ -12,7 +12,7 @@ PREFIX = "/admin/api/v1"
 def admin_router() -> APIRouter:
     """Every admin route under :data:`PREFIX`."""
     router = APIRouter(prefix=PREFIX)
-    for module in (endpoints, models, users, keys, registry):
+    for module in (endpoints, models, users, groups, keys, me, registry):
         router.include_router(module.router)
     return router
 

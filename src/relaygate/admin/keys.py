@@ -33,6 +33,7 @@ async def create_key(
         user=body.user_id if body.user_id is not None else caller.user_id,
         name=body.name,
         expires_at=body.expires_at,
+        allowed_models=body.allowed_models,
     )
     return KeyCreated(**asdict(created.info), key=created.key)
 

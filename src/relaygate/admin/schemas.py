@@ -168,6 +168,15 @@ class KeyCreate(Input):
     name: str = Field(default="key", max_length=200)
     user_id: int | None = None
     expires_at: datetime | None = None
+    allowed_models: list[str] | None = Field(
+        default=None, description="Limit the key to these public model names"
+    )
+
+
+class OwnKeyCreate(Input):
+    name: str = Field(default="key", max_length=200)
+    expires_at: datetime | None = None
+    allowed_models: list[str] | None = None
 
 
 class KeyOut(BaseModel):
@@ -179,6 +188,7 @@ class KeyOut(BaseModel):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    allowed_models: list[str] | None
 
 
 class KeyCreated(KeyOut):
@@ -204,3 +214,44 @@ class RegistryStatusOut(BaseModel):
     models_online: int
     models_offline: int
     host: HostOut
+
+
+class GroupCreate(Input):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
+
+
+class GroupUpdate(Input):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = None
+
+
+class GroupOut(BaseModel):
+    id: int
+    name: str
+    description: str | None
+    builtin: bool
+    created_at: datetime
+    users: list[int]
+    models: list[int]
+    endpoints: list[int]
+
+
+class ProviderKeySet(Input):
+    api_key: str = Field(min_length=1)
+
+
+class ProviderKeyOut(BaseModel):
+    endpoint_id: int
+    endpoint_name: str
+    api_key_hint: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MeOut(BaseModel):
+    user: UserOut
+    groups: list[str]
+    key_id: int
+    models: list[str] = Field(description="Public names of the models this key may use")
+    provider_keys: list[ProviderKeyOut]

@@ -14,6 +14,7 @@ import uvicorn
 from relaygate import __version__
 from relaygate.cli.accounts import keys, users
 from relaygate.cli.endpoints import app as endpoints
+from relaygate.cli.groups import app as groups
 from relaygate.cli.runner import (
     CliState,
     as_dict,
@@ -42,6 +43,7 @@ models = typer.Typer(help="Inspect and configure models.", no_args_is_help=True)
 app.add_typer(endpoints, name="endpoints")
 app.add_typer(models, name="models")
 app.add_typer(users, name="users")
+app.add_typer(groups, name="groups")
 app.add_typer(keys, name="keys")
 app.add_typer(db, name="db")
 app.add_typer(secrets, name="secrets")

@@ -76,10 +76,16 @@ def create_key(
     expires_at: Annotated[
         datetime | None, typer.Option(help="Expiry, ISO 8601 (UTC unless a zone is given)")
     ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Limit the key to this model; repeatable")
+    ] = None,
 ) -> None:
     """Create an API key; it is printed this once."""
     created = run(
-        ctx, lambda c: keys_service.create_key(c, user=user, name=name, expires_at=expires_at)
+        ctx,
+        lambda c: keys_service.create_key(
+            c, user=user, name=name, expires_at=expires_at, allowed_models=model or None
+        ),
     )
     typer.echo(
         f"created key {created.info.id} ({created.info.name!r}) for user "

@@ -100,6 +100,13 @@ def add(
         list[str] | None, typer.Option("--filter", help="Model id or glob; repeatable")
     ] = None,
     disabled: Annotated[bool, typer.Option(help="Create it disabled")] = False,
+    requires_user_key: Annotated[
+        bool, typer.Option(help="No shared key: each user must set their own")
+    ] = False,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", help="Grant the endpoint to this group (default: everyone)"),
+    ] = None,
     sync_interval: Annotated[float | None, typer.Option(help="Seconds between syncs")] = None,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="Do not sync now")] = False,
     as_json: JsonFlag = False,
@@ -121,6 +128,8 @@ def add(
                 model_filter=model_filter or [],
                 enabled=not disabled,
                 sync_interval=sync_interval,
+                requires_user_key=requires_user_key,
+                groups=group if group is not None else ["everyone"],
             ),
             sync=not no_sync,
         ),
@@ -159,6 +168,10 @@ def update(
     api_key_env: ApiKeyEnv = None,
     auth_header: AuthHeader = None,
     auth_prefix: AuthPrefix = None,
+    requires_user_key: Annotated[
+        bool | None,
+        typer.Option("--requires-user-key/--shared-key", help="Whether users need their own key"),
+    ] = None,
     clear_auth_header: Annotated[
         bool, typer.Option(help="Go back to the provider's own auth header")
     ] = False,
@@ -182,6 +195,8 @@ def update(
         changes.model_filter = [] if clear_filter else list(model_filter or [])
     if api_key_env is not None:
         changes.api_key_env = api_key_env
+    if requires_user_key is not None:
+        changes.requires_user_key = requires_user_key
     if auth_header is not None or clear_auth_header:
         changes.auth_header = None if clear_auth_header else auth_header
     if auth_prefix is not None:

@@ -29,6 +29,7 @@ class KeyInfo:
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    allowed_models: list[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ def _info(key: ApiKey) -> KeyInfo:
         key.expires_at,
         key.last_used_at,
         key.revoked_at,
+        key.allowed_models,
     )
 
 
@@ -68,9 +70,15 @@ async def create_key(
     name: str,
     expires_at: datetime | None = None,
     key: str | None = None,
+    allowed_models: list[str] | None = None,
 ) -> CreatedKey:
     """Create an API key for ``user`` (id or name). ``key`` imports an existing secret
-    instead of generating one. Raises :class:`NotFound` or :class:`BadRequest`."""
+    instead of generating one; ``allowed_models`` limits it to those public model names
+    (within its user's access). Raises :class:`NotFound` or :class:`BadRequest`."""
+    if allowed_models is not None and not all(
+        isinstance(name, str) and name for name in allowed_models
+    ):
+        raise BadRequest("allowed_models must be a list of model names", param="allowed_models")
     if expires_at is not None:
         expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
         if expires_at <= utcnow():
@@ -84,6 +92,9 @@ async def create_key(
             prefix=display_prefix(secret),
             key_hash=hash_key(secret),
             expires_at=expires_at,
+            allowed_models=list(dict.fromkeys(allowed_models))
+            if allowed_models is not None
+            else None,
         )
         session.add(row)
         await session.flush()

@@ -1,0 +1,85 @@
+"""``/admin/api/v1/groups``: groups, their members, and model / endpoint grants."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends, Response
+
+from relaygate.admin.deps import Id, get_ctx, require_admin
+from relaygate.admin.schemas import GroupCreate, GroupOut, GroupUpdate
+from relaygate.context import Context
+from relaygate.services import groups as service
+from relaygate.services.patch import UNSET
+
+router = APIRouter(prefix="/groups", tags=["groups"], dependencies=[Depends(require_admin)])
+
+
+@router.get("")
+async def list_groups(ctx: Context = Depends(get_ctx)) -> list[GroupOut]:
+    return [GroupOut(**asdict(group)) for group in await service.list_groups(ctx)]
+
+
+@router.post("", status_code=201)
+async def create_group(body: GroupCreate, ctx: Context = Depends(get_ctx)) -> GroupOut:
+    group = await service.create_group(ctx, name=body.name, description=body.description)
+    return GroupOut(**asdict(group))
+
+
+@router.get("/{group_id}")
+async def get_group(group_id: Id, ctx: Context = Depends(get_ctx)) -> GroupOut:
+    return GroupOut(**asdict(await service.get_group(ctx, group_id)))
+
+
+@router.patch("/{group_id}")
+async def update_group(
+    group_id: Id, body: GroupUpdate, ctx: Context = Depends(get_ctx)
+) -> GroupOut:
+    sent = body.model_fields_set
+    group = await service.update_group(
+        ctx,
+        group_id,
+        name=body.name if "name" in sent and body.name is not None else UNSET,
+        description=body.description if "description" in sent else UNSET,
+    )
+    return GroupOut(**asdict(group))
+
+
+@router.delete("/{group_id}", status_code=204)
+async def delete_group(group_id: Id, ctx: Context = Depends(get_ctx)) -> Response:
+    await service.delete_group(ctx, group_id)
+    return Response(status_code=204)
+
+
+@router.put("/{group_id}/users/{user_id}")
+async def add_member(group_id: Id, user_id: Id, ctx: Context = Depends(get_ctx)) -> GroupOut:
+    return GroupOut(**asdict(await service.set_member(ctx, group_id, user_id, True)))
+
+
+@router.delete("/{group_id}/users/{user_id}")
+async def remove_member(group_id: Id, user_id: Id, ctx: Context = Depends(get_ctx)) -> GroupOut:
+    return GroupOut(**asdict(await service.set_member(ctx, group_id, user_id, False)))
+
+
+@router.put("/{group_id}/models/{model_id}")
+async def grant_model(group_id: Id, model_id: Id, ctx: Context = Depends(get_ctx)) -> GroupOut:
+    return GroupOut(**asdict(await service.set_model_grant(ctx, group_id, model_id, True)))
+
+
+@router.delete("/{group_id}/models/{model_id}")
+async def revoke_model(group_id: Id, model_id: Id, ctx: Context = Depends(get_ctx)) -> GroupOut:
+    return GroupOut(**asdict(await service.set_model_grant(ctx, group_id, model_id, False)))
+
+
+@router.put("/{group_id}/endpoints/{endpoint_id}")
+async def grant_endpoint(
+    group_id: Id, endpoint_id: Id, ctx: Context = Depends(get_ctx)
+) -> GroupOut:
+    return GroupOut(**asdict(await service.set_endpoint_grant(ctx, group_id, endpoint_id, True)))
+
+
+@router.delete("/{group_id}/endpoints/{endpoint_id}")
+async def revoke_endpoint(
+    group_id: Id, endpoint_id: Id, ctx: Context = Depends(get_ctx)
+) -> GroupOut:
+    return GroupOut(**asdict(await service.set_endpoint_grant(ctx, group_id, endpoint_id, False)))

@@ -1,0 +1,100 @@
+"""``/admin/api/v1/me``: self-service for any valid key, admin or not — the caller's own
+API keys and own provider keys. Nothing here reaches another user's data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends, Response
+
+from relaygate.admin.deps import Id, get_ctx, get_principal
+from relaygate.admin.schemas import (
+    KeyCreated,
+    KeyOut,
+    MeOut,
+    OwnKeyCreate,
+    ProviderKeyOut,
+    ProviderKeySet,
+    UserOut,
+)
+from relaygate.context import Context
+from relaygate.services import api_keys, groups, provider_keys, users
+from relaygate.snapshot import Principal
+
+router = APIRouter(prefix="/me", tags=["me"])
+
+
+@router.get("")
+async def me(caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)) -> MeOut:
+    """Who the caller is, their groups, the models this key may use, and their own keys."""
+    user = await users.get_user(ctx, caller.user_id)
+    return MeOut(
+        user=UserOut(**asdict(user)),
+        groups=await groups.groups_of(ctx, caller.user_id),
+        key_id=caller.key_id,
+        models=sorted(caller.view.routes),
+        provider_keys=[
+            ProviderKeyOut(**asdict(k)) for k in await provider_keys.list_own_keys(ctx, user.id)
+        ],
+    )
+
+
+@router.get("/keys")
+async def list_own_keys(
+    caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)
+) -> list[KeyOut]:
+    return [KeyOut(**asdict(k)) for k in await api_keys.list_keys(ctx, user_id=caller.user_id)]
+
+
+@router.post("/keys", status_code=201)
+async def create_own_key(
+    body: OwnKeyCreate,
+    caller: Principal = Depends(get_principal),
+    ctx: Context = Depends(get_ctx),
+) -> KeyCreated:
+    """A new key for the caller; it can be limited to models but never reaches more than
+    the caller's own access."""
+    created = await api_keys.create_key(
+        ctx,
+        user=caller.user_id,
+        name=body.name,
+        expires_at=body.expires_at,
+        allowed_models=body.allowed_models,
+    )
+    return KeyCreated(**asdict(created.info), key=created.key)
+
+
+@router.delete("/keys/{key_id}")
+async def revoke_own_key(
+    key_id: Id, caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)
+) -> KeyOut:
+    return KeyOut(**asdict(await api_keys.revoke_key(ctx, key_id, owner_id=caller.user_id)))
+
+
+@router.get("/provider-keys")
+async def list_provider_keys(
+    caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)
+) -> list[ProviderKeyOut]:
+    return [
+        ProviderKeyOut(**asdict(k)) for k in await provider_keys.list_own_keys(ctx, caller.user_id)
+    ]
+
+
+@router.put("/provider-keys/{endpoint_id}")
+async def set_provider_key(
+    endpoint_id: Id,
+    body: ProviderKeySet,
+    caller: Principal = Depends(get_principal),
+    ctx: Context = Depends(get_ctx),
+) -> ProviderKeyOut:
+    """Set the caller's own key for an endpoint; their requests there use it."""
+    info = await provider_keys.set_own_key(ctx, caller.user_id, endpoint_id, body.api_key)
+    return ProviderKeyOut(**asdict(info))
+
+
+@router.delete("/provider-keys/{endpoint_id}", status_code=204)
+async def clear_provider_key(
+    endpoint_id: Id, caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)
+) -> Response:
+    await provider_keys.clear_own_key(ctx, caller.user_id, endpoint_id)
+    return Response(status_code=204)

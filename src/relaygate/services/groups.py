@@ -1,0 +1,207 @@
+"""Groups: membership, and grants of models or whole endpoints.
+
+The built-in ``everyone`` group holds every user implicitly; it cannot be renamed,
+deleted or given members, but models and endpoints are granted to it like to any group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaygate.access import EVERYONE
+from relaygate.changes import bump
+from relaygate.context import Context
+from relaygate.db.tables import Endpoint, Group, GroupEndpoint, GroupMember, GroupModel, Model
+from relaygate.errors import BadRequest, Conflict, NotFound
+from relaygate.services.patch import UNSET, Unset
+from relaygate.services.users import find_user
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A group with its members (user ids) and grants (model and endpoint ids)."""
+
+    id: int
+    name: str
+    description: str | None
+    builtin: bool
+    created_at: datetime
+    users: list[int]
+    models: list[int]
+    endpoints: list[int]
+
+
+async def find_group(session: AsyncSession, ident: int | str) -> Group:
+    """The group with id ``ident`` (or, for a non-numeric string, that name); raises NotFound."""
+    if isinstance(ident, int) or ident.isdigit():
+        group = await session.get(Group, int(ident))
+    else:
+        group = await session.scalar(select(Group).where(Group.name == ident))
+    if group is None:
+        raise NotFound(f"no group {ident!r}")
+    return group
+
+
+async def _info(session: AsyncSession, group: Group) -> GroupInfo:
+    users = await session.scalars(
+        select(GroupMember.user_id).where(GroupMember.group_id == group.id).order_by("user_id")
+    )
+    models = await session.scalars(
+        select(GroupModel.model_id).where(GroupModel.group_id == group.id).order_by("model_id")
+    )
+    endpoints = await session.scalars(
+        select(GroupEndpoint.endpoint_id)
+        .where(GroupEndpoint.group_id == group.id)
+        .order_by("endpoint_id")
+    )
+    return GroupInfo(
+        group.id,
+        group.name,
+        group.description,
+        group.builtin,
+        group.created_at,
+        list(users),
+        list(models),
+        list(endpoints),
+    )
+
+
+async def list_groups(ctx: Context) -> list[GroupInfo]:
+    async with ctx.sessions() as session:
+        groups = (await session.scalars(select(Group).order_by(Group.id))).all()
+        return [await _info(session, group) for group in groups]
+
+
+async def get_group(ctx: Context, ident: int | str) -> GroupInfo:
+    async with ctx.sessions() as session:
+        return await _info(session, await find_group(session, ident))
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise BadRequest("name must be 1 to 200 characters", param="name")
+    return name
+
+
+async def create_group(ctx: Context, *, name: str, description: str | None = None) -> GroupInfo:
+    """Create a group; raises :class:`Conflict` when the name is taken."""
+    group = Group(name=_check_name(name), description=description, builtin=False)
+    try:
+        async with ctx.sessions.begin() as session:
+            session.add(group)
+    except IntegrityError:
+        raise Conflict(f"a group named {group.name!r} already exists", param="name") from None
+    return await get_group(ctx, group.id)
+
+
+async def update_group(
+    ctx: Context,
+    ident: int | str,
+    *,
+    name: str | Unset = UNSET,
+    description: str | Unset | None = UNSET,
+) -> GroupInfo:
+    """Rename or describe a group; the built-in group keeps its name (Conflict)."""
+    try:
+        async with ctx.sessions.begin() as session:
+            group = await find_group(session, ident)
+            if not isinstance(name, Unset) and name != group.name:
+                if group.builtin:
+                    raise Conflict(f"the built-in group {group.name!r} cannot be renamed")
+                group.name = _check_name(name)
+            if not isinstance(description, Unset):
+                group.description = description
+            group_id = group.id
+    except IntegrityError:
+        raise Conflict(f"a group named {name!r} already exists", param="name") from None
+    return await get_group(ctx, group_id)
+
+
+async def delete_group(ctx: Context, ident: int | str) -> None:
+    """Delete a group with its memberships and grants; not the built-in one (Conflict)."""
+    async with ctx.sessions.begin() as session:
+        group = await find_group(session, ident)
+        if group.builtin:
+            raise Conflict(f"the built-in group {group.name!r} cannot be deleted")
+        await session.delete(group)
+        await bump(session)
+    await ctx.snapshots.refresh()
+
+
+async def set_member(ctx: Context, group: int | str, user: int | str, member: bool) -> GroupInfo:
+    """Add (``member``) or remove a user; idempotent. Changes reach the proxy at once."""
+    async with ctx.sessions.begin() as session:
+        found = await find_group(session, group)
+        if found.name == EVERYONE and found.builtin:
+            raise Conflict(f"every user is in {EVERYONE!r}; its members cannot be changed")
+        user_id = (await find_user(session, user)).id
+        present = await session.get(GroupMember, (found.id, user_id))
+        if member and present is None:
+            session.add(GroupMember(group_id=found.id, user_id=user_id))
+        elif not member and present is not None:
+            await session.delete(present)
+        await bump(session)
+        group_id = found.id
+    await ctx.snapshots.refresh()
+    return await get_group(ctx, group_id)
+
+
+async def set_model_grant(
+    ctx: Context, group: int | str, model_id: int, granted: bool
+) -> GroupInfo:
+    """Grant a model to a group, or take the grant back; idempotent."""
+    async with ctx.sessions.begin() as session:
+        found = await find_group(session, group)
+        if await session.get(Model, model_id) is None:
+            raise NotFound(f"no model with id {model_id}")
+        if granted:
+            if await session.get(GroupModel, (found.id, model_id)) is None:
+                session.add(GroupModel(group_id=found.id, model_id=model_id))
+        else:
+            await session.execute(
+                delete(GroupModel).where(
+                    GroupModel.group_id == found.id, GroupModel.model_id == model_id
+                )
+            )
+        await bump(session)
+        group_id = found.id
+    await ctx.snapshots.refresh()
+    return await get_group(ctx, group_id)
+
+
+async def set_endpoint_grant(
+    ctx: Context, group: int | str, endpoint_id: int, granted: bool
+) -> GroupInfo:
+    """Grant every model of an endpoint (present and future) to a group, or take it back."""
+    async with ctx.sessions.begin() as session:
+        found = await find_group(session, group)
+        if await session.get(Endpoint, endpoint_id) is None:
+            raise NotFound(f"no endpoint with id {endpoint_id}")
+        if granted:
+            if await session.get(GroupEndpoint, (found.id, endpoint_id)) is None:
+                session.add(GroupEndpoint(group_id=found.id, endpoint_id=endpoint_id))
+        else:
+            await session.execute(
+                delete(GroupEndpoint).where(
+                    GroupEndpoint.group_id == found.id, GroupEndpoint.endpoint_id == endpoint_id
+                )
+            )
+        await bump(session)
+        group_id = found.id
+    await ctx.snapshots.refresh()
+    return await get_group(ctx, group_id)
+
+
+async def groups_of(ctx: Context, user_id: int) -> list[str]:
+    """Names of the groups a user is in, ``everyone`` included."""
+    async with ctx.sessions() as session:
+        names = await session.scalars(
+            select(Group.name).join(GroupMember).where(GroupMember.user_id == user_id)
+        )
+        return [EVERYONE, *sorted(set(names) - {EVERYONE})]

@@ -1,0 +1,86 @@
+"""Users' own provider keys (bring your own key): set, clear, list — hints only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from relaygate.changes import bump
+from relaygate.context import Context
+from relaygate.db.tables import Endpoint, UserProviderKey, utcnow
+from relaygate.errors import BadRequest, NotFound
+from relaygate.vault import key_hint
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKeyInfo:
+    """A user's own key for one endpoint, never the key itself."""
+
+    endpoint_id: int
+    endpoint_name: str
+    api_key_hint: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+async def list_own_keys(ctx: Context, user_id: int) -> list[ProviderKeyInfo]:
+    async with ctx.sessions() as session:
+        rows = await session.execute(
+            select(UserProviderKey, Endpoint.name)
+            .join(Endpoint)
+            .where(UserProviderKey.user_id == user_id)
+            .order_by(UserProviderKey.endpoint_id)
+        )
+        return [
+            ProviderKeyInfo(row.endpoint_id, name, row.api_key_hint, row.created_at, row.updated_at)
+            for row, name in rows
+        ]
+
+
+async def set_own_key(
+    ctx: Context, user_id: int, endpoint_id: int, api_key: str
+) -> ProviderKeyInfo:
+    """Store (or replace) the user's own key for an endpoint, encrypted.
+
+    Raises :class:`NotFound` for an unknown endpoint, :class:`BadRequest` for an empty key.
+    """
+    if not api_key.strip():
+        raise BadRequest("api_key must not be empty", param="api_key")
+    async with ctx.sessions.begin() as session:
+        endpoint = await session.get(Endpoint, endpoint_id)
+        if endpoint is None:
+            raise NotFound(f"no endpoint with id {endpoint_id}")
+        row = await session.scalar(
+            select(UserProviderKey).where(
+                UserProviderKey.user_id == user_id, UserProviderKey.endpoint_id == endpoint_id
+            )
+        )
+        if row is None:
+            row = UserProviderKey(user_id=user_id, endpoint_id=endpoint_id)
+            session.add(row)
+        row.api_key_encrypted = ctx.vault.encrypt(api_key.strip())
+        row.api_key_hint = key_hint(api_key.strip())
+        row.updated_at = utcnow()
+        await bump(session)
+        name = endpoint.name
+    await ctx.snapshots.refresh()
+    return ProviderKeyInfo(
+        endpoint_id, name, row.api_key_hint, row.created_at or row.updated_at, row.updated_at
+    )
+
+
+async def clear_own_key(ctx: Context, user_id: int, endpoint_id: int) -> None:
+    """Remove the user's own key for an endpoint; raises NotFound when there is none."""
+    async with ctx.sessions.begin() as session:
+        row = await session.scalar(
+            select(UserProviderKey).where(
+                UserProviderKey.user_id == user_id, UserProviderKey.endpoint_id == endpoint_id
+            )
+        )
+        if row is None:
+            raise NotFound(f"you have no own key for endpoint {endpoint_id}")
+        await session.delete(row)
+        await bump(session)
+    await ctx.snapshots.refresh()
