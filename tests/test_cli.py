@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 
 from tests.conftest import Upstream
+from tests.support import databases
 from tests.support.gateway import Gateway
 from tests.support.process import cli_env, relaygate
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return cli_env(
-        tmp_path,
-        RELAYGATE_DATABASE_URL=f"sqlite:///{tmp_path}/cli.db",
-        RELAYGATE_SECRET_KEY="cli-secret",
-    )
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    url = databases.database_url(tmp_path, "cli.db")
+    yield cli_env(tmp_path, RELAYGATE_DATABASE_URL=url, RELAYGATE_SECRET_KEY="cli-secret")
+    databases.drop(url)
 
 
 def ok(tmp_path: Path, env: dict[str, str], *args: str, input: str | None = None) -> str:
@@ -134,7 +134,7 @@ def test_secret_rotation_keeps_provider_keys_usable(
 
 def test_db_upgrade(tmp_path: Path, env: dict[str, str]) -> None:
     assert "newest schema" in ok(tmp_path, env, "db", "upgrade")
-    assert (tmp_path / "cli.db").is_file()
+    assert b"config_version" in databases.dump(env["RELAYGATE_DATABASE_URL"])
 
 
 def test_models_alias(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None:
@@ -162,7 +162,10 @@ def test_groups(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None
     groups = {g["name"]: g for g in json.loads(ok(tmp_path, env, "groups", "list", "--json"))}
     assert groups["everyone"]["endpoints"] == [1]
     assert (groups["team"]["users"], groups["team"]["models"], groups["team"]["endpoints"]) == (
-        [1], [1], [1])
+        [1],
+        [1],
+        [1],
+    )
     ok(tmp_path, env, "groups", "revoke", "team", "--model", "1")
     ok(tmp_path, env, "groups", "remove-user", "team", "gina")
     team = json.loads(ok(tmp_path, env, "groups", "show", "team", "--json"))

@@ -12,6 +12,7 @@ from openai import OpenAI
 from relaygate.app import RelaygateApp, create_app
 from relaygate.context import Context
 from relaygate.settings import load_settings
+from tests.support import databases
 from tests.support.servers import ServerThread
 
 
@@ -20,9 +21,10 @@ class Gateway:
 
     def __init__(self, tmp_path: Path, **overrides: Any):
         self.admin_key = "rg-" + secrets.token_urlsafe(32)
-        self.db_path = tmp_path / "relaygate.db"
+        self._own_database = "database_url" not in overrides
+        self.database_url = overrides.pop("database_url", None) or databases.database_url(tmp_path)
         values: dict[str, Any] = {
-            "database_url": f"sqlite:///{self.db_path}",
+            "database_url": self.database_url,
             "admin_key": self.admin_key,
             "secret_key": "test-secret-" + secrets.token_hex(8),
             "sync_interval": 3600,
@@ -48,6 +50,12 @@ class Gateway:
             client.close()
         self.admin.close()
         self.server.stop()
+        if self._own_database:
+            databases.drop(self.database_url)
+
+    def dump(self) -> bytes:
+        """All the database stores, to search for secrets in clear."""
+        return databases.dump(self.database_url)
 
     def client_for(self, key: str) -> httpx.Client:
         """An HTTP client sending ``key`` as Bearer, closed when the gateway stops."""

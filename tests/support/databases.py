@@ -1,0 +1,80 @@
+"""The database a test runs on: a SQLite file, or — when the suite runs against
+PostgreSQL (RELAYGATE_TEST_BACKEND=postgresql, with RELAYGATE_TEST_DATABASE_URL naming
+the server) — a fresh PostgreSQL database created for the test and dropped after it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+import asyncpg
+
+SERVER_URL = os.environ.get("RELAYGATE_TEST_DATABASE_URL")
+ON_POSTGRES = os.environ.get("RELAYGATE_TEST_BACKEND") == "postgresql"
+if ON_POSTGRES and not SERVER_URL:
+    raise RuntimeError("RELAYGATE_TEST_BACKEND=postgresql needs RELAYGATE_TEST_DATABASE_URL")
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _admin(statement: str) -> None:
+    assert SERVER_URL
+    connection = await asyncpg.connect(SERVER_URL)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def create_postgres_database() -> str:
+    """Create an empty database on the test server; returns its URL."""
+    assert SERVER_URL
+    name = "rg_test_" + secrets.token_hex(6)
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    return _with_database(SERVER_URL, name)
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rpartition("/")[2]
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def database_url(tmp_path: Path, name: str = "relaygate.db") -> str:
+    """A fresh database for one test: PostgreSQL when the suite runs on it, else SQLite."""
+    if ON_POSTGRES:
+        return create_postgres_database()
+    return f"sqlite:///{tmp_path / name}"
+
+
+def drop(url: str) -> None:
+    """Drop a database made by :func:`database_url` (SQLite files go with tmp_path)."""
+    if url.startswith("postgresql"):
+        drop_postgres_database(url)
+
+
+async def _dump_postgres(url: str) -> bytes:
+    connection = await asyncpg.connect(url)
+    try:
+        tables = await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+        parts = []
+        for row in tables:
+            rows = await connection.fetch(f'SELECT t::text AS line FROM "{row["tablename"]}" t')
+            parts.extend(r["line"] for r in rows)
+        return "\n".join(parts).encode()
+    finally:
+        await connection.close()
+
+
+def dump(url: str) -> bytes:
+    """Everything the database stores, as bytes to search for secrets in clear."""
+    if url.startswith("postgresql"):
+        return asyncio.run(_dump_postgres(url))
+    path = Path(url.split(":///", 1)[1])
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
