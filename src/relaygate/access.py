@@ -72,14 +72,18 @@ def _encode(items: dict[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[
 def surfaces_for(endpoint: Endpoint, api_key: str | None) -> tuple[TargetSurface, ...]:
     """The provider's surfaces with ``api_key`` (and the endpoint's custom header) applied."""
     override = custom_auth(endpoint)
-    return tuple(
-        TargetSurface(
-            surface.prefixes,
-            _encode((override or surface.auth).headers(api_key)),
-            _encode(surface.defaults),
+    built = []
+    for surface in get_provider(endpoint.type).surfaces:
+        headers = _encode((override or surface.auth).headers(api_key))
+        built.append(
+            TargetSurface(
+                surface.prefixes,
+                headers,
+                _encode(surface.defaults),
+                frozenset(name for name, _ in headers),
+            )
         )
-        for surface in get_provider(endpoint.type).surfaces
-    )
+    return tuple(built)
 
 
 def _listing_entry(name: str, model: Model, endpoint_name: str) -> dict[str, object]:
@@ -187,6 +191,11 @@ async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> S
             continue
         try:
             shared[endpoint.id] = surfaces_for(endpoint, endpoint_key(endpoint, vault))
+        except UnicodeEncodeError:
+            log.error(
+                "endpoint %r cannot be used: its key or auth prefix is not ASCII", endpoint.name
+            )
+            shared[endpoint.id] = ()
         except CredentialsUnavailable as exc:
             # Never forward without the key: its models stay listed as unavailable.
             log.error("endpoint %r cannot be used: %s", endpoint.name, exc)
@@ -247,10 +256,11 @@ async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> S
     ):
         try:
             secret = vault.decrypt(row.api_key_encrypted)
-        except DecryptionFailed:
-            log.error("a user's own key for endpoint %d cannot be decrypted", row.endpoint_id)
+            own = surfaces_for(endpoints[row.endpoint_id], secret)
+        except (DecryptionFailed, UnicodeEncodeError):
+            log.error("a user's own key for endpoint %d cannot be used", row.endpoint_id)
             continue
-        own_keys[row.user_id][row.endpoint_id] = surfaces_for(endpoints[row.endpoint_id], secret)
+        own_keys[row.user_id][row.endpoint_id] = own
 
     views = _Views(entries, shared)
     keys: dict[str, Principal] = {}

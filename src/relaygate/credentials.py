@@ -39,6 +39,11 @@ def endpoint_key(endpoint: Endpoint, vault: Vault) -> str | None:
             raise CredentialsUnavailable(
                 f"environment variable {endpoint.api_key_env} (its API key) is not set"
             )
+        value = value.strip()
+        if not value.isascii() or any(ch < " " for ch in value):
+            raise CredentialsUnavailable(
+                f"environment variable {endpoint.api_key_env} holds characters a key cannot have"
+            )
         return value
     if endpoint.api_key_encrypted:
         try:

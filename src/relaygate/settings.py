@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -68,6 +68,10 @@ class Settings(BaseModel):
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_read_timeout: float = Field(default=600.0, gt=0)
     upstream_max_connections: int = Field(default=1000, gt=0)
+    api_key_env_patterns: list[str] = Field(
+        default_factory=lambda: ["*_API_KEY", "*_API_TOKEN", "*_ACCESS_TOKEN"]
+    )
+    """Names an endpoint's ``api_key_env`` may take (globs); RELAYGATE_* never."""
     endpoints: list[EndpointSeed] = Field(default_factory=list)
 
     @field_validator("database_url")
@@ -161,7 +165,8 @@ def load_settings(
             continue
         env_value = env.get(ENV_PREFIX + name.upper())
         if env_value is not None and env_value != "":
-            values[name] = env_value
+            is_list = get_origin(Settings.model_fields[name].annotation) is list
+            values[name] = [v.strip() for v in env_value.split(",")] if is_list else env_value
     values.update({key: value for key, value in overrides.items() if value is not None})
     try:
         return Settings(**values)

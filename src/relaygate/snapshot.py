@@ -22,8 +22,10 @@ class TargetSurface:
     client sent none of that name, ``defaults``."""
 
     prefixes: tuple[str, ...]
-    headers: tuple[tuple[bytes, bytes], ...]
-    defaults: tuple[tuple[bytes, bytes], ...]
+    headers: tuple[tuple[bytes, bytes], ...] = field(repr=False)
+    defaults: tuple[tuple[bytes, bytes], ...] = ()
+    header_names: frozenset[bytes] = frozenset()
+    """Names in ``headers``: a client's header of the same name is never forwarded."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,8 +60,9 @@ def test_bad_key_is_the_sync_error(
     )
     error = created["sync"]["error"]
     assert created["sync"]["status"] == "error"
-    assert "HTTP 401" in error and "invalid x-api-key" in error
+    assert "HTTP 401" in error and "invalid x-api-key: …" in error
     assert "sk-ant-wrong-key-9999" not in error
+    assert b"sk-ant-wrong-key-9999" not in gateway.dump()
 
 
 def test_messages_with_the_anthropic_sdk(claude: Gateway, anthropic_state: AnthropicState) -> None:
@@ -116,7 +117,9 @@ def test_streamed_messages_arrive_event_by_event(
     """The first text delta reaches the SDK while the provider still holds the rest."""
     hold = threading.Event()
     anthropic_state.hold_stream = hold
-    client = anthropic.Anthropic(base_url=claude.url, api_key=claude.admin_key, max_retries=0)
+    client = anthropic.Anthropic(
+        base_url=claude.url, api_key=claude.admin_key, max_retries=0, timeout=10
+    )
     with client.messages.stream(
         model="claude-sonnet-4", max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
     ) as stream:
@@ -157,3 +160,14 @@ def test_unknown_model_with_anthropic_sdk(claude: Gateway) -> None:
     client = anthropic.Anthropic(base_url=claude.url, api_key=claude.admin_key, max_retries=0)
     with pytest.raises(anthropic.NotFoundError):
         client.messages.create(model="claude-nope", max_tokens=8, messages=[])
+
+
+def test_metadata_changes_are_picked_up_by_the_next_sync(
+    claude: Gateway, anthropic_state: AnthropicState
+) -> None:
+    """A re-sync stores changed metadata and /v1/models shows it; nothing else changes."""
+    anthropic_state.models[0]["display_name"] = "Claude Opus 4 (renamed)"
+    result = claude.admin.post(f"{API}/endpoints/1/sync").json()
+    assert (result["added"], result["reactivated"], result["deactivated"]) == (0, 0, 0)
+    listed = {m.id: m.model_extra for m in claude.openai().models.list()}
+    assert listed["claude-opus-4"]["display_name"] == "Claude Opus 4 (renamed)"  # type: ignore[index]

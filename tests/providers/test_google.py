@@ -73,3 +73,16 @@ def test_bad_key_is_the_sync_error(
     assert created["sync"]["status"] == "error"
     assert "HTTP 400" in created["sync"]["error"]
     assert "API key not valid" in created["sync"]["error"]
+
+
+def test_repeating_page_token_is_an_error(
+    gateway: Gateway, google_api: Running, google_state: GoogleState
+) -> None:
+    """A listing whose pages never end is a sync error, not a silently truncated list."""
+    google_state.models = [gemini_model(f"g-{i}", CHAT) for i in range(5)]
+    google_state.repeat_token = True
+    created = gateway.add_endpoint(
+        "gemini", google_api.url, type="google", api_key=google_state.api_key
+    )
+    assert created["sync"]["status"] == "error"
+    assert "pagination" in created["sync"]["error"] and "did not end" in created["sync"]["error"]

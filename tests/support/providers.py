@@ -68,13 +68,12 @@ def make_anthropic(state: AnthropicState) -> Starlette:
     """Anthropic's API under /v1: models (paged), messages (+stream), count_tokens, and the
     OpenAI-compatible chat completions."""
 
-    def refused() -> JSONResponse:
+    def refused(request: Request) -> JSONResponse:
+        # Echo the key, as careless providers do: relaygate must not repeat it.
+        sent = request.headers.get("x-api-key") or request.headers.get("authorization")
+        message = f"invalid x-api-key: {sent}"
         return JSONResponse(
-            {
-                "type": "error",
-                "error": {"type": "authentication_error", "message": "invalid x-api-key"},
-            },
-            401,
+            {"type": "error", "error": {"type": "authentication_error", "message": message}}, 401
         )
 
     def native_ok(request: Request) -> bool:
@@ -85,7 +84,7 @@ def make_anthropic(state: AnthropicState) -> Starlette:
     async def models(request: Request) -> Response:
         state.listing_calls.append(request.url.query)
         if not native_ok(request):
-            return refused()
+            return refused(request)
         limit = min(int(request.query_params.get("limit", "20")), state.page_cap)
         ids = [m["id"] for m in state.models]
         after = request.query_params.get("after_id")
@@ -103,7 +102,7 @@ def make_anthropic(state: AnthropicState) -> Starlette:
     async def messages(request: Request) -> Response:
         seen = await _record(request, state.requests)
         if not native_ok(request):
-            return refused()
+            return refused(request)
         body = seen.json
         if body.get("stream"):
             return StreamingResponse(
@@ -124,12 +123,12 @@ def make_anthropic(state: AnthropicState) -> Starlette:
 
     async def count_tokens(request: Request) -> Response:
         await _record(request, state.requests)
-        return JSONResponse({"input_tokens": 12}) if native_ok(request) else refused()
+        return JSONResponse({"input_tokens": 12}) if native_ok(request) else refused(request)
 
     async def chat(request: Request) -> Response:
         seen = await _record(request, state.requests)
         if request.headers.get("authorization") != f"Bearer {state.api_key}":
-            return refused()
+            return refused(request)
         return JSONResponse(_openai_reply(seen.json["model"], "Claude via OpenAI surface"))
 
     return Starlette(
@@ -197,6 +196,7 @@ class GoogleState:
     models: list[dict[str, Any]] = field(default_factory=list)
     page_cap: int = 2
     native_listing: bool = True
+    repeat_token: bool = False
     requests: list[Seen] = field(default_factory=list)
 
 
@@ -237,7 +237,7 @@ def make_google(state: GoogleState) -> Starlette:
         page = state.models[start : start + size]
         body: dict[str, Any] = {"models": page}
         if start + size < len(state.models):
-            body["nextPageToken"] = str(start + size)
+            body["nextPageToken"] = "0" if state.repeat_token else str(start + size)
         return JSONResponse(body)
 
     def bearer_ok(request: Request) -> bool:

@@ -25,6 +25,7 @@ from relaygate.providers.base import (
     Access,
     AuthScheme,
     DiscoveredModel,
+    Pages,
     Surface,
     as_int,
     as_str,
@@ -79,7 +80,8 @@ class AnthropicProvider:
         headers = {**access.headers(X_API_KEY), "anthropic-version": API_VERSION}
         models: list[DiscoveredModel] = []
         params = {"limit": PAGE_LIMIT}
-        for _ in range(MAX_PAGES):
+        pages = Pages(url, MAX_PAGES)
+        while True:
             payload = (await get_json(http, url, headers, timeout, params)).body
             data = payload.get("data") if isinstance(payload, dict) else None
             if not isinstance(data, list):
@@ -92,5 +94,5 @@ class AnthropicProvider:
             last = as_str(payload.get("last_id"))
             if payload.get("has_more") is not True or not last or not data:
                 break
-            params = {"limit": PAGE_LIMIT, "after_id": last}
+            params = {"limit": PAGE_LIMIT, "after_id": pages.next(last)}
         return models

@@ -69,7 +69,7 @@ class Access:
     (which, when set, replaces the provider's everywhere)."""
 
     url: str
-    api_key: str | None
+    api_key: str | None = field(repr=False)
     custom_auth: AuthScheme | None = None
 
     def headers(self, scheme: AuthScheme) -> dict[str, str]:
@@ -109,6 +109,16 @@ def _connection_reason(exc: aiohttp.ClientConnectorError) -> str:
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return f"TLS certificate of {exc.host} was not accepted"
     return f"could not connect to {exc.host}:{exc.port} ({cause.strerror or cause})"
+
+
+def mask(text: str, secrets: Mapping[str, str]) -> str:
+    """``text`` with every header value in ``secrets`` (and the key after its prefix)
+    replaced by ``…``: providers may echo the key they were sent."""
+    for value in secrets.values():
+        for secret in {value, value.rpartition(" ")[2]}:
+            if len(secret) >= 4:
+                text = text.replace(secret, "…")
+    return text
 
 
 def provider_message(body: Any) -> str | None:
@@ -168,8 +178,8 @@ async def get_json(
         return JsonResponse(status, body)
     if status >= 400:
         said = provider_message(body)
-        said = f": {said}" if said else ""
-        if status in (401, 403):
+        said = f": {mask(said, headers)}" if said else ""
+        if status in (401, 403) or (status == 400 and "API key" in said):
             raise ListingFailed(
                 f"HTTP {status} from the provider at {url}{said} (the endpoint's API key is "
                 "missing, invalid or lacks permission)"
@@ -184,6 +194,27 @@ async def get_json(
 
 def not_a_list(url: str, why: str) -> ListingFailed:
     return ListingFailed(f"response from {url} is not a model list ({why})")
+
+
+class Pages:
+    """Guards a paged listing: a cursor seen twice, or more than ``limit`` pages, is an
+    error rather than a silently truncated or looping list."""
+
+    def __init__(self, url: str, limit: int = 100):
+        self._url = url
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def next(self, cursor: str) -> str:
+        """Accept ``cursor`` for the next page; raises :class:`ListingFailed`."""
+        if cursor in self._seen:
+            raise ListingFailed(
+                f"pagination of {self._url} did not end (cursor {cursor!r} repeated)"
+            )
+        if len(self._seen) >= self._limit:
+            raise ListingFailed(f"pagination of {self._url} did not end after {self._limit} pages")
+        self._seen.add(cursor)
+        return cursor
 
 
 def as_int(value: Any) -> int | None:
@@ -202,6 +233,9 @@ def from_epoch(value: Any) -> datetime | None:
     return None
 
 
+EPOCH = datetime(1970, 1, 2, tzinfo=UTC)
+
+
 def from_rfc3339(value: Any) -> datetime | None:
     """An RFC 3339 time (Anthropic's ``created_at``) as a UTC datetime, or None."""
     if not isinstance(value, str):
@@ -210,4 +244,6 @@ def from_rfc3339(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # Anthropic sends the epoch when a release date is unknown.
+    return parsed if parsed >= EPOCH else None

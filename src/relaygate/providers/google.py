@@ -25,6 +25,7 @@ from relaygate.providers.base import (
     Access,
     AuthScheme,
     DiscoveredModel,
+    Pages,
     Surface,
     as_int,
     as_str,
@@ -89,12 +90,16 @@ class GoogleProvider:
         headers = access.headers(X_GOOG_API_KEY)
         models: list[DiscoveredModel] = []
         params = {"pageSize": PAGE_SIZE}
-        for _ in range(MAX_PAGES):
+        pages = Pages(url, MAX_PAGES)
+        while True:
             answer = await get_json(http, url, headers, timeout, params, allow_404=True)
             if answer.status == 404:
                 return await self._openai_listing(http, access, timeout)
             payload = answer.body
-            found = payload.get("models", []) if isinstance(payload, dict) else None
+            found = None
+            if isinstance(payload, dict):
+                # An empty result is {} (no "models" key); anything else must carry the array.
+                found = payload.get("models", [] if not payload else None)
             if not isinstance(found, list):
                 raise not_a_list(url, 'no "models" array')
             for item in found:
@@ -105,7 +110,7 @@ class GoogleProvider:
             token = as_str(payload.get("nextPageToken"))
             if not token:
                 break
-            params = {"pageSize": PAGE_SIZE, "pageToken": token}
+            params = {"pageSize": PAGE_SIZE, "pageToken": pages.next(token)}
         return models
 
     async def _openai_listing(

@@ -22,6 +22,7 @@ from relaygate.providers.base import (
     BEARER,
     Access,
     DiscoveredModel,
+    Pages,
     Surface,
     as_int,
     as_str,
@@ -60,7 +61,8 @@ async def list_openai_models(
     """Every model at ``url`` (an OpenAI-style list endpoint), following pages."""
     models: list[DiscoveredModel] = []
     params: dict[str, str] = {}
-    for _ in range(MAX_PAGES):
+    pages = Pages(url, MAX_PAGES)
+    while True:
         payload = (await get_json(http, url, headers, timeout, params or None)).body
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list):
@@ -73,7 +75,7 @@ async def list_openai_models(
         last = as_str(payload.get("last_id"))
         if payload.get("has_more") is not True or not last or not data:
             break
-        params = {"after": last}
+        params = {"after": pages.next(last)}
     return models
 
 

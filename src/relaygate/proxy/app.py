@@ -179,10 +179,11 @@ class Proxy:
     def _upstream_headers(
         self, headers: list[tuple[bytes, bytes]], surface: TargetSurface
     ) -> list[tuple[str, str]]:
+        # A client's header named like the endpoint's auth header (e.g. api-key) stays behind.
         out = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in headers
-            if name not in _DROP_REQUEST
+            if name not in _DROP_REQUEST and name not in surface.header_names
         ]
         sent = {name for name, _ in headers}
         if b"content-type" not in sent:

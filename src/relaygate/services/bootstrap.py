@@ -38,7 +38,7 @@ def check_seeds(settings: Settings) -> None:
     names: set[str] = set()
     for seed in settings.endpoints:
         try:
-            check_spec(EndpointSpec(**seed.model_dump()))
+            check_spec(settings, EndpointSpec(**seed.model_dump()))
         except BadRequest as exc:
             raise ConfigError(f"config endpoint {seed.name!r}: {exc.message}") from None
         if seed.name in names:

@@ -6,6 +6,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
@@ -19,6 +20,7 @@ from relaygate.db.tables import Endpoint, Group, GroupEndpoint, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
 from relaygate.services.patch import UNSET, Unset
+from relaygate.settings import Settings
 from relaygate.sync.service import SyncResult, sync_endpoint
 from relaygate.vault import key_hint
 
@@ -204,35 +206,67 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _check_env_name(name: str | None) -> str | None:
-    if name is not None and not _ENV_NAME.match(name):
+def _check_env_name(settings: Settings, name: str | None) -> str | None:
+    """An environment variable name an endpoint may read its key from: it must match one
+    of ``api_key_env_patterns`` and may never be one of relaygate's own settings."""
+    if not name:
+        return None
+    if not _ENV_NAME.match(name):
         raise BadRequest(
             "api_key_env must be an environment variable name such as OPENAI_API_KEY",
             param="api_key_env",
         )
-    return name or None
+    allowed = any(fnmatchcase(name, p) for p in settings.api_key_env_patterns)
+    if name.startswith("RELAYGATE_") or not allowed:
+        raise BadRequest(
+            f"api_key_env {name!r} is not allowed: it must match one of "
+            f"{', '.join(settings.api_key_env_patterns)} (setting api_key_env_patterns)",
+            param="api_key_env",
+        )
+    return name
 
 
 def _check_header(name: str | None) -> str | None:
-    if name is not None and not _HEADER_NAME.match(name):
+    if name is not None and (not _HEADER_NAME.match(name) or len(name) > 100):
         raise BadRequest(
             "auth_header must be an HTTP header name such as api-key", param="auth_header"
         )
     return name.lower() if name else None
 
 
+def _check_prefix(prefix: str | None) -> str | None:
+    if prefix is None:
+        return None
+    if len(prefix) > 50 or not prefix.isascii() or any(ch < " " for ch in prefix):
+        raise BadRequest(
+            "auth_prefix must be up to 50 printable ASCII characters, e.g. 'Bearer '",
+            param="auth_prefix",
+        )
+    return prefix
+
+
+def _check_secret(value: str | None, param: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isascii() or any(ch < " " for ch in value):
+        raise BadRequest(f"{param} must be printable ASCII", param=param)
+    return value or None
+
+
 def _set_key(
     ctx: Context, endpoint: Endpoint, api_key: str | None, api_key_env: str | None
 ) -> None:
     """Give the endpoint one kind of key: stored (encrypted), environment, or none."""
+    api_key = _check_secret(api_key, "api_key")
     if api_key and api_key_env:
         raise BadRequest("give api_key or api_key_env, not both", param="api_key_env")
-    endpoint.api_key_env = _check_env_name(api_key_env)
+    endpoint.api_key_env = _check_env_name(ctx.settings, api_key_env)
     endpoint.api_key_encrypted = ctx.vault.encrypt(api_key) if api_key else None
     endpoint.api_key_hint = key_hint(api_key) if api_key else None
 
 
-def check_spec(spec: EndpointSpec) -> Endpoint:
+def check_spec(settings: Settings, spec: EndpointSpec) -> Endpoint:
     """A validated, unsaved endpoint row without its key; raises :class:`BadRequest`."""
     get_provider(spec.type)
     if spec.api_key and spec.api_key_env:
@@ -242,18 +276,18 @@ def check_spec(spec: EndpointSpec) -> Endpoint:
         type=spec.type,
         url=check_url(spec.url),
         auth_header=_check_header(spec.auth_header),
-        auth_prefix=spec.auth_prefix if spec.auth_header else None,
+        auth_prefix=_check_prefix(spec.auth_prefix) if spec.auth_header else None,
         model_filter=list(spec.model_filter),
         enabled=spec.enabled,
         sync_interval=_check_interval(spec.sync_interval),
-        api_key_env=_check_env_name(spec.api_key_env),
+        api_key_env=_check_env_name(settings, spec.api_key_env),
         requires_user_key=spec.requires_user_key,
     )
 
 
 def new_endpoint(ctx: Context, spec: EndpointSpec) -> Endpoint:
     """A validated, unsaved endpoint row with its key encrypted; raises :class:`BadRequest`."""
-    endpoint = check_spec(spec)
+    endpoint = check_spec(ctx.settings, spec)
     _set_key(ctx, endpoint, spec.api_key, spec.api_key_env)
     return endpoint
 
@@ -309,19 +343,25 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
                 url = check_url(changes.url)
                 resync |= url != endpoint.url
                 endpoint.url = url
-            if not isinstance(changes.api_key, Unset):
+            new_key, new_env = changes.api_key, changes.api_key_env
+            if isinstance(new_key, str) and new_key and isinstance(new_env, str) and new_env:
+                raise BadRequest("give api_key or api_key_env, not both", param="api_key_env")
+            if not isinstance(new_key, Unset) and (new_key or isinstance(new_env, Unset)):
                 resync = True
-                _set_key(ctx, endpoint, changes.api_key, None)
-            if not isinstance(changes.api_key_env, Unset):
+                _set_key(ctx, endpoint, new_key, None)
+            elif not isinstance(new_env, Unset) and new_env != endpoint.api_key_env:
                 resync = True
-                if changes.api_key_env or endpoint.api_key_env:
-                    _set_key(ctx, endpoint, None, changes.api_key_env)
+                _set_key(ctx, endpoint, None, new_env)
             if not isinstance(changes.auth_header, Unset):
-                resync = True
-                endpoint.auth_header = _check_header(changes.auth_header)
-            if not isinstance(changes.auth_prefix, Unset):
-                resync = True
-                endpoint.auth_prefix = changes.auth_prefix
+                header = _check_header(changes.auth_header)
+                resync |= header != endpoint.auth_header
+                endpoint.auth_header = header
+                if header is None:
+                    endpoint.auth_prefix = None
+            if not isinstance(changes.auth_prefix, Unset) and endpoint.auth_header:
+                prefix = _check_prefix(changes.auth_prefix)
+                resync |= prefix != endpoint.auth_prefix
+                endpoint.auth_prefix = prefix
             if not isinstance(changes.model_filter, Unset):
                 resync |= list(changes.model_filter) != list(endpoint.model_filter or [])
                 endpoint.model_filter = list(changes.model_filter)

@@ -46,8 +46,9 @@ async def set_own_key(
 
     Raises :class:`NotFound` for an unknown endpoint, :class:`BadRequest` for an empty key.
     """
-    if not api_key.strip():
-        raise BadRequest("api_key must not be empty", param="api_key")
+    api_key = api_key.strip()
+    if not api_key or not api_key.isascii() or any(ch < " " for ch in api_key):
+        raise BadRequest("api_key must be non-empty printable ASCII", param="api_key")
     async with ctx.sessions.begin() as session:
         endpoint = await session.get(Endpoint, endpoint_id)
         if endpoint is None:
