@@ -29,7 +29,7 @@ from relaygate.proxy import Proxy
 from relaygate.proxy.app import Receive, Scope, Send
 from relaygate.services.api_keys import KeyActivity
 from relaygate.services.bootstrap import bootstrap
-from relaygate.settings import Settings
+from relaygate.settings import Settings, load_settings
 from relaygate.sync.scheduler import run_scheduler
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 class RelaygateApp:
     """The ASGI entry point: dispatches ``/v1/`` to the proxy, the rest to FastAPI."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, bootstrap: bool = True):
         self.settings = settings
+        self.bootstrap = bootstrap
         self.metrics = Metrics()
         self.proxy: Proxy | None = None
         self.api = FastAPI(
@@ -109,14 +110,11 @@ class RelaygateApp:
     @asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         async with open_context(self.settings) as ctx:
-            result = await bootstrap(ctx)
+            if self.bootstrap:
+                result = await bootstrap(ctx)
+                if result.new_admin_key:
+                    print_first_admin_key(result.new_admin_key)
             await ctx.snapshots.refresh()
-            if result.new_admin_key:
-                print(
-                    "\nrelaygate: created the admin user 'admin'. Its API key is shown this once "
-                    f"and will not be shown again:\n\n    {result.new_admin_key}\n",
-                    flush=True,
-                )
             activity = KeyActivity()
             self.api.state.ctx = ctx
             self.proxy = Proxy(
@@ -137,6 +135,35 @@ class RelaygateApp:
                 self.proxy = None
 
 
-def create_app(settings: Settings) -> RelaygateApp:
-    """Build the whole application for ``settings``; serve it with any ASGI server."""
-    return RelaygateApp(settings)
+def create_app(settings: Settings, *, bootstrap: bool = True) -> RelaygateApp:
+    """Build the whole application for ``settings``; serve it with any ASGI server.
+
+    With ``bootstrap`` the first start-up work (seeding, admin key) runs in the
+    lifespan; ``relaygate serve`` does it once before starting, and passes False.
+    """
+    return RelaygateApp(settings, bootstrap=bootstrap)
+
+
+def create_app_from_environment() -> RelaygateApp:
+    """The app factory each worker of ``relaygate serve --workers N`` calls: settings from
+    the config file and ``RELAYGATE_*`` variables, as the parent process read them."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, bootstrap=False)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level`` (debug, info, warning, error), libraries kept quieter."""
+    numeric = logging.getLevelName(level.upper())
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiosqlite", "alembic", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, numeric))
+
+
+def print_first_admin_key(key: str) -> None:
+    """Show the first admin's key on stdout, once, and say so."""
+    print(
+        "\nrelaygate: created the admin user 'admin'. Its API key is shown this once "
+        f"and will not be shown again:\n\n    {key}\n",
+        flush=True,
+    )

@@ -7,7 +7,10 @@ import asyncio
 import contextlib
 import logging
 
-from relaygate.changes import read_version
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from relaygate.changes import CHANNEL, read_version
 from relaygate.context import Context
 from relaygate.errors import ConfigError
 from relaygate.services.api_keys import KeyActivity
@@ -20,20 +23,75 @@ async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+class ChangeListener:
+    """PostgreSQL ``LISTEN`` on the change channel, on a connection of its own: a
+    notification wakes :func:`follow_changes` at once. Reconnects when the
+    connection drops; the periodic check covers the gap."""
+
+    def __init__(self, ctx: Context, wake: asyncio.Event):
+        self._dsn = make_url(ctx.settings.database_url).set(drivername="postgresql")
+        self._wake = wake
+        self._connection: asyncpg.Connection | None = None
+
+    async def ensure(self) -> None:
+        """Connect and listen, unless already listening; failures are logged, not raised."""
+        if self._connection is not None and not self._connection.is_closed():
+            return
+        try:
+            self._connection = await asyncpg.connect(
+                self._dsn.render_as_string(hide_password=False), timeout=5
+            )
+            await self._connection.add_listener(CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("cannot listen for changes (%s); checking periodically", exc)
+            self._connection = None
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed():
+            await self._connection.close()
+
+
 async def follow_changes(ctx: Context, stop: asyncio.Event) -> None:
     """Rebuild the snapshot whenever the change counter moves (a change made by the CLI,
-    another process, or this one); checks every ``change_poll_interval`` seconds."""
-    while not stop.is_set():
-        await _sleep_until(stop, ctx.settings.change_poll_interval)
-        try:
-            async with ctx.sessions() as session:
-                version = await read_version(session)
-            if version != ctx.snapshots.current.version:
-                await ctx.snapshots.refresh()
-        except ConfigError as exc:
-            log.error("%s", exc.message)
-        except Exception:
-            log.exception("could not check for configuration changes; retrying")
+    another process, or this one): at once on a PostgreSQL notification, and by a cheap
+    check every ``change_poll_interval`` seconds everywhere."""
+    wake = asyncio.Event()
+    listener = ChangeListener(ctx, wake) if ctx.engine.dialect.name == "postgresql" else None
+    try:
+        while not stop.is_set():
+            if listener is not None:
+                await listener.ensure()
+            await _wait_any(stop, wake, ctx.settings.change_poll_interval)
+            wake.clear()
+            await _check(ctx)
+    finally:
+        if listener is not None:
+            await listener.close()
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _check(ctx: Context) -> None:
+    """Rebuild the snapshot if the change counter moved; errors are logged, not raised."""
+    try:
+        async with ctx.sessions() as session:
+            version = await read_version(session)
+        if version != ctx.snapshots.current.version:
+            await ctx.snapshots.refresh()
+    except ConfigError as exc:
+        log.error("%s", exc.message)
+    except Exception:
+        log.exception("could not check for configuration changes; retrying")
 
 
 async def flush_key_activity(ctx: Context, activity: KeyActivity, stop: asyncio.Event) -> None:

@@ -8,12 +8,13 @@ That is how a key revoked by the CLI reaches a running server.
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, Text, cast, select, update
+from sqlalchemy import Integer, Text, cast, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.db.tables import Meta
 
 VERSION_KEY = "config_version"
+CHANNEL = "relaygate_changes"
 
 
 async def read_version(session: AsyncSession) -> int:
@@ -23,9 +24,15 @@ async def read_version(session: AsyncSession) -> int:
 
 
 async def bump(session: AsyncSession) -> None:
-    """Increment the change counter inside the caller's transaction (atomic in SQL)."""
+    """Increment the change counter inside the caller's transaction (atomic in SQL).
+
+    On PostgreSQL this also notifies :data:`CHANNEL`, delivered to every listening
+    replica when the transaction commits.
+    """
     await session.execute(
         update(Meta)
         .where(Meta.key == VERSION_KEY)
         .values(value=cast(cast(Meta.value, Integer) + 1, Text))
     )
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"NOTIFY {CHANNEL}"))

@@ -30,11 +30,11 @@ SECRET_CHECK_KEY = "secret_check"
 
 @dataclass
 class SyncState:
-    """Per-process sync bookkeeping: one lock per endpoint, and when each last ran
-    (``time.monotonic()`` seconds)."""
+    """Per-process sync bookkeeping: one lock per endpoint, so this process never runs
+    two syncs of one endpoint at once (other processes are kept off by the claim and
+    by INSERT … ON CONFLICT DO NOTHING)."""
 
     locks: dict[int, asyncio.Lock] = field(default_factory=dict)
-    last_run: dict[int, float] = field(default_factory=dict)
 
     def lock(self, endpoint_id: int) -> asyncio.Lock:
         return self.locks.setdefault(endpoint_id, asyncio.Lock())

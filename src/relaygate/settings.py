@@ -62,7 +62,7 @@ class Settings(BaseModel):
     admin_key: str | None = None
     secret_key: str | None = None
     secret_key_file: str | None = None
-    change_poll_interval: float = Field(default=1.0, gt=0)
+    change_poll_interval: float = Field(default=0.5, gt=0)
     key_usage_flush_interval: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     upstream_connect_timeout: float = Field(default=10.0, gt=0)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 EMPTY_LIST_BODY = b'{"object":"list","data":[]}'
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,4 +139,11 @@ class SnapshotStore:
         """
         async with self._lock:
             self.current = await self._loader()
+            log.debug(
+                "snapshot %d loaded: %d keys, %d model names, %d endpoints",
+                self.current.version,
+                len(self.current.keys),
+                len(self.current.known_names),
+                len(self.current.endpoints),
+            )
             return self.current

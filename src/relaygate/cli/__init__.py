@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +12,7 @@ import typer
 import uvicorn
 
 from relaygate import __version__
+from relaygate.app import configure_logging, create_app, print_first_admin_key
 from relaygate.cli.accounts import keys, users
 from relaygate.cli.endpoints import app as endpoints
 from relaygate.cli.groups import app as groups
@@ -27,7 +28,7 @@ from relaygate.cli.runner import (
 from relaygate.context import open_context
 from relaygate.errors import ConfigError
 from relaygate.services import models as models_service
-from relaygate.services.bootstrap import check_seeds
+from relaygate.services.bootstrap import bootstrap, check_seeds
 from relaygate.services.patch import UNSET
 from relaygate.services.rotation import rotate_secret
 from relaygate.vault import generate_secret, secret_file_path, write_secret_file
@@ -66,38 +67,51 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
     config: Annotated[str | None, typer.Option("--config", "-c", help="Config file")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes to run; they share the database and port")
+    ] = 1,
 ) -> None:
     """Run the gateway (migrates the database first)."""
     if config:
         ctx.obj = CliState(config=config)
     settings = settings_from(ctx, host=host, port=port, log_level=log_level)
-    level = settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiosqlite", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    configure_logging(settings.log_level)
 
     async def preflight() -> None:
-        # Open the database once before serving so a broken setup is one line, not a traceback.
+        # Open the database once before serving so a broken setup is one line, not a
+        # traceback, and do the first-start work once, whatever the number of workers.
         check_seeds(settings)
-        async with open_context(settings):
-            pass
+        async with open_context(settings) as opened:
+            result = await bootstrap(opened)
+        if result.new_admin_key:
+            print_first_admin_key(result.new_admin_key)
 
     try:
         asyncio.run(preflight())
     except ConfigError as exc:
         fail(exc.message, code=2)
-    from relaygate.app import create_app
-
-    server_config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        log_level=settings.log_level,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "log_level": settings.log_level,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if workers > 1:
+        # Worker processes build the app themselves from the same config and environment.
+        if ctx.obj and ctx.obj.config:
+            os.environ["RELAYGATE_CONFIG"] = ctx.obj.config
+        os.environ["RELAYGATE_LOG_LEVEL"] = settings.log_level
+        uvicorn.run(
+            "relaygate.app:create_app_from_environment",
+            factory=True,
+            workers=workers,
+            **options,  # type: ignore[arg-type]
+        )
+        return
+    server_config = uvicorn.Config(create_app(settings, bootstrap=False), **options)  # type: ignore[arg-type]
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would make a
     # clean stop exit with -15; a no-op handler underneath lets the process exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):

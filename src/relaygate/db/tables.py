@@ -98,6 +98,8 @@ class Endpoint(Base):
     sync_status: Mapped[str] = mapped_column(String(16), default="never")
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sync_error: Mapped[str | None] = mapped_column(Text)
+    next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the next periodic sync is due; claimed atomically by one replica."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -7,14 +7,20 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from relaygate.changes import bump
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, Endpoint, Meta, User, utcnow
-from relaygate.errors import BadRequest, ConfigError
+from relaygate.errors import BadRequest, ConfigError, Conflict
 from relaygate.keys import hash_key
 from relaygate.services.api_keys import create_key
-from relaygate.services.endpoints import EndpointSpec, check_spec, new_endpoint
+from relaygate.services.endpoints import (
+    EndpointSpec,
+    check_spec,
+    grant_endpoint_to,
+    new_endpoint,
+)
 from relaygate.services.users import create_user
 from relaygate.settings import Settings
 
@@ -75,11 +81,21 @@ async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
                 seeded_at.value,
             )
         return [], ignored
-    rows = [new_endpoint(ctx, EndpointSpec(**seed.model_dump())) for seed in seeds]
-    async with ctx.sessions.begin() as session:
-        session.add_all(rows)
-        session.add(Meta(key=SEEDED_KEY, value=utcnow().isoformat()))
-        await bump(session)
+    specs = [EndpointSpec(**seed.model_dump()) for seed in seeds]
+    try:
+        async with ctx.sessions.begin() as session:
+            session.add(Meta(key=SEEDED_KEY, value=utcnow().isoformat()))
+            await session.flush()
+            for spec in specs:
+                row = new_endpoint(ctx, spec)
+                session.add(row)
+                await session.flush()
+                await grant_endpoint_to(session, row.id, spec.groups)
+            await bump(session)
+    except IntegrityError:
+        # Another replica, starting at the same moment, seeded first.
+        log.info("the database was seeded by another process")
+        return [], []
     for seed in seeds:
         log.info("seeded endpoint %r from the config file", seed.name)
     return [seed.name for seed in seeds], []
@@ -90,6 +106,13 @@ async def _admin_user(ctx: Context) -> User | None:
         return await session.scalar(select(User).where(User.role == "admin").order_by(User.id))
 
 
+async def _first_admin(ctx: Context) -> User:
+    await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")
+    admin = await _admin_user(ctx)
+    assert admin is not None
+    return admin
+
+
 async def import_admin_key(ctx: Context, key: str) -> None:
     """Make ``key`` an admin key (idempotent; the key is never logged)."""
     async with ctx.sessions() as session:
@@ -98,9 +121,12 @@ async def import_admin_key(ctx: Context, key: str) -> None:
         if existing.revoked_at is not None:
             log.warning("RELAYGATE_ADMIN_KEY was revoked; it is not imported again")
         return
-    admin = await _admin_user(ctx)
-    owner = admin.id if admin else (await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")).id
-    await create_key(ctx, user=owner, name="RELAYGATE_ADMIN_KEY", key=key)
+    try:
+        admin = await _admin_user(ctx) or await _first_admin(ctx)
+        await create_key(ctx, user=admin.id, name="RELAYGATE_ADMIN_KEY", key=key)
+    except (IntegrityError, Conflict):
+        # Another replica, starting at the same moment, imported it first.
+        return
     log.info("imported RELAYGATE_ADMIN_KEY as an admin key")
 
 
@@ -112,6 +138,9 @@ async def bootstrap(ctx: Context) -> BootstrapResult:
     if ctx.settings.admin_key:
         await import_admin_key(ctx, ctx.settings.admin_key)
     elif await _admin_user(ctx) is None:
-        user = await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")
+        try:
+            user = await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")
+        except Conflict:
+            return BootstrapResult(seeded, ignored, None)  # another replica made it
         new_key = (await create_key(ctx, user=user.id, name="first admin key")).key
     return BootstrapResult(seeded, ignored, new_key)

@@ -397,7 +397,6 @@ async def delete_endpoint(ctx: Context, ident: int | str) -> int:
         await session.execute(delete(Model).where(Model.endpoint_id == endpoint.id))
         await session.delete(endpoint)
         await bump(session)
-    ctx.sync_state.last_run.pop(endpoint.id, None)
     await ctx.snapshots.refresh()
     log.info("deleted endpoint %r and its %d models", endpoint.name, removed or 0)
     return int(removed or 0)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Insert, select, update
@@ -128,7 +127,6 @@ async def sync_endpoint(
         if not endpoint.enabled:
             raise Conflict(f"endpoint {endpoint.name!r} is disabled; enable it to sync it")
         started = utcnow()
-        ctx.sync_state.last_run[endpoint_id] = time.monotonic()
         error: str | None = None
         discovered: dict[str, DiscoveredModel] = {}
         try:
@@ -225,6 +223,8 @@ async def _record(
                 sync_status="error" if error else "ok",
                 last_synced_at=now,
                 last_sync_error=error,
+                next_sync_at=now
+                + timedelta(seconds=endpoint.sync_interval or ctx.settings.sync_interval),
                 updated_at=Endpoint.updated_at,
             )
         )
