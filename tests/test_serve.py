@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import stat
+import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -186,3 +189,31 @@ def test_no_key_in_clear_in_database_or_logs(tmp_path: Path, upstream: Upstream)
         assert secret not in logs
     assert b"sk-provider-key" not in stored
     assert " DEBUG " in logs
+
+
+def test_workers_share_one_schedule(tmp_path: Path, upstream: Upstream) -> None:
+    """`serve --workers 2`: the first admin key is printed once, both workers serve, and
+    the endpoint is still synced once per interval."""
+    env = cli_env(tmp_path, RELAYGATE_SYNC_INTERVAL="1")
+    server = ServeProcess(tmp_path, env, "--workers", "2").wait_ready()
+    try:
+        keys = KEY_PATTERN.findall(server.output)
+        assert len(keys) == 1
+        headers = {"authorization": f"Bearer {keys[0]}"}
+        api = server.url + "/admin/api/v1"
+        created = httpx.post(
+            api + "/endpoints", headers=headers, json={"name": "up", "url": upstream.url}
+        )
+        assert created.status_code == 201
+        time.sleep(4.5)
+        history = httpx.get(f"{api}/endpoints/1/syncs", headers=headers).json()
+        starts = sorted(
+            datetime.fromisoformat(h["started_at"]) for h in history if h["trigger"] == "interval"
+        )
+        assert len(starts) >= 3
+        assert min((b - a).total_seconds() for a, b in itertools.pairwise(starts)) >= 0.9
+        for _ in range(10):
+            listed = httpx.get(server.url + "/v1/models", headers=headers).json()["data"]
+            assert [m["id"] for m in listed] == ["gpt-test"]
+    finally:
+        server.stop()

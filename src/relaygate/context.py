@@ -7,6 +7,8 @@ command — and handed to the service functions. Nothing lives at module level.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -52,6 +54,8 @@ class Context:
     snapshots: SnapshotStore
     sync_state: SyncState
     created_database: bool
+    replica: str
+    """This process, as host:pid, recorded on the syncs it runs."""
 
 
 def make_http_client(settings: Settings) -> aiohttp.ClientSession:
@@ -136,6 +140,7 @@ async def open_context(settings: Settings) -> AsyncIterator[Context]:
                 snapshots=SnapshotStore(load),
                 sync_state=SyncState(),
                 created_database=created,
+                replica=f"{socket.gethostname()}:{os.getpid()}",
             )
     finally:
         await engine.dispose()

@@ -71,7 +71,9 @@ class ServeProcess:
         return self.log_path.read_text()
 
     def stop(self) -> int:
-        self.process.terminate()
+        """Stop the process (SIGTERM) if it still runs; returns its exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
         code = self.process.wait(timeout=20)
         self._log.close()
         return code

@@ -120,6 +120,7 @@ class SyncRunOut(BaseModel):
     deactivated: int
     total: int
     error: str | None
+    replica: str | None
 
 
 class ModelOut(BaseModel):

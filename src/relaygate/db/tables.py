@@ -144,6 +144,8 @@ class SyncRun(Base):
     deactivated: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    replica: Mapped[str | None] = mapped_column(String(200))
+    """Which process ran the sync (host:pid)."""
 
 
 class Group(Base):

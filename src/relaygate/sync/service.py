@@ -54,6 +54,7 @@ class SyncRunInfo:
     deactivated: int
     total: int
     error: str | None
+    replica: str | None
 
 
 async def sync_history(ctx: Context, endpoint_id: int, limit: int = 50) -> list[SyncRunInfo]:
@@ -77,6 +78,7 @@ async def sync_history(ctx: Context, endpoint_id: int, limit: int = 50) -> list[
                 r.deactivated,
                 r.total,
                 r.error,
+                r.replica,
             )
             for r in rows
         ]
@@ -240,6 +242,7 @@ async def _record(
                 deactivated=counts[2],
                 total=total,
                 error=error,
+                replica=ctx.replica,
             )
         )
         changed = any(counts) or retagged > 0

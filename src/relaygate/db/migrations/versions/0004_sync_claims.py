@@ -1,4 +1,5 @@
-"""When each endpoint's next periodic sync is due, claimed by one replica at a time.
+"""When each endpoint's next periodic sync is due, claimed by one replica at a time;
+which replica ran each sync.
 
 Revision ID: 0004
 Revises: 0003
@@ -17,8 +18,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("endpoints") as batch:
         batch.add_column(sa.Column("next_sync_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("sync_runs") as batch:
+        batch.add_column(sa.Column("replica", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sync_runs") as batch:
+        batch.drop_column("replica")
     with op.batch_alter_table("endpoints") as batch:
         batch.drop_column("next_sync_at")
