@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from relaygate import __version__
@@ -31,9 +32,38 @@ from relaygate.services.api_keys import KeyActivity
 from relaygate.services.bootstrap import bootstrap
 from relaygate.settings import Settings, load_settings
 from relaygate.sync.scheduler import run_scheduler
+from relaygate.web import console_router, console_static, console_templates
+from relaygate.web.auth import SignInRequired
 
 log = logging.getLogger(__name__)
 _HTTP_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found"}
+
+
+def _wants_console_page(request: Request) -> bool:
+    """Console pages get HTML errors; its script calls (Accept: application/json) JSON."""
+    return request.url.path.startswith("/ui") and "application/json" not in request.headers.get(
+        "accept", ""
+    )
+
+
+def console_error(request: Request, status: int, message: str) -> Response:
+    """An error page of the console (403 for a user on an admin page, 404, …)."""
+    titles = {401: "Sign in required", 403: "Not allowed", 404: "Not found"}
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {
+            "session": None,
+            "csrf": "",
+            "is_admin": False,
+            "flash": None,
+            "status_code": status,
+            "title": titles.get(status, "Error"),
+            "message": message,
+        },
+        status_code=status,
+    )
 
 
 def _json(status: int, body: bytes) -> Response:
@@ -43,8 +73,12 @@ def _json(status: int, body: bytes) -> Response:
 def _install_error_handlers(app: FastAPI) -> None:
     """The one place errors become responses (OpenAI's error shape everywhere)."""
 
-    async def relaygate_error(_: Request, exc: Exception) -> Response:
+    async def relaygate_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RelaygateError)
+        if _wants_console_page(request):
+            if isinstance(exc, SignInRequired):
+                return RedirectResponse("/ui/login", status_code=303)
+            return console_error(request, exc.status, exc.message)
         return _json(*render(exc))
 
     async def validation_error(_: Request, exc: Exception) -> Response:
@@ -64,6 +98,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
+        if _wants_console_page(request):
+            return console_error(request, exc.status_code, message)
         kind = _HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request_error")
         return _json(exc.status_code, error_body(message, kind, None))
 
@@ -94,10 +130,13 @@ class RelaygateApp:
             redoc_url=None,
         )
         self.api.state.metrics = self.metrics
+        self.api.state.templates = console_templates()
         _install_error_handlers(self.api)
         self.api.include_router(ops_router)
         self.api.include_router(admin_router())
         self.api.include_router(registry_router())
+        self.api.mount("/ui/static", console_static(), name="console-static")
+        self.api.include_router(console_router())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.proxy is not None:

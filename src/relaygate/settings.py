@@ -68,6 +68,7 @@ class Settings(BaseModel):
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_read_timeout: float = Field(default=600.0, gt=0)
     upstream_max_connections: int = Field(default=1000, gt=0)
+    web_session_hours: float = Field(default=12.0, gt=0)
     api_key_env_patterns: list[str] = Field(
         default_factory=lambda: ["*_API_KEY", "*_API_TOKEN", "*_ACCESS_TOKEN"]
     )

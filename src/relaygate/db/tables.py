@@ -216,6 +216,19 @@ class UserProviderKey(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class WebSession(Base):
+    """A web-console sign-in: the cookie's hash, the API key it was made with (by hash,
+    so revoking the key ends the session), its CSRF token and its expiry."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Meta(Base):
     """Small named values: the change counter, seeding time, the secret-key check."""
 

@@ -1,0 +1,72 @@
+"""Web-console sessions, kept in the database so every replica knows them.
+
+The cookie holds a random token; the database holds its SHA-256, the hash of the API
+key the user signed in with (revoking that key ends the session), a CSRF token, and
+the expiry.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete
+
+from relaygate.auth import authenticate
+from relaygate.context import Context
+from relaygate.db.tables import WebSession, utcnow
+from relaygate.keys import hash_key
+from relaygate.snapshot import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A live session: who it acts for and the token its forms must carry."""
+
+    principal: Principal
+    csrf_token: str
+
+
+async def sign_in(ctx: Context, key: str) -> str:
+    """Start a session for a valid API key; returns the cookie token.
+
+    Raises :class:`relaygate.errors.AuthenticationFailed` for a missing, unknown,
+    revoked or expired key.
+    """
+    authenticate(ctx.snapshots.current, key.strip() or None)
+    token = secrets.token_urlsafe(32)
+    async with ctx.sessions.begin() as session:
+        await session.execute(delete(WebSession).where(WebSession.expires_at < utcnow()))
+        session.add(
+            WebSession(
+                id_hash=hash_key(token),
+                key_hash=hash_key(key.strip()),
+                csrf_token=secrets.token_urlsafe(32),
+                expires_at=utcnow() + timedelta(hours=ctx.settings.web_session_hours),
+            )
+        )
+    return token
+
+
+async def current(ctx: Context, token: str | None) -> ConsoleSession | None:
+    """The session for a cookie token, or None when absent, expired, or its key is gone."""
+    if not token:
+        return None
+    async with ctx.sessions() as session:
+        row = await session.get(WebSession, hash_key(token))
+    if row is None or row.expires_at <= utcnow():
+        return None
+    principal = ctx.snapshots.current.keys.get(row.key_hash)
+    if principal is None:
+        return None
+    if principal.expires_at is not None and principal.expires_at <= utcnow().timestamp():
+        return None
+    return ConsoleSession(principal, row.csrf_token)
+
+
+async def sign_out(ctx: Context, token: str | None) -> None:
+    """End the session of a cookie token (if any)."""
+    if token:
+        async with ctx.sessions.begin() as session:
+            await session.execute(delete(WebSession).where(WebSession.id_hash == hash_key(token)))

@@ -1,0 +1,86 @@
+"""Console: "My account" for every user — own API keys (shown once at creation), own
+provider keys (hints only), and the models they may use with ready-to-copy snippets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from relaygate.errors import RelaygateError
+from relaygate.services import api_keys, provider_keys
+from relaygate.services import endpoints as endpoint_service
+from relaygate.services import users as user_service
+from relaygate.web.auth import Checked, Session, context_of
+from relaygate.web.render import back, page
+
+router = APIRouter()
+PAGE = "/ui/account"
+
+
+async def _account(request: Request, session: Session, new_key: str | None = None) -> Response:
+    ctx = context_of(request)
+    principal = session.principal
+    base = str(request.base_url).rstrip("/")
+    return page(
+        request,
+        "account.html",
+        session,
+        new_key=new_key,
+        user=await user_service.get_user(ctx, principal.user_id),
+        keys=await api_keys.list_keys(ctx, user_id=principal.user_id),
+        provider_keys={
+            k.endpoint_id: k for k in await provider_keys.list_own_keys(ctx, principal.user_id)
+        },
+        endpoints=await endpoint_service.list_endpoints(ctx),
+        models=sorted(principal.view.routes),
+        base_url=base,
+    )
+
+
+@router.get("/account")
+async def account_page(request: Request, session: Session) -> Response:
+    return await _account(request, session)
+
+
+@router.post("/account/keys")
+async def create_key(
+    request: Request, session: Checked, name: Annotated[str, Form()] = "key"
+) -> Response:
+    try:
+        created = await api_keys.create_key(
+            context_of(request), user=session.principal.user_id, name=name
+        )
+    except RelaygateError as exc:
+        return back(PAGE, exc.message, "error")
+    # Rendered directly, never put in a URL: the key is shown this once.
+    return await _account(request, session, new_key=created.key)
+
+
+@router.post("/account/keys/{key_id}/revoke")
+async def revoke_key(request: Request, key_id: int, session: Checked) -> Response:
+    try:
+        await api_keys.revoke_key(context_of(request), key_id, owner_id=session.principal.user_id)
+    except RelaygateError as exc:
+        return back(PAGE, exc.message, "error")
+    return back(PAGE, "key revoked")
+
+
+@router.post("/account/provider-keys/{endpoint_id}")
+async def set_provider_key(
+    request: Request,
+    endpoint_id: int,
+    session: Checked,
+    api_key: Annotated[str, Form()] = "",
+    clear: Annotated[str, Form()] = "",
+) -> Response:
+    ctx = context_of(request)
+    try:
+        if clear:
+            await provider_keys.clear_own_key(ctx, session.principal.user_id, endpoint_id)
+        else:
+            await provider_keys.set_own_key(ctx, session.principal.user_id, endpoint_id, api_key)
+    except RelaygateError as exc:
+        return back(PAGE, exc.message, "error")
+    return back(PAGE, "provider key cleared" if clear else "provider key saved")

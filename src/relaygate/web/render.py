@@ -1,0 +1,62 @@
+"""Rendering console pages: the template context every page gets, filters, redirects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment
+
+from relaygate.services.web_sessions import ConsoleSession
+
+
+def ago(value: datetime | None) -> str:
+    """``3 min ago``-style relative time; ``never`` for None."""
+    if value is None:
+        return "never"
+    seconds = int((datetime.now(UTC) - value).total_seconds())
+    if seconds < 5:
+        return "just now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def add_filters(env: Environment) -> None:
+    env.filters["ago"] = ago
+
+
+def page(
+    request: Request,
+    template: str,
+    session: ConsoleSession | None,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    """Render ``template`` with the session, its CSRF token and any flash message."""
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "session": session,
+            "csrf": session.csrf_token if session else "",
+            "is_admin": bool(session and session.principal.is_admin),
+            "flash": request.query_params.get("flash"),
+            "flash_kind": request.query_params.get("kind", "ok"),
+            **context,
+        },
+        status_code=status_code,
+    )
+
+
+def back(to: str, message: str | None = None, kind: str = "ok") -> RedirectResponse:
+    """A 303 to a console page, carrying a one-line message to show there."""
+    joiner = "&" if "?" in to else "?"
+    query = f"{joiner}{urlencode({'flash': message, 'kind': kind})}" if message else ""
+    return RedirectResponse(to + query, status_code=303)

@@ -1,0 +1,172 @@
+"""The web console in a real browser: Debian's chromium driven by playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import Upstream
+from tests.support.gateway import Gateway
+
+CHROMIUM = os.environ.get("RELAYGATE_TEST_CHROMIUM") or shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+ARTIFACTS = Path(os.environ.get("RELAYGATE_TEST_ARTIFACTS", "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(10_000)
+    yield opened
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, gateway: Gateway, key: str) -> None:
+    page.goto(gateway.url + "/ui/login")
+    page.fill("input[name=key]", key)
+    page.click("button:has-text('Sign in')")
+
+
+def test_sign_in_add_endpoint_and_sync(page: Page, gateway: Gateway, upstream: Upstream) -> None:
+    """Sign in, test a connection, add the endpoint, see its models; after the upstream
+    drops a model, Sync turns it offline without a reload."""
+    upstream.state.models = ["alpha", "beta"]
+    page.goto(gateway.url + "/ui/endpoints")
+    expect(page).to_have_url(gateway.url + "/ui/login")
+    shot(page, "login")
+    sign_in(page, gateway, "rg-wrong")
+    expect(page.locator(".flash.error")).to_contain_text("invalid API key")
+    sign_in(page, gateway, gateway.admin_key)
+    expect(page).to_have_url(gateway.url + "/ui/endpoints")
+
+    page.fill("#add-endpoint input[name=name]", "local")
+    page.fill("#add-endpoint input[name=url]", upstream.url)
+    page.click("#test-connection")
+    expect(page.locator("#test-result")).to_contain_text("2 models found")
+    expect(page.locator("#test-result li")).to_have_text(["alpha", "beta"])
+    page.click("#add-endpoint button:has-text('Add endpoint')")
+    expect(page.locator(".flash")).to_contain_text("endpoint 'local' synced")
+    row = page.locator("tr[data-endpoint]")
+    expect(row.locator("[data-role=counts]")).to_have_text("2 online / 0 offline")
+    expect(row.locator("[data-role=status]")).to_have_text("ok")
+
+    upstream.state.models = ["alpha"]
+    page.evaluate("window.marker = 'same page'")
+    row.locator("button.sync").click()
+    expect(row.locator("[data-role=result]")).to_contain_text("deactivated 1")
+    expect(row.locator("[data-role=counts]")).to_have_text("1 online / 1 offline")
+    assert page.evaluate("window.marker") == "same page"  # no reload happened
+    shot(page, "endpoints")
+    page.goto(gateway.url + "/ui/models?status=offline")
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    expect(page.locator("table.list tbody tr")).to_contain_text("beta")
+    shot(page, "models")
+
+
+def test_key_created_in_my_account_works_then_revoked(
+    page: Page, gateway: Gateway, upstream: Upstream
+) -> None:
+    """A user creates a key in My account (shown once), uses it with the SDK, revokes it."""
+    gateway.add_endpoint("local", upstream.url)
+    user = gateway.create_user("uma")
+    user_key = gateway.create_key(user_id=user["id"], name="sign-in")["key"]
+    sign_in(page, gateway, user_key)
+    expect(page).to_have_url(gateway.url + "/ui/account")
+    page.fill("input[name=name][aria-label='key name']", "notebook")
+    page.click("button:has-text('Create key')")
+    new_key = page.locator("#new-key").inner_text().strip()
+    assert new_key.startswith("rg-")
+    expect(page.locator(".new-key")).to_contain_text("will not be shown again")
+    shot(page, "account")
+    client = gateway.openai(key=new_key)
+    reply = client.chat.completions.create(model="gpt-test", messages=[])
+    assert reply.choices[0].message.content == "hello from upstream"
+
+    page.goto(gateway.url + "/ui/account")
+    assert new_key not in page.content()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("tr", has_text="notebook").locator("button:has-text('Revoke')").click()
+    expect(page.locator(".flash")).to_contain_text("key revoked")
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+
+
+def test_user_cannot_open_or_post_to_admin_pages(
+    page: Page, gateway: Gateway, upstream: Upstream
+) -> None:
+    """A non-admin gets the 403 page on admin pages, and admin forms refuse them too."""
+    gateway.add_endpoint("local", upstream.url)
+    user = gateway.create_user("ned")
+    sign_in(page, gateway, gateway.create_key(user_id=user["id"])["key"])
+    for path in ("/ui/endpoints", "/ui/models", "/ui/people", "/ui/status"):
+        response = page.goto(gateway.url + path)
+        assert response is not None and response.status == 403, path
+        expect(page.locator("h1")).to_contain_text("403")
+    page.goto(gateway.url + "/ui/account")
+    csrf = page.locator("body").get_attribute("data-csrf")
+    answer = page.request.post(gateway.url + "/ui/endpoints/1/delete", form={"csrf": csrf or ""})
+    assert answer.status == 403
+    assert gateway.admin.get("/admin/api/v1/endpoints/1").status_code == 200
+
+
+def test_form_without_csrf_token_is_refused(
+    page: Page, gateway: Gateway, upstream: Upstream
+) -> None:
+    gateway.add_endpoint("local", upstream.url)
+    sign_in(page, gateway, gateway.admin_key)
+    expect(page).to_have_url(gateway.url + "/ui/endpoints")
+    answer = page.request.post(gateway.url + "/ui/endpoints/1/delete", form={})
+    assert answer.status == 403
+    wrong = page.request.post(gateway.url + "/ui/endpoints/1/delete", form={"csrf": "forged"})
+    assert wrong.status == 403
+    assert gateway.admin.get("/admin/api/v1/endpoints/1").status_code == 200
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("form.confirm button:has-text('Delete')").click()
+    expect(page.locator(".flash")).to_contain_text("deleted with its 1 models")
+
+
+def test_people_and_status_pages(page: Page, gateway: Gateway, upstream: Upstream) -> None:
+    """Create a group, add a member and grant it a model from the browser."""
+    gateway.add_endpoint("local", upstream.url)
+    gateway.create_user("olga")
+    sign_in(page, gateway, gateway.admin_key)
+    page.goto(gateway.url + "/ui/people")
+    page.locator("section", has_text="Add group").locator("input[name=name]").fill("team")
+    page.click("button:has-text('Add group')")
+    group = page.locator("section.group[data-group=team]")
+    group.locator("select[name=user_id]").select_option(label="olga")
+    group.locator("button:has-text('Add member')").click()
+    group = page.locator("section.group[data-group=team]")
+    group.locator("button:has-text('Grant model')").click()
+    group = page.locator("section.group[data-group=team]")
+    expect(group).to_contain_text("olga")
+    expect(group).to_contain_text("gpt-test")
+    shot(page, "people")
+    teams = [g for g in gateway.admin.get("/admin/api/v1/groups").json() if g["name"] == "team"]
+    assert teams[0]["users"] and teams[0]["models"]
+    page.goto(gateway.url + "/ui/status")
+    expect(page.locator("table.list")).to_contain_text("local")
+    shot(page, "status")
