@@ -63,6 +63,11 @@ class Route:
         """The next target, round-robin. Call only when ``targets`` is not empty."""
         return self.targets[next(self._turn) % len(self.targets)]
 
+    def rotation(self) -> tuple[Target, ...]:
+        """Every target, starting at the next one round-robin: the order to fail over in."""
+        start = next(self._turn) % len(self.targets)
+        return self.targets[start:] + self.targets[:start]
+
 
 @dataclass(frozen=True, slots=True)
 class View:

@@ -38,6 +38,8 @@ class UpstreamState:
     listing: str = "ok"  # ok | 401 | html | slow | 500
     slow_seconds: float = 5.0
     reply: str = "hello from upstream"
+    fail_status: int | None = None
+    retry_after: str | None = None
     stream_chunks: int = 5
     hold_stream: threading.Event | None = None
     stream_cancelled: threading.Event = field(default_factory=threading.Event)
@@ -84,6 +86,15 @@ def make_upstream(state: UpstreamState, name: str = "upstream") -> Starlette:
                 },
                 401,
             )
+        if state.fail_status is not None:
+            headers = {"retry-after": state.retry_after} if state.retry_after else {}
+            failing = {
+                "message": f"{name} is failing",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+            return JSONResponse({"error": failing}, state.fail_status, headers=headers)
         payload = seen.json
         model = payload.get("model")
         if payload.get("stream"):

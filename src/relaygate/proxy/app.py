@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import orjson
@@ -170,11 +170,7 @@ class Proxy:
                 f"the model {model!r} is offline: its endpoint failed its last sync",
                 param="model",
             )
-        target = route.pick()
-        if target.upstream_id != model:
-            payload["model"] = target.upstream_id
-            body = orjson.dumps(payload)
-        return await self._forward(scope, receive, send, target, body)
+        return await self._forward(scope, receive, send, route.rotation(), payload, model, body)
 
     def _upstream_headers(
         self, headers: list[tuple[bytes, bytes]], surface: TargetSurface
@@ -197,26 +193,78 @@ class Proxy:
         return out
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, target: Target, body: bytes
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        targets: tuple[Target, ...],
+        payload: dict[str, Any],
+        model: str,
+        body: bytes,
     ) -> int:
-        path = scope["path"][3:]
-        url = target.base_url + path
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
+        """Try ``targets`` in turn until one answers; fail over on connection errors,
+        timeouts before the first byte, 5xx, 429 and refused provider keys — never once a
+        byte has reached the client. The last target's error response is passed through."""
         task = asyncio.current_task()
-        finished = False
+        state = _Exchange()
 
         async def cancel_on_disconnect() -> None:
             # A client that goes away cancels the upstream request and frees its connection.
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    if not finished and task is not None:
+                    if not state.finished and task is not None:
                         task.cancel()
                     return
 
         watcher = asyncio.create_task(cancel_on_disconnect())
-        started = False
+        try:
+            failure: RelaygateError | None = None
+            for index, target in enumerate(targets):
+                if target.upstream_id != model:
+                    payload["model"] = target.upstream_id
+                    sent = orjson.dumps(payload)
+                else:
+                    sent = body
+                try:
+                    return await self._attempt(
+                        scope, send, target, sent, state, final=index == len(targets) - 1
+                    )
+                except _Retry as retry:
+                    failure = retry.error
+                    log.warning(
+                        "failing over from endpoint %r: %s",
+                        target.endpoint_name,
+                        retry.error.message,
+                    )
+            assert failure is not None
+            raise failure
+        except asyncio.CancelledError:
+            if watcher.done() and not state.finished and task is not None:
+                task.uncancel()
+                log.info("client disconnected; cancelled the upstream request")
+                return 499
+            raise
+        finally:
+            state.finished = True
+            watcher.cancel()
+
+    async def _attempt(
+        self,
+        scope: Scope,
+        send: Send,
+        target: Target,
+        body: bytes,
+        state: _Exchange,
+        *,
+        final: bool,
+    ) -> int:
+        """One upstream request. Raises :class:`_Retry` for a failure before the response
+        started (the final target raises the error itself, or passes 5xx/429 through)."""
+        path = scope["path"][3:]
+        url = target.base_url + path
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
         try:
             async with self._http.request(
                 scope["method"],
@@ -224,18 +272,22 @@ class Proxy:
                 data=body,
                 headers=self._upstream_headers(scope["headers"], target.surface(path)),
             ) as response:
-                if response.status in (401, 403):
+                status = response.status
+                if status in (401, 403):
                     # The provider refused the endpoint's key: the client's relaygate key is
                     # fine, so this must not look like an authentication error to its SDK.
                     self._metrics.upstream_errors.labels("auth").inc()
-                    log.warning(
-                        "endpoint %r refused its provider key (HTTP %d)",
-                        target.endpoint_name,
-                        response.status,
+                    self._fail(
+                        UpstreamFailed(
+                            f"endpoint {target.endpoint_name!r} rejected its provider API key "
+                            f"(HTTP {status}); an admin must update the endpoint's key"
+                        ),
+                        final=final,
                     )
-                    raise UpstreamFailed(
-                        f"endpoint {target.endpoint_name!r} rejected its provider API key "
-                        f"(HTTP {response.status}); an admin must update the endpoint's key"
+                if not final and (status >= 500 or status == 429):
+                    self._metrics.upstream_errors.labels(f"http_{status}").inc()
+                    raise _Retry(
+                        UpstreamFailed(f"endpoint {target.endpoint_name!r} answered HTTP {status}")
                     )
                 out_headers = [
                     (name.lower(), value)
@@ -244,51 +296,67 @@ class Proxy:
                 ]
                 out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))
                 await send(
-                    {
-                        "type": "http.response.start",
-                        "status": response.status,
-                        "headers": out_headers,
-                    }
+                    {"type": "http.response.start", "status": status, "headers": out_headers}
                 )
-                started = True
+                state.started = True
                 async for chunk in response.content.iter_any():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                finished = True
+                state.finished = True
                 await send({"type": "http.response.body", "body": b""})
-                return response.status
-        except asyncio.CancelledError:
-            if watcher.done() and not finished and task is not None:
-                task.uncancel()
-                log.info("client disconnected; cancelled the request to %r", target.endpoint_name)
-                return 499
-            raise
+                return status
         except aiohttp.ClientConnectorError as exc:
             self._metrics.upstream_errors.labels("connect").inc()
             cause = (
                 "connection refused"
                 if isinstance(exc.os_error, ConnectionRefusedError)
-                else ("cannot connect")
+                else "cannot connect"
             )
-            raise UpstreamFailed(
-                f"endpoint {target.endpoint_name!r} is unreachable ({cause})"
-            ) from None
+            self._fail(
+                UpstreamFailed(f"endpoint {target.endpoint_name!r} is unreachable ({cause})"),
+                final=final,
+            )
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else "broken"
             self._metrics.upstream_errors.labels(kind).inc()
-            if started:
+            if state.started:
                 # Headers are out: all that is left is to end the stream cleanly.
                 log.warning("stream from endpoint %r broke off: %s", target.endpoint_name, kind)
-                finished = True
+                state.finished = True
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body", "body": b""})
                 return 502
             if kind == "timeout":
-                raise UpstreamTimeout(
-                    f"endpoint {target.endpoint_name!r} did not answer in time"
-                ) from None
-            raise UpstreamFailed(
-                f"endpoint {target.endpoint_name!r} failed: {type(exc).__name__}"
-            ) from None
-        finally:
-            finished = True
-            watcher.cancel()
+                self._fail(
+                    UpstreamTimeout(f"endpoint {target.endpoint_name!r} did not answer in time"),
+                    final=final,
+                )
+            self._fail(
+                UpstreamFailed(f"endpoint {target.endpoint_name!r} failed: {type(exc).__name__}"),
+                final=final,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _fail(error: RelaygateError, *, final: bool) -> NoReturn:
+        """Raise ``error`` for the client (last target), or :class:`_Retry` to fail over."""
+        if final:
+            raise error
+        raise _Retry(error)
+
+
+class _Retry(Exception):
+    """A target failed before answering; the next one should be tried."""
+
+    def __init__(self, error: RelaygateError):
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Exchange:
+    """Progress of one proxied request across its attempts."""
+
+    __slots__ = ("finished", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.finished = False
