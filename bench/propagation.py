@@ -16,7 +16,6 @@ import tempfile
 import time
 
 import httpx
-
 from tests.support import databases
 from tests.support.process import ServeProcess, cli_env
 
