@@ -141,14 +141,16 @@ class _Views:
             if names is not None and entry.name not in names:
                 continue
             targets.setdefault(entry.name, [])
-            endpoint = entry.endpoint
-            surfaces = own.get(endpoint.id) or self._shared.get(endpoint.id)
-            if surfaces is None:
-                if endpoint.requires_user_key:
-                    missing[entry.name].append((endpoint.id, endpoint.name))
-                    listed.setdefault(entry.name, entry.listing)
-                continue
             if not entry.online:
+                continue
+            endpoint = entry.endpoint
+            own_surfaces = own.get(endpoint.id)
+            surfaces = own_surfaces or self._shared.get(endpoint.id)
+            if surfaces is None:  # requires the caller's own key, and they have none
+                missing[entry.name].append((endpoint.id, endpoint.name))
+                listed.setdefault(entry.name, entry.listing)
+                continue
+            if not surfaces:  # the endpoint's own key is unusable (logged at build)
                 continue
             targets[entry.name].append(
                 Target(
@@ -157,6 +159,7 @@ class _Views:
                     endpoint.url.rstrip("/"),
                     entry.upstream_id,
                     surfaces,
+                    own_key=own_surfaces is not None,
                 )
             )
             listed.setdefault(entry.name, entry.listing)
@@ -221,7 +224,7 @@ async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> S
             continue
         taken.add((model.endpoint_id, name))
         endpoint = endpoints[model.endpoint_id]
-        online = model.status == "online" and shared[endpoint.id] != ()
+        online = model.status == "online"
         entries.append(
             Entry(
                 model.id,
@@ -273,7 +276,9 @@ async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> S
             allowed = frozenset().union(*(group_models.get(g, set()) for g in groups))
         names = frozenset(key.allowed_models) if key.allowed_models is not None else None
         view = views.get(allowed, own_keys.get(key.user_id, {}), names, key.user_id)
-        keys[key.key_hash] = Principal(key.id, key.user_id, role, _epoch(key.expires_at), view)
+        keys[key.key_hash] = Principal(
+            key.id, key.user_id, role, _epoch(key.expires_at), view, names
+        )
 
     return Snapshot(
         version=version,

@@ -42,7 +42,7 @@ class ChangeListener:
                 self._dsn.render_as_string(hide_password=False), timeout=5
             )
             await self._connection.add_listener(CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except Exception as exc:  # any failure: the periodic check still runs
             log.warning("cannot listen for changes (%s); checking periodically", exc)
             self._connection = None
 

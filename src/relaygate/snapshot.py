@@ -39,6 +39,8 @@ class Target:
     base_url: str
     upstream_id: str
     surfaces: tuple[TargetSurface, ...]
+    own_key: bool = False
+    """Whether the caller's own provider key is used (not the endpoint's)."""
 
     def surface(self, path: str) -> TargetSurface:
         """The surface serving ``path`` (e.g. ``/messages``); the last one serves the rest."""
@@ -92,6 +94,8 @@ class Principal:
     role: str
     expires_at: float | None
     view: View
+    allowed_models: frozenset[str] | None = None
+    """The key's own limit to some public model names, or None."""
 
     @property
     def is_admin(self) -> bool:

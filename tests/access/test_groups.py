@@ -105,3 +105,21 @@ def test_removing_a_user_revokes_their_keys(private: Gateway) -> None:
     assert private.admin.delete(f"{API}/users/{user_id}").status_code == 204
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+def test_offline_model_the_caller_may_use_is_503_not_403(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    """An allowed model that went offline says so; it is not reported as forbidden."""
+    gateway.add_endpoint("up", upstream.url)
+    _, key = user_with_key(gateway, "kim")
+    upstream.state.listing = "500"
+    gateway.admin.post(f"{API}/endpoints/1/sync")
+    client = gateway.openai(key=key)
+    for call in (
+        lambda: client.models.retrieve("gpt-test"),
+        lambda: client.chat.completions.create(model="gpt-test", messages=[]),
+    ):
+        with pytest.raises(openai.InternalServerError) as raised:
+            call()
+        assert raised.value.status_code == 503

@@ -93,3 +93,47 @@ def test_self_service_api_keys(gateway: Gateway, upstream: Upstream) -> None:
     me = frank.get(f"{API}/me").json()
     assert me["user"]["name"] == "frank" and me["groups"] == ["everyone"]
     assert me["models"] == ["gpt-test"]
+
+
+def test_two_users_each_use_their_own_key(gateway: Gateway, upstream: Upstream) -> None:
+    """Views are cached per access; each user's own key still goes with their requests."""
+    endpoint = gateway.add_endpoint("up", upstream.url, api_key=SHARED)
+    keys = {}
+    for name in ("gus", "hal"):
+        _, key, client = user_client(gateway, name)
+        client.put(f"{API}/me/provider-keys/{endpoint['id']}", json={"api_key": f"sk-{name}-0001"})
+        keys[name] = key
+    for name, key in keys.items():
+        gateway.openai(key=key).chat.completions.create(model="gpt-test", messages=[])
+        assert upstream.state.requests[-1].headers["authorization"] == f"Bearer sk-{name}-0001"
+
+
+def test_rejected_own_key_says_whose_key_to_fix(gateway: Gateway, upstream: Upstream) -> None:
+    endpoint = gateway.add_endpoint("up", upstream.url)
+    upstream.state.api_key = "sk-the-real-provider-key"
+    _, key, client = user_client(gateway, "ivy")
+    client.put(f"{API}/me/provider-keys/{endpoint['id']}", json={"api_key": "sk-ivy-wrong-01"})
+    with pytest.raises(openai.InternalServerError) as raised:
+        gateway.openai(key=key).chat.completions.create(model="gpt-test", messages=[])
+    assert raised.value.status_code == 502
+    assert "rejected your own provider key" in raised.value.message
+    assert f"/me/provider-keys/{endpoint['id']}" in raised.value.message
+
+
+def test_limited_key_cannot_create_a_broader_one(gateway: Gateway, upstream: Upstream) -> None:
+    """A key limited to some models (or expiring) only creates keys within its limits."""
+    upstream.state.models = ["a", "b"]
+    gateway.add_endpoint("up", upstream.url)
+    user = gateway.create_user("jo")
+    narrow = gateway.create_key(
+        user_id=user["id"], allowed_models=["a"], expires_at="2099-01-01T00:00:00Z"
+    )["key"]
+    client = gateway.client_for(narrow)
+    broader = client.post(f"{API}/me/keys", json={"name": "x", "allowed_models": ["a", "b"]})
+    assert broader.status_code == 400
+    later = client.post(f"{API}/me/keys", json={"name": "x", "expires_at": "2100-01-01T00:00:00Z"})
+    assert later.status_code == 400
+    inherited = client.post(f"{API}/me/keys", json={"name": "y"}).json()
+    assert inherited["allowed_models"] == ["a"]
+    assert inherited["expires_at"].startswith("2099-01-01")
+    assert [m.id for m in gateway.openai(key=inherited["key"]).models.list()] == ["a"]

@@ -36,6 +36,7 @@ class Gateway:
         self.server = ServerThread(self.app)
         self.url = ""
         self._clients: list[httpx.Client] = []
+        self._sdk_clients: list[OpenAI] = []
 
     def start(self) -> Gateway:
         self.server.start()
@@ -48,6 +49,8 @@ class Gateway:
     def stop(self) -> None:
         for client in self._clients:
             client.close()
+        for sdk in self._sdk_clients:
+            sdk.close()
         self.admin.close()
         self.server.stop()
         if self._own_database:
@@ -71,9 +74,12 @@ class Gateway:
         return ctx
 
     def openai(self, key: str | None = None, **kwargs: Any) -> OpenAI:
-        return OpenAI(
+        """An openai SDK client for this gateway, closed when the gateway stops."""
+        client = OpenAI(
             base_url=self.url + "/v1", api_key=key or self.admin_key, max_retries=0, **kwargs
         )
+        self._sdk_clients.append(client)
+        return client
 
     def add_endpoint(self, name: str, url: str, **fields: Any) -> dict[str, Any]:
         response = self.admin.post(

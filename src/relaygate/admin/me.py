@@ -54,12 +54,9 @@ async def create_own_key(
 ) -> KeyCreated:
     """A new key for the caller; it can be limited to models but never reaches more than
     the caller's own access."""
+    allowed, expires = api_keys.within_caller_limits(caller, body.allowed_models, body.expires_at)
     created = await api_keys.create_key(
-        ctx,
-        user=caller.user_id,
-        name=body.name,
-        expires_at=body.expires_at,
-        allowed_models=body.allowed_models,
+        ctx, user=caller.user_id, name=body.name, expires_at=expires, allowed_models=allowed
     )
     return KeyCreated(**asdict(created.info), key=created.key)
 

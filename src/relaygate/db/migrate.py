@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -20,7 +20,13 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+# Any constant: replicas starting together on PostgreSQL migrate one after the other.
+MIGRATION_LOCK = 0x72656C6179
+
+
 def _upgrade(connection: Connection) -> bool:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
     created = not inspect(connection).has_table("alembic_version")
     command.upgrade(alembic_config(connection), "head")
     return created

@@ -147,6 +147,8 @@ class Proxy:
             name = path[len("/v1/models/") :]
             entry = view.model_bodies.get(name)
             if entry is None:
+                if name in view.routes:
+                    raise ModelUnavailable(f"the model {name!r} is offline", param="model")
                 raise self._unavailable(snapshot.known_names, name)
             await _send_bytes(send, 200, entry)
             return 200
@@ -277,13 +279,18 @@ class Proxy:
                     # The provider refused the endpoint's key: the client's relaygate key is
                     # fine, so this must not look like an authentication error to its SDK.
                     self._metrics.upstream_errors.labels("auth").inc()
-                    self._fail(
-                        UpstreamFailed(
+                    if target.own_key:
+                        message = (
+                            f"endpoint {target.endpoint_name!r} rejected your own provider key "
+                            f"(HTTP {status}); update it with PUT "
+                            f"/admin/api/v1/me/provider-keys/{target.endpoint_id}"
+                        )
+                    else:
+                        message = (
                             f"endpoint {target.endpoint_name!r} rejected its provider API key "
                             f"(HTTP {status}); an admin must update the endpoint's key"
-                        ),
-                        final=final,
-                    )
+                        )
+                    self._fail(UpstreamFailed(message), final=final)
                 if not final and (status >= 500 or status == 429):
                     self._metrics.upstream_errors.labels(f"http_{status}").inc()
                     raise _Retry(

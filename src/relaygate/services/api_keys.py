@@ -15,6 +15,7 @@ from relaygate.db.tables import ApiKey, User, utcnow
 from relaygate.errors import BadRequest, NotFound
 from relaygate.keys import display_prefix, generate_key, hash_key
 from relaygate.services.users import find_user
+from relaygate.snapshot import Principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,28 @@ async def create_key(
         await bump(session)
     await ctx.snapshots.refresh()
     return CreatedKey(_info(row), secret)
+
+
+def within_caller_limits(
+    caller: Principal, allowed_models: list[str] | None, expires_at: datetime | None
+) -> tuple[list[str] | None, datetime | None]:
+    """The limits of a key a caller creates for themselves: never more models, nor a later
+    expiry, than the calling key has. Raises :class:`BadRequest` when asked for more."""
+    if caller.allowed_models is not None:
+        if allowed_models is None:
+            allowed_models = sorted(caller.allowed_models)
+        elif not set(allowed_models) <= caller.allowed_models:
+            raise BadRequest(
+                "a key limited to some models cannot create a key for other models",
+                param="allowed_models",
+            )
+    if caller.expires_at is not None:
+        limit = datetime.fromtimestamp(caller.expires_at, UTC)
+        if expires_at is None:
+            expires_at = limit
+        elif (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)) > limit:
+            raise BadRequest("a new key cannot outlive the key creating it", param="expires_at")
+    return allowed_models, expires_at
 
 
 async def revoke_key(ctx: Context, key_id: int, *, owner_id: int | None = None) -> KeyInfo:

@@ -3,6 +3,7 @@ and create a first admin when there is none."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -107,9 +108,16 @@ async def _admin_user(ctx: Context) -> User | None:
 
 
 async def _first_admin(ctx: Context) -> User:
-    await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")
+    """Create the first admin; when a replica starting at the same moment made it first,
+    use that one. Raises :class:`ConfigError` when the name is taken by a non-admin."""
+    with contextlib.suppress(Conflict):
+        await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")
     admin = await _admin_user(ctx)
-    assert admin is not None
+    if admin is None:
+        raise ConfigError(
+            f"there is no admin, and a user named {FIRST_ADMIN_NAME!r} exists who is not "
+            "one: make a user an admin with `relaygate users update NAME --role admin`"
+        )
     return admin
 
 
@@ -121,10 +129,10 @@ async def import_admin_key(ctx: Context, key: str) -> None:
         if existing.revoked_at is not None:
             log.warning("RELAYGATE_ADMIN_KEY was revoked; it is not imported again")
         return
+    admin = await _admin_user(ctx) or await _first_admin(ctx)
     try:
-        admin = await _admin_user(ctx) or await _first_admin(ctx)
         await create_key(ctx, user=admin.id, name="RELAYGATE_ADMIN_KEY", key=key)
-    except (IntegrityError, Conflict):
+    except IntegrityError:
         # Another replica, starting at the same moment, imported it first.
         return
     log.info("imported RELAYGATE_ADMIN_KEY as an admin key")
@@ -141,6 +149,7 @@ async def bootstrap(ctx: Context) -> BootstrapResult:
         try:
             user = await create_user(ctx, name=FIRST_ADMIN_NAME, role="admin")
         except Conflict:
-            return BootstrapResult(seeded, ignored, None)  # another replica made it
+            await _first_admin(ctx)  # made by a replica starting at once, or a ConfigError
+            return BootstrapResult(seeded, ignored, None)
         new_key = (await create_key(ctx, user=user.id, name="first admin key")).key
     return BootstrapResult(seeded, ignored, new_key)

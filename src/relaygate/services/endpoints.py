@@ -371,7 +371,10 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
             if not isinstance(changes.requires_user_key, Unset):
                 endpoint.requires_user_key = changes.requires_user_key
             if not isinstance(changes.sync_interval, Unset):
-                endpoint.sync_interval = _check_interval(changes.sync_interval)
+                interval = _check_interval(changes.sync_interval)
+                if interval != endpoint.sync_interval:
+                    endpoint.sync_interval = interval
+                    endpoint.next_sync_at = None  # the new interval starts now
             await bump(session)
             endpoint_id, enabled = endpoint.id, endpoint.enabled
     except IntegrityError:

@@ -28,13 +28,13 @@ class ConsoleSession:
     csrf_token: str
 
 
-async def sign_in(ctx: Context, key: str) -> str:
-    """Start a session for a valid API key; returns the cookie token.
+async def sign_in(ctx: Context, key: str) -> tuple[str, Principal]:
+    """Start a session for a valid API key; returns the cookie token and who it acts for.
 
     Raises :class:`relaygate.errors.AuthenticationFailed` for a missing, unknown,
     revoked or expired key.
     """
-    authenticate(ctx.snapshots.current, key.strip() or None)
+    principal = authenticate(ctx.snapshots.current, key.strip() or None)
     token = secrets.token_urlsafe(32)
     async with ctx.sessions.begin() as session:
         await session.execute(delete(WebSession).where(WebSession.expires_at < utcnow()))
@@ -46,7 +46,7 @@ async def sign_in(ctx: Context, key: str) -> str:
                 expires_at=utcnow() + timedelta(hours=ctx.settings.web_session_hours),
             )
         )
-    return token
+    return token, principal
 
 
 async def current(ctx: Context, token: str | None) -> ConsoleSession | None:

@@ -49,8 +49,13 @@ async def create_key(
     request: Request, session: Checked, name: Annotated[str, Form()] = "key"
 ) -> Response:
     try:
+        allowed, expires = api_keys.within_caller_limits(session.principal, None, None)
         created = await api_keys.create_key(
-            context_of(request), user=session.principal.user_id, name=name
+            context_of(request),
+            user=session.principal.user_id,
+            name=name,
+            expires_at=expires,
+            allowed_models=allowed,
         )
     except RelaygateError as exc:
         return back(PAGE, exc.message, "error")

@@ -15,7 +15,6 @@ from fastapi.responses import RedirectResponse, Response
 
 from relaygate.context import Context
 from relaygate.errors import AuthenticationFailed, PermissionDenied, RelaygateError
-from relaygate.keys import hash_key
 from relaygate.services import web_sessions
 from relaygate.services.web_sessions import ConsoleSession
 from relaygate.web.render import back, page
@@ -43,9 +42,21 @@ async def session_of(request: Request) -> ConsoleSession:
     return found
 
 
+def same_origin(request: Request) -> bool:
+    """Whether a browser sent this request from the console itself (``Sec-Fetch-Site`` or
+    ``Origin``); requests without either header (non-browser clients) pass."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
 async def checked_session(request: Request) -> ConsoleSession:
     """The session of a state-changing request, whose CSRF token must match; raises
     :class:`PermissionDenied` otherwise."""
+    if not same_origin(request):
+        raise PermissionDenied("cross-site requests to the console are refused")
     session = await session_of(request)
     sent = request.headers.get("x-csrf-token")
     if sent is None and request.headers.get("content-type", "").startswith(
@@ -54,7 +65,7 @@ async def checked_session(request: Request) -> ConsoleSession:
         form = await request.form()
         value = form.get("csrf")
         sent = value if isinstance(value, str) else None
-    if not sent or not hmac.compare_digest(sent, session.csrf_token):
+    if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
         raise PermissionDenied("the form's CSRF token is missing or wrong; reload the page")
     return session
 
@@ -89,11 +100,13 @@ async def login_page(request: Request) -> Response:
 @router.post("/login")
 async def login(request: Request, key: Annotated[str, Form()] = "") -> Response:
     ctx = context_of(request)
+    if not same_origin(request):
+        # Signing in from another site would log the victim into the attacker's account.
+        raise PermissionDenied("cross-site sign-in is refused")
     try:
-        token = await web_sessions.sign_in(ctx, key)
+        token, principal = await web_sessions.sign_in(ctx, key)
     except AuthenticationFailed as exc:
         return page(request, "login.html", None, status_code=401, error=exc.message)
-    principal = ctx.snapshots.current.keys[hash_key(key.strip())]
     response = RedirectResponse(
         "/ui/endpoints" if principal.is_admin else "/ui/account", status_code=303
     )

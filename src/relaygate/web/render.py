@@ -40,7 +40,7 @@ def page(
 ) -> Response:
     """Render ``template`` with the session, its CSRF token and any flash message."""
     templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(
+    response = templates.TemplateResponse(
         request,
         template,
         {
@@ -53,6 +53,15 @@ def page(
         },
         status_code=status_code,
     )
+    protect(response)
+    return response
+
+
+def protect(response: Response) -> None:
+    """Console pages are never cached (one may show a new key) nor framed by other sites."""
+    response.headers["cache-control"] = "no-store"
+    response.headers["content-security-policy"] = "frame-ancestors 'none'"
+    response.headers["x-frame-options"] = "DENY"
 
 
 def back(to: str, message: str | None = None, kind: str = "ok") -> RedirectResponse:
