@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaygate.changes import bump
 from relaygate.context import Context
 from relaygate.credentials import key_source
+from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import Endpoint, Group, GroupEndpoint, Model
-from relaygate.errors import BadRequest, Conflict, NotFound
+from relaygate.errors import BadRequest, Conflict
 from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
 from relaygate.services.patch import UNSET, Unset
 from relaygate.settings import Settings
@@ -155,17 +156,8 @@ async def _info(session: AsyncSession, endpoint: Endpoint) -> EndpointInfo:
 
 
 async def find_endpoint(session: AsyncSession, ident: int | str) -> Endpoint:
-    """The endpoint with id ``ident`` (or, for a non-numeric string, that name).
-
-    Raises :class:`NotFound`.
-    """
-    if isinstance(ident, int) or ident.isdigit():
-        endpoint = await session.get(Endpoint, int(ident))
-    else:
-        endpoint = await session.scalar(select(Endpoint).where(Endpoint.name == ident))
-    if endpoint is None:
-        raise NotFound(f"no endpoint {ident!r}")
-    return endpoint
+    """The endpoint with id ``ident`` (or that name); raises :class:`NotFound`."""
+    return await find_by_id_or_name(session, Endpoint, ident, "endpoint")
 
 
 async def list_endpoints(ctx: Context) -> list[EndpointInfo]:

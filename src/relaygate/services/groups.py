@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.access import EVERYONE
 from relaygate.changes import bump
 from relaygate.context import Context
+from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import Endpoint, Group, GroupEndpoint, GroupMember, GroupModel, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.services.patch import UNSET, Unset
@@ -37,14 +38,8 @@ class GroupInfo:
 
 
 async def find_group(session: AsyncSession, ident: int | str) -> Group:
-    """The group with id ``ident`` (or, for a non-numeric string, that name); raises NotFound."""
-    if isinstance(ident, int) or ident.isdigit():
-        group = await session.get(Group, int(ident))
-    else:
-        group = await session.scalar(select(Group).where(Group.name == ident))
-    if group is None:
-        raise NotFound(f"no group {ident!r}")
-    return group
+    """The group with id ``ident`` (or that name); raises :class:`NotFound`."""
+    return await find_by_id_or_name(session, Group, ident, "group")
 
 
 async def _info(session: AsyncSession, group: Group) -> GroupInfo:
@@ -152,50 +147,46 @@ async def set_member(ctx: Context, group: int | str, user: int | str, member: bo
     return await get_group(ctx, group_id)
 
 
-async def set_model_grant(
-    ctx: Context, group: int | str, model_id: int, granted: bool
+async def _set_grant(
+    ctx: Context,
+    group: int | str,
+    grant: type[GroupModel] | type[GroupEndpoint],
+    subject: type[Model] | type[Endpoint],
+    subject_id: int,
+    granted: bool,
 ) -> GroupInfo:
-    """Grant a model to a group, or take the grant back; idempotent."""
+    """Add (``granted``) or remove one grant row; idempotent. Changes reach the proxy at once."""
     async with ctx.sessions.begin() as session:
         found = await find_group(session, group)
-        if await session.get(Model, model_id) is None:
-            raise NotFound(f"no model with id {model_id}")
-        if granted:
-            if await session.get(GroupModel, (found.id, model_id)) is None:
-                session.add(GroupModel(group_id=found.id, model_id=model_id))
-        else:
-            await session.execute(
-                delete(GroupModel).where(
-                    GroupModel.group_id == found.id, GroupModel.model_id == model_id
-                )
-            )
+        if await session.get(subject, subject_id) is None:
+            raise NotFound(f"no {subject.__tablename__[:-1]} with id {subject_id}")
+        present = await session.get(grant, (found.id, subject_id))
+        if granted and present is None:
+            session.add(grant(group_id=found.id, **{_column(grant): subject_id}))
+        elif not granted and present is not None:
+            await session.delete(present)
         await bump(session)
         group_id = found.id
     await ctx.snapshots.refresh()
     return await get_group(ctx, group_id)
+
+
+def _column(grant: type[GroupModel] | type[GroupEndpoint]) -> str:
+    return "model_id" if grant is GroupModel else "endpoint_id"
+
+
+async def set_model_grant(
+    ctx: Context, group: int | str, model_id: int, granted: bool
+) -> GroupInfo:
+    """Grant a model to a group, or take the grant back; idempotent."""
+    return await _set_grant(ctx, group, GroupModel, Model, model_id, granted)
 
 
 async def set_endpoint_grant(
     ctx: Context, group: int | str, endpoint_id: int, granted: bool
 ) -> GroupInfo:
     """Grant every model of an endpoint (present and future) to a group, or take it back."""
-    async with ctx.sessions.begin() as session:
-        found = await find_group(session, group)
-        if await session.get(Endpoint, endpoint_id) is None:
-            raise NotFound(f"no endpoint with id {endpoint_id}")
-        if granted:
-            if await session.get(GroupEndpoint, (found.id, endpoint_id)) is None:
-                session.add(GroupEndpoint(group_id=found.id, endpoint_id=endpoint_id))
-        else:
-            await session.execute(
-                delete(GroupEndpoint).where(
-                    GroupEndpoint.group_id == found.id, GroupEndpoint.endpoint_id == endpoint_id
-                )
-            )
-        await bump(session)
-        group_id = found.id
-    await ctx.snapshots.refresh()
-    return await get_group(ctx, group_id)
+    return await _set_grant(ctx, group, GroupEndpoint, Endpoint, endpoint_id, granted)
 
 
 async def groups_of(ctx: Context, user_id: int) -> list[str]:

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.changes import bump
 from relaygate.context import Context
+from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import User
-from relaygate.errors import BadRequest, Conflict, NotFound
+from relaygate.errors import BadRequest, Conflict
 from relaygate.services.patch import UNSET, Unset
 
 ROLES = ("admin", "user")
@@ -45,14 +46,8 @@ def _check_name(name: str) -> str:
 
 
 async def find_user(session: AsyncSession, ident: int | str) -> User:
-    """The user with id ``ident`` (or, for a non-numeric string, that name); raises NotFound."""
-    if isinstance(ident, int) or ident.isdigit():
-        user = await session.get(User, int(ident))
-    else:
-        user = await session.scalar(select(User).where(User.name == ident))
-    if user is None:
-        raise NotFound(f"no user {ident!r}")
-    return user
+    """The user with id ``ident`` (or that name); raises :class:`NotFound`."""
+    return await find_by_id_or_name(session, User, ident, "user")
 
 
 async def list_users(ctx: Context) -> list[UserInfo]:
