@@ -7,14 +7,25 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 
+T = TypeVar("T")
 SERVER_URL = os.environ.get("RELAYGATE_TEST_DATABASE_URL")
 ON_POSTGRES = os.environ.get("RELAYGATE_TEST_BACKEND") == "postgresql"
 if ON_POSTGRES and not SERVER_URL:
     raise RuntimeError("RELAYGATE_TEST_BACKEND=postgresql needs RELAYGATE_TEST_DATABASE_URL")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to completion on a thread of its own: the caller's thread may
+    already run an event loop (playwright's sync API does)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _with_database(url: str, name: str) -> str:
@@ -35,13 +46,13 @@ def create_postgres_database() -> str:
     """Create an empty database on the test server; returns its URL."""
     assert SERVER_URL
     name = "rg_test_" + secrets.token_hex(6)
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    _run(_admin(f'CREATE DATABASE "{name}"'))
     return _with_database(SERVER_URL, name)
 
 
 def drop_postgres_database(url: str) -> None:
     name = url.rpartition("/")[2]
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def database_url(tmp_path: Path, name: str = "relaygate.db") -> str:
@@ -75,6 +86,6 @@ async def _dump_postgres(url: str) -> bytes:
 def dump(url: str) -> bytes:
     """Everything the database stores, as bytes to search for secrets in clear."""
     if url.startswith("postgresql"):
-        return asyncio.run(_dump_postgres(url))
+        return _run(_dump_postgres(url))
     path = Path(url.split(":///", 1)[1])
     return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
