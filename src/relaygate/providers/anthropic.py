@@ -25,20 +25,17 @@ from relaygate.providers.base import (
     Access,
     AuthScheme,
     DiscoveredModel,
-    Pages,
     Surface,
     as_int,
     as_str,
     from_rfc3339,
-    get_json,
-    not_a_list,
 )
+from relaygate.providers.openai import list_data_pages
 
 API_VERSION = "2023-06-01"
 X_API_KEY = AuthScheme("x-api-key")
 NATIVE_PATHS = ("/messages", "/models", "/complete")
 PAGE_LIMIT = "1000"
-MAX_PAGES = 100
 
 
 def _supported(capabilities: dict[str, Any], name: str) -> bool:
@@ -78,21 +75,12 @@ class AnthropicProvider:
     ) -> list[DiscoveredModel]:
         url = access.url.rstrip("/") + "/models"
         headers = {**access.headers(X_API_KEY), "anthropic-version": API_VERSION}
-        models: list[DiscoveredModel] = []
-        params = {"limit": PAGE_LIMIT}
-        pages = Pages(url, MAX_PAGES)
-        while True:
-            payload = (await get_json(http, url, headers, timeout, params)).body
-            data = payload.get("data") if isinstance(payload, dict) else None
-            if not isinstance(data, list):
-                raise not_a_list(url, 'no "data" array')
-            for item in data:
-                if not isinstance(item, dict) or not as_str(item.get("id")):
-                    raise not_a_list(url, 'an entry has no "id"')
-                models.append(anthropic_model(item))
-            assert isinstance(payload, dict)
-            last = as_str(payload.get("last_id"))
-            if payload.get("has_more") is not True or not last or not data:
-                break
-            params = {"limit": PAGE_LIMIT, "after_id": pages.next(last)}
-        return models
+        return await list_data_pages(
+            http,
+            url,
+            headers,
+            timeout,
+            anthropic_model,
+            cursor="after_id",
+            params={"limit": PAGE_LIMIT},
+        )

@@ -14,6 +14,7 @@ https://docs.together.ai/reference/models-1 . Servers that page the list
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -55,28 +56,45 @@ def openai_model(item: dict[str, Any]) -> DiscoveredModel:
     )
 
 
-async def list_openai_models(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str], timeout: float
+async def list_data_pages(
+    http: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    timeout: float,
+    to_model: Callable[[dict[str, Any]], DiscoveredModel],
+    *,
+    cursor: str = "after",
+    params: dict[str, str] | None = None,
 ) -> list[DiscoveredModel]:
-    """Every model at ``url`` (an OpenAI-style list endpoint), following pages."""
+    """Every entry of a paged ``{"data": [...], "has_more", "last_id"}`` list at ``url``
+    (OpenAI's list object; Anthropic's, paged with ``after_id``), mapped by ``to_model``.
+    The next page is asked with ``cursor=<last_id>``; raises :class:`ListingFailed`."""
     models: list[DiscoveredModel] = []
-    params: dict[str, str] = {}
+    base = dict(params or {})
+    query = dict(base)
     pages = Pages(url, MAX_PAGES)
     while True:
-        payload = (await get_json(http, url, headers, timeout, params or None)).body
+        payload = (await get_json(http, url, headers, timeout, query or None)).body
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list):
             raise not_a_list(url, 'no "data" array')
         for item in data:
             if not isinstance(item, dict) or not as_str(item.get("id")):
                 raise not_a_list(url, 'an entry has no "id"')
-            models.append(openai_model(item))
+            models.append(to_model(item))
         assert isinstance(payload, dict)
         last = as_str(payload.get("last_id"))
         if payload.get("has_more") is not True or not last or not data:
             break
-        params = {"after": pages.next(last)}
+        query = {**base, cursor: pages.next(last)}
     return models
+
+
+async def list_openai_models(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], timeout: float
+) -> list[DiscoveredModel]:
+    """Every model at ``url`` (an OpenAI-style list endpoint), following pages."""
+    return await list_data_pages(http, url, headers, timeout, openai_model)
 
 
 class OpenAIProvider:
