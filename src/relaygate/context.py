@@ -53,7 +53,6 @@ class Context:
     http: aiohttp.ClientSession
     snapshots: SnapshotStore
     sync_state: SyncState
-    created_database: bool
     replica: str
     """This process, as host:pid, recorded on the syncs it runs."""
 
@@ -103,7 +102,7 @@ async def open_context(settings: Settings) -> AsyncIterator[Context]:
     engine = make_engine(settings.database_url)
     try:
         try:
-            created = await upgrade(engine)
+            await upgrade(engine)
         except (OSError, ConnectionError) as exc:
             raise ConfigError(f"cannot open the database {_safe_url(settings)}: {exc}") from None
         except Exception as exc:
@@ -139,7 +138,6 @@ async def open_context(settings: Settings) -> AsyncIterator[Context]:
                 http=http,
                 snapshots=SnapshotStore(load),
                 sync_state=SyncState(),
-                created_database=created,
                 replica=f"{socket.gethostname()}:{os.getpid()}",
             )
     finally:

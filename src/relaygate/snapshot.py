@@ -61,10 +61,6 @@ class Route:
     needs_user_key: tuple[tuple[int, str], ...] = ()
     _turn: itertools.count[int] = field(default_factory=itertools.count)
 
-    def pick(self) -> Target:
-        """The next target, round-robin. Call only when ``targets`` is not empty."""
-        return self.targets[next(self._turn) % len(self.targets)]
-
     def rotation(self) -> tuple[Target, ...]:
         """Every target, starting at the next one round-robin: the order to fail over in."""
         start = next(self._turn) % len(self.targets)
