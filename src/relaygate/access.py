@@ -33,12 +33,14 @@ from relaygate.db.tables import (
 )
 from relaygate.providers import get_provider
 from relaygate.snapshot import (
+    DEFAULT_TIMEOUTS,
     Principal,
     Route,
     ScheduledEndpoint,
     Snapshot,
     Target,
     TargetSurface,
+    Timeouts,
     View,
 )
 from relaygate.vault import DecryptionFailed, Vault
@@ -62,6 +64,8 @@ class Entry:
     upstream_id: str
     online: bool
     listing: dict[str, object]
+    timeouts: Timeouts
+    fallback: str | None
 
 
 def _encode(items: dict[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
@@ -135,6 +139,7 @@ class _Views:
         targets: dict[str, list[Target]] = {}
         missing: dict[str, list[tuple[int, str]]] = defaultdict(list)
         listed: dict[str, dict[str, object]] = {}
+        fallbacks: dict[str, str] = {}
         for entry in self._entries:
             if allowed is not None and entry.model_id not in allowed:
                 continue
@@ -160,11 +165,14 @@ class _Views:
                     entry.upstream_id,
                     surfaces,
                     own_key=own_surfaces is not None,
+                    timeouts=entry.timeouts,
                 )
             )
             listed.setdefault(entry.name, entry.listing)
+            if entry.fallback and entry.name not in fallbacks:
+                fallbacks[entry.name] = entry.fallback
         routes = {
-            name: Route(name, tuple(found), tuple(missing.get(name, ())))
+            name: Route(name, tuple(found), tuple(missing.get(name, ())), fallbacks.get(name))
             for name, found in targets.items()
         }
         return View(
@@ -178,9 +186,11 @@ def _epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> Snapshot:
+async def build_snapshot(
+    session: AsyncSession, vault: Vault, version: int, timeouts: Timeouts = DEFAULT_TIMEOUTS
+) -> Snapshot:
     """Read keys, users, groups, grants, endpoints and models in ``session`` and build
-    a new snapshot.
+    a new snapshot; ``timeouts`` are the defaults an endpoint's own timeouts override.
 
     Revoked keys are left out; expired ones are kept and refused by their
     ``expires_at``. Models of disabled endpoints, and disabled models, are left out;
@@ -233,6 +243,8 @@ async def build_snapshot(session: AsyncSession, vault: Vault, version: int) -> S
                 model.upstream_id,
                 online,
                 _listing_entry(name, model, endpoint.name),
+                timeouts.merged(endpoint.timeouts),
+                model.fallback_model if model.fallback_model != name else None,
             )
         )
         by_endpoint[endpoint.id].add(model.id)

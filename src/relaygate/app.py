@@ -157,7 +157,13 @@ class RelaygateApp:
             activity = KeyActivity()
             self.api.state.ctx = ctx
             self.proxy = Proxy(
-                ctx.snapshots, ctx.http, activity, self.metrics, self.settings.max_body_bytes
+                ctx.snapshots,
+                ctx.http,
+                activity,
+                self.metrics,
+                ctx.health,
+                max_body_bytes=self.settings.max_body_bytes,
+                max_concurrent=self.settings.max_concurrent_requests,
             )
             stop = asyncio.Event()
             tasks = [

@@ -23,8 +23,9 @@ from relaygate.db.engine import make_engine, make_sessionmaker
 from relaygate.db.migrate import upgrade
 from relaygate.db.tables import Meta
 from relaygate.errors import ConfigError
+from relaygate.health import Health
 from relaygate.settings import Settings
-from relaygate.snapshot import Snapshot, SnapshotStore
+from relaygate.snapshot import Snapshot, SnapshotStore, Timeouts
 from relaygate.vault import CHECK_PLAINTEXT, DecryptionFailed, Vault, load_secret
 
 SECRET_CHECK_KEY = "secret_check"
@@ -53,6 +54,8 @@ class Context:
     http: aiohttp.ClientSession
     snapshots: SnapshotStore
     sync_state: SyncState
+    health: Health
+    """Which endpoints this process is cooling down after failures."""
     replica: str
     """This process, as host:pid, recorded on the syncs it runs."""
 
@@ -69,7 +72,7 @@ def make_http_client(settings: Settings) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(
             total=None,
             sock_connect=settings.upstream_connect_timeout,
-            sock_read=settings.upstream_read_timeout,
+            sock_read=settings.upstream_idle_timeout,
         ),
     )
 
@@ -112,6 +115,12 @@ async def open_context(settings: Settings) -> AsyncIterator[Context]:
                 ) from None
             raise
         sessions = make_sessionmaker(engine)
+        timeouts = Timeouts(
+            connect=settings.upstream_connect_timeout,
+            first_byte=settings.upstream_first_byte_timeout,
+            idle=settings.upstream_idle_timeout,
+            total=settings.upstream_total_timeout,
+        )
         vault = Vault(load_secret(settings))
         await _check_secret(sessions, vault)
 
@@ -127,7 +136,7 @@ async def open_context(settings: Settings) -> AsyncIterator[Context]:
                             "snapshot: restart relaygate with the new RELAYGATE_SECRET_KEY"
                         ) from None
                 version = await read_version(session)
-                return await build_snapshot(session, vault, version)
+                return await build_snapshot(session, vault, version, timeouts)
 
         async with make_http_client(settings) as http:
             yield Context(
@@ -138,6 +147,11 @@ async def open_context(settings: Settings) -> AsyncIterator[Context]:
                 http=http,
                 snapshots=SnapshotStore(load),
                 sync_state=SyncState(),
+                health=Health(
+                    settings.failure_threshold,
+                    settings.cooldown_seconds,
+                    settings.max_cooldown_seconds,
+                ),
                 replica=f"{socket.gethostname()}:{os.getpid()}",
             )
     finally:

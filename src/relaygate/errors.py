@@ -13,6 +13,7 @@
     ├── PayloadTooLarge                 413 request_too_large
     ├── UpstreamFailed                  502 upstream_error
     ├── ModelUnavailable                503 model_offline
+    ├── Overloaded                      503 server_overloaded (with Retry-After)
     └── UpstreamTimeout                 504 upstream_timeout
 
 Responses follow OpenAI's error object,
@@ -78,6 +79,23 @@ class UpstreamFailed(RelaygateError):
 
 class ModelUnavailable(RelaygateError):
     status, type, code = 503, "service_unavailable", "model_offline"
+
+
+class Overloaded(RelaygateError):
+    """Refused for now; ``retry_after`` is the seconds to wait (sent as ``Retry-After``)."""
+
+    status, type, code = 503, "service_unavailable", "server_overloaded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float = 1.0,
+        param: str | None = None,
+        code: str | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
 
 
 class UpstreamTimeout(RelaygateError):

@@ -40,6 +40,8 @@ class EndpointSeed(BaseModel):
     model_filter: list[str] = Field(default_factory=list)
     enabled: bool = True
     sync_interval: float | None = None
+    timeouts: dict[str, float] | None = None
+    """Own timeouts in seconds: connect, first_byte, idle, total."""
     requires_user_key: bool = False
     groups: list[str] = Field(default_factory=lambda: ["everyone"])
 
@@ -66,8 +68,25 @@ class Settings(BaseModel):
     key_usage_flush_interval: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
-    upstream_read_timeout: float = Field(default=600.0, gt=0)
+    """Seconds to open a connection to an endpoint."""
+    upstream_first_byte_timeout: float = Field(default=300.0, gt=0)
+    """Seconds from sending a request to the response headers (a whole non-streamed
+    completion is generated in this time, so it is long)."""
+    upstream_idle_timeout: float = Field(default=120.0, gt=0)
+    """Seconds an endpoint may stay silent between two chunks of a response."""
+    upstream_total_timeout: float = Field(default=1800.0, gt=0)
+    """Seconds one upstream request may take from start to end."""
     upstream_max_connections: int = Field(default=1000, gt=0)
+    max_concurrent_requests: int = Field(default=1000, gt=0)
+    """Proxied requests one process serves at once; more get 503 at once."""
+    failure_threshold: int = Field(default=3, gt=0)
+    """Failures in a row after which an endpoint is cooled down (skipped by routing)."""
+    cooldown_seconds: float = Field(default=5.0, gt=0)
+    """The first cool-down; it doubles on each further failure in a row."""
+    max_cooldown_seconds: float = Field(default=300.0, gt=0)
+    """The longest cool-down, also the most a ``Retry-After`` from an endpoint is honoured."""
+    drain_timeout: float = Field(default=30.0, ge=0)
+    """Seconds a stopping server lets in-flight requests and streams finish."""
     web_session_hours: float = Field(default=12.0, gt=0)
     api_key_env_patterns: list[str] = Field(
         default_factory=lambda: ["*_API_KEY", "*_API_TOKEN", "*_ACCESS_TOKEN"]

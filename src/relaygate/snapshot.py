@@ -31,6 +31,31 @@ class TargetSurface:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds an upstream request may take: to connect, to the response headers
+    (``first_byte``), between two chunks of the body (``idle``) and in all (``total``)."""
+
+    connect: float
+    first_byte: float
+    idle: float
+    total: float
+
+    def merged(self, overrides: dict[str, float] | None) -> Timeouts:
+        """These timeouts with an endpoint's ``overrides`` (same names) applied."""
+        if not overrides:
+            return self
+        return Timeouts(
+            connect=overrides.get("connect", self.connect),
+            first_byte=overrides.get("first_byte", self.first_byte),
+            idle=overrides.get("idle", self.idle),
+            total=overrides.get("total", self.total),
+        )
+
+
+DEFAULT_TIMEOUTS = Timeouts(connect=10.0, first_byte=300.0, idle=120.0, total=1800.0)
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One endpoint's copy of a model: where to send it and how to authenticate."""
 
@@ -41,6 +66,7 @@ class Target:
     surfaces: tuple[TargetSurface, ...]
     own_key: bool = False
     """Whether the caller's own provider key is used (not the endpoint's)."""
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
 
     def surface(self, path: str) -> TargetSurface:
         """The surface serving ``path`` (e.g. ``/messages``); the last one serves the rest."""
@@ -54,15 +80,19 @@ class Target:
 class Route:
     """A public model name and the targets a principal may use for it. No targets means
     every copy is offline, or (``needs_user_key``) served only by endpoints that require
-    the caller's own provider key, as (endpoint id, endpoint name) pairs."""
+    the caller's own provider key, as (endpoint id, endpoint name) pairs. ``fallback`` is
+    the public name of the model to try when every target fails."""
 
     name: str
     targets: tuple[Target, ...]
     needs_user_key: tuple[tuple[int, str], ...] = ()
+    fallback: str | None = None
     _turn: itertools.count[int] = field(default_factory=itertools.count)
 
     def rotation(self) -> tuple[Target, ...]:
         """Every target, starting at the next one round-robin: the order to fail over in."""
+        if len(self.targets) < 2:
+            return self.targets
         start = next(self._turn) % len(self.targets)
         return self.targets[start:] + self.targets[:start]
 

@@ -13,6 +13,7 @@ from relaygate.admin.schemas import (
     EndpointOut,
     EndpointUpdate,
     EndpointValidate,
+    HealthOut,
     SyncOut,
     SyncRunOut,
     SyncState,
@@ -42,6 +43,7 @@ def endpoint_out(info: EndpointInfo) -> EndpointOut:
         requires_user_key=info.requires_user_key,
         model_filter=info.model_filter,
         sync_interval=info.sync_interval,
+        timeouts=info.timeouts,
         created_at=info.created_at,
         updated_at=info.updated_at,
         sync=SyncState(
@@ -51,6 +53,7 @@ def endpoint_out(info: EndpointInfo) -> EndpointOut:
             models_online=info.models_online,
             models_offline=info.models_offline,
         ),
+        health=HealthOut(**asdict(info.health)),
     )
 
 
@@ -68,7 +71,8 @@ async def list_endpoints(ctx: Context = Depends(get_ctx)) -> list[EndpointOut]:
 
 @router.post("", status_code=201)
 async def create_endpoint(body: EndpointCreate, ctx: Context = Depends(get_ctx)) -> EndpointOut:
-    fields = body.model_dump(exclude={"sync"})
+    fields = body.model_dump(exclude={"sync", "timeouts"})
+    fields["timeouts"] = body.timeouts.chosen() if body.timeouts else None
     info = await service.create_endpoint(ctx, EndpointSpec(**fields), sync=body.sync)
     return endpoint_out(info)
 
@@ -90,7 +94,9 @@ async def get_endpoint(endpoint_id: Id, ctx: Context = Depends(get_ctx)) -> Endp
 async def update_endpoint(
     endpoint_id: Id, body: EndpointUpdate, ctx: Context = Depends(get_ctx)
 ) -> EndpointOut:
-    sent = body.model_dump(include=body.model_fields_set)
+    sent = body.model_dump(include=body.model_fields_set - {"timeouts"})
+    if "timeouts" in body.model_fields_set:
+        sent["timeouts"] = body.timeouts.chosen() if body.timeouts else None
     for nullable_only in ("name", "url", "model_filter", "enabled", "requires_user_key"):
         if sent.get(nullable_only, "") is None:
             sent.pop(nullable_only)

@@ -12,6 +12,22 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Timeouts(Input):
+    """An endpoint's own timeouts in seconds; a timeout left out follows the settings."""
+
+    connect: float | None = Field(default=None, gt=0, le=86400)
+    first_byte: float | None = Field(
+        default=None, gt=0, le=86400, description="From the request to the response headers"
+    )
+    idle: float | None = Field(
+        default=None, gt=0, le=86400, description="Between two chunks of the response"
+    )
+    total: float | None = Field(default=None, gt=0, le=86400)
+
+    def chosen(self) -> dict[str, float]:
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
 class EndpointCreate(Input):
     name: str = Field(min_length=1, max_length=200)
     type: str = "openai"
@@ -32,6 +48,7 @@ class EndpointCreate(Input):
     )
     sync: bool = Field(default=True, description="Sync the endpoint's models right away")
     sync_interval: float | None = Field(default=None, gt=0)
+    timeouts: Timeouts | None = None
 
 
 class EndpointUpdate(Input):
@@ -47,6 +64,9 @@ class EndpointUpdate(Input):
     enabled: bool | None = None
     requires_user_key: bool | None = None
     sync_interval: float | None = Field(default=None, gt=0)
+    timeouts: Timeouts | None = Field(
+        default=None, description="Replaces the endpoint's own timeouts; null clears them"
+    )
 
 
 class EndpointValidate(Input):
@@ -65,6 +85,16 @@ class SyncState(BaseModel):
     models_offline: int
 
 
+class HealthOut(BaseModel):
+    """Passive health as this process sees it: ``cooling_down`` endpoints are skipped."""
+
+    state: Literal["healthy", "failing", "cooling_down"]
+    consecutive_failures: int
+    cooldown_until: datetime | None
+    last_error: str | None
+    last_failure_at: datetime | None
+
+
 class EndpointOut(BaseModel):
     id: int
     name: str
@@ -80,9 +110,11 @@ class EndpointOut(BaseModel):
     requires_user_key: bool
     model_filter: list[str]
     sync_interval: float | None
+    timeouts: dict[str, float]
     created_at: datetime
     updated_at: datetime
     sync: SyncState
+    health: HealthOut
 
 
 class EndpointDeleted(BaseModel):
@@ -136,6 +168,7 @@ class ModelOut(BaseModel):
     max_output_tokens: int | None
     created: datetime | None
     capabilities: list[str]
+    fallback_model: str | None
     first_seen_at: datetime
     last_seen_at: datetime
 
@@ -143,6 +176,11 @@ class ModelOut(BaseModel):
 class ModelUpdate(Input):
     alias: str | None = Field(default=None, max_length=500)
     enabled: bool | None = None
+    fallback_model: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Public name of the model to try when every endpoint of this one fails",
+    )
 
 
 class UserCreate(Input):

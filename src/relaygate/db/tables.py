@@ -95,6 +95,8 @@ class Endpoint(Base):
     model_filter: Mapped[list[str]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     sync_interval: Mapped[float | None] = mapped_column(Float)
+    timeouts: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    """Per-endpoint timeouts in seconds (connect, first_byte, idle, total), over the settings."""
     sync_status: Mapped[str] = mapped_column(String(16), default="never")
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sync_error: Mapped[str | None] = mapped_column(Text)
@@ -122,6 +124,8 @@ class Model(Base):
     max_output_tokens: Mapped[int | None] = mapped_column(Integer)
     created: Mapped[datetime | None] = mapped_column(UTCDateTime)
     capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    fallback_model: Mapped[str | None] = mapped_column(String(500))
+    """The public name of the model tried when every endpoint serving this one fails."""
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

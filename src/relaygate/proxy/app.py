@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NoReturn
 
@@ -20,6 +21,7 @@ from relaygate.auth import authenticate, key_from_headers
 from relaygate.errors import (
     ModelNotFound,
     ModelUnavailable,
+    Overloaded,
     PermissionDenied,
     RelaygateError,
     UpstreamFailed,
@@ -27,10 +29,11 @@ from relaygate.errors import (
     error_body,
     render,
 )
+from relaygate.health import Health, parse_retry_after
 from relaygate.metrics import Metrics
 from relaygate.proxy.body import parse_model, read_body
 from relaygate.services.api_keys import KeyActivity
-from relaygate.snapshot import SnapshotStore, Target, TargetSurface
+from relaygate.snapshot import Route, SnapshotStore, Target, TargetSurface, View
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ _DROP_RESPONSE = frozenset(
 )
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 ENDPOINT_HEADER = b"x-relaygate-endpoint"
+MODEL_HEADER = b"x-relaygate-model"
+"""Sent when a fallback model answered: the public name of the model that did."""
 
 
 async def _send_bytes(send: Send, status: int, body: bytes) -> None:
@@ -82,8 +87,23 @@ async def _send_bytes(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_error(send: Send, exc: RelaygateError) -> None:
+    """Answer with ``exc`` as an OpenAI-shaped error (with ``Retry-After`` when it has one)."""
+    status, body = render(exc)
+    headers = _JSON_HEADERS
+    if isinstance(exc, Overloaded):
+        headers = [*headers, (b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class Proxy:
-    """ASGI app for every ``/v1/...`` request but the registry routes."""
+    """ASGI app for every ``/v1/...`` request but the registry routes.
+
+    ``max_concurrent`` bounds the requests served at once (more get 503 with
+    ``Retry-After``); ``health`` learns from every forwarded request which endpoints to
+    skip for a while.
+    """
 
     def __init__(
         self,
@@ -91,22 +111,45 @@ class Proxy:
         http: aiohttp.ClientSession,
         activity: KeyActivity,
         metrics: Metrics,
+        health: Health,
+        *,
         max_body_bytes: int,
+        max_concurrent: int,
     ):
         self._snapshots = snapshots
         self._http = http
         self._activity = activity
         self._metrics = metrics
+        self._health = health
         self._max_body = max_body_bytes
+        self._max_concurrent = max_concurrent
+        self._in_flight = 0
+        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served now."""
+        return self._in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._in_flight >= self._max_concurrent:
+            self._metrics.proxy_requests.labels("5xx").inc()
+            await _send_error(
+                send,
+                Overloaded(
+                    f"relaygate is serving its limit of {self._max_concurrent} requests at "
+                    "once; retry shortly"
+                ),
+            )
+            return
+        self._in_flight += 1
         self._metrics.in_flight.inc()
         status = 500
         try:
             status = await self._handle(scope, receive, send)
         except RelaygateError as exc:
-            status, body = render(exc)
-            await _send_bytes(send, status, body)
+            status = exc.status
+            await _send_error(send, exc)
         except Exception:
             log.exception("unexpected error while proxying %s", scope["path"])
             status = 500
@@ -118,6 +161,7 @@ class Proxy:
                     error_body("internal error; see the server log", "server_error", None),
                 )
         finally:
+            self._in_flight -= 1
             self._metrics.in_flight.dec()
             self._metrics.proxy_requests.labels(f"{status // 100}xx").inc()
 
@@ -158,21 +202,46 @@ class Proxy:
         route = view.routes.get(model)
         if route is None:
             raise self._unavailable(snapshot.known_names, model)
-        if not route.targets:
-            if route.needs_user_key:
-                endpoint_id, endpoint_name = route.needs_user_key[0]
-                raise PermissionDenied(
-                    f"the model {model!r} is served by endpoint {endpoint_name!r}, which "
-                    "requires your own provider key: set it with PUT "
-                    f"/admin/api/v1/me/provider-keys/{endpoint_id}",
-                    param="model",
-                    code="provider_key_required",
-                )
-            raise ModelUnavailable(
-                f"the model {model!r} is offline: its endpoint failed its last sync",
-                param="model",
+        plan = self._plan(view, route)
+        return await self._forward(scope, receive, send, plan, payload, model, body)
+
+    def _plan(self, view: View, route: Route) -> list[tuple[Target, str]]:
+        """The (target, public model name) pairs to try in order: the route's targets
+        that are not cooling down, round-robin, then those of its fallback model when
+        the caller's ``view`` has it (fallbacks are not chained). Raises the error to
+        answer when there are none."""
+        health = self._health
+        plan = [(t, route.name) for t in health.partition(route.rotation(), _endpoint_of)]
+        fallback = view.routes.get(route.fallback) if route.fallback else None
+        if fallback is not None and fallback.targets:
+            plan.extend(
+                (t, fallback.name) for t in health.partition(fallback.rotation(), _endpoint_of)
             )
-        return await self._forward(scope, receive, send, route.rotation(), payload, model, body)
+        if plan:
+            return plan
+        if route.targets:
+            cooling = [t.endpoint_id for t in route.targets]
+            wait = health.retry_in(cooling)
+            raise Overloaded(
+                f"every endpoint serving the model {route.name!r} is cooling down after "
+                f"failures; retry in {math.ceil(wait)} s",
+                retry_after=wait,
+                param="model",
+                code="endpoints_cooling_down",
+            )
+        if route.needs_user_key:
+            endpoint_id, endpoint_name = route.needs_user_key[0]
+            raise PermissionDenied(
+                f"the model {route.name!r} is served by endpoint {endpoint_name!r}, which "
+                "requires your own provider key: set it with PUT "
+                f"/admin/api/v1/me/provider-keys/{endpoint_id}",
+                param="model",
+                code="provider_key_required",
+            )
+        raise ModelUnavailable(
+            f"the model {route.name!r} is offline: its endpoint failed its last sync",
+            param="model",
+        )
 
     def _upstream_headers(
         self, headers: list[tuple[bytes, bytes]], surface: TargetSurface
@@ -199,14 +268,15 @@ class Proxy:
         scope: Scope,
         receive: Receive,
         send: Send,
-        targets: tuple[Target, ...],
+        plan: list[tuple[Target, str]],
         payload: dict[str, Any],
         model: str,
         body: bytes,
     ) -> int:
-        """Try ``targets`` in turn until one answers; fail over on connection errors,
-        timeouts before the first byte, 5xx, 429 and refused provider keys — never once a
-        byte has reached the client. The last target's error response is passed through."""
+        """Try the ``plan`` in turn until a target answers; fail over on connection
+        errors, timeouts before the first byte, 5xx, 429 and refused provider keys — never
+        once a byte has reached the client. The last target's error response is passed
+        through."""
         task = asyncio.current_task()
         state = _Exchange()
 
@@ -222,7 +292,8 @@ class Proxy:
         watcher = asyncio.create_task(cancel_on_disconnect())
         try:
             failure: RelaygateError | None = None
-            for index, target in enumerate(targets):
+            last = len(plan) - 1
+            for index, (target, name) in enumerate(plan):
                 if target.upstream_id != model:
                     payload["model"] = target.upstream_id
                     sent = orjson.dumps(payload)
@@ -230,7 +301,13 @@ class Proxy:
                     sent = body
                 try:
                     return await self._attempt(
-                        scope, send, target, sent, state, final=index == len(targets) - 1
+                        scope,
+                        send,
+                        target,
+                        sent,
+                        state,
+                        final=index == last,
+                        served_as=name if name != model else None,
                     )
                 except _Retry as retry:
                     failure = retry.error
@@ -251,6 +328,13 @@ class Proxy:
             state.finished = True
             watcher.cancel()
 
+    def _client_timeout(self, connect: float) -> aiohttp.ClientTimeout:
+        timeout = self._client_timeouts.get(connect)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None)
+            self._client_timeouts[connect] = timeout
+        return timeout
+
     async def _attempt(
         self,
         scope: Scope,
@@ -260,57 +344,92 @@ class Proxy:
         state: _Exchange,
         *,
         final: bool,
+        served_as: str | None,
     ) -> int:
         """One upstream request. Raises :class:`_Retry` for a failure before the response
-        started (the final target raises the error itself, or passes 5xx/429 through)."""
+        started (the final target raises the error itself, or passes 5xx/429 through).
+
+        Timeouts (``target.timeouts``): ``first_byte`` runs to the response headers,
+        ``idle`` between two chunks, ``total`` over the whole request; ``connect`` is the
+        HTTP client's. A failure once the response has started ends it: an event stream
+        gets an error event and a clean end, any other body is cut off (the connection
+        closes, so the client cannot mistake it for a whole answer)."""
         path = scope["path"][3:]
         url = target.base_url + path
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
+        timeouts = target.timeouts
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.total
+        idle = timeouts.idle
+        health = self._health
+        endpoint_id = target.endpoint_id
+        response: aiohttp.ClientResponse | None = None
+        chunk = b""
         try:
-            async with self._http.request(
-                scope["method"],
-                url,
-                data=body,
-                headers=self._upstream_headers(scope["headers"], target.surface(path)),
-            ) as response:
-                status = response.status
-                if status in (401, 403):
-                    # The provider refused the endpoint's key: the client's relaygate key is
-                    # fine, so this must not look like an authentication error to its SDK.
-                    self._metrics.upstream_errors.labels("auth").inc()
-                    if target.own_key:
-                        message = (
-                            f"endpoint {target.endpoint_name!r} rejected your own provider key "
-                            f"(HTTP {status}); update it with PUT "
-                            f"/admin/api/v1/me/provider-keys/{target.endpoint_id}"
+            async with asyncio.timeout_at(
+                min(loop.time() + timeouts.first_byte, deadline)
+            ) as timer:
+                async with self._http.request(
+                    scope["method"],
+                    url,
+                    data=body,
+                    headers=self._upstream_headers(scope["headers"], target.surface(path)),
+                    timeout=self._client_timeout(timeouts.connect),
+                ) as response:
+                    status = response.status
+                    if status in (401, 403):
+                        # The provider refused the endpoint's key: the client's relaygate key
+                        # is fine, so this must not look like an authentication error to its
+                        # SDK.
+                        self._metrics.upstream_errors.labels("auth").inc()
+                        if target.own_key:
+                            message = (
+                                f"endpoint {target.endpoint_name!r} rejected your own provider "
+                                f"key (HTTP {status}); update it with PUT "
+                                f"/admin/api/v1/me/provider-keys/{target.endpoint_id}"
+                            )
+                        else:
+                            message = (
+                                f"endpoint {target.endpoint_name!r} rejected its provider API "
+                                f"key (HTTP {status}); an admin must update the endpoint's key"
+                            )
+                            health.failed(endpoint_id, f"HTTP {status}: provider key refused")
+                        self._fail(UpstreamFailed(message), final=final)
+                    if status >= 500 or status == 429:
+                        self._metrics.upstream_errors.labels(f"http_{status}").inc()
+                        health.failed(
+                            endpoint_id,
+                            f"HTTP {status}",
+                            parse_retry_after(response.headers.get("retry-after")),
                         )
+                        if not final:
+                            raise _Retry(
+                                UpstreamFailed(
+                                    f"endpoint {target.endpoint_name!r} answered HTTP {status}"
+                                )
+                            )
                     else:
-                        message = (
-                            f"endpoint {target.endpoint_name!r} rejected its provider API key "
-                            f"(HTTP {status}); an admin must update the endpoint's key"
-                        )
-                    self._fail(UpstreamFailed(message), final=final)
-                if not final and (status >= 500 or status == 429):
-                    self._metrics.upstream_errors.labels(f"http_{status}").inc()
-                    raise _Retry(
-                        UpstreamFailed(f"endpoint {target.endpoint_name!r} answered HTTP {status}")
+                        health.succeeded(endpoint_id)
+                    out_headers = [
+                        (name.lower(), value)
+                        for name, value in response.raw_headers
+                        if name.lower() not in _DROP_RESPONSE
+                    ]
+                    out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))
+                    if served_as is not None:
+                        out_headers.append((MODEL_HEADER, served_as.encode()))
+                    await send(
+                        {"type": "http.response.start", "status": status, "headers": out_headers}
                     )
-                out_headers = [
-                    (name.lower(), value)
-                    for name, value in response.raw_headers
-                    if name.lower() not in _DROP_RESPONSE
-                ]
-                out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))
-                await send(
-                    {"type": "http.response.start", "status": status, "headers": out_headers}
-                )
-                state.started = True
-                async for chunk in response.content.iter_any():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                state.finished = True
-                await send({"type": "http.response.body", "body": b""})
-                return status
+                    state.started = True
+                    timer.reschedule(min(loop.time() + idle, deadline))
+                    async for chunk in response.content.iter_any():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        timer.reschedule(min(loop.time() + idle, deadline))
+                    state.finished = True
+                    await send({"type": "http.response.body", "body": b""})
+                    return status
         except aiohttp.ClientConnectorError as exc:
             self._metrics.upstream_errors.labels("connect").inc()
             cause = (
@@ -318,30 +437,70 @@ class Proxy:
                 if isinstance(exc.os_error, ConnectionRefusedError)
                 else "cannot connect"
             )
+            health.failed(endpoint_id, cause)
             self._fail(
                 UpstreamFailed(f"endpoint {target.endpoint_name!r} is unreachable ({cause})"),
                 final=final,
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
-            kind = "timeout" if isinstance(exc, TimeoutError) else "broken"
+            if isinstance(exc, TimeoutError):
+                if timer_expired(exc):
+                    kind = "connect_timeout"
+                    reason = f"no connection within {timeouts.connect:g} s"
+                elif loop.time() >= deadline - 0.001:
+                    kind = "total_timeout"
+                    reason = f"not finished within the total timeout of {timeouts.total:g} s"
+                elif state.started:
+                    kind = "idle_timeout"
+                    reason = f"silent for {idle:g} s (idle timeout)"
+                else:
+                    kind = "first_byte_timeout"
+                    reason = f"no response within {timeouts.first_byte:g} s"
+            else:
+                kind = "broken"
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self._metrics.upstream_errors.labels(kind).inc()
+            health.failed(endpoint_id, reason)
             if state.started:
-                # Headers are out: all that is left is to end the stream cleanly.
-                log.warning("stream from endpoint %r broke off: %s", target.endpoint_name, kind)
+                log.warning("response from endpoint %r broke off: %s", target.endpoint_name, reason)
                 state.finished = True
-                with contextlib.suppress(Exception):
-                    await send({"type": "http.response.body", "body": b""})
-                return 502
-            if kind == "timeout":
-                self._fail(
-                    UpstreamTimeout(f"endpoint {target.endpoint_name!r} did not answer in time"),
-                    final=final,
-                )
+                await self._end_broken(scope, send, response, chunk, target, reason)
+                return 504 if kind.endswith("timeout") else 502
+            error_type = UpstreamTimeout if kind.endswith("timeout") else UpstreamFailed
             self._fail(
-                UpstreamFailed(f"endpoint {target.endpoint_name!r} failed: {type(exc).__name__}"),
-                final=final,
+                error_type(f"endpoint {target.endpoint_name!r} failed: {reason}"), final=final
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    async def _end_broken(
+        scope: Scope,
+        send: Send,
+        response: aiohttp.ClientResponse | None,
+        last_chunk: bytes,
+        target: Target,
+        reason: str,
+    ) -> None:
+        """End a response that broke off after it started. An event stream that stopped
+        between two events gets an error event (in the shape the client's SDK raises on:
+        OpenAI's ``{"error": …}`` data, or Anthropic's ``event: error``) and a clean end;
+        anything else is left unfinished so the server closes the connection."""
+        content_type = response.headers.get("content-type", "") if response is not None else ""
+        if not content_type.startswith("text/event-stream"):
+            return  # uvicorn closes a connection whose response did not finish
+        message = f"the response from endpoint {target.endpoint_name!r} broke off: {reason}"
+        if last_chunk and not last_chunk.endswith((b"\n\n", b"\r\n\r\n")):
+            event = b""  # mid-event: an error event would be garbled, so only end
+        elif scope["path"].startswith("/v1/messages"):
+            error = {"type": "error", "error": {"type": "api_error", "message": message}}
+            event = b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+        else:
+            error = {
+                "error": {"message": message, "type": "upstream_error", "code": "stream_broken"}
+            }
+            event = b"data: " + orjson.dumps(error) + b"\n\n"
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": event})
 
     @staticmethod
     def _fail(error: RelaygateError, *, final: bool) -> NoReturn:
@@ -349,6 +508,15 @@ class Proxy:
         if final:
             raise error
         raise _Retry(error)
+
+
+def _endpoint_of(target: Target) -> int:
+    return target.endpoint_id
+
+
+def timer_expired(exc: TimeoutError) -> bool:
+    """Whether ``exc`` is the HTTP client's connect timeout (not one of relaygate's)."""
+    return isinstance(exc, aiohttp.ConnectionTimeoutError)
 
 
 class _Retry(Exception):

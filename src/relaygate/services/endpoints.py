@@ -19,6 +19,7 @@ from relaygate.credentials import key_source
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import Endpoint, Group, GroupEndpoint, Model
 from relaygate.errors import BadRequest, Conflict
+from relaygate.health import Health, HealthState
 from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
 from relaygate.services.patch import UNSET, Unset
 from relaygate.settings import Settings
@@ -46,6 +47,9 @@ class EndpointInfo:
     requires_user_key: bool
     model_filter: list[str]
     sync_interval: float | None
+    timeouts: dict[str, float]
+    """The endpoint's own timeouts in seconds (over the settings): connect, first_byte,
+    idle, total."""
     created_at: datetime
     updated_at: datetime
     sync_status: str
@@ -53,6 +57,7 @@ class EndpointInfo:
     sync_error: str | None
     models_online: int
     models_offline: int
+    health: HealthState
 
 
 @dataclass(slots=True)
@@ -71,6 +76,8 @@ class EndpointChanges:
     model_filter: list[str] | Unset = UNSET
     enabled: bool | Unset = UNSET
     sync_interval: float | Unset | None = UNSET
+    timeouts: dict[str, float] | Unset | None = UNSET
+    """Replaces the endpoint's own timeouts; None or {} goes back to the settings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +122,34 @@ def _check_name(name: str) -> str:
     return name
 
 
+TIMEOUT_NAMES = ("connect", "first_byte", "idle", "total")
+
+
+def check_timeouts(value: dict[str, float] | None) -> dict[str, float] | None:
+    """An endpoint's own timeouts: a mapping of ``connect``, ``first_byte``, ``idle``
+    and ``total`` to positive seconds, or None for none; raises :class:`BadRequest`."""
+    if not value:
+        return None
+    unknown = sorted(set(value) - set(TIMEOUT_NAMES))
+    if unknown:
+        raise BadRequest(
+            f"unknown timeout {unknown[0]!r}: use {', '.join(TIMEOUT_NAMES)}", param="timeouts"
+        )
+    out: dict[str, float] = {}
+    for name, seconds in value.items():
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 < seconds <= 86400
+        ):
+            raise BadRequest(
+                f"timeouts.{name} must be a number of seconds above 0 and at most 86400",
+                param=f"timeouts.{name}",
+            )
+        out[name] = float(seconds)
+    return out
+
+
 def _check_interval(value: float | None) -> float | None:
     if value is not None and value <= 0:
         raise BadRequest(
@@ -123,7 +158,7 @@ def _check_interval(value: float | None) -> float | None:
     return value
 
 
-async def _info(session: AsyncSession, endpoint: Endpoint) -> EndpointInfo:
+async def _info(session: AsyncSession, endpoint: Endpoint, health: Health) -> EndpointInfo:
     rows = await session.execute(
         select(Model.status, func.count())
         .where(Model.endpoint_id == endpoint.id)
@@ -145,6 +180,7 @@ async def _info(session: AsyncSession, endpoint: Endpoint) -> EndpointInfo:
         requires_user_key=endpoint.requires_user_key,
         model_filter=list(endpoint.model_filter or []),
         sync_interval=endpoint.sync_interval,
+        timeouts=dict(endpoint.timeouts or {}),
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
         sync_status=endpoint.sync_status,
@@ -152,6 +188,7 @@ async def _info(session: AsyncSession, endpoint: Endpoint) -> EndpointInfo:
         sync_error=endpoint.last_sync_error,
         models_online=counts.get("online", 0),
         models_offline=counts.get("offline", 0),
+        health=health.state(endpoint.id),
     )
 
 
@@ -164,13 +201,13 @@ async def list_endpoints(ctx: Context) -> list[EndpointInfo]:
     """Every endpoint, in id order."""
     async with ctx.sessions() as session:
         endpoints = (await session.scalars(select(Endpoint).order_by(Endpoint.id))).all()
-        return [await _info(session, endpoint) for endpoint in endpoints]
+        return [await _info(session, endpoint, ctx.health) for endpoint in endpoints]
 
 
 async def get_endpoint(ctx: Context, ident: int | str) -> EndpointInfo:
     """One endpoint by id or name; raises :class:`NotFound`."""
     async with ctx.sessions() as session:
-        return await _info(session, await find_endpoint(session, ident))
+        return await _info(session, await find_endpoint(session, ident), ctx.health)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +226,8 @@ class EndpointSpec:
     model_filter: list[str] = field(default_factory=list)
     enabled: bool = True
     sync_interval: float | None = None
+    timeouts: dict[str, float] | None = None
+    """Own timeouts in seconds (connect, first_byte, idle, total) over the settings."""
     requires_user_key: bool = False
     groups: list[str] = field(default_factory=lambda: ["everyone"])
     """Groups the whole endpoint is granted to at creation (default: everyone)."""
@@ -272,6 +311,7 @@ def check_spec(settings: Settings, spec: EndpointSpec) -> Endpoint:
         model_filter=list(spec.model_filter),
         enabled=spec.enabled,
         sync_interval=_check_interval(spec.sync_interval),
+        timeouts=check_timeouts(spec.timeouts),
         api_key_env=_check_env_name(settings, spec.api_key_env),
         requires_user_key=spec.requires_user_key,
     )
@@ -367,6 +407,8 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
                 if interval != endpoint.sync_interval:
                     endpoint.sync_interval = interval
                     endpoint.next_sync_at = None  # the new interval starts now
+            if not isinstance(changes.timeouts, Unset):
+                endpoint.timeouts = check_timeouts(changes.timeouts)
             await bump(session)
             endpoint_id, enabled = endpoint.id, endpoint.enabled
     except IntegrityError:

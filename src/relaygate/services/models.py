@@ -32,6 +32,7 @@ class ModelInfo:
     max_output_tokens: int | None
     created: datetime | None
     capabilities: list[str]
+    fallback_model: str | None
     first_seen_at: datetime
     last_seen_at: datetime
 
@@ -50,6 +51,7 @@ def _info(model: Model) -> ModelInfo:
         max_output_tokens=model.max_output_tokens,
         created=model.created,
         capabilities=list(model.capabilities or []),
+        fallback_model=model.fallback_model,
         first_seen_at=model.first_seen_at,
         last_seen_at=model.last_seen_at,
     )
@@ -79,10 +81,15 @@ async def update_model(
     *,
     alias: str | Unset | None = UNSET,
     enabled: bool | Unset = UNSET,
+    fallback_model: str | Unset | None = UNSET,
 ) -> ModelInfo:
-    """Set or clear (``None`` or empty) a model's alias, or enable/disable it.
+    """Set or clear (``None`` or empty) a model's alias or fallback model, or
+    enable/disable it. The fallback is a public model name tried when every endpoint
+    serving this model fails; it need not exist yet, and is skipped for callers who may
+    not use it.
 
-    Raises :class:`NotFound`, and :class:`Conflict` when another model of the same
+    Raises :class:`NotFound`, :class:`BadRequest` for a fallback to the model itself or
+    longer than 500 characters, and :class:`Conflict` when another model of the same
     endpoint already answers to the new public name.
     """
     async with ctx.sessions.begin() as session:
@@ -108,6 +115,16 @@ async def update_model(
             model.alias = alias
         if not isinstance(enabled, Unset):
             model.enabled = enabled
+        if not isinstance(fallback_model, Unset):
+            fallback = fallback_model.strip() if fallback_model else None
+            if fallback is not None and (
+                fallback == (model.alias or model.upstream_id) or len(fallback) > 500
+            ):
+                raise BadRequest(
+                    "fallback_model must be another model's public name (up to 500 characters)",
+                    param="fallback_model",
+                )
+            model.fallback_model = fallback
         await bump(session)
     await ctx.snapshots.refresh()
     return _info(model)

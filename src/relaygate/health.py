@@ -1,0 +1,161 @@
+"""Passive health: endpoints that keep failing are cooled down and skipped by routing.
+
+Nothing probes an endpoint; the proxy reports each forwarded request's outcome. An
+endpoint that fails ``threshold`` times in a row (connection error, timeout, 5xx, 429,
+refused key, a stream that broke off) is skipped for a cool-down that starts at
+``base`` seconds and doubles on each further failure in a row, up to ``maximum``. A
+``Retry-After`` from the endpoint (429 or 503) cools it down at once for at least that
+long (RFC 9110 §10.2.3), capped at ``maximum``. When the cool-down is over the next
+request tries it again: a success clears the state, a failure cools it down for longer.
+
+The state is per process (each replica learns from its own traffic) and keyed by
+endpoint id; times are ``time.monotonic()`` seconds, shown as wall-clock datetimes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _State:
+    failures: int = 0
+    """Failures in a row."""
+    cooldowns: int = 0
+    """Cool-downs in a row: the next one lasts ``base * 2**cooldowns``."""
+    until: float = 0.0
+    last_error: str | None = None
+    last_failure_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthState:
+    """One endpoint's health as operators see it. ``state`` is ``healthy`` (no failure
+    since its last success), ``failing`` (failed, still used) or ``cooling_down``
+    (skipped until ``cooldown_until``)."""
+
+    state: str
+    consecutive_failures: int
+    cooldown_until: datetime | None
+    last_error: str | None
+    last_failure_at: datetime | None
+
+
+HEALTHY = HealthState("healthy", 0, None, None, None)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date
+    (RFC 9110 §10.2.3). None when absent or unreadable; never negative."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class Health:
+    """The per-process health of every endpoint the proxy has forwarded to."""
+
+    def __init__(
+        self,
+        threshold: int = 3,
+        base: float = 5.0,
+        maximum: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._threshold = threshold
+        self._base = base
+        self._maximum = maximum
+        self._clock = clock
+        self._states: dict[int, _State] = {}
+
+    def usable(self, endpoint_id: int) -> bool:
+        """Whether routing may send to the endpoint now (it is not cooling down)."""
+        state = self._states.get(endpoint_id)
+        return state is None or state.until <= self._clock()
+
+    def partition(self, items: tuple[T, ...], endpoint_of: Callable[[T], int]) -> list[T]:
+        """``items`` (targets) whose endpoint is not cooling down, in their order."""
+        if not self._states:
+            return list(items)
+        now = self._clock()
+        states = self._states
+        out = []
+        for item in items:
+            state = states.get(endpoint_of(item))
+            if state is None or state.until <= now:
+                out.append(item)
+        return out
+
+    def retry_in(self, endpoint_ids: list[int]) -> float:
+        """Seconds until the first of ``endpoint_ids`` is usable again (0 if one is)."""
+        now = self._clock()
+        waits = [
+            max(0.0, self._states[i].until - now) if i in self._states else 0.0
+            for i in endpoint_ids
+        ]
+        return min(waits, default=0.0)
+
+    def succeeded(self, endpoint_id: int) -> None:
+        """A request to the endpoint was answered: forget its failures."""
+        if self._states and endpoint_id in self._states:
+            del self._states[endpoint_id]
+
+    def failed(self, endpoint_id: int, reason: str, retry_after: float | None = None) -> None:
+        """A request to the endpoint failed for ``reason``; ``retry_after`` (seconds) is
+        the endpoint's own ``Retry-After``. Starts a cool-down when due."""
+        state = self._states.setdefault(endpoint_id, _State())
+        state.failures += 1
+        state.last_error = reason
+        state.last_failure_at = datetime.now(UTC)
+        now = self._clock()
+        backoff_due = state.failures >= self._threshold
+        if (retry_after is None and not backoff_due) or state.until > now:
+            return  # not yet due, or already cooling down (requests already in flight)
+        seconds = self._base * 2 ** min(state.cooldowns, 32) if backoff_due else 0.0
+        if retry_after is not None:
+            seconds = max(seconds, retry_after)
+        seconds = min(self._maximum, seconds)
+        if seconds <= 0:
+            return
+        state.cooldowns += 1
+        state.until = now + seconds
+        log.warning(
+            "endpoint %d cooled down for %.1f s after %d failure(s) in a row: %s",
+            endpoint_id,
+            seconds,
+            state.failures,
+            reason,
+        )
+
+    def state(self, endpoint_id: int) -> HealthState:
+        """The endpoint's health for the admin API and the registry status."""
+        state = self._states.get(endpoint_id)
+        if state is None:
+            return HEALTHY
+        remaining = state.until - self._clock()
+        cooling = remaining > 0
+        return HealthState(
+            state="cooling_down" if cooling else "failing",
+            consecutive_failures=state.failures,
+            cooldown_until=datetime.now(UTC) + timedelta(seconds=remaining) if cooling else None,
+            last_error=state.last_error,
+            last_failure_at=state.last_failure_at,
+        )
