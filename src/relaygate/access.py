@@ -146,6 +146,8 @@ class _Views:
             if names is not None and entry.name not in names:
                 continue
             targets.setdefault(entry.name, [])
+            if entry.fallback and entry.name not in fallbacks:
+                fallbacks[entry.name] = entry.fallback
             if not entry.online:
                 continue
             endpoint = entry.endpoint
@@ -169,8 +171,6 @@ class _Views:
                 )
             )
             listed.setdefault(entry.name, entry.listing)
-            if entry.fallback and entry.name not in fallbacks:
-                fallbacks[entry.name] = entry.fallback
         routes = {
             name: Route(name, tuple(found), tuple(missing.get(name, ())), fallbacks.get(name))
             for name, found in targets.items()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from openai import OpenAI
@@ -14,6 +17,8 @@ from relaygate.context import Context
 from relaygate.settings import load_settings
 from tests.support import databases
 from tests.support.servers import ServerThread
+
+T = TypeVar("T")
 
 
 class Gateway:
@@ -80,6 +85,46 @@ class Gateway:
         )
         self._sdk_clients.append(client)
         return client
+
+    def on_loop(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run a coroutine on relaygate's own event loop and return its result."""
+        assert self.server.loop is not None
+        return asyncio.run_coroutine_threadsafe(make(), self.server.loop).result(10)
+
+    def resources(self) -> tuple[int, int]:
+        """(upstream connections checked out of the HTTP client's pool, tasks on the loop)."""
+
+        acquired, tasks = self.on_loop(self._resources)
+        return acquired, len(tasks)
+
+    async def _resources(self) -> tuple[int, list[str]]:
+        # aiohttp keeps checked-out connections in the connector's ``_acquired`` set.
+        acquired = len(self.ctx.http.connector._acquired)  # type: ignore[union-attr]
+        # Background loops wait on their stop event through short-lived wait_for tasks.
+        tasks = [repr(task.get_coro()) for task in asyncio.all_tasks()]
+        return acquired, [name for name in tasks if "Event.wait" not in name]
+
+    def assert_settles(self, tasks: int, timeout: float = 5.0) -> None:
+        """Wait until no upstream connection is checked out and at most ``tasks`` tasks
+        run (the count before a test's requests): nothing leaked."""
+        deadline = time.monotonic() + timeout
+        while True:
+            acquired, running = self.resources()
+            if (acquired == 0 and running <= tasks) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert acquired == 0, f"{acquired} upstream connection(s) still checked out"
+        if running > tasks:
+            names = "\n".join(self.on_loop(self._resources)[1])
+            raise AssertionError(f"{running} tasks running, {tasks} before:\n{names}")
+
+    def endpoint(self, name: str) -> dict[str, Any]:
+        """The endpoint named ``name`` as the admin API shows it."""
+        response = self.admin.get("/admin/api/v1/endpoints")
+        assert response.status_code == 200, response.text
+        found: list[dict[str, Any]] = [e for e in response.json() if e["name"] == name]
+        assert found, f"no endpoint named {name!r}"
+        return found[0]
 
     def add_endpoint(self, name: str, url: str, **fields: Any) -> dict[str, Any]:
         response = self.admin.post(
