@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import stat
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -217,3 +219,53 @@ def test_workers_share_one_schedule(tmp_path: Path, upstream: Upstream) -> None:
             assert [m["id"] for m in listed] == ["gpt-test"]
     finally:
         server.stop()
+
+
+def test_sigterm_drains_in_flight_streams_then_exits_0(tmp_path: Path, upstream: Upstream) -> None:
+    """On SIGTERM relaygate stops accepting connections, lets the stream in flight run to
+    its end, writes the keys' last use (queued in memory) and exits 0."""
+    admin_key = "rg-" + "d" * 43
+    env = cli_env(tmp_path, RELAYGATE_ADMIN_KEY=admin_key, RELAYGATE_DRAIN_TIMEOUT="20")
+    server = ServeProcess(tmp_path, env).wait_ready()
+    headers = {"authorization": f"Bearer {admin_key}"}
+    api = server.url + "/admin/api/v1"
+    try:
+        created = httpx.post(
+            api + "/endpoints", headers=headers, json={"name": "up", "url": upstream.url}
+        )
+        assert created.status_code == 201
+        user_key = httpx.post(api + "/keys", headers=headers, json={"name": "u"}).json()["key"]
+        upstream.state.hold_stream = threading.Event()
+        with httpx.stream(
+            "POST",
+            server.url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {user_key}"},
+            json={"model": "gpt-test", "messages": [], "stream": True},
+            timeout=30,
+        ) as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("data: ")
+            server.process.terminate()
+            deadline = time.monotonic() + 10
+            refused = False
+            while time.monotonic() < deadline and not refused:
+                try:
+                    httpx.get(server.url + "/healthz", timeout=1)
+                    time.sleep(0.05)
+                except httpx.ConnectError:
+                    refused = True
+            assert refused, "still accepting connections after SIGTERM"
+            assert server.process.poll() is None, "exited with a stream in flight"
+            upstream.state.hold_stream.set()
+            rest = [line for line in lines if line]
+        assert rest[-1] == "data: [DONE]"
+        assert len(rest) == 5  # the four remaining chunks and [DONE]
+        assert server.process.wait(timeout=20) == 0
+    finally:
+        upstream.state.hold_stream = None
+        server.stop()
+    assert "Waiting for connections to close" in server.output or "Shutting down" in server.output
+    keys = relaygate(tmp_path, "keys", "list", "--json", env=env)
+    assert keys.returncode == 0, keys.stderr
+    used = [k for k in json.loads(keys.stdout) if k["name"] == "u"]
+    assert used[0]["last_used_at"] is not None

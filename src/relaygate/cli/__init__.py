@@ -97,7 +97,7 @@ def serve(
         "log_level": settings.log_level,
         "access_log": False,
         "server_header": False,
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": settings.drain_timeout,
     }
     if workers > 1:
         # Worker processes build the app themselves from the same config and environment.
