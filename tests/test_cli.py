@@ -175,3 +175,41 @@ def test_groups(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None
     builtin = relaygate(tmp_path, "groups", "remove", "everyone", env=env)
     assert builtin.returncode == 1 and "cannot be deleted" in builtin.stderr
     ok(tmp_path, env, "groups", "remove", "team")
+
+
+def test_timeouts_and_fallback(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None:
+    """`endpoints add/update --timeout NAME=SECONDS` and `models update --fallback`."""
+    upstream.state.models = ["m-1", "m-2"]
+    added = json.loads(
+        ok(
+            tmp_path,
+            env,
+            "endpoints",
+            "add",
+            "local",
+            upstream.url,
+            "--timeout",
+            "idle=30",
+            "--json",
+        )
+    )
+    assert added["timeouts"] == {"idle": 30.0}
+    updated = json.loads(
+        ok(tmp_path, env, "endpoints", "update", "local", "--timeout", "total=600", "--json")
+    )
+    assert updated["timeouts"] == {"idle": 30.0, "total": 600.0}
+    assert "timeouts" in ok(tmp_path, env, "endpoints", "show", "local")
+    bad = relaygate(tmp_path, "endpoints", "update", "local", "--timeout", "idle=soon", env=env)
+    assert bad.returncode == 1 and "NAME=SECONDS" in bad.stderr
+    unknown = relaygate(tmp_path, "endpoints", "update", "local", "--timeout", "nap=3", env=env)
+    assert unknown.returncode == 1 and "unknown timeout 'nap'" in unknown.stderr
+    cleared = ok(tmp_path, env, "endpoints", "update", "local", "--clear-timeouts", "--json")
+    assert json.loads(cleared)["timeouts"] == {}
+    ids = {
+        m["upstream_id"]: m["id"] for m in json.loads(ok(tmp_path, env, "models", "list", "--json"))
+    }
+    ok(tmp_path, env, "models", "update", str(ids["m-1"]), "--fallback", "m-2")
+    listed = {
+        m["upstream_id"]: m for m in json.loads(ok(tmp_path, env, "models", "list", "--json"))
+    }
+    assert listed["m-1"]["fallback_model"] == "m-2"

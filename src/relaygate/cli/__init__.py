@@ -192,8 +192,12 @@ def models_update(
     model_id: int,
     alias: Annotated[str | None, typer.Option(help="Public name ('' clears it)")] = None,
     enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    fallback: Annotated[
+        str | None,
+        typer.Option(help="Model tried when every endpoint of this one fails ('' clears it)"),
+    ] = None,
 ) -> None:
-    """Set a model's alias or enable/disable it."""
+    """Set a model's alias or fallback model, or enable/disable it."""
     info = run(
         ctx,
         lambda c: models_service.update_model(
@@ -201,6 +205,7 @@ def models_update(
             model_id,
             alias=UNSET if alias is None else alias,
             enabled=UNSET if enabled is None else enabled,
+            fallback_model=UNSET if fallback is None else fallback,
         ),
     )
     typer.echo(

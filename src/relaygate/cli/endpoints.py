@@ -8,6 +8,7 @@ import typer
 
 from relaygate.cli.runner import (
     as_dict,
+    fail,
     print_json,
     print_record,
     print_table,
@@ -36,6 +37,10 @@ def _row(info: EndpointInfo) -> dict[str, Any]:
     row = as_dict(info)
     row["key"] = f"${info.api_key_env}" if info.api_key_env else info.api_key_hint or ""
     row["models"] = f"{info.models_online} online / {info.models_offline} offline"
+    row["health"] = info.health.state
+    if info.health.last_error:
+        row["health"] += f" ({info.health.consecutive_failures} failures: {info.health.last_error})"
+    row["timeouts"] = ", ".join(f"{k}={v:g}" for k, v in info.timeouts.items()) or "settings"
     return row
 
 
@@ -61,6 +66,8 @@ def _show(info: EndpointInfo, as_json: bool) -> None:
                 "last_synced_at",
                 "sync_error",
                 "models",
+                "timeouts",
+                "health",
             )
         }
     )
@@ -108,6 +115,13 @@ def add(
         typer.Option("--group", help="Grant the endpoint to this group (default: everyone)"),
     ] = None,
     sync_interval: Annotated[float | None, typer.Option(help="Seconds between syncs")] = None,
+    timeout: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--timeout",
+            help="NAME=SECONDS for connect, first_byte, idle or total; repeatable",
+        ),
+    ] = None,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="Do not sync now")] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -128,6 +142,7 @@ def add(
                 model_filter=model_filter or [],
                 enabled=not disabled,
                 sync_interval=sync_interval,
+                timeouts=_timeouts(timeout),
                 requires_user_key=requires_user_key,
                 groups=group if group is not None else ["everyone"],
             ),
@@ -180,9 +195,20 @@ def update(
     ] = None,
     clear_filter: Annotated[bool, typer.Option(help="Sync every model")] = False,
     sync_interval: Annotated[float | None, typer.Option(help="Seconds between syncs")] = None,
+    timeout: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--timeout",
+            help="NAME=SECONDS for connect, first_byte, idle or total; repeatable",
+        ),
+    ] = None,
+    clear_timeouts: Annotated[
+        bool, typer.Option(help="Follow the global timeout settings again")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change an endpoint; a new URL, key or filter syncs it again."""
+    """Change an endpoint; a new URL, key or filter syncs it again. ``--timeout`` sets
+    the given timeouts and keeps the endpoint's others."""
     changes = EndpointChanges()
     if name is not None:
         changes.name = name
@@ -203,7 +229,26 @@ def update(
         changes.auth_prefix = auth_prefix
     if sync_interval is not None:
         changes.sync_interval = sync_interval
+    if clear_timeouts:
+        changes.timeouts = None
+    elif timeout:
+        current = run(ctx, lambda c: service.get_endpoint(c, endpoint)).timeouts
+        changes.timeouts = {**current, **(_timeouts(timeout) or {})}
     _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)
+
+
+def _timeouts(pairs: list[str] | None) -> dict[str, float] | None:
+    """``["idle=30", "total=600"]`` as a mapping; exits with a one-line message if bad."""
+    if not pairs:
+        return None
+    out: dict[str, float] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            fail(f"--timeout {pair!r} must be NAME=SECONDS, e.g. idle=30")
+    return out
 
 
 def _set_enabled(ctx: typer.Context, endpoint: str, enabled: bool) -> None:
