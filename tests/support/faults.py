@@ -3,9 +3,11 @@
 It lists one model at ``GET /v1/models`` (so relaygate can sync it) and answers every
 other request according to :attr:`FaultServer.fault`, which a test sets:
 
-``ok``            a chat completion (JSON)
+``ok``            a chat completion (JSON), or a stream when the body asks for one
+``drop``          close the connection without answering
 ``stream``        an SSE chat completion stream of ``chunks`` events and ``[DONE]``
 ``status``        HTTP ``status`` with an OpenAI error body, ``Retry-After`` if set
+                  (``status:503:2`` gives both in the name)
 ``reset_body``    headers promising 1000 bytes, 100 of them, then a TCP reset
 ``stall``         read the request and never answer
 ``drip``          a stream whose events come ``drip_interval`` seconds apart
@@ -23,6 +25,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -87,7 +90,7 @@ class FaultServer:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.fault = "ok"
+        self.fault: str | Callable[[], str] = "ok"
         self.status = 500
         self.retry_after: str | None = None
         self.chunks = 5
@@ -151,8 +154,7 @@ class FaultServer:
                 for line in header_lines:
                     if line.lower().startswith("content-length:"):
                         length = int(line.split(":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
+                body = await reader.readexactly(length) if length else b""
                 if method == "GET" and path.startswith("/v1/models"):
                     body = orjson.dumps(
                         {
@@ -164,7 +166,7 @@ class FaultServer:
                     await writer.drain()
                     continue
                 self.requests += 1
-                if not await self._answer(reader, writer):
+                if not await self._answer(reader, writer, body):
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             return
@@ -173,19 +175,28 @@ class FaultServer:
             self._writers.discard(writer)
             writer.close()
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Answer one request per :attr:`fault`; False when the connection must end."""
-        fault = self.fault
+    async def _answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes
+    ) -> bool:
+        """Answer one request per :attr:`fault` (a name, or a function returning one per
+        request); False when the connection must end."""
+        fault = self.fault() if callable(self.fault) else self.fault
+        if fault == "ok" and b'"stream":true' in body.replace(b" ", b""):
+            fault = "stream"
+        if fault == "drop":
+            return False
         if fault == "ok":
             writer.write(_response(200, completion(self.name)))
-        elif fault == "status":
+        elif fault.startswith("status"):
+            # "status" uses .status and .retry_after; "status:503:2" says both itself.
+            _, status_text, retry_after = (fault + "::").split(":")[:3]
+            status = int(status_text) if status_text else self.status
+            retry_after = retry_after or self.retry_after or ""
             headers = {"content-type": "application/json"}
-            if self.retry_after is not None:
-                headers["retry-after"] = self.retry_after
-            error = {
-                "error": {"message": f"{self.name} says {self.status}", "type": "server_error"}
-            }
-            writer.write(_response(self.status, orjson.dumps(error), headers))
+            if retry_after:
+                headers["retry-after"] = retry_after
+            error = {"error": {"message": f"{self.name} says {status}", "type": "server_error"}}
+            writer.write(_response(status, orjson.dumps(error), headers))
         elif fault == "invalid_json":
             writer.write(_response(200, b'{"id": "chatcmpl-1", "choices": [ not json'))
         elif fault in ("stream", "cut_stream", "drip"):
