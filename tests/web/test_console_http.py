@@ -71,3 +71,16 @@ def test_signed_out_or_revoked_sessions_end(gateway: Gateway) -> None:
     assert other.get("/ui/account").status_code == 303
     other.close()
     client.close()
+
+
+def test_endpoints_page_shows_health(gateway: Gateway) -> None:
+    """An endpoint that keeps failing shows as cooling down, with its last error."""
+    gateway.add_endpoint("gone", "http://127.0.0.1:9/v1", sync=False)
+    endpoint_id = gateway.endpoint("gone")["id"]
+    for _ in range(3):
+        gateway.ctx.health.failed(endpoint_id, "connection refused")
+    client, _ = signed_in(gateway)
+    page = client.get("/ui/endpoints").text
+    client.close()
+    assert "cooling down" in page
+    assert "3 failures" in page and "connection refused" in page
