@@ -444,7 +444,7 @@ class Proxy:
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             if isinstance(exc, TimeoutError):
-                if timer_expired(exc):
+                if _is_connect_timeout(exc):
                     kind = "connect_timeout"
                     reason = f"no connection within {timeouts.connect:g} s"
                 elif loop.time() >= deadline - 0.001:
@@ -514,7 +514,7 @@ def _endpoint_of(target: Target) -> int:
     return target.endpoint_id
 
 
-def timer_expired(exc: TimeoutError) -> bool:
+def _is_connect_timeout(exc: TimeoutError) -> bool:
     """Whether ``exc`` is the HTTP client's connect timeout (not one of relaygate's)."""
     return isinstance(exc, aiohttp.ConnectionTimeoutError)
 
