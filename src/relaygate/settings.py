@@ -65,6 +65,8 @@ class Settings(BaseModel):
     change_poll_interval: float = Field(default=0.5, gt=0)
     key_usage_flush_interval: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, gt=0)
+    """Largest request header block (each header counted as ``name: value\\r\\n``)."""
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_read_timeout: float = Field(default=600.0, gt=0)
     upstream_max_connections: int = Field(default=1000, gt=0)

@@ -28,7 +28,8 @@ from relaygate.errors import (
     render,
 )
 from relaygate.metrics import Metrics
-from relaygate.proxy.body import parse_model, read_body
+from relaygate.proxy.body import check_payload, parse_model, read_body
+from relaygate.proxy.checks import check_request
 from relaygate.services.api_keys import KeyActivity
 from relaygate.snapshot import SnapshotStore, Target, TargetSurface
 
@@ -77,8 +78,11 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 ENDPOINT_HEADER = b"x-relaygate-endpoint"
 
 
-async def _send_bytes(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+async def _send_bytes(
+    send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    out = [*_JSON_HEADERS, *headers] if headers else _JSON_HEADERS
+    await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -106,7 +110,7 @@ class Proxy:
             status = await self._handle(scope, receive, send)
         except RelaygateError as exc:
             status, body = render(exc)
-            await _send_bytes(send, status, body)
+            await _send_bytes(send, status, body, exc.headers)
         except Exception:
             log.exception("unexpected error while proxying %s", scope["path"])
             status = 500
@@ -135,15 +139,16 @@ class Proxy:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
         snapshot = self._snapshots.current
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        principal = authenticate(snapshot, key_from_headers(headers))
-        self._activity.touch(principal.key_id)
         path: str = scope["path"]
         method: str = scope["method"]
+        length = check_request(method, path, headers)
+        principal = authenticate(snapshot, key_from_headers(headers))
+        self._activity.touch(principal.key_id)
         view = principal.view
-        if method == "GET" and path == "/v1/models":
+        if method in ("GET", "HEAD") and path == "/v1/models":
             await _send_bytes(send, 200, view.model_list_body)
             return 200
-        if method == "GET" and path.startswith("/v1/models/"):
+        if method in ("GET", "HEAD") and path.startswith("/v1/models/"):
             name = path[len("/v1/models/") :]
             entry = view.model_bodies.get(name)
             if entry is None:
@@ -153,8 +158,9 @@ class Proxy:
             await _send_bytes(send, 200, entry)
             return 200
 
-        body = await read_body(receive, headers, self._max_body)
+        body = await read_body(receive, length, self._max_body)
         payload, model = parse_model(body)
+        check_payload(path, payload)
         route = view.routes.get(model)
         if route is None:
             raise self._unavailable(snapshot.known_names, model)
