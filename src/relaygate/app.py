@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from relaygate import __version__
 from relaygate.admin import admin_router, registry_router
@@ -27,7 +28,8 @@ from relaygate.errors import RelaygateError, error_body, render
 from relaygate.metrics import Metrics
 from relaygate.ops import router as ops_router
 from relaygate.proxy import Proxy
-from relaygate.proxy.app import Receive, Scope, Send
+from relaygate.proxy.app import Receive, Scope, Send, send_error
+from relaygate.proxy.checks import check_header_size
 from relaygate.services.api_keys import KeyActivity
 from relaygate.services.bootstrap import bootstrap
 from relaygate.settings import Settings, load_settings
@@ -36,7 +38,14 @@ from relaygate.web import console_router, console_static, console_templates
 from relaygate.web.auth import SignInRequired
 
 log = logging.getLogger(__name__)
-_HTTP_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found"}
+# The framework's own errors (unknown route, wrong method) as (type, code).
+_HTTP_ERRORS: dict[int, tuple[str, str | None]] = {
+    401: ("authentication_error", None),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+}
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def _wants_console_page(request: Request) -> bool:
@@ -66,8 +75,20 @@ def console_error(request: Request, status: int, message: str) -> Response:
     )
 
 
-def _json(status: int, body: bytes) -> Response:
-    return Response(body, status_code=status, media_type="application/json")
+def _json(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route takes at the request's path. Starlette's own 405 names
+    those of the first route matching the path only (GET, where POST is another route)."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -79,7 +100,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             if isinstance(exc, SignInRequired):
                 return RedirectResponse("/ui/login", status_code=303)
             return console_error(request, exc.status, exc.message)
-        return _json(*render(exc))
+        headers = {name.decode(): value.decode() for name, value in exc.headers}
+        return _json(*render(exc), headers=headers)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -98,10 +120,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
+        headers = exc.headers
+        if exc.status_code == 405:
+            allow = _allowed_methods(request) or (exc.headers or {}).get("Allow", "")
+            headers = {"allow": allow}
+            message = f"{request.method} is not allowed on {request.url.path}; it takes {allow}"
         if _wants_console_page(request):
             return console_error(request, exc.status_code, message)
-        kind = _HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request_error")
-        return _json(exc.status_code, error_body(message, kind, None))
+        kind, code = _HTTP_ERRORS.get(exc.status_code, ("invalid_request_error", None))
+        return _json(exc.status_code, error_body(message, kind, code), headers=headers)
 
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
@@ -139,9 +166,19 @@ class RelaygateApp:
         self.api.include_router(console_router())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.proxy is not None:
+        if scope["type"] == "http":
+            try:
+                # uvicorn's default parser (httptools) puts no bound on headers.
+                check_header_size(scope["headers"], self.settings.max_header_bytes)
+            except RelaygateError as exc:
+                await send_error(send, exc)
+                return
             path: str = scope["path"]
-            if path.startswith("/v1/") and not path.startswith("/v1/registry/"):
+            if (
+                self.proxy is not None
+                and path.startswith("/v1/")
+                and not path.startswith("/v1/registry/")
+            ):
                 await self.proxy(scope, receive, send)
                 return
         await self.api(scope, receive, send)

@@ -17,14 +17,34 @@ _BEARER = b"bearer "
 
 
 def key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The API key in raw ASGI ``headers`` (lower-case names), or None."""
+    """The API key in raw ASGI ``headers`` (lower-case names), or None when none is sent.
+
+    Raises :class:`AuthenticationFailed` when an ``authorization`` header is not
+    ``Bearer <key>`` (another scheme, a bare key, an empty key) and no ``x-api-key``
+    stands in for it: that caller meant to send a key, and should hear what is wrong.
+    """
     fallback = None
+    malformed: AuthenticationFailed | None = None
     for name, value in headers:
         if name == b"authorization":
             if value[:7].lower() == _BEARER:
-                return value[7:].strip().decode("latin-1") or None
+                key = value[7:].strip()
+                if key:
+                    return key.decode("latin-1")
+            if value.strip().lower() == b"bearer":
+                malformed = AuthenticationFailed(
+                    "the Authorization header has no key after 'Bearer'", code="missing_api_key"
+                )
+            else:
+                # The value is not shown: it may well be a secret.
+                malformed = AuthenticationFailed(
+                    "the Authorization header must be 'Bearer <key>' (another scheme or a "
+                    "bare key is not accepted)"
+                )
         elif name == b"x-api-key":
             fallback = value.strip().decode("latin-1") or None
+    if fallback is None and malformed is not None:
+        raise malformed
     return fallback
 
 

@@ -9,8 +9,11 @@
     ├── PermissionDenied                403 permission_denied
     ├── NotFound                        404 not_found
     │   └── ModelNotFound               404 model_not_found
+    ├── MethodNotAllowed                405 method_not_allowed (with an ``allow`` header)
     ├── Conflict                        409 conflict
     ├── PayloadTooLarge                 413 request_too_large
+    ├── UnsupportedMediaType            415 unsupported_media_type
+    ├── HeadersTooLarge                 431 request_header_fields_too_large
     ├── UpstreamFailed                  502 upstream_error
     ├── ModelUnavailable                503 model_offline
     ├── Overloaded                      503 server_overloaded (with Retry-After)
@@ -23,6 +26,8 @@ Responses follow OpenAI's error object,
 
 from __future__ import annotations
 
+import math
+
 import orjson
 
 
@@ -32,6 +37,8 @@ class RelaygateError(Exception):
     status = 500
     type = "server_error"
     code: str | None = "internal_error"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    """Response headers the error calls for besides the content type (e.g. ``allow``)."""
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -65,12 +72,30 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class MethodNotAllowed(RelaygateError):
+    """The route exists but not for this method; ``allow`` lists the methods it takes."""
+
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str):
+        super().__init__(message)
+        self.headers = ((b"allow", allow.encode("latin-1")),)
+
+
 class Conflict(RelaygateError):
     status, type, code = 409, "invalid_request_error", "conflict"
 
 
 class PayloadTooLarge(RelaygateError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class UnsupportedMediaType(RelaygateError):
+    status, type, code = 415, "invalid_request_error", "unsupported_media_type"
+
+
+class HeadersTooLarge(RelaygateError):
+    status, type, code = 431, "invalid_request_error", "request_header_fields_too_large"
 
 
 class UpstreamFailed(RelaygateError):
@@ -96,6 +121,7 @@ class Overloaded(RelaygateError):
     ):
         super().__init__(message, param=param, code=code)
         self.retry_after = retry_after
+        self.headers = ((b"retry-after", str(max(1, math.ceil(retry_after))).encode()),)
 
 
 class UpstreamTimeout(RelaygateError):

@@ -67,6 +67,8 @@ class Settings(BaseModel):
     change_poll_interval: float = Field(default=0.5, gt=0)
     key_usage_flush_interval: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, gt=0)
+    """Largest request header block (each header counted as ``name: value\\r\\n``)."""
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     """Seconds to open a connection to an endpoint."""
     upstream_first_byte_timeout: float = Field(default=300.0, gt=0)

@@ -22,9 +22,12 @@ T = TypeVar("T")
 
 
 class Gateway:
-    """A running relaygate on a fresh SQLite file, with a known admin key."""
+    """A running relaygate on a fresh SQLite file, with a known admin key; ``overrides``
+    are settings, ``server_options`` go to ``uvicorn.Config``."""
 
-    def __init__(self, tmp_path: Path, **overrides: Any):
+    def __init__(
+        self, tmp_path: Path, server_options: dict[str, Any] | None = None, **overrides: Any
+    ):
         self.admin_key = "rg-" + secrets.token_urlsafe(32)
         self._own_database = "database_url" not in overrides
         self.database_url = overrides.pop("database_url", None) or databases.database_url(tmp_path)
@@ -38,7 +41,7 @@ class Gateway:
         values.update(overrides)
         self.settings = load_settings(None, environ={}, **values)
         self.app: RelaygateApp = create_app(self.settings)
-        self.server = ServerThread(self.app)
+        self.server = ServerThread(self.app, **(server_options or {}))
         self.url = ""
         self._clients: list[httpx.Client] = []
         self._sdk_clients: list[OpenAI] = []

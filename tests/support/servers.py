@@ -18,9 +18,10 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """Runs ``app`` with uvicorn on 127.0.0.1 in a background thread until :meth:`stop`."""
+    """Runs ``app`` with uvicorn on 127.0.0.1 in a background thread until :meth:`stop`;
+    ``options`` go to ``uvicorn.Config`` (e.g. ``http="h11"``)."""
 
-    def __init__(self, app: Any, port: int | None = None):
+    def __init__(self, app: Any, port: int | None = None, **options: Any):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -31,6 +32,7 @@ class ServerThread:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=2,
+            **options,
         )
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -98,6 +98,10 @@ def serve(
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": settings.drain_timeout,
+        # Bounds the buffered request head when uvicorn parses with h11 (no httptools):
+        # past it uvicorn itself answers a plain-text 400. httptools has no such bound;
+        # the app refuses headers over max_header_bytes with 431 once they are in.
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
     if workers > 1:
         # Worker processes build the app themselves from the same config and environment.

@@ -31,7 +31,8 @@ from relaygate.errors import (
 )
 from relaygate.health import Health, parse_retry_after
 from relaygate.metrics import Metrics
-from relaygate.proxy.body import parse_model, read_body
+from relaygate.proxy.body import check_payload, parse_model, read_body
+from relaygate.proxy.checks import check_request
 from relaygate.services.api_keys import KeyActivity
 from relaygate.snapshot import Route, SnapshotStore, Target, TargetSurface, View
 
@@ -82,19 +83,19 @@ MODEL_HEADER = b"x-relaygate-model"
 """Sent when a fallback model answered: the public name of the model that did."""
 
 
-async def _send_bytes(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+async def _send_bytes(
+    send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    out = [*_JSON_HEADERS, *headers] if headers else _JSON_HEADERS
+    await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_error(send: Send, exc: RelaygateError) -> None:
-    """Answer with ``exc`` as an OpenAI-shaped error (with ``Retry-After`` when it has one)."""
+async def send_error(send: Send, exc: RelaygateError) -> None:
+    """Answer with ``exc`` as an OpenAI-shaped error, with the headers it calls for
+    (``Retry-After``, ``Allow``)."""
     status, body = render(exc)
-    headers = _JSON_HEADERS
-    if isinstance(exc, Overloaded):
-        headers = [*headers, (b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await _send_bytes(send, status, body, exc.headers)
 
 
 class Proxy:
@@ -134,7 +135,7 @@ class Proxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._in_flight >= self._max_concurrent:
             self._metrics.proxy_requests.labels("5xx").inc()
-            await _send_error(
+            await send_error(
                 send,
                 Overloaded(
                     f"relaygate is serving its limit of {self._max_concurrent} requests at "
@@ -149,7 +150,7 @@ class Proxy:
             status = await self._handle(scope, receive, send)
         except RelaygateError as exc:
             status = exc.status
-            await _send_error(send, exc)
+            await send_error(send, exc)
         except Exception:
             log.exception("unexpected error while proxying %s", scope["path"])
             status = 500
@@ -179,15 +180,16 @@ class Proxy:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
         snapshot = self._snapshots.current
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        principal = authenticate(snapshot, key_from_headers(headers))
-        self._activity.touch(principal.key_id)
         path: str = scope["path"]
         method: str = scope["method"]
+        length = check_request(method, path, headers)
+        principal = authenticate(snapshot, key_from_headers(headers))
+        self._activity.touch(principal.key_id)
         view = principal.view
-        if method == "GET" and path == "/v1/models":
+        if method in ("GET", "HEAD") and path == "/v1/models":
             await _send_bytes(send, 200, view.model_list_body)
             return 200
-        if method == "GET" and path.startswith("/v1/models/"):
+        if method in ("GET", "HEAD") and path.startswith("/v1/models/"):
             name = path[len("/v1/models/") :]
             entry = view.model_bodies.get(name)
             if entry is None:
@@ -197,8 +199,9 @@ class Proxy:
             await _send_bytes(send, 200, entry)
             return 200
 
-        body = await read_body(receive, headers, self._max_body)
+        body = await read_body(receive, length, self._max_body)
         payload, model = parse_model(body)
+        check_payload(path, payload)
         route = view.routes.get(model)
         if route is None:
             raise self._unavailable(snapshot.known_names, model)

@@ -17,14 +17,16 @@ _JSON_KINDS = {
     bool: "a boolean",
     type(None): "null",
 }
+# Chat routes (OpenAI's and Anthropic's) whose 'messages' is an array.
+_MESSAGE_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 
 
-async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
+async def read_body(receive: Receive, length: int | None, limit: int) -> bytes:
     """Read the whole request body; raises :class:`PayloadTooLarge` past ``limit`` bytes
-    (checked against ``content-length`` first, then as chunks arrive)."""
-    for name, value in headers:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+    (checked against the declared ``length``, the content-length, first, then as chunks
+    arrive)."""
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     message = await receive()
     body: bytes = message.get("body", b"")
     if len(body) > limit:
@@ -65,6 +67,21 @@ def parse_model(body: bytes) -> tuple[dict[str, Any], str]:
     model = payload.get("model")
     if model is None:
         raise BadRequest("request body has no 'model'", param="model", code="missing_model")
-    if not isinstance(model, str) or not model:
+    if not isinstance(model, str):
+        kind = _JSON_KINDS.get(type(model), "an object")
+        raise BadRequest(f"'model' must be a non-empty string, not {kind}", param="model")
+    if not model:
         raise BadRequest("'model' must be a non-empty string", param="model")
     return payload, model
+
+
+def check_payload(path: str, payload: dict[str, Any]) -> None:
+    """Refuse what no upstream could take in the body of a request to ``path``: a chat
+    request whose ``messages`` is not an array. Raises :class:`BadRequest`."""
+    if path in _MESSAGE_PATHS and "messages" in payload:
+        messages = payload["messages"]
+        if not isinstance(messages, list):
+            kind = _JSON_KINDS.get(type(messages), "an object")
+            raise BadRequest(
+                f"'messages' must be an array of message objects, not {kind}", param="messages"
+            )

@@ -1,0 +1,113 @@
+"""Checks of a request's method, path and headers, made before its body is read.
+
+They run on every request, so each is one pass over the headers at most and no
+regular expressions.
+
+Methods: relaygate picks an endpoint by the ``model`` of a JSON request body, so a
+``/v1/...`` route other than ``/v1/models`` can only be routed when the request
+carries a body. A ``GET``, ``HEAD`` or ``DELETE`` without one, and any ``OPTIONS``,
+``TRACE`` or ``CONNECT``, is answered 405 with ``allow: POST`` and a message saying
+why; ``/v1/models`` and ``/v1/models/{model}`` take ``GET`` and ``HEAD`` only. A 405
+names the method that is wrong and the one to use, which a client can act on more
+readily than a 400 about a missing body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from relaygate.errors import BadRequest, HeadersTooLarge, MethodNotAllowed, UnsupportedMediaType
+
+_MODELS = "/v1/models"
+_MODELS_PREFIX = "/v1/models/"
+_MODELS_ALLOW = "GET, HEAD"
+_NEVER_ROUTED = frozenset({"OPTIONS", "TRACE", "CONNECT"})
+_ROUTED_WITH_BODY = frozenset({"GET", "HEAD", "DELETE"})
+_DOT_SEGMENTS = frozenset({".", ".."})
+_JSON = b"application/json"
+_PLAIN = b"text/plain"
+_JSON_SUFFIX = b"+json"
+_MULTIPART = b"multipart/form-data"
+_FORM = b"application/x-www-form-urlencoded"
+
+
+def check_header_size(headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
+    """Refuse a request whose headers, counted as ``name: value\\r\\n`` lines, exceed
+    ``limit`` bytes; raises :class:`HeadersTooLarge` (431)."""
+    size = sum(len(name) + len(value) + 4 for name, value in headers)
+    if size > limit:
+        raise HeadersTooLarge(
+            f"request headers take {size} bytes, more than the limit of {limit} bytes"
+        )
+
+
+def check_request(method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """Check a ``/v1/...`` request before it is authenticated or its body read.
+
+    Takes the ASGI method, the decoded path and the raw headers (lower-case names);
+    returns the declared ``content-length`` (None when absent). Raises
+    :class:`MethodNotAllowed` (405, see the module docstring),
+    :class:`BadRequest` for a ``.`` or ``..`` path segment (which would climb out of
+    the endpoint's URL once forwarded), and :class:`UnsupportedMediaType` (415) for
+    a content type other than none, ``application/json``, ``*/*+json`` and
+    ``text/plain``.
+    """
+    if path == _MODELS or path.startswith(_MODELS_PREFIX):
+        if method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(
+                f"{method} is not allowed on {path}: the model list takes GET",
+                allow=_MODELS_ALLOW,
+            )
+        return None
+    if "." in path or "%" in path:
+        _check_segments(path)
+    length: int | None = None
+    chunked = False
+    for name, value in headers:
+        if name == b"content-type":
+            _check_content_type(value)
+        elif name == b"content-length":
+            # The server has already refused a content-length that is not a number.
+            length = int(value) if value.isdigit() else None
+        elif name == b"transfer-encoding":
+            chunked = True
+    if method in _NEVER_ROUTED or (method in _ROUTED_WITH_BODY and not length and not chunked):
+        raise MethodNotAllowed(
+            f"{method} {path} cannot be routed: relaygate picks the endpoint by the 'model' "
+            "of a JSON request body, so send POST with a JSON body",
+            allow="POST",
+        )
+    return length
+
+
+def _check_segments(path: str) -> None:
+    for segment in path.split("/"):
+        # The forwarding URL is parsed again, and %2e there would become a dot too.
+        if segment.lower().replace("%2e", ".") in _DOT_SEGMENTS:
+            raise BadRequest(
+                f"the path {path!r} has a '.' or '..' segment; relaygate forwards paths "
+                "as they are below the endpoint's URL, never outside it",
+                code="invalid_path",
+            )
+
+
+def _check_content_type(value: bytes) -> None:
+    media = value.partition(b";")[0].strip().lower()
+    if not media or media in (_JSON, _PLAIN):
+        return
+    if media.endswith(_JSON_SUFFIX) and b"/" in media:
+        return
+    if media == _MULTIPART:
+        raise UnsupportedMediaType(
+            "multipart/form-data is not supported (so neither are file uploads such as "
+            "audio transcriptions): relaygate routes by the 'model' of a JSON body; send "
+            "'Content-Type: application/json'"
+        )
+    hint = ""
+    if media == _FORM:
+        hint = " (curl -d sends this type unless given -H 'Content-Type: application/json')"
+    shown = media.decode("latin-1")
+    raise UnsupportedMediaType(
+        f"Content-Type {shown!r} is not supported{hint}: send a JSON body with "
+        "'Content-Type: application/json'"
+    )
