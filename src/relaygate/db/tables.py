@@ -8,10 +8,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -59,6 +61,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     email: Mapped[str | None] = mapped_column(String(320))
     role: Mapped[str] = mapped_column(String(16), default="user")
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -77,6 +81,8 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
     """Public model names this key is limited to (narrower than its user's), or None."""
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
 
 
 class Endpoint(Base):
@@ -126,6 +132,8 @@ class Model(Base):
     capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
     fallback_model: Mapped[str | None] = mapped_column(String(500))
     """The public name of the model tried when every endpoint serving this one fails."""
+    input_cost_per_million_tokens: Mapped[float | None] = mapped_column(Float)
+    output_cost_per_million_tokens: Mapped[float | None] = mapped_column(Float)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -240,3 +248,34 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class UsageRecord(Base):
+    """One proxied request: who, which model and endpoint, how it went, tokens and cost.
+    ``cost`` is in the currency of the model's prices (per million tokens); times in ms."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_user_created", "user_id", "created_at"),
+        Index("ix_usage_records_key_created", "key_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[int] = mapped_column(Integer)
+    endpoint_id: Mapped[int | None] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(500))
+    upstream_model: Mapped[str | None] = mapped_column(String(500))
+    path: Mapped[str] = mapped_column(String(200))
+    status: Mapped[int] = mapped_column(Integer)
+    stream: Mapped[bool] = mapped_column(Boolean)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttfb_ms: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    total_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost: Mapped[float | None] = mapped_column(Float)
