@@ -66,6 +66,7 @@ class Entry:
     listing: dict[str, object]
     timeouts: Timeouts
     fallback: str | None
+    prices: tuple[float | None, float | None]
 
 
 def _encode(items: dict[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
@@ -168,6 +169,8 @@ class _Views:
                     surfaces,
                     own_key=own_surfaces is not None,
                     timeouts=entry.timeouts,
+                    input_price=entry.prices[0],
+                    output_price=entry.prices[1],
                 )
             )
             listed.setdefault(entry.name, entry.listing)
@@ -245,6 +248,7 @@ async def build_snapshot(
                 _listing_entry(name, model, endpoint.name),
                 timeouts.merged(endpoint.timeouts),
                 model.fallback_model if model.fallback_model != name else None,
+                (model.input_cost_per_million_tokens, model.output_cost_per_million_tokens),
             )
         )
         by_endpoint[endpoint.id].add(model.id)

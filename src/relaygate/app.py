@@ -25,6 +25,7 @@ from relaygate.admin import admin_router, registry_router
 from relaygate.background import flush_key_activity, follow_changes
 from relaygate.context import open_context
 from relaygate.errors import RelaygateError, error_body, render
+from relaygate.logs import configure_logging
 from relaygate.metrics import Metrics
 from relaygate.ops import router as ops_router
 from relaygate.proxy import Proxy
@@ -32,8 +33,10 @@ from relaygate.proxy.app import Receive, Scope, Send, send_error
 from relaygate.proxy.checks import check_header_size
 from relaygate.services.api_keys import KeyActivity
 from relaygate.services.bootstrap import bootstrap
+from relaygate.services.usage import prune_usage
 from relaygate.settings import Settings, load_settings
 from relaygate.sync.scheduler import run_scheduler
+from relaygate.usage import UsageQueue, write_usage
 from relaygate.web import console_router, console_static, console_templates
 from relaygate.web.auth import SignInRequired
 
@@ -185,20 +188,25 @@ class RelaygateApp:
 
     @asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
-        async with open_context(self.settings) as ctx:
+        async with open_context(self.settings, self.metrics) as ctx:
             if self.bootstrap:
                 result = await bootstrap(ctx)
                 if result.new_admin_key:
                     print_first_admin_key(result.new_admin_key)
             await ctx.snapshots.refresh()
             activity = KeyActivity()
+            usage = UsageQueue(
+                self.metrics, self.settings.usage_queue_size, self.settings.usage_batch_size
+            )
             self.api.state.ctx = ctx
+            self.api.state.usage_queue = usage
             self.proxy = Proxy(
                 ctx.snapshots,
                 ctx.http,
                 activity,
                 self.metrics,
                 ctx.health,
+                usage,
                 max_body_bytes=self.settings.max_body_bytes,
                 max_concurrent=self.settings.max_concurrent_requests,
             )
@@ -207,6 +215,8 @@ class RelaygateApp:
                 asyncio.create_task(run_scheduler(ctx, stop)),
                 asyncio.create_task(follow_changes(ctx, stop)),
                 asyncio.create_task(flush_key_activity(ctx, activity, stop)),
+                asyncio.create_task(write_usage(ctx, usage, self.metrics, stop)),
+                asyncio.create_task(prune_usage(ctx, stop)),
             ]
             log.info("relaygate %s ready (%s)", __version__, ctx.engine.dialect.name)
             try:
@@ -230,16 +240,8 @@ def create_app_from_environment() -> RelaygateApp:
     """The app factory each worker of ``relaygate serve --workers N`` calls: settings from
     the config file and ``RELAYGATE_*`` variables, as the parent process read them."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings, bootstrap=False)
-
-
-def configure_logging(level: str) -> None:
-    """Log to stderr at ``level`` (debug, info, warning, error), libraries kept quieter."""
-    numeric = logging.getLevelName(level.upper())
-    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiosqlite", "alembic", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, numeric))
 
 
 def print_first_admin_key(key: str) -> None:

@@ -24,6 +24,7 @@ from relaygate.db.migrate import upgrade
 from relaygate.db.tables import Meta
 from relaygate.errors import ConfigError
 from relaygate.health import Health
+from relaygate.metrics import Metrics
 from relaygate.settings import Settings
 from relaygate.snapshot import Snapshot, SnapshotStore, Timeouts
 from relaygate.vault import CHECK_PLAINTEXT, DecryptionFailed, Vault, load_secret
@@ -56,6 +57,8 @@ class Context:
     sync_state: SyncState
     health: Health
     """Which endpoints this process is cooling down after failures."""
+    metrics: Metrics
+    """The server's metrics (a CLI command's go nowhere)."""
     replica: str
     """This process, as host:pid, recorded on the syncs it runs."""
 
@@ -94,8 +97,11 @@ async def _check_secret(sessions: async_sessionmaker[AsyncSession], vault: Vault
 
 
 @asynccontextmanager
-async def open_context(settings: Settings) -> AsyncIterator[Context]:
+async def open_context(
+    settings: Settings, metrics: Metrics | None = None
+) -> AsyncIterator[Context]:
     """Open the database (migrating it), the vault and the HTTP client; close them after.
+    ``metrics`` are the server's (a fresh, unexposed set when None).
 
     Raises :class:`ConfigError` when the database cannot be opened or the secret
     key does not match the database.
@@ -152,6 +158,7 @@ async def open_context(settings: Settings) -> AsyncIterator[Context]:
                     settings.cooldown_seconds,
                     settings.max_cooldown_seconds,
                 ),
+                metrics=metrics or Metrics(),
                 replica=f"{socket.gethostname()}:{os.getpid()}",
             )
     finally:

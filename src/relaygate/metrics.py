@@ -1,32 +1,107 @@
-"""Prometheus metrics, in a registry owned by the app (never the global default)."""
+"""Prometheus metrics, in a registry owned by the app (never the global default).
+
+Names follow the OpenTelemetry GenAI semantic conventions where one exists
+(https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-metrics/), converted to
+Prometheus style: ``gen_ai.client.operation.duration`` becomes
+``gen_ai_client_operation_duration_seconds``, ``gen_ai.server.time_to_first_token``
+becomes ``gen_ai_server_time_to_first_token_seconds`` and ``gen_ai.client.token.usage``
+becomes ``gen_ai_client_token_usage``, with the labels ``gen_ai_request_model``
+(the public model name), ``relaygate_endpoint`` and, for tokens, ``gen_ai_token_type``
+(``input``/``output``). The rest are relaygate's own, prefixed ``relaygate_``.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# LLM calls take from milliseconds (cached, embeddings) to minutes (long generations).
+_DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640,
+)  # fmt: skip
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
 class Metrics:
     """The gateway's metrics; exposed at ``GET /metrics``."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry = CollectorRegistry(auto_describe=True)
         self.proxy_requests = Counter(
             "relaygate_proxy_requests",
             "Proxied requests by response status class",
             ["status"],
-            registry=self.registry,
+            registry=registry,
+        )
+        self.requests = Counter(
+            "relaygate_requests",
+            "Proxied requests by public model name, endpoint and HTTP status",
+            ["gen_ai_request_model", "relaygate_endpoint", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "gen_ai_client_operation_duration",
+            "Seconds from a proxied request's arrival to the end of its answer",
+            ["gen_ai_request_model", "relaygate_endpoint"],
+            unit="seconds",
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.time_to_first_token = Histogram(
+            "gen_ai_server_time_to_first_token",
+            "Seconds from a streamed request's arrival to the first chunk of its answer",
+            ["gen_ai_request_model", "relaygate_endpoint"],
+            unit="seconds",
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per request, by type (input: prompt, output: completion)",
+            ["gen_ai_request_model", "relaygate_endpoint", "gen_ai_token_type"],
+            buckets=_TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "relaygate_tokens",
+            "Tokens used, by type (input: prompt, output: completion)",
+            ["gen_ai_request_model", "relaygate_endpoint", "gen_ai_token_type"],
+            registry=registry,
         )
         self.upstream_errors = Counter(
             "relaygate_upstream_errors",
             "Upstream failures by kind",
             ["kind"],
-            registry=self.registry,
+            registry=registry,
         )
         self.in_flight = Gauge(
-            "relaygate_proxy_in_flight", "Proxied requests in progress", registry=self.registry
+            "relaygate_proxy_in_flight", "Proxied requests in progress", registry=registry
         )
         self.snapshot_version = Gauge(
             "relaygate_snapshot_version",
             "Change counter of the loaded snapshot",
-            registry=self.registry,
+            registry=registry,
+        )
+        self.snapshot_age = Gauge(
+            "relaygate_snapshot_age_seconds",
+            "Seconds since the loaded snapshot was built",
+            registry=registry,
+        )
+        self.sync_runs = Counter(
+            "relaygate_sync_runs",
+            "Model syncs by endpoint and outcome (ok or error)",
+            ["relaygate_endpoint", "status"],
+            registry=registry,
+        )
+        self.usage_queue = Gauge(
+            "relaygate_usage_queue_depth",
+            "Usage records waiting to be written",
+            registry=registry,
+        )
+        self.usage_written = Counter(
+            "relaygate_usage_written", "Usage records written", registry=registry
+        )
+        self.usage_dropped = Counter(
+            "relaygate_usage_dropped",
+            "Usage records dropped because the queue was full (database stalled)",
+            registry=registry,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -40,5 +42,8 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition of the app's own registry."""
     registry: Metrics = request.app.state.metrics
-    registry.snapshot_version.set(request.app.state.ctx.snapshots.current.version)
+    snapshots = request.app.state.ctx.snapshots
+    registry.snapshot_version.set(snapshots.current.version)
+    registry.snapshot_age.set(time.monotonic() - snapshots.loaded_at)
+    registry.usage_queue.set(len(request.app.state.usage_queue))
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

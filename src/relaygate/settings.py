@@ -59,6 +59,9 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json`` writes one JSON object per log line (time, level, name, message,
+    request_id)."""
     sync_interval: float = Field(default=30.0, gt=0)
     sync_timeout: float = Field(default=10.0, gt=0)
     admin_key: str | None = None
@@ -87,6 +90,14 @@ class Settings(BaseModel):
     """The first cool-down; it doubles on each further failure in a row."""
     max_cooldown_seconds: float = Field(default=300.0, gt=0)
     """The longest cool-down, also the most a ``Retry-After`` from an endpoint is honoured."""
+    usage_flush_interval: float = Field(default=1.0, gt=0)
+    """Seconds between writes of queued usage records."""
+    usage_batch_size: int = Field(default=500, gt=0)
+    """Queued usage records that trigger a write before the interval is up."""
+    usage_queue_size: int = Field(default=100_000, gt=0)
+    """Usage records held while the database is slow; more are dropped and counted."""
+    usage_retention_days: float | None = Field(default=None, gt=0)
+    """Usage records older than this are deleted (in small batches); None keeps all."""
     drain_timeout: float = Field(default=30.0, ge=0)
     """Seconds a stopping server lets in-flight requests and streams finish."""
     web_session_hours: float = Field(default=12.0, gt=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -67,6 +68,9 @@ class Target:
     own_key: bool = False
     """Whether the caller's own provider key is used (not the endpoint's)."""
     timeouts: Timeouts = DEFAULT_TIMEOUTS
+    input_price: float | None = None
+    output_price: float | None = None
+    """Prices per million prompt and completion tokens, for usage records' cost."""
 
     def surface(self, path: str) -> TargetSurface:
         """The surface serving ``path`` (e.g. ``/messages``); the last one serves the rest."""
@@ -162,6 +166,8 @@ class SnapshotStore:
         self._loader = loader
         self._lock = asyncio.Lock()
         self.current = Snapshot.empty()
+        self.loaded_at = time.monotonic()
+        """When the current snapshot was built (``time.monotonic()`` seconds)."""
 
     @property
     def loaded(self) -> bool:
@@ -174,6 +180,7 @@ class SnapshotStore:
         """
         async with self._lock:
             self.current = await self._loader()
+            self.loaded_at = time.monotonic()
             log.debug(
                 "snapshot %d loaded: %d keys, %d model names, %d endpoints",
                 self.current.version,

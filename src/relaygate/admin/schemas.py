@@ -169,6 +169,8 @@ class ModelOut(BaseModel):
     created: datetime | None
     capabilities: list[str]
     fallback_model: str | None
+    input_cost_per_million_tokens: float | None
+    output_cost_per_million_tokens: float | None
     first_seen_at: datetime
     last_seen_at: datetime
 
@@ -176,6 +178,15 @@ class ModelOut(BaseModel):
 class ModelUpdate(Input):
     alias: str | None = Field(default=None, max_length=500)
     enabled: bool | None = None
+    input_cost_per_million_tokens: float | None = Field(
+        default=None, ge=0, le=1e6, description="Price of a million prompt tokens; null clears"
+    )
+    output_cost_per_million_tokens: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e6,
+        description="Price of a million completion tokens; null clears",
+    )
     fallback_model: str | None = Field(
         default=None,
         max_length=500,
@@ -294,3 +305,23 @@ class MeOut(BaseModel):
     key_id: int
     models: list[str] = Field(description="Public names of the models this key may use")
     provider_keys: list[ProviderKeyOut]
+
+
+class UsageRowOut(BaseModel):
+    """One group: ``group`` is the user, key or endpoint id, the model name or the day."""
+
+    group: int | str | None
+    name: str | None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+
+
+class UsageOut(BaseModel):
+    group_by: str
+    to: datetime
+    rows: list[UsageRowOut]
+    total: UsageRowOut

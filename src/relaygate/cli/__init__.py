@@ -12,7 +12,7 @@ import typer
 import uvicorn
 
 from relaygate import __version__
-from relaygate.app import configure_logging, create_app, print_first_admin_key
+from relaygate.app import create_app, print_first_admin_key
 from relaygate.cli.accounts import keys, users
 from relaygate.cli.endpoints import app as endpoints
 from relaygate.cli.groups import app as groups
@@ -27,6 +27,7 @@ from relaygate.cli.runner import (
 )
 from relaygate.context import open_context
 from relaygate.errors import ConfigError
+from relaygate.logs import configure_logging
 from relaygate.services import models as models_service
 from relaygate.services.bootstrap import bootstrap, check_seeds
 from relaygate.services.patch import UNSET
@@ -75,7 +76,7 @@ def serve(
     if config:
         ctx.obj = CliState(config=config)
     settings = settings_from(ctx, host=host, port=port, log_level=log_level)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     async def preflight() -> None:
         # Open the database once before serving so a broken setup is one line, not a
@@ -108,6 +109,7 @@ def serve(
         if ctx.obj and ctx.obj.config:
             os.environ["RELAYGATE_CONFIG"] = ctx.obj.config
         os.environ["RELAYGATE_LOG_LEVEL"] = settings.log_level
+        os.environ["RELAYGATE_LOG_FORMAT"] = settings.log_format
         uvicorn.run(
             "relaygate.app:create_app_from_environment",
             factory=True,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NoReturn
 
@@ -30,11 +31,14 @@ from relaygate.errors import (
     render,
 )
 from relaygate.health import Health, parse_retry_after
+from relaygate.logs import REQUEST_ID, request_id
 from relaygate.metrics import Metrics
 from relaygate.proxy.body import check_payload, parse_model, read_body
 from relaygate.proxy.checks import check_request
+from relaygate.proxy.tokens import BodyTokens, StreamTokens, Tokens
 from relaygate.services.api_keys import KeyActivity
-from relaygate.snapshot import Route, SnapshotStore, Target, TargetSurface, View
+from relaygate.snapshot import Principal, Route, SnapshotStore, Target, TargetSurface, View
+from relaygate.usage import UsageEntry, UsageQueue, cost_of, now
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,8 @@ _DROP_RESPONSE = frozenset(
 )
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 ENDPOINT_HEADER = b"x-relaygate-endpoint"
+REQUEST_ID_HEADER = b"x-request-id"
+_USAGE_STREAM_PATHS = ("/chat/completions", "/completions")
 MODEL_HEADER = b"x-relaygate-model"
 """Sent when a fallback model answered: the public name of the model that did."""
 
@@ -91,11 +97,13 @@ async def _send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, exc: RelaygateError) -> None:
+async def send_error(
+    send: Send, exc: RelaygateError, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     """Answer with ``exc`` as an OpenAI-shaped error, with the headers it calls for
-    (``Retry-After``, ``Allow``)."""
+    (``Retry-After``, ``Allow``) and ``extra`` ones."""
     status, body = render(exc)
-    await _send_bytes(send, status, body, exc.headers)
+    await _send_bytes(send, status, body, exc.headers + extra if extra else exc.headers)
 
 
 class Proxy:
@@ -113,6 +121,7 @@ class Proxy:
         activity: KeyActivity,
         metrics: Metrics,
         health: Health,
+        usage: UsageQueue,
         *,
         max_body_bytes: int,
         max_concurrent: int,
@@ -122,6 +131,7 @@ class Proxy:
         self._activity = activity
         self._metrics = metrics
         self._health = health
+        self._usage = usage
         self._max_body = max_body_bytes
         self._max_concurrent = max_concurrent
         self._in_flight = 0
@@ -133,6 +143,9 @@ class Proxy:
         return self._in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.perf_counter()
+        exchange = _Exchange(arrived, request_id(scope["headers"]))
+        reply_headers = ((REQUEST_ID_HEADER, exchange.request_id.encode()),)
         if self._in_flight >= self._max_concurrent:
             self._metrics.proxy_requests.labels("5xx").inc()
             await send_error(
@@ -141,16 +154,18 @@ class Proxy:
                     f"relaygate is serving its limit of {self._max_concurrent} requests at "
                     "once; retry shortly"
                 ),
+                reply_headers,
             )
             return
         self._in_flight += 1
         self._metrics.in_flight.inc()
+        token = REQUEST_ID.set(exchange.request_id)
         status = 500
         try:
-            status = await self._handle(scope, receive, send)
+            status = await self._handle(scope, receive, send, exchange)
         except RelaygateError as exc:
             status = exc.status
-            await send_error(send, exc)
+            await send_error(send, exc, reply_headers)
         except Exception:
             log.exception("unexpected error while proxying %s", scope["path"])
             status = 500
@@ -160,11 +175,61 @@ class Proxy:
                     send,
                     500,
                     error_body("internal error; see the server log", "server_error", None),
+                    reply_headers,
                 )
         finally:
             self._in_flight -= 1
             self._metrics.in_flight.dec()
             self._metrics.proxy_requests.labels(f"{status // 100}xx").inc()
+            if exchange.principal is not None and exchange.model is not None:
+                self._account(scope, exchange, status)
+            REQUEST_ID.reset(token)
+
+    def _account(self, scope: Scope, exchange: _Exchange, status: int) -> None:
+        """Queue the request's usage record and update the metrics (no I/O)."""
+        ended = time.perf_counter()
+        principal, target, tokens = exchange.principal, exchange.target, exchange.tokens
+        assert principal is not None and exchange.model is not None
+        model = exchange.served_model or exchange.model
+        endpoint = target.endpoint_name if target is not None else ""
+        latency = ended - exchange.arrived
+        ttfb = exchange.first_byte_at - exchange.arrived if exchange.first_byte_at else None
+        prompt = completion = total = None
+        if tokens is not None:
+            prompt, completion, total = tokens.prompt, tokens.completion, tokens.total
+        metrics = self._metrics
+        label = model if exchange.routed else ""
+        metrics.requests.labels(label, endpoint, str(status)).inc()
+        if target is not None:
+            metrics.duration.labels(label, endpoint).observe(latency)
+            if exchange.stream and ttfb is not None:
+                metrics.time_to_first_token.labels(label, endpoint).observe(ttfb)
+            for kind, count in (("input", prompt), ("output", completion)):
+                if count:
+                    metrics.token_usage.labels(label, endpoint, kind).observe(count)
+                    metrics.tokens.labels(label, endpoint, kind).inc(count)
+        self._usage.put(
+            UsageEntry(
+                created_at=now(),
+                request_id=exchange.request_id,
+                user_id=principal.user_id,
+                key_id=principal.key_id,
+                endpoint_id=target.endpoint_id if target is not None else None,
+                model=model[:500],
+                upstream_model=target.upstream_id if target is not None else None,
+                path=scope["path"][:200],
+                status=status,
+                stream=exchange.stream,
+                latency_ms=latency * 1000,
+                ttfb_ms=ttfb * 1000 if ttfb is not None else None,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=total,
+                cost=cost_of(prompt, completion, target.input_price, target.output_price)
+                if target is not None
+                else None,
+            )
+        )
 
     @staticmethod
     def _unavailable(known: frozenset[str], name: str) -> RelaygateError:
@@ -177,7 +242,7 @@ class Proxy:
             )
         return ModelNotFound(f"the model {name!r} does not exist", param="model")
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange) -> int:
         snapshot = self._snapshots.current
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         path: str = scope["path"]
@@ -185,6 +250,7 @@ class Proxy:
         length = check_request(method, path, headers)
         principal = authenticate(snapshot, key_from_headers(headers))
         self._activity.touch(principal.key_id)
+        exchange.principal = principal
         view = principal.view
         if method in ("GET", "HEAD") and path == "/v1/models":
             await _send_bytes(send, 200, view.model_list_body)
@@ -201,12 +267,15 @@ class Proxy:
 
         body = await read_body(receive, length, self._max_body)
         payload, model = parse_model(body)
+        exchange.model = model
+        exchange.stream = payload.get("stream") is True
         check_payload(path, payload)
         route = view.routes.get(model)
         if route is None:
             raise self._unavailable(snapshot.known_names, model)
+        exchange.routed = True
         plan = self._plan(view, route)
-        return await self._forward(scope, receive, send, plan, payload, model, body)
+        return await self._forward(scope, receive, send, plan, payload, model, body, exchange)
 
     def _plan(self, view: View, route: Route) -> list[tuple[Target, str]]:
         """The (target, public model name) pairs to try in order: the route's targets
@@ -247,7 +316,7 @@ class Proxy:
         )
 
     def _upstream_headers(
-        self, headers: list[tuple[bytes, bytes]], surface: TargetSurface
+        self, headers: list[tuple[bytes, bytes]], surface: TargetSurface, state: _Exchange
     ) -> list[tuple[str, str]]:
         # A client's header named like the endpoint's auth header (e.g. api-key) stays behind.
         out = [
@@ -258,6 +327,8 @@ class Proxy:
         sent = {name for name, _ in headers}
         if b"content-type" not in sent:
             out.append(("content-type", "application/json"))
+        if b"x-request-id" not in sent:
+            out.append(("x-request-id", state.request_id))
         for name, value in surface.defaults:
             if name not in sent:
                 out.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -275,13 +346,26 @@ class Proxy:
         payload: dict[str, Any],
         model: str,
         body: bytes,
+        state: _Exchange,
     ) -> int:
         """Try the ``plan`` in turn until a target answers; fail over on connection
         errors, timeouts before the first byte, 5xx, 429 and refused provider keys — never
         once a byte has reached the client. The last target's error response is passed
-        through."""
+        through.
+
+        A streamed chat or text completion that did not ask for usage is sent with
+        ``stream_options.include_usage`` so its tokens can be counted, and the extra
+        usage chunk is kept from the client."""
         task = asyncio.current_task()
-        state = _Exchange()
+        rewrite = False
+        if state.stream and scope["path"].endswith(_USAGE_STREAM_PATHS):
+            options = payload.get("stream_options")
+            if not isinstance(options, dict) or options.get("include_usage") is not True:
+                payload["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
+                state.strip_usage = rewrite = True
 
         async def cancel_on_disconnect() -> None:
             # A client that goes away cancels the upstream request and frees its connection.
@@ -297,20 +381,16 @@ class Proxy:
             failure: RelaygateError | None = None
             last = len(plan) - 1
             for index, (target, name) in enumerate(plan):
-                if target.upstream_id != model:
+                if target.upstream_id != model or rewrite:
                     payload["model"] = target.upstream_id
                     sent = orjson.dumps(payload)
                 else:
                     sent = body
                 try:
+                    state.target = target
+                    state.served_model = name if name != model else None
                     return await self._attempt(
-                        scope,
-                        send,
-                        target,
-                        sent,
-                        state,
-                        final=index == last,
-                        served_as=name if name != model else None,
+                        scope, send, target, sent, state, final=index == last
                     )
                 except _Retry as retry:
                     failure = retry.error
@@ -347,7 +427,6 @@ class Proxy:
         state: _Exchange,
         *,
         final: bool,
-        served_as: str | None,
     ) -> int:
         """One upstream request. Raises :class:`_Retry` for a failure before the response
         started (the final target raises the error itself, or passes 5xx/429 through).
@@ -373,11 +452,12 @@ class Proxy:
             async with asyncio.timeout_at(
                 min(loop.time() + timeouts.first_byte, deadline)
             ) as timer:
+                state.sent_at = time.perf_counter()
                 async with self._http.request(
                     scope["method"],
                     url,
                     data=body,
-                    headers=self._upstream_headers(scope["headers"], target.surface(path)),
+                    headers=self._upstream_headers(scope["headers"], target.surface(path), state),
                     timeout=self._client_timeout(timeouts.connect),
                 ) as response:
                     status = response.status
@@ -414,22 +494,62 @@ class Proxy:
                             )
                     else:
                         health.succeeded(endpoint_id)
+                    headers_at = time.perf_counter()
+                    stream_reader: StreamTokens | None = None
+                    body_reader: BodyTokens | None = None
+                    if status < 300:
+                        content_type = response.headers.get("content-type", "")
+                        if content_type.startswith("text/event-stream"):
+                            stream_reader = StreamTokens(strip=state.strip_usage)
+                            state.tokens = stream_reader.tokens
+                        elif "json" in content_type:
+                            body_reader = BodyTokens()
+                            state.tokens = body_reader.tokens
                     out_headers = [
                         (name.lower(), value)
                         for name, value in response.raw_headers
                         if name.lower() not in _DROP_RESPONSE
                     ]
+                    if stream_reader is not None and state.strip_usage:
+                        out_headers = [h for h in out_headers if h[0] != b"content-length"]
                     out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))
-                    if served_as is not None:
-                        out_headers.append((MODEL_HEADER, served_as.encode()))
+                    out_headers.append((REQUEST_ID_HEADER, state.request_id.encode()))
+                    out_headers.append(
+                        (
+                            b"server-timing",
+                            (
+                                f"relaygate;dur={(state.sent_at - state.arrived) * 1000:.2f}, "
+                                f"upstream;dur={(headers_at - state.sent_at) * 1000:.2f}"
+                            ).encode(),
+                        )
+                    )
+                    if state.served_model is not None:
+                        out_headers.append((MODEL_HEADER, state.served_model.encode()))
                     await send(
                         {"type": "http.response.start", "status": status, "headers": out_headers}
                     )
                     state.started = True
                     timer.reschedule(min(loop.time() + idle, deadline))
                     async for chunk in response.content.iter_any():
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        if stream_reader is not None:
+                            chunk = stream_reader.feed(chunk)
+                        elif body_reader is not None:
+                            body_reader.feed(chunk)
+                        if chunk:
+                            if not state.first_byte_at:
+                                state.first_byte_at = time.perf_counter()
+                            await send(
+                                {"type": "http.response.body", "body": chunk, "more_body": True}
+                            )
                         timer.reschedule(min(loop.time() + idle, deadline))
+                    if stream_reader is not None:
+                        rest = stream_reader.finish()
+                        if rest:
+                            await send(
+                                {"type": "http.response.body", "body": rest, "more_body": True}
+                            )
+                    elif body_reader is not None:
+                        body_reader.finish()
                     state.finished = True
                     await send({"type": "http.response.body", "body": b""})
                     return status
@@ -531,10 +651,41 @@ class _Retry(Exception):
 
 
 class _Exchange:
-    """Progress of one proxied request across its attempts."""
+    """One proxied request across its attempts: progress, and what its usage record
+    needs. Times are ``time.perf_counter()`` seconds (0.0: not yet)."""
 
-    __slots__ = ("finished", "started")
+    __slots__ = (
+        "arrived",
+        "finished",
+        "first_byte_at",
+        "model",
+        "principal",
+        "request_id",
+        "routed",
+        "sent_at",
+        "served_model",
+        "started",
+        "stream",
+        "strip_usage",
+        "target",
+        "tokens",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, arrived: float, request_id: str) -> None:
+        self.arrived = arrived
+        self.request_id = request_id
+        self.principal: Principal | None = None
+        self.model: str | None = None
+        """The model the client asked for."""
+        self.routed = False
+        """Whether ``model`` is a known public name (else it is not a metric label)."""
+        self.served_model: str | None = None
+        """The fallback model that answered, when not ``model``."""
+        self.target: Target | None = None
+        self.stream = False
+        self.strip_usage = False
+        self.tokens: Tokens | None = None
+        self.sent_at = arrived
+        self.first_byte_at = 0.0
         self.started = False
         self.finished = False

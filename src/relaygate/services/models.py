@@ -33,6 +33,8 @@ class ModelInfo:
     created: datetime | None
     capabilities: list[str]
     fallback_model: str | None
+    input_cost_per_million_tokens: float | None
+    output_cost_per_million_tokens: float | None
     first_seen_at: datetime
     last_seen_at: datetime
 
@@ -52,6 +54,8 @@ def _info(model: Model) -> ModelInfo:
         created=model.created,
         capabilities=list(model.capabilities or []),
         fallback_model=model.fallback_model,
+        input_cost_per_million_tokens=model.input_cost_per_million_tokens,
+        output_cost_per_million_tokens=model.output_cost_per_million_tokens,
         first_seen_at=model.first_seen_at,
         last_seen_at=model.last_seen_at,
     )
@@ -82,14 +86,16 @@ async def update_model(
     alias: str | Unset | None = UNSET,
     enabled: bool | Unset = UNSET,
     fallback_model: str | Unset | None = UNSET,
+    input_cost_per_million_tokens: float | Unset | None = UNSET,
+    output_cost_per_million_tokens: float | Unset | None = UNSET,
 ) -> ModelInfo:
-    """Set or clear (``None`` or empty) a model's alias or fallback model, or
-    enable/disable it. The fallback is a public model name tried when every endpoint
-    serving this model fails; it need not exist yet, and is skipped for callers who may
-    not use it.
+    """Set or clear (``None`` or empty) a model's alias, fallback model or prices (per
+    million prompt/completion tokens, for the cost in usage records), or enable/disable
+    it. The fallback is a public model name tried when every endpoint serving this model
+    fails; it need not exist yet, and is skipped for callers who may not use it.
 
     Raises :class:`NotFound`, :class:`BadRequest` for a fallback to the model itself or
-    longer than 500 characters, and :class:`Conflict` when another model of the same
+    longer than 500 characters or a price outside 0 to 1,000,000, and :class:`Conflict` when another model of the same
     endpoint already answers to the new public name.
     """
     async with ctx.sessions.begin() as session:
@@ -125,6 +131,15 @@ async def update_model(
                     param="fallback_model",
                 )
             model.fallback_model = fallback
+        for field, price in (
+            ("input_cost_per_million_tokens", input_cost_per_million_tokens),
+            ("output_cost_per_million_tokens", output_cost_per_million_tokens),
+        ):
+            if isinstance(price, Unset):
+                continue
+            if price is not None and not 0 <= price <= 1e6:
+                raise BadRequest(f"{field} must be between 0 and 1000000", param=field)
+            setattr(model, field, price)
         await bump(session)
     await ctx.snapshots.refresh()
     return _info(model)

@@ -248,6 +248,7 @@ async def _record(
         changed = any(counts) or retagged > 0
         if changed:
             await bump(session)
+    ctx.metrics.sync_runs.labels(endpoint.name, "error" if error else "ok").inc()
     return SyncResult(
         endpoint_id=endpoint.id,
         endpoint_name=endpoint.name,

@@ -1,0 +1,62 @@
+"""Logging: plain text or JSON lines on stderr, each record with its request id.
+
+The proxy sets :data:`REQUEST_ID` for the duration of a request (a context variable,
+so concurrent requests each see their own); every log line written meanwhile carries
+it as ``request_id``. JSON lines come from ``python-json-logger``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from contextvars import ContextVar
+
+from pythonjsonlogger.json import JsonFormatter
+
+REQUEST_ID: ContextVar[str] = ContextVar("relaygate_request_id", default="-")
+"""The id of the request being handled in this context ("-" outside requests)."""
+
+_ALLOWED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:"
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+
+
+def request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The client's ``x-request-id`` when it is 1 to 64 characters of letters, digits and
+    ``-_.:``; else a new random id (24 hex digits)."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            if 0 < len(value) <= 64 and not value.translate(None, _ALLOWED):
+                return value.decode("ascii")
+            break
+    return os.urandom(12).hex()
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at ``level`` (debug, info, warning, error) as ``text`` lines or
+    ``json`` objects (fields time, level, name, message, request_id); libraries quieter."""
+    numeric = logging.getLevelName(level.upper())
+    handler = logging.StreamHandler()
+    handler.addFilter(_RequestIdFilter())
+    if log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                rename_fields={"asctime": "time", "levelname": "level"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for noisy in ("aiosqlite", "alembic", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, numeric))

@@ -1,0 +1,234 @@
+"""Token counts read from answers as they pass, without holding the stream back.
+
+Formats followed:
+
+- OpenAI: ``usage.prompt_tokens`` / ``completion_tokens`` / ``total_tokens`` in chat
+  completions, completions and embeddings; ``usage.input_tokens`` / ``output_tokens`` in
+  the Responses API (``response.usage`` in its ``response.completed`` stream event). A chat
+  or completions stream carries usage in a last chunk with ``"choices": []`` when the
+  request set ``stream_options.include_usage``
+  (https://platform.openai.com/docs/api-reference/chat/streaming).
+- Anthropic: ``usage.input_tokens`` / ``output_tokens`` (plus
+  ``cache_creation_input_tokens`` and ``cache_read_input_tokens``, counted as input); in a
+  stream, ``message_start`` carries ``message.usage`` and ``message_delta`` the running
+  ``usage.output_tokens`` (https://docs.anthropic.com/en/api/messages-streaming).
+- Gemini: ``usageMetadata.promptTokenCount`` / ``candidatesTokenCount`` /
+  ``totalTokenCount`` (https://ai.google.dev/api/generate-content#UsageMetadata).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+_MARKERS = (b'"usage":{', b'"usage": {', b'"usageMetadata"')
+_TAIL = 64 * 1024
+_WHOLE = 1024 * 1024
+_MAX_CARRY = 1024 * 1024
+
+
+class Tokens:
+    """Prompt, completion and total tokens found so far (None: not reported)."""
+
+    __slots__ = ("completion", "prompt", "total")
+
+    def __init__(self) -> None:
+        self.prompt: int | None = None
+        self.completion: int | None = None
+        self.total: int | None = None
+
+    def take(self, usage: Any, gemini: bool = False) -> None:
+        """Read one ``usage`` object (any of the formats above); later values win."""
+        if not isinstance(usage, dict):
+            return
+        if gemini:
+            prompt, completion = usage.get("promptTokenCount"), usage.get("candidatesTokenCount")
+            total = usage.get("totalTokenCount")
+        else:
+            prompt = usage.get("prompt_tokens")
+            if prompt is None and "input_tokens" in usage:
+                prompt = (
+                    _int(usage.get("input_tokens"))
+                    + _int(usage.get("cache_creation_input_tokens"))
+                    + _int(usage.get("cache_read_input_tokens"))
+                )
+            completion = usage.get("completion_tokens", usage.get("output_tokens"))
+            total = usage.get("total_tokens")
+        if isinstance(prompt, int):
+            self.prompt = prompt
+        if isinstance(completion, int):
+            self.completion = completion
+        if isinstance(total, int):
+            self.total = total
+        elif self.prompt is not None or self.completion is not None:
+            self.total = (self.prompt or 0) + (self.completion or 0)
+
+    def take_object(self, data: Any) -> None:
+        """Read the usage inside one decoded answer or stream event."""
+        if not isinstance(data, dict):
+            return
+        if "usage" in data:
+            self.take(data["usage"])
+        elif "usageMetadata" in data:
+            self.take(data["usageMetadata"], gemini=True)
+        for inner in ("message", "response"):  # Anthropic message_start, Responses events
+            nested = data.get(inner)
+            if isinstance(nested, dict) and "usage" in nested:
+                self.take(nested["usage"])
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _has_usage(data: bytes) -> bool:
+    return any(marker in data for marker in _MARKERS)
+
+
+class BodyTokens:
+    """Reads the usage of a whole JSON answer: keeps the chunks of a body up to 1 MiB
+    (references, not copies), of a larger one only its last 64 KiB, where every format
+    above puts ``usage``."""
+
+    __slots__ = ("_chunks", "_size", "tokens")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.tokens = Tokens()
+
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size > _WHOLE and len(self._chunks) > 1:
+            tail = b"".join(self._chunks)[-_TAIL:]
+            self._chunks = [tail]
+
+    def finish(self) -> Tokens:
+        body = b"".join(self._chunks)
+        self._chunks = []
+        if not _has_usage(body):
+            return self.tokens
+        if self._size <= _WHOLE:
+            try:
+                self.tokens.take_object(orjson.loads(body))
+                return self.tokens
+            except orjson.JSONDecodeError:
+                pass
+        usage = _object_after(body, body.rfind(b'"usage'))
+        if usage is not None:
+            self.tokens.take(usage, gemini=body.rfind(b'"usageMetadata"') >= 0)
+        return self.tokens
+
+
+def _object_after(body: bytes, at: int) -> Any:
+    """The JSON object that follows the key starting at ``at`` (``"usage": {...}``)."""
+    if at < 0:
+        return None
+    start = body.find(b"{", at)
+    if start < 0:
+        return None
+    depth, in_string, escaped = 0, False, False
+    for index in range(start, len(body)):
+        byte = body[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte == 0x7B:
+            depth += 1
+        elif byte == 0x7D:
+            depth -= 1
+            if depth == 0:
+                try:
+                    return orjson.loads(body[start : index + 1])
+                except orjson.JSONDecodeError:
+                    return None
+    return None
+
+
+class StreamTokens:
+    """Reads usage from a server-sent-events stream chunk by chunk.
+
+    With ``strip`` (relaygate asked for ``stream_options.include_usage`` on the client's
+    behalf), the usage-only chunk (``"choices": []``) is taken out of what the client
+    receives. Only then are partial events held back until their end; otherwise every
+    chunk passes on unchanged at once.
+    """
+
+    __slots__ = ("_carry", "_strip", "tokens")
+
+    def __init__(self, strip: bool = False) -> None:
+        self._carry = b""
+        self._strip = strip
+        self.tokens = Tokens()
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Take one chunk; returns the bytes to send the client now."""
+        if self._strip:
+            return self._feed_stripping(chunk)
+        if self._carry:
+            data = self._carry + chunk
+        elif not _has_usage(chunk):
+            return chunk  # the common case: nothing to read, nothing to keep
+        else:
+            data = chunk
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._carry = data if len(data) <= _MAX_CARRY else b""
+            return chunk
+        self._carry = data[end + 1 :] if len(data) - end <= _MAX_CARRY else b""
+        if _has_usage(data[:end]):
+            for line in data[:end].split(b"\n"):
+                self._read_line(line)
+        return chunk
+
+    def _feed_stripping(self, chunk: bytes) -> bytes:
+        data = self._carry + chunk if self._carry else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._carry = data
+            return b""
+        out, self._carry = data[: end + 2], data[end + 2 :]
+        if not _has_usage(out):
+            return out
+        kept = []
+        for event in out.split(b"\n\n"):
+            if _has_usage(event) and self._usage_only(event):
+                continue
+            kept.append(event)
+        return b"\n\n".join(kept)
+
+    def _usage_only(self, event: bytes) -> bool:
+        """Read the event's usage; True when it is a usage-only chunk (no choices)."""
+        for line in event.split(b"\n"):
+            data = self._read_line(line)
+            if isinstance(data, dict) and data.get("choices") == [] and data.get("usage"):
+                return True
+        return False
+
+    def _read_line(self, line: bytes) -> Any:
+        line = line.rstrip(b"\r")
+        if not line.startswith(b"data:") or not _has_usage(line):
+            return None
+        try:
+            data = orjson.loads(line[5:])
+        except orjson.JSONDecodeError:
+            return None
+        self.tokens.take_object(data)
+        return data
+
+    def finish(self) -> bytes:
+        """The end of the stream: returns any bytes still held back."""
+        rest, self._carry = self._carry, b""
+        if rest and not self._strip:
+            for line in rest.split(b"\n"):
+                self._read_line(line)
+            return b""
+        return rest

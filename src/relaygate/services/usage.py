@@ -1,0 +1,155 @@
+"""Usage reports (requests, tokens and cost grouped by user, key, model, endpoint or day)
+and the retention of usage records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, select
+
+from relaygate.context import Context
+from relaygate.db.tables import ApiKey, Endpoint, UsageRecord, User, utcnow
+from relaygate.errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+GROUPS = ("user", "key", "model", "endpoint", "day")
+PRUNE_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One group of a usage report. ``group`` is the user, key or endpoint id, the model
+    name, or the day (``YYYY-MM-DD``, UTC); ``name`` the user's, key's or endpoint's name.
+    ``cost`` sums the records that have one (models with prices), in the prices' currency."""
+
+    group: int | str | None
+    name: str | None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+
+
+def _day(dialect: str) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", UsageRecord.created_at), "YYYY-MM-DD")
+    return func.substr(UsageRecord.created_at, 1, 10)  # SQLite keeps ISO text, in UTC
+
+
+async def usage_report(
+    ctx: Context,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    group_by: str = "model",
+    user_id: int | None = None,
+) -> list[UsageRow]:
+    """Requests, errors (status ≥ 400), tokens and cost of the records from ``start``
+    (inclusive) to ``end`` (exclusive; defaults: the last 7 days up to now), grouped by
+    ``group_by`` (one of :data:`GROUPS`), only ``user_id``'s when given; biggest first
+    (by day: in date order).
+
+    Raises :class:`BadRequest` for another grouping or an empty range.
+    """
+    if group_by not in GROUPS:
+        raise BadRequest(f"group_by must be one of {', '.join(GROUPS)}", param="group_by")
+    end = end or utcnow()
+    start = start or end - timedelta(days=7)
+    if start >= end:
+        raise BadRequest("'from' must be before 'to'", param="from")
+    record = UsageRecord
+    key: Any = {
+        "user": record.user_id,
+        "key": record.key_id,
+        "model": record.model,
+        "endpoint": record.endpoint_id,
+        "day": _day(ctx.engine.dialect.name),
+    }[group_by]
+    cost = func.coalesce(func.sum(record.cost), 0.0)
+    query = (
+        select(
+            key.label("group"),
+            func.count().label("requests"),
+            func.count().filter(record.status >= 400).label("errors"),
+            func.coalesce(func.sum(record.prompt_tokens), 0),
+            func.coalesce(func.sum(record.completion_tokens), 0),
+            func.coalesce(func.sum(record.total_tokens), 0),
+            cost,
+        )
+        .where(record.created_at >= start, record.created_at < end)
+        .group_by(key)
+    )
+    if user_id is not None:
+        query = query.where(record.user_id == user_id)
+    query = query.order_by(key) if group_by == "day" else query.order_by(cost.desc(), key)
+    names: dict[Any, str] = {}
+    async with ctx.sessions() as session:
+        rows = (await session.execute(query)).all()
+        ids = [row[0] for row in rows if row[0] is not None]
+        tables: dict[str, type[User] | type[ApiKey] | type[Endpoint]] = {
+            "user": User,
+            "key": ApiKey,
+            "endpoint": Endpoint,
+        }
+        table = tables.get(group_by)
+        if table is not None and ids:
+            found = await session.execute(select(table.id, table.name).where(table.id.in_(ids)))
+            names = {row_id: name for row_id, name in found}
+    return [
+        UsageRow(
+            group=row[0],
+            name=names.get(row[0]),
+            requests=row[1],
+            errors=row[2],
+            prompt_tokens=int(row[3]),
+            completion_tokens=int(row[4]),
+            total_tokens=int(row[5]),
+            cost=float(row[6]),
+        )
+        for row in rows
+    ]
+
+
+async def prune_once(ctx: Context, older_than: datetime) -> int:
+    """Delete usage records created before ``older_than``, :data:`PRUNE_BATCH` at a time
+    (short transactions, so writers are never held up for long); returns how many."""
+    removed = 0
+    while True:
+        async with ctx.sessions.begin() as session:
+            ids = (
+                await session.scalars(
+                    select(UsageRecord.id)
+                    .where(UsageRecord.created_at < older_than)
+                    .limit(PRUNE_BATCH)
+                )
+            ).all()
+            if not ids:
+                return removed
+            await session.execute(delete(UsageRecord).where(UsageRecord.id.in_(ids)))
+        removed += len(ids)
+        await asyncio.sleep(0)
+
+
+async def prune_usage(ctx: Context, stop: asyncio.Event, every: float = 3600.0) -> None:
+    """With ``usage_retention_days`` set, delete older usage records at start and then
+    every ``every`` seconds until ``stop``; failures are logged and retried next time."""
+    days = ctx.settings.usage_retention_days
+    if days is None:
+        return
+    while not stop.is_set():
+        try:
+            removed = await prune_once(ctx, utcnow() - timedelta(days=days))
+            if removed:
+                log.info("deleted %d usage records older than %g days", removed, days)
+        except Exception:
+            log.exception("could not delete old usage records; will retry")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)

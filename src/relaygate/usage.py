@@ -1,0 +1,163 @@
+"""Usage records: made on the request path as a queue append, written in batches off it.
+
+The proxy appends one :class:`UsageEntry` per request to a bounded
+:class:`UsageQueue`; :func:`write_usage` (a background task) inserts them in batches
+every ``usage_flush_interval`` seconds, or as soon as ``usage_batch_size`` wait, and once
+more when stopping. A stalled database never blocks a request: past
+``usage_queue_size`` waiting entries, new ones are dropped, counted in the metric
+``relaygate_usage_dropped_total`` and logged (once per burst of drops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import insert
+
+from relaygate.context import Context
+from relaygate.db.tables import UsageRecord
+from relaygate.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class UsageEntry:
+    """One proxied request, as stored in ``usage_records``. Times in milliseconds;
+    ``cost`` in the currency of the model's prices, or None when it has none."""
+
+    created_at: datetime
+    request_id: str | None
+    user_id: int
+    key_id: int
+    endpoint_id: int | None
+    model: str
+    upstream_model: str | None
+    path: str
+    status: int
+    stream: bool
+    latency_ms: float
+    ttfb_ms: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    cost: float | None
+
+
+def cost_of(
+    prompt: int | None,
+    completion: int | None,
+    input_price: float | None,
+    output_price: float | None,
+) -> float | None:
+    """The cost of ``prompt`` and ``completion`` tokens at prices per million tokens;
+    None when the model has no price at all or no tokens were reported."""
+    if (input_price is None and output_price is None) or (prompt is None and completion is None):
+        return None
+    return ((prompt or 0) * (input_price or 0.0) + (completion or 0) * (output_price or 0.0)) / 1e6
+
+
+class UsageQueue:
+    """The bounded queue between the request path and :func:`write_usage`."""
+
+    def __init__(self, metrics: Metrics, size: int = 100_000, batch: int = 500):
+        self._metrics = metrics
+        self._size = size
+        self._batch = batch
+        self._items: list[UsageEntry] = []
+        self._dropping = False
+        self.ready = asyncio.Event()
+        """Set when a batch is waiting: the writer need not wait for its interval."""
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, entry: UsageEntry) -> None:
+        """Queue ``entry``, or drop it (counted and logged) when the queue is full."""
+        items = self._items
+        if len(items) >= self._size:
+            self._metrics.usage_dropped.inc()
+            if not self._dropping:
+                self._dropping = True
+                log.error(
+                    "usage queue full (%d records waiting; is the database stalled?): "
+                    "dropping usage records until it drains",
+                    self._size,
+                )
+            return
+        items.append(entry)
+        if len(items) == self._batch:
+            self.ready.set()
+
+    def take(self) -> list[UsageEntry]:
+        """Everything waiting, oldest first; the queue is empty after."""
+        items, self._items = self._items, []
+        self.ready.clear()
+        if self._dropping and not items:
+            self._dropping = False
+        return items
+
+    def give_back(self, entries: list[UsageEntry]) -> None:
+        """Put a batch that could not be written back in front, within the bound."""
+        room = self._size - len(self._items)
+        if room < len(entries):
+            self._metrics.usage_dropped.inc(len(entries) - max(room, 0))
+            entries = entries[len(entries) - max(room, 0) :]
+        self._items[:0] = entries
+
+
+async def _write(ctx: Context, queue: UsageQueue, metrics: Metrics) -> None:
+    entries = queue.take()
+    if not entries:
+        return
+    started = time.monotonic()
+    try:
+        async with ctx.sessions.begin() as session:
+            await session.execute(insert(UsageRecord), [asdict(e) for e in entries])
+    except Exception as exc:
+        queue.give_back(entries)
+        log.warning("could not write %d usage records (will retry): %s", len(entries), exc)
+        raise
+    metrics.usage_written.inc(len(entries))
+    log.debug("wrote %d usage records in %.1f ms", len(entries), (time.monotonic() - started) * 1e3)
+
+
+async def write_usage(
+    ctx: Context, queue: UsageQueue, metrics: Metrics, stop: asyncio.Event
+) -> None:
+    """Write queued usage records until ``stop`` is set, then write what is left."""
+    interval = ctx.settings.usage_flush_interval
+    while not stop.is_set():
+        waiters = [asyncio.ensure_future(queue.ready.wait()), asyncio.ensure_future(stop.wait())]
+        _, pending = await asyncio.wait(
+            waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending:
+            waiter.cancel()
+        try:
+            await _write(ctx, queue, metrics)
+        except Exception:
+            await _pause(stop, interval)
+    for _ in range(3):  # stopping: a few tries, then give up on what is left
+        try:
+            await _write(ctx, queue, metrics)
+            return
+        except Exception:
+            await asyncio.sleep(0.2)
+    if len(queue):
+        log.error("stopping with %d usage records unwritten", len(queue))
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def now() -> datetime:
+    """The time a usage record is stamped with (UTC)."""
+    return datetime.now(UTC)
