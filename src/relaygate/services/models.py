@@ -95,8 +95,8 @@ async def update_model(
     fails; it need not exist yet, and is skipped for callers who may not use it.
 
     Raises :class:`NotFound`, :class:`BadRequest` for a fallback to the model itself or
-    longer than 500 characters or a price outside 0 to 1,000,000, and :class:`Conflict` when another model of the same
-    endpoint already answers to the new public name.
+    longer than 500 characters or a price outside 0 to 1,000,000, and :class:`Conflict`
+    when another model of the same endpoint already answers to the new public name.
     """
     async with ctx.sessions.begin() as session:
         model = await session.get(Model, model_id)
