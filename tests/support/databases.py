@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Coroutine
+import sqlite3
+import threading
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,3 +92,43 @@ def dump(url: str) -> bytes:
         return _run(_dump_postgres(url))
     path = Path(url.split(":///", 1)[1])
     return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+@contextmanager
+def write_lock(url: str) -> Iterator[None]:
+    """Stall writes to ``usage_records`` until the block ends: on PostgreSQL a
+    transaction holding ``LOCK TABLE … ACCESS EXCLUSIVE``, on SQLite one holding the
+    database's exclusive lock (``BEGIN EXCLUSIVE``: every writer waits)."""
+    if not url.startswith("postgresql"):
+        connection = sqlite3.connect(url.split(":///", 1)[1], isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            connection.execute("ROLLBACK")
+            connection.close()
+        return
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            transaction = connection.transaction()
+            await transaction.start()
+            await connection.execute("LOCK TABLE usage_records IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            while not release.is_set():
+                await asyncio.sleep(0.02)
+            await transaction.rollback()
+        finally:
+            await connection.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(hold(),))
+    thread.start()
+    if not locked.wait(10):
+        raise RuntimeError("could not lock usage_records")
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(10)

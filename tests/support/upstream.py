@@ -98,8 +98,9 @@ def make_upstream(state: UpstreamState, name: str = "upstream") -> Starlette:
         payload = seen.json
         model = payload.get("model")
         if payload.get("stream"):
+            options = payload.get("stream_options") or {}
             return StreamingResponse(
-                _stream(state, model, name),
+                _stream(state, model, name, options.get("include_usage") is True),
                 media_type="text/event-stream",
                 headers={"x-upstream": name},
             )
@@ -129,21 +130,39 @@ def make_upstream(state: UpstreamState, name: str = "upstream") -> Starlette:
     )
 
 
-async def _stream(state: UpstreamState, model: str, name: str) -> Any:
+async def _stream(state: UpstreamState, model: str, name: str, usage: bool = False) -> Any:
+    """OpenAI's chat stream; with ``usage`` (``stream_options.include_usage``) every chunk
+    has ``"usage": null`` and a last chunk with no choices carries the usage."""
     try:
         for i in range(state.stream_chunks):
-            chunk = {
+            chunk: dict[str, Any] = {
                 "id": "chatcmpl-1",
                 "object": "chat.completion.chunk",
                 "created": 0,
                 "model": model,
                 "choices": [{"index": 0, "delta": {"content": f"c{i} "}, "finish_reason": None}],
             }
+            if usage:
+                chunk["usage"] = None
             yield f"data: {json.dumps(chunk)}\n\n".encode()
             if i == 0 and state.hold_stream is not None:
                 # Hold the rest until the test saw the first chunk (or the client left).
                 while not state.hold_stream.is_set():
                     await asyncio.sleep(0.01)
+        if usage:
+            last = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 11,
+                    "completion_tokens": state.stream_chunks,
+                    "total_tokens": 11 + state.stream_chunks,
+                },
+            }
+            yield f"data: {json.dumps(last)}\n\n".encode()
         yield b"data: [DONE]\n\n"
     except (asyncio.CancelledError, GeneratorExit):
         state.stream_cancelled.set()

@@ -25,6 +25,7 @@ from relaygate.cli.runner import (
     run,
     settings_from,
 )
+from relaygate.cli.usage import usage
 from relaygate.context import open_context
 from relaygate.errors import ConfigError
 from relaygate.logs import configure_logging
@@ -49,6 +50,7 @@ app.add_typer(groups, name="groups")
 app.add_typer(keys, name="keys")
 app.add_typer(db, name="db")
 app.add_typer(secrets, name="secrets")
+app.command("usage")(usage)
 
 
 @app.callback()

@@ -7,14 +7,13 @@ from typing import Annotated
 
 import typer
 
-from relaygate.cli.runner import as_dict, print_json, print_table, run
+from relaygate.cli.runner import JsonFlag, as_dict, print_json, print_table, run
 from relaygate.services import api_keys as keys_service
 from relaygate.services import users as users_service
 from relaygate.services.patch import UNSET
 
 users = typer.Typer(help="Manage users.", no_args_is_help=True)
 keys = typer.Typer(help="Manage user API keys.", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
 @users.command("list")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from relaygate.cli.runner import (
+    JsonFlag,
     as_dict,
     fail,
     print_json,
@@ -20,7 +21,6 @@ from relaygate.services.endpoints import EndpointChanges, EndpointInfo, Endpoint
 from relaygate.sync.service import SyncResult
 
 app = typer.Typer(help="Manage endpoints (model sources).", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
 ApiKeyEnv = Annotated[
     str | None, typer.Option(help="Read the provider key from this environment variable")
 ]

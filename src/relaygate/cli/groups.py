@@ -6,12 +6,11 @@ from typing import Annotated
 
 import typer
 
-from relaygate.cli.runner import as_dict, fail, print_json, print_record, print_table, run
+from relaygate.cli.runner import JsonFlag, as_dict, fail, print_json, print_record, print_table, run
 from relaygate.services import groups as service
 from relaygate.services.groups import GroupInfo
 
 app = typer.Typer(help="Manage groups and which models they may use.", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
 ModelOpt = Annotated[int | None, typer.Option("--model", help="Model id")]
 EndpointOpt = Annotated[int | None, typer.Option("--endpoint", help="Endpoint id (all its models)")]
 

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -17,6 +17,8 @@ from relaygate.errors import ConfigError, RelaygateError
 from relaygate.settings import Settings, load_settings
 
 T = TypeVar("T")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
+"""The ``--json`` option of list and show commands."""
 
 
 @dataclasses.dataclass

@@ -65,6 +65,7 @@ _DROP_REQUEST = frozenset(
         b"cookie",
         b"accept-encoding",
         b"expect",
+        b"x-request-id",  # replaced by relaygate's (the client's own, when well-formed)
     }
 )
 _DROP_RESPONSE = frozenset(
@@ -327,8 +328,7 @@ class Proxy:
         sent = {name for name, _ in headers}
         if b"content-type" not in sent:
             out.append(("content-type", "application/json"))
-        if b"x-request-id" not in sent:
-            out.append(("x-request-id", state.request_id))
+        out.append(("x-request-id", state.request_id))
         for name, value in surface.defaults:
             if name not in sent:
                 out.append((name.decode("latin-1"), value.decode("latin-1")))
