@@ -177,7 +177,9 @@ def test_groups(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None
     ok(tmp_path, env, "groups", "remove", "team")
 
 
-def test_timeouts_and_fallback(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None:
+def test_timeouts_fallback_and_prices(
+    tmp_path: Path, env: dict[str, str], upstream: Upstream
+) -> None:
     """`endpoints add/update --timeout NAME=SECONDS` and `models update --fallback`."""
     upstream.state.models = ["m-1", "m-2"]
     added = json.loads(

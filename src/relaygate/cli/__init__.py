@@ -31,7 +31,7 @@ from relaygate.errors import ConfigError
 from relaygate.logs import configure_logging
 from relaygate.services import models as models_service
 from relaygate.services.bootstrap import bootstrap, check_seeds
-from relaygate.services.patch import UNSET
+from relaygate.services.patch import UNSET, Unset
 from relaygate.services.rotation import rotate_secret
 from relaygate.vault import generate_secret, secret_file_path, write_secret_file
 
@@ -204,8 +204,18 @@ def models_update(
         str | None,
         typer.Option(help="Model tried when every endpoint of this one fails ('' clears it)"),
     ] = None,
+    input_price: Annotated[
+        float | None, typer.Option(help="Price per million prompt tokens (-1 clears it)")
+    ] = None,
+    output_price: Annotated[
+        float | None, typer.Option(help="Price per million completion tokens (-1 clears it)")
+    ] = None,
 ) -> None:
-    """Set a model's alias or fallback model, or enable/disable it."""
+    """Set a model's alias, fallback model or prices, or enable/disable it."""
+
+    def price(value: float | None) -> float | Unset | None:
+        return UNSET if value is None else (None if value < 0 else value)
+
     info = run(
         ctx,
         lambda c: models_service.update_model(
@@ -214,6 +224,8 @@ def models_update(
             alias=UNSET if alias is None else alias,
             enabled=UNSET if enabled is None else enabled,
             fallback_model=UNSET if fallback is None else fallback,
+            input_cost_per_million_tokens=price(input_price),
+            output_cost_per_million_tokens=price(output_price),
         ),
     )
     typer.echo(
