@@ -183,7 +183,10 @@ class Proxy:
             self._metrics.in_flight.dec()
             self._metrics.proxy_requests.labels(f"{status // 100}xx").inc()
             if exchange.principal is not None and exchange.model is not None:
-                self._account(scope, exchange, status)
+                try:
+                    self._account(scope, exchange, status)
+                except Exception:  # the answer is out; never let accounting break the server
+                    log.exception("could not account for a request")
             REQUEST_ID.reset(token)
 
     def _account(self, scope: Scope, exchange: _Exchange, status: int) -> None:
