@@ -1,11 +1,18 @@
-"""The admin API's request and response bodies (DESIGN.md, "The contract")."""
+"""The admin API's request and response bodies (DESIGN.md, "The contract"), and the
+field types that keep what a client sends within what the database can store."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+ID_MAX = 2**31 - 1
+"""The largest row id: ids are INTEGER columns, 32-bit on PostgreSQL."""
+
+RowId = Annotated[int, Field(ge=1, le=ID_MAX)]
+"""A row id in a path, a query or a body: anything else is a 400, not a database error."""
 
 
 class Input(BaseModel):
@@ -167,7 +174,7 @@ class UserOut(BaseModel):
 
 class KeyCreate(Input):
     name: str = Field(default="key", max_length=200)
-    user_id: int | None = None
+    user_id: RowId | None = None
     expires_at: datetime | None = None
     allowed_models: list[str] | None = Field(
         default=None, description="Limit the key to these public model names"

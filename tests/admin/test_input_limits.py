@@ -1,0 +1,41 @@
+"""Input the database cannot store is a 400 from the admin API, on SQLite and PostgreSQL
+alike, never a database error (each case here was a 500 once)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import Gateway
+
+API = "/admin/api/v1"
+
+
+def assert_400(gateway: Gateway, method: str, path: str, param: str, **kwargs: Any) -> None:
+    response = gateway.admin.request(method, API + path, **kwargs)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "param"),
+    [
+        ("GET", "/users/2147483648", "path.user_id"),
+        ("DELETE", "/endpoints/9223372036854775806", "path.endpoint_id"),
+        ("GET", "/keys?user_id=2147483648", "query.user_id"),
+        ("GET", "/keys?user_id=31262253136530071552", "query.user_id"),
+        ("GET", "/models?endpoint_id=2147483648", "query.endpoint_id"),
+        ("GET", "/models?endpoint_id=0", "query.endpoint_id"),
+    ],
+)
+def test_ids_beyond_32_bits_are_400(gateway: Gateway, method: str, path: str, param: str) -> None:
+    """Ids in paths and queries stay within INTEGER, which is 32-bit on PostgreSQL."""
+    assert_400(gateway, method, path, param)
+
+
+def test_key_for_an_out_of_range_user_is_400(gateway: Gateway) -> None:
+    """A body's user id is bounded like a path's."""
+    assert_400(gateway, "POST", "/keys", "user_id", json={"user_id": 2**31})
