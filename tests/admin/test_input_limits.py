@@ -39,3 +39,44 @@ def test_ids_beyond_32_bits_are_400(gateway: Gateway, method: str, path: str, pa
 def test_key_for_an_out_of_range_user_is_400(gateway: Gateway) -> None:
     """A body's user id is bounded like a path's."""
     assert_400(gateway, "POST", "/keys", "user_id", json={"user_id": 2**31})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "param"),
+    [
+        ("POST", "/users", {"name": "a\x00b"}, "name"),
+        ("POST", "/users", {"name": "u", "email": "a\x00@example.org"}, "email"),
+        ("POST", "/groups", {"name": "g", "description": "\x00"}, "description"),
+        ("POST", "/keys", {"name": "k\x00"}, "name"),
+        ("POST", "/me/keys", {"name": "k\x00"}, "name"),
+        ("PATCH", "/models/1", {"alias": "a\x00"}, "alias"),
+        ("POST", "/endpoints", {"name": "e", "url": "http://127.0.0.1/\x00"}, "url"),
+        ("POST", "/endpoints", {"name": "e", "url": "http://h/v1", "groups": ["\x00"]}, "groups.0"),
+        ("PATCH", "/endpoints/1", {"name": "e\x00"}, "name"),
+    ],
+)
+def test_nul_characters_are_400(
+    gateway: Gateway, method: str, path: str, body: dict[str, Any], param: str
+) -> None:
+    """PostgreSQL cannot store NUL; no string field takes one, on any database."""
+    assert_400(gateway, method, path, param, json=body)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "param"),
+    [
+        ("POST", "/users", {"name": "u", "email": "e" * 321}, "email"),
+        ("POST", "/endpoints", {"name": "e", "url": "http://h/" + "a" * 2000}, "url"),
+        (
+            "POST",
+            "/endpoints",
+            {"name": "e", "url": "http://h/v1", "api_key_env": "A" * 200 + "_API_KEY"},
+            "api_key_env",
+        ),
+    ],
+)
+def test_strings_longer_than_their_column_are_400(
+    gateway: Gateway, method: str, path: str, body: dict[str, Any], param: str
+) -> None:
+    """A string longer than its VARCHAR column is refused before PostgreSQL refuses it."""
+    assert_400(gateway, method, path, param, json=body)
