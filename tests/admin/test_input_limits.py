@@ -80,3 +80,16 @@ def test_strings_longer_than_their_column_are_400(
 ) -> None:
     """A string longer than its VARCHAR column is refused before PostgreSQL refuses it."""
     assert_400(gateway, method, path, param, json=body)
+
+
+@pytest.mark.parametrize("path", ["/keys", "/me/keys"])
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+05:00"])
+def test_times_beyond_year_9999_in_utc_are_400(gateway: Gateway, path: str, when: str) -> None:
+    """A time whose conversion to UTC leaves years 1 to 9999 is refused, not an overflow."""
+    assert_400(gateway, "POST", path, "expires_at", json={"expires_at": when})
+
+
+def test_expiry_with_an_offset_is_kept_in_utc(gateway: Gateway) -> None:
+    """An expiry given with a zone offset is stored and returned as the same instant in UTC."""
+    created = gateway.create_key(name="k", expires_at="9999-12-31T10:00:00+05:00")
+    assert created["expires_at"] == "9999-12-31T05:00:00Z"

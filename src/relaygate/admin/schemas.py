@@ -3,7 +3,7 @@ field types that keep what a client sends within what the database can store."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -25,6 +25,22 @@ def _storable(value: str) -> str:
 Text = Annotated[str, AfterValidator(_storable)]
 """A string any supported database can store: PostgreSQL refuses NUL characters. Give
 a field stored in a VARCHAR column its length too (``Field(max_length=...)``)."""
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_range", "must fall within the years 1 to 9999 in UTC"
+        ) from None
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+"""A point in time, converted to UTC (one without a zone is taken as UTC): a time whose
+conversion leaves Python's years 1 to 9999 is a 400, not an OverflowError."""
 
 
 class Input(BaseModel):
@@ -189,7 +205,7 @@ class UserOut(BaseModel):
 class KeyCreate(Input):
     name: Text = Field(default="key", max_length=200)
     user_id: RowId | None = None
-    expires_at: datetime | None = None
+    expires_at: Timestamp | None = None
     allowed_models: list[Text] | None = Field(
         default=None, description="Limit the key to these public model names"
     )
@@ -197,7 +213,7 @@ class KeyCreate(Input):
 
 class OwnKeyCreate(Input):
     name: Text = Field(default="key", max_length=200)
-    expires_at: datetime | None = None
+    expires_at: Timestamp | None = None
     allowed_models: list[Text] | None = None
 
 
