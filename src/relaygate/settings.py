@@ -22,6 +22,9 @@ from relaygate.errors import ConfigError
 ENV_PREFIX = "RELAYGATE_"
 DEFAULT_CONFIG_FILE = "relaygate.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///./data/relaygate.db"
+MAX_SYNC_INTERVAL = 365 * 24 * 3600.0
+"""The longest interval between two syncs of an endpoint (a year): the next sync's time
+must stay a representable date."""
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -57,7 +60,7 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
-    sync_interval: float = Field(default=30.0, gt=0)
+    sync_interval: float = Field(default=30.0, gt=0, le=MAX_SYNC_INTERVAL)
     sync_timeout: float = Field(default=10.0, gt=0)
     admin_key: str | None = None
     secret_key: str | None = None

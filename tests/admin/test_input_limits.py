@@ -93,3 +93,13 @@ def test_expiry_with_an_offset_is_kept_in_utc(gateway: Gateway) -> None:
     """An expiry given with a zone offset is stored and returned as the same instant in UTC."""
     created = gateway.create_key(name="k", expires_at="9999-12-31T10:00:00+05:00")
     assert created["expires_at"] == "9999-12-31T05:00:00Z"
+
+
+@pytest.mark.parametrize("interval", ["1e300", "Infinity", "NaN", "0"])
+def test_sync_interval_outside_zero_to_a_year_is_400(gateway: Gateway, interval: str) -> None:
+    """A sync interval must be positive and at most a year: a huge one overflowed the next
+    sync's time (a 500), NaN and infinity included."""
+    body = '{"name": "e", "url": "http://127.0.0.1:9/v1", "sync_interval": ' + interval + "}"
+    headers = {"content-type": "application/json"}
+    assert_400(gateway, "POST", "/endpoints", "sync_interval", content=body, headers=headers)
+    assert_400(gateway, "PATCH", "/endpoints/1", "sync_interval", content=body, headers=headers)

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from relaygate.settings import MAX_SYNC_INTERVAL
+
 ID_MAX = 2**31 - 1
 """The largest row id: ids are INTEGER columns, 32-bit on PostgreSQL."""
 
@@ -43,6 +45,10 @@ Timestamp = Annotated[datetime, AfterValidator(_utc)]
 conversion leaves Python's years 1 to 9999 is a 400, not an OverflowError."""
 
 
+SyncInterval = Annotated[float, Field(gt=0, le=MAX_SYNC_INTERVAL)]
+"""Seconds between two syncs of an endpoint: more than zero, at most a year."""
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,7 +74,7 @@ class EndpointCreate(Input):
         default_factory=lambda: ["everyone"], description="Groups granted the whole endpoint"
     )
     sync: bool = Field(default=True, description="Sync the endpoint's models right away")
-    sync_interval: float | None = Field(default=None, gt=0)
+    sync_interval: SyncInterval | None = None
 
 
 class EndpointUpdate(Input):
@@ -83,7 +89,7 @@ class EndpointUpdate(Input):
     model_filter: list[Text] | None = None
     enabled: bool | None = None
     requires_user_key: bool | None = None
-    sync_interval: float | None = Field(default=None, gt=0)
+    sync_interval: SyncInterval | None = None
 
 
 class EndpointValidate(Input):
