@@ -22,6 +22,9 @@ from relaygate.errors import ConfigError
 ENV_PREFIX = "RELAYGATE_"
 DEFAULT_CONFIG_FILE = "relaygate.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///./data/relaygate.db"
+MAX_SYNC_INTERVAL = 365 * 24 * 3600.0
+"""The longest interval between two syncs of an endpoint (a year): the next sync's time
+must stay a representable date."""
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -62,7 +65,7 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = "text"
     """``json`` writes one JSON object per log line (time, level, name, message,
     request_id)."""
-    sync_interval: float = Field(default=30.0, gt=0)
+    sync_interval: float = Field(default=30.0, gt=0, le=MAX_SYNC_INTERVAL)
     sync_timeout: float = Field(default=10.0, gt=0)
     admin_key: str | None = None
     secret_key: str | None = None

@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from relaygate.admin.schemas import RowId
 from relaygate.auth import authenticate, key_from_headers
 from relaygate.context import Context
 from relaygate.errors import PermissionDenied
 from relaygate.snapshot import Principal
 
-# A database id in a path: out-of-range numbers are a 400, not a database error.
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Id = Annotated[RowId, Path()]
+"""A row id in the path."""
 
 
 def get_ctx(request: Request) -> Context:

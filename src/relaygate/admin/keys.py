@@ -7,7 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import KeyCreate, KeyCreated, KeyOut
+from relaygate.admin.schemas import KeyCreate, KeyCreated, KeyOut, RowId
 from relaygate.context import Context
 from relaygate.services import api_keys as service
 from relaygate.snapshot import Principal
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/keys", tags=["keys"])
 
 @router.get("")
 async def list_keys(
-    user_id: int | None = None,
+    user_id: RowId | None = None,
     _: Principal = Depends(require_admin),
     ctx: Context = Depends(get_ctx),
 ) -> list[KeyOut]:

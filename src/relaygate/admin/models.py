@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import ModelOut, ModelUpdate
+from relaygate.admin.schemas import ModelOut, ModelUpdate, RowId
 from relaygate.context import Context
 from relaygate.services import models as service
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/models", tags=["models"], dependencies=[Depends(requ
 
 @router.get("")
 async def list_models(
-    endpoint_id: int | None = None, status: str | None = None, ctx: Context = Depends(get_ctx)
+    endpoint_id: RowId | None = None, status: str | None = None, ctx: Context = Depends(get_ctx)
 ) -> list[ModelOut]:
     found = await service.list_models(ctx, endpoint_id=endpoint_id, status=status)
     return [ModelOut(**asdict(model)) for model in found]

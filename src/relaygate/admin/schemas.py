@@ -1,11 +1,52 @@
-"""The admin API's request and response bodies (DESIGN.md, "The contract")."""
+"""The admin API's request and response bodies (DESIGN.md, "The contract"), and the
+field types that keep what a client sends within what the database can store."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from relaygate.settings import MAX_SYNC_INTERVAL
+
+ID_MAX = 2**31 - 1
+"""The largest row id: ids are INTEGER columns, 32-bit on PostgreSQL."""
+
+RowId = Annotated[int, Field(ge=1, le=ID_MAX)]
+"""A row id in a path, a query or a body: anything else is a 400, not a database error."""
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("string_nul", "must not contain NUL (\\u0000) characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+"""A string any supported database can store: PostgreSQL refuses NUL characters. Give
+a field stored in a VARCHAR column its length too (``Field(max_length=...)``)."""
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_range", "must fall within the years 1 to 9999 in UTC"
+        ) from None
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+"""A point in time, converted to UTC (one without a zone is taken as UTC): a time whose
+conversion leaves Python's years 1 to 9999 is a 400, not an OverflowError."""
+
+
+SyncInterval = Annotated[float, Field(gt=0, le=MAX_SYNC_INTERVAL)]
+"""Seconds between two syncs of an endpoint: more than zero, at most a year."""
 
 
 class Input(BaseModel):
@@ -29,52 +70,54 @@ class Timeouts(Input):
 
 
 class EndpointCreate(Input):
-    name: str = Field(min_length=1, max_length=200)
-    type: str = "openai"
-    url: str
-    api_key: str | None = None
-    api_key_env: str | None = Field(
-        default=None, description="Read the key from this environment variable instead"
+    name: Text = Field(min_length=1, max_length=200)
+    type: Text = "openai"
+    url: Text = Field(max_length=2000, examples=["https://api.openai.com/v1"])
+    api_key: Text | None = None
+    api_key_env: Text | None = Field(
+        default=None,
+        max_length=200,
+        description="Read the key from this environment variable instead",
     )
-    auth_header: str | None = Field(default=None, description="Custom auth header, e.g. api-key")
-    auth_prefix: str | None = Field(default=None, description="Prefix before the key, e.g. ''")
-    model_filter: list[str] = Field(default_factory=list)
+    auth_header: Text | None = Field(default=None, description="Custom auth header, e.g. api-key")
+    auth_prefix: Text | None = Field(default=None, description="Prefix before the key, e.g. ''")
+    model_filter: list[Text] = Field(default_factory=list)
     enabled: bool = True
     requires_user_key: bool = Field(
         default=False, description="No shared key: each user must set their own"
     )
-    groups: list[str] = Field(
+    groups: list[Text] = Field(
         default_factory=lambda: ["everyone"], description="Groups granted the whole endpoint"
     )
     sync: bool = Field(default=True, description="Sync the endpoint's models right away")
-    sync_interval: float | None = Field(default=None, gt=0)
+    sync_interval: SyncInterval | None = None
     timeouts: Timeouts | None = None
 
 
 class EndpointUpdate(Input):
     """Only the fields sent are changed; ``api_key: null`` clears the stored key."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    url: str | None = None
-    api_key: str | None = None
-    api_key_env: str | None = None
-    auth_header: str | None = None
-    auth_prefix: str | None = None
-    model_filter: list[str] | None = None
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    url: Text | None = Field(default=None, max_length=2000)
+    api_key: Text | None = None
+    api_key_env: Text | None = Field(default=None, max_length=200)
+    auth_header: Text | None = None
+    auth_prefix: Text | None = None
+    model_filter: list[Text] | None = None
     enabled: bool | None = None
     requires_user_key: bool | None = None
-    sync_interval: float | None = Field(default=None, gt=0)
+    sync_interval: SyncInterval | None = None
     timeouts: Timeouts | None = Field(
         default=None, description="Replaces the endpoint's own timeouts; null clears them"
     )
 
 
 class EndpointValidate(Input):
-    type: str = "openai"
-    url: str
-    api_key: str | None = None
-    auth_header: str | None = None
-    auth_prefix: str | None = None
+    type: Text = "openai"
+    url: Text = Field(max_length=2000, examples=["https://api.openai.com/v1"])
+    api_key: Text | None = None
+    auth_header: Text | None = None
+    auth_prefix: Text | None = None
 
 
 class SyncState(BaseModel):
@@ -176,7 +219,7 @@ class ModelOut(BaseModel):
 
 
 class ModelUpdate(Input):
-    alias: str | None = Field(default=None, max_length=500)
+    alias: Text | None = Field(default=None, max_length=500)
     enabled: bool | None = None
     input_cost_per_million_tokens: float | None = Field(
         default=None, ge=0, le=1e6, description="Price of a million prompt tokens; null clears"
@@ -187,7 +230,7 @@ class ModelUpdate(Input):
         le=1e6,
         description="Price of a million completion tokens; null clears",
     )
-    fallback_model: str | None = Field(
+    fallback_model: Text | None = Field(
         default=None,
         max_length=500,
         description="Public name of the model to try when every endpoint of this one fails",
@@ -195,14 +238,14 @@ class ModelUpdate(Input):
 
 
 class UserCreate(Input):
-    name: str = Field(min_length=1, max_length=200)
-    email: str | None = None
+    name: Text = Field(min_length=1, max_length=200)
+    email: Text | None = Field(default=None, max_length=320)
     role: Literal["admin", "user"] = "user"
 
 
 class UserUpdate(Input):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: str | None = None
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    email: Text | None = Field(default=None, max_length=320)
     role: Literal["admin", "user"] | None = None
 
 
@@ -215,18 +258,18 @@ class UserOut(BaseModel):
 
 
 class KeyCreate(Input):
-    name: str = Field(default="key", max_length=200)
-    user_id: int | None = None
-    expires_at: datetime | None = None
-    allowed_models: list[str] | None = Field(
+    name: Text = Field(default="key", max_length=200)
+    user_id: RowId | None = None
+    expires_at: Timestamp | None = None
+    allowed_models: list[Text] | None = Field(
         default=None, description="Limit the key to these public model names"
     )
 
 
 class OwnKeyCreate(Input):
-    name: str = Field(default="key", max_length=200)
-    expires_at: datetime | None = None
-    allowed_models: list[str] | None = None
+    name: Text = Field(default="key", max_length=200)
+    expires_at: Timestamp | None = None
+    allowed_models: list[Text] | None = None
 
 
 class KeyOut(BaseModel):
@@ -267,13 +310,13 @@ class RegistryStatusOut(BaseModel):
 
 
 class GroupCreate(Input):
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = None
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text | None = None
 
 
 class GroupUpdate(Input):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = None
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    description: Text | None = None
 
 
 class GroupOut(BaseModel):
@@ -288,7 +331,7 @@ class GroupOut(BaseModel):
 
 
 class ProviderKeySet(Input):
-    api_key: str = Field(min_length=1)
+    api_key: Text = Field(min_length=1)
 
 
 class ProviderKeyOut(BaseModel):

@@ -22,7 +22,7 @@ from relaygate.errors import BadRequest, Conflict
 from relaygate.health import Health, HealthState
 from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
 from relaygate.services.patch import UNSET, Unset
-from relaygate.settings import Settings
+from relaygate.settings import MAX_SYNC_INTERVAL, Settings
 from relaygate.sync.service import SyncResult, sync_endpoint
 from relaygate.vault import key_hint
 
@@ -151,9 +151,10 @@ def check_timeouts(value: dict[str, float] | None) -> dict[str, float] | None:
 
 
 def _check_interval(value: float | None) -> float | None:
-    if value is not None and value <= 0:
+    if value is not None and not 0 < value <= MAX_SYNC_INTERVAL:
         raise BadRequest(
-            "sync_interval must be a positive number of seconds", param="sync_interval"
+            "sync_interval must be a positive number of seconds, at most a year",
+            param="sync_interval",
         )
     return value
 
