@@ -8,7 +8,7 @@ it as ``request_id``. JSON lines come from ``python-json-logger``.
 from __future__ import annotations
 
 import logging
-import os
+import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
 
@@ -23,13 +23,14 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s
 
 def request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """The client's ``x-request-id`` when it is 1 to 64 characters of letters, digits and
-    ``-_.:``; else a new random id (24 hex digits)."""
+    ``-_.:``; else a new random UUID (version 4, 36 characters: some servers, such as
+    llama-cpp-python's, refuse a request id that is not a UUID)."""
     for name, value in headers:
         if name == b"x-request-id":
             if 0 < len(value) <= 64 and not value.translate(None, _ALLOWED):
                 return value.decode("ascii")
             break
-    return os.urandom(12).hex()
+    return str(uuid.uuid4())
 
 
 class _RequestIdFilter(logging.Filter):

@@ -252,10 +252,10 @@ def test_request_id_is_taken_or_made_and_returned(served: Gateway, upstream: Ups
         json={"model": "gpt-test", "messages": MESSAGES},
         headers={"x-request-id": "no spaces allowed"},
     )
-    assert len(made.headers["x-request-id"]) == 24
+    assert len(made.headers["x-request-id"]) == 36
     assert made.headers["x-request-id"] == upstream.state.requests[-1].headers["x-request-id"]
     missing = served.admin.post("/v1/chat/completions", json={"model": "nope", "messages": []})
-    assert missing.status_code == 404 and len(missing.headers["x-request-id"]) == 24
+    assert missing.status_code == 404 and len(missing.headers["x-request-id"]) == 36
     assert [r.request_id for r in records(served, 3)][:2] == [
         "trace-123",
         made.headers["x-request-id"],
