@@ -30,6 +30,7 @@ from relaygate.ops import router as ops_router
 from relaygate.proxy import Proxy
 from relaygate.proxy.app import Receive, Scope, Send, send_error
 from relaygate.proxy.checks import check_header_size
+from relaygate.ratelimit import RateLimiter
 from relaygate.services.api_keys import KeyActivity
 from relaygate.services.bootstrap import bootstrap
 from relaygate.settings import Settings, load_settings
@@ -148,6 +149,7 @@ class RelaygateApp:
         self.bootstrap = bootstrap
         self.metrics = Metrics()
         self.proxy: Proxy | None = None
+        self.limiter: RateLimiter | None = None
         self.api = FastAPI(
             title="relaygate",
             version=__version__,
@@ -193,6 +195,9 @@ class RelaygateApp:
             await ctx.snapshots.refresh()
             activity = KeyActivity()
             self.api.state.ctx = ctx
+            self.limiter = RateLimiter(
+                ctx.redis, prefix=self.settings.redis_prefix, metrics=self.metrics
+            )
             self.proxy = Proxy(
                 ctx.snapshots,
                 ctx.http,
@@ -201,6 +206,7 @@ class RelaygateApp:
                 ctx.health,
                 max_body_bytes=self.settings.max_body_bytes,
                 max_concurrent=self.settings.max_concurrent_requests,
+                limiter=self.limiter,
             )
             stop = asyncio.Event()
             tasks = [
@@ -215,6 +221,7 @@ class RelaygateApp:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self.proxy = None
+                self.limiter = None
 
 
 def create_app(settings: Settings, *, bootstrap: bool = True) -> RelaygateApp:

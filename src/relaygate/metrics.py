@@ -30,3 +30,14 @@ class Metrics:
             "Change counter of the loaded snapshot",
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "relaygate_rate_limited",
+            "Requests refused by a rate limit, by the limit reached (requests or tokens)",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.rate_limit_store_errors = Counter(
+            "relaygate_rate_limit_store_errors",
+            "Rate-limit calls to Redis that failed (and were counted in the process instead)",
+            registry=self.registry,
+        )

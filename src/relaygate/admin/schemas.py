@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from relaygate.ratelimit import MAX_LIMIT
 
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _rpm(of: str) -> Any:
+    return Field(
+        default=None, gt=0, le=MAX_LIMIT, description=f"Requests per minute {of}; null: no limit"
+    )
+
+
+def _tpm(of: str) -> Any:
+    return Field(
+        default=None,
+        gt=0,
+        le=MAX_LIMIT,
+        description=f"Tokens (prompt + completion) per minute {of}; null: no limit",
+    )
 
 
 class Timeouts(Input):
@@ -187,12 +204,18 @@ class UserCreate(Input):
     name: str = Field(min_length=1, max_length=200)
     email: str | None = None
     role: Literal["admin", "user"] = "user"
+    requests_per_minute: int | None = _rpm("of all the user's keys together")
+    tokens_per_minute: int | None = _tpm("of all the user's keys together")
 
 
 class UserUpdate(Input):
+    """Only the fields sent are changed; a limit sent as null is cleared."""
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     email: str | None = None
     role: Literal["admin", "user"] | None = None
+    requests_per_minute: int | None = _rpm("of all the user's keys together")
+    tokens_per_minute: int | None = _tpm("of all the user's keys together")
 
 
 class UserOut(BaseModel):
@@ -201,6 +224,8 @@ class UserOut(BaseModel):
     email: str | None
     role: str
     created_at: datetime
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
 
 
 class KeyCreate(Input):
@@ -210,12 +235,28 @@ class KeyCreate(Input):
     allowed_models: list[str] | None = Field(
         default=None, description="Limit the key to these public model names"
     )
+    requests_per_minute: int | None = _rpm("of this key")
+    tokens_per_minute: int | None = _tpm("of this key")
+
+
+class KeyUpdate(Input):
+    """Only the fields sent are changed; a limit sent as null is cleared."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    requests_per_minute: int | None = _rpm("of this key")
+    tokens_per_minute: int | None = _tpm("of this key")
 
 
 class OwnKeyCreate(Input):
     name: str = Field(default="key", max_length=200)
     expires_at: datetime | None = None
     allowed_models: list[str] | None = None
+    requests_per_minute: int | None = _rpm(
+        "of this key; at most (and by default) the calling key's and your user's"
+    )
+    tokens_per_minute: int | None = _tpm(
+        "of this key; at most (and by default) the calling key's and your user's"
+    )
 
 
 class KeyOut(BaseModel):
@@ -228,6 +269,8 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
     revoked_at: datetime | None
     allowed_models: list[str] | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
 
 
 class KeyCreated(KeyOut):

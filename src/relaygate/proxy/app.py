@@ -33,6 +33,7 @@ from relaygate.health import Health, parse_retry_after
 from relaygate.metrics import Metrics
 from relaygate.proxy.body import check_payload, parse_model, read_body
 from relaygate.proxy.checks import check_request
+from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter, add_rate_limit_headers
 from relaygate.services.api_keys import KeyActivity
 from relaygate.snapshot import Route, SnapshotStore, Target, TargetSurface, View
 
@@ -116,6 +117,7 @@ class Proxy:
         *,
         max_body_bytes: int,
         max_concurrent: int,
+        limiter: RateLimiter | None = None,
     ):
         self._snapshots = snapshots
         self._http = http
@@ -126,6 +128,7 @@ class Proxy:
         self._max_concurrent = max_concurrent
         self._in_flight = 0
         self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._limiter = limiter or RateLimiter()
 
     @property
     def in_flight(self) -> int:
@@ -184,6 +187,8 @@ class Proxy:
         method: str = scope["method"]
         length = check_request(method, path, headers)
         principal = authenticate(snapshot, key_from_headers(headers))
+        if principal.limits is not None:  # rate limits: raises RateLimited (429)
+            scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
         self._activity.touch(principal.key_id)
         view = principal.view
         if method in ("GET", "HEAD") and path == "/v1/models":
@@ -422,6 +427,7 @@ class Proxy:
                     out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))
                     if served_as is not None:
                         out_headers.append((MODEL_HEADER, served_as.encode()))
+                    add_rate_limit_headers(scope, out_headers)
                     await send(
                         {"type": "http.response.start", "status": status, "headers": out_headers}
                     )
