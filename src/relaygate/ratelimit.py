@@ -240,11 +240,6 @@ class RateLimiter:
             self._admit_script = redis.register_script(ADMIT_SCRIPT)
             self._tokens_script = redis.register_script(TOKENS_SCRIPT)
 
-    @property
-    def shared(self) -> bool:
-        """Whether the counters are kept in Redis (shared by the replicas)."""
-        return self._redis is not None
-
     async def admit(self, principal: Principal) -> Admission:
         """Count one request of ``principal`` against its key's and its user's limits,
         when it is within all of them, and return where the limits stand after it.
@@ -273,7 +268,6 @@ class RateLimiter:
             return
         names = [s.name for s in self._subjects(principal, limits) if s.tpm is not None]
         if self._store_usable():
-            assert self._redis is not None
             try:
                 await self._tokens_script(keys=names, args=[self._window_ms, tokens])
             except (RedisError, OSError) as exc:

@@ -16,7 +16,11 @@ class Input(BaseModel):
 
 def _rpm(of: str) -> Any:
     return Field(
-        default=None, gt=0, le=MAX_LIMIT, description=f"Requests per minute {of}; null: no limit"
+        default=None,
+        gt=0,
+        le=MAX_LIMIT,
+        strict=True,
+        description=f"Requests per minute {of}; null: no limit",
     )
 
 
@@ -25,6 +29,7 @@ def _tpm(of: str) -> Any:
         default=None,
         gt=0,
         le=MAX_LIMIT,
+        strict=True,
         description=f"Tokens (prompt + completion) per minute {of}; null: no limit",
     )
 
