@@ -35,6 +35,7 @@ from relaygate.providers import get_provider
 from relaygate.snapshot import (
     DEFAULT_TIMEOUTS,
     Principal,
+    RateLimits,
     Route,
     ScheduledEndpoint,
     Snapshot,
@@ -283,8 +284,10 @@ async def build_snapshot(
 
     views = _Views(entries, shared)
     keys: dict[str, Principal] = {}
-    for key, role in await session.execute(
-        select(ApiKey, User.role).join(User).where(ApiKey.revoked_at.is_(None))
+    for key, role, user_rpm, user_tpm in await session.execute(
+        select(ApiKey, User.role, User.requests_per_minute, User.tokens_per_minute)
+        .join(User)
+        .where(ApiKey.revoked_at.is_(None))
     ):
         allowed: frozenset[int] | None = None
         if role != "admin":
@@ -292,8 +295,9 @@ async def build_snapshot(
             allowed = frozenset().union(*(group_models.get(g, set()) for g in groups))
         names = frozenset(key.allowed_models) if key.allowed_models is not None else None
         view = views.get(allowed, own_keys.get(key.user_id, {}), names, key.user_id)
+        limits = RateLimits.of(key.requests_per_minute, key.tokens_per_minute, user_rpm, user_tpm)
         keys[key.key_hash] = Principal(
-            key.id, key.user_id, role, _epoch(key.expires_at), view, names
+            key.id, key.user_id, role, _epoch(key.expires_at), view, names, limits
         )
 
     return Snapshot(

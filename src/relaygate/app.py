@@ -31,6 +31,7 @@ from relaygate.ops import router as ops_router
 from relaygate.proxy import Proxy
 from relaygate.proxy.app import Receive, Scope, Send, send_error
 from relaygate.proxy.checks import check_header_size
+from relaygate.ratelimit import RateLimiter
 from relaygate.services.api_keys import KeyActivity
 from relaygate.services.bootstrap import bootstrap
 from relaygate.services.usage import prune_usage
@@ -151,6 +152,7 @@ class RelaygateApp:
         self.bootstrap = bootstrap
         self.metrics = Metrics()
         self.proxy: Proxy | None = None
+        self.limiter: RateLimiter | None = None
         self.api = FastAPI(
             title="relaygate",
             version=__version__,
@@ -200,6 +202,9 @@ class RelaygateApp:
             )
             self.api.state.ctx = ctx
             self.api.state.usage_queue = usage
+            self.limiter = RateLimiter(
+                ctx.redis, prefix=self.settings.redis_prefix, metrics=self.metrics
+            )
             self.proxy = Proxy(
                 ctx.snapshots,
                 ctx.http,
@@ -209,6 +214,7 @@ class RelaygateApp:
                 usage,
                 max_body_bytes=self.settings.max_body_bytes,
                 max_concurrent=self.settings.max_concurrent_requests,
+                limiter=self.limiter,
             )
             stop = asyncio.Event()
             tasks = [
@@ -225,6 +231,7 @@ class RelaygateApp:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self.proxy = None
+                self.limiter = None
 
 
 def create_app(settings: Settings, *, bootstrap: bool = True) -> RelaygateApp:

@@ -1,4 +1,4 @@
-"""The runtime context: settings, database, vault, HTTP client and snapshot.
+"""The runtime context: settings, database, vault, HTTP client, Redis client and snapshot.
 
 Built once by :func:`open_context` — by the server's lifespan and by each CLI
 command — and handed to the service functions. Nothing lives at module level.
@@ -14,6 +14,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -61,6 +64,8 @@ class Context:
     """The server's metrics (a CLI command's go nowhere)."""
     replica: str
     """This process, as host:pid, recorded on the syncs it runs."""
+    redis: Redis | None = None
+    """The client of ``redis_url`` (shared rate-limit counters), or None without one."""
 
 
 def make_http_client(settings: Settings) -> aiohttp.ClientSession:
@@ -78,6 +83,24 @@ def make_http_client(settings: Settings) -> aiohttp.ClientSession:
             sock_read=settings.upstream_idle_timeout,
         ),
     )
+
+
+def make_redis_client(settings: Settings) -> Redis | None:
+    """The Redis client for ``settings.redis_url`` (None when unset). It connects on first
+    use; connecting and each command time out after ``redis_timeout`` seconds, and a
+    failed command is retried once at once (a connection the server dropped), no more:
+    callers fail open rather than wait. Raises :class:`ConfigError` for a malformed URL."""
+    if settings.redis_url is None:
+        return None
+    try:
+        return Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"setting 'redis_url' is not a usable Redis URL: {exc}") from None
 
 
 async def _check_secret(sessions: async_sessionmaker[AsyncSession], vault: Vault) -> None:
@@ -100,8 +123,9 @@ async def _check_secret(sessions: async_sessionmaker[AsyncSession], vault: Vault
 async def open_context(
     settings: Settings, metrics: Metrics | None = None
 ) -> AsyncIterator[Context]:
-    """Open the database (migrating it), the vault and the HTTP client; close them after.
-    ``metrics`` are the server's (a fresh, unexposed set when None).
+    """Open the database (migrating it), the vault, the HTTP client and the Redis client
+    (when ``redis_url`` is set); close them after. ``metrics`` are the server's (a fresh,
+    unexposed set when None).
 
     Raises :class:`ConfigError` when the database cannot be opened or the secret
     key does not match the database.
@@ -144,23 +168,29 @@ async def open_context(
                 version = await read_version(session)
                 return await build_snapshot(session, vault, version, timeouts)
 
-        async with make_http_client(settings) as http:
-            yield Context(
-                settings=settings,
-                engine=engine,
-                sessions=sessions,
-                vault=vault,
-                http=http,
-                snapshots=SnapshotStore(load),
-                sync_state=SyncState(),
-                health=Health(
-                    settings.failure_threshold,
-                    settings.cooldown_seconds,
-                    settings.max_cooldown_seconds,
-                ),
-                metrics=metrics or Metrics(),
-                replica=f"{socket.gethostname()}:{os.getpid()}",
-            )
+        redis = make_redis_client(settings)
+        try:
+            async with make_http_client(settings) as http:
+                yield Context(
+                    settings=settings,
+                    engine=engine,
+                    sessions=sessions,
+                    vault=vault,
+                    http=http,
+                    snapshots=SnapshotStore(load),
+                    sync_state=SyncState(),
+                    health=Health(
+                        settings.failure_threshold,
+                        settings.cooldown_seconds,
+                        settings.max_cooldown_seconds,
+                    ),
+                    metrics=metrics or Metrics(),
+                    replica=f"{socket.gethostname()}:{os.getpid()}",
+                    redis=redis,
+                )
+        finally:
+            if redis is not None:
+                await redis.aclose()
     finally:
         await engine.dispose()
 

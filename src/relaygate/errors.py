@@ -13,6 +13,8 @@
     ├── Conflict                        409 conflict
     ├── PayloadTooLarge                 413 request_too_large
     ├── UnsupportedMediaType            415 unsupported_media_type
+    ├── RateLimited                     429 rate_limit_exceeded (type ``requests`` or
+    │                                       ``tokens``, with Retry-After and x-ratelimit-*)
     ├── HeadersTooLarge                 431 request_header_fields_too_large
     ├── UpstreamFailed                  502 upstream_error
     ├── ModelUnavailable                503 model_offline
@@ -92,6 +94,19 @@ class PayloadTooLarge(RelaygateError):
 
 class UnsupportedMediaType(RelaygateError):
     status, type, code = 415, "invalid_request_error", "unsupported_media_type"
+
+
+class RateLimited(RelaygateError):
+    """Over a rate limit. Like OpenAI's 429 body, ``type`` names the limit reached:
+    ``requests`` or ``tokens`` (https://platform.openai.com/docs/guides/rate-limits);
+    ``headers`` are ``Retry-After`` and the ``x-ratelimit-*`` headers."""
+
+    status, type, code = 429, "requests", "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, headers: tuple[tuple[bytes, bytes], ...]):
+        super().__init__(message)
+        self.type = limit
+        self.headers = headers
 
 
 class HeadersTooLarge(RelaygateError):

@@ -105,3 +105,14 @@ class Metrics:
             "Usage records dropped because the queue was full (database stalled)",
             registry=registry,
         )
+        self.rate_limited = Counter(
+            "relaygate_rate_limited",
+            "Requests refused by a rate limit, by the limit reached (requests or tokens)",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.rate_limit_store_errors = Counter(
+            "relaygate_rate_limit_store_errors",
+            "Rate-limit calls to Redis that failed (and were counted in the process instead)",
+            registry=self.registry,
+        )

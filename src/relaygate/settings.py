@@ -104,6 +104,13 @@ class Settings(BaseModel):
     drain_timeout: float = Field(default=30.0, ge=0)
     """Seconds a stopping server lets in-flight requests and streams finish."""
     web_session_hours: float = Field(default=12.0, gt=0)
+    redis_url: str | None = None
+    """Redis shared by the replicas for rate-limit counters (``redis://``, ``rediss://`` or
+    ``unix://``); without it each process counts alone."""
+    redis_prefix: str = Field(default="relaygate", min_length=1)
+    """Prefix of every Redis key relaygate writes (deployments sharing a Redis differ)."""
+    redis_timeout: float = Field(default=0.5, gt=0)
+    """Seconds to connect to Redis and for each command; past it, requests fail open."""
     api_key_env_patterns: list[str] = Field(
         default_factory=lambda: ["*_API_KEY", "*_API_TOKEN", "*_ACCESS_TOKEN"]
     )
@@ -115,6 +122,13 @@ class Settings(BaseModel):
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+", "postgres:")):
             raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
     @field_validator("admin_key")

@@ -115,6 +115,26 @@ class View:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimits:
+    """The limits per minute on a key and on its user (None: no such limit): requests
+    (``rpm``) and tokens (``tpm``). A principal has one only when some limit is set."""
+
+    key_rpm: int | None = None
+    key_tpm: int | None = None
+    user_rpm: int | None = None
+    user_tpm: int | None = None
+
+    @classmethod
+    def of(
+        cls, key_rpm: int | None, key_tpm: int | None, user_rpm: int | None, user_tpm: int | None
+    ) -> RateLimits | None:
+        """The limits, or None when none of them is set."""
+        if key_rpm is None and key_tpm is None and user_rpm is None and user_tpm is None:
+            return None
+        return cls(key_rpm, key_tpm, user_rpm, user_tpm)
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who a valid API key acts for, and what it may use. ``expires_at`` is a Unix time
     in seconds, or None."""
@@ -126,6 +146,8 @@ class Principal:
     view: View
     allowed_models: frozenset[str] | None = None
     """The key's own limit to some public model names, or None."""
+    limits: RateLimits | None = None
+    """Rate limits of the key and its user, or None when neither is limited."""
 
     @property
     def is_admin(self) -> bool:

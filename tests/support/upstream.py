@@ -44,6 +44,8 @@ class UpstreamState:
     hold_stream: threading.Event | None = None
     stream_cancelled: threading.Event = field(default_factory=threading.Event)
     requests: list[Seen] = field(default_factory=list)
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    """Sent with every non-streamed answer (e.g. a provider's own x-ratelimit-*)."""
 
 
 def make_upstream(state: UpstreamState, name: str = "upstream") -> Starlette:
@@ -119,7 +121,7 @@ def make_upstream(state: UpstreamState, name: str = "upstream") -> Starlette:
                 ],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
             },
-            headers={"x-upstream": name, "connection": "keep-alive"},
+            headers={"x-upstream": name, "connection": "keep-alive", **state.extra_headers},
         )
 
     return Starlette(

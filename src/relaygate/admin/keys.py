@@ -1,13 +1,14 @@
-"""``/admin/api/v1/keys``: create (the key is returned this once), list, revoke."""
+"""``/admin/api/v1/keys``: create (the key is returned this once), list, change, revoke."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import KeyCreate, KeyCreated, KeyOut, RowId
+from relaygate.admin.schemas import KeyCreate, KeyCreated, KeyOut, KeyUpdate, RowId
 from relaygate.context import Context
 from relaygate.services import api_keys as service
 from relaygate.snapshot import Principal
@@ -34,8 +35,28 @@ async def create_key(
         name=body.name,
         expires_at=body.expires_at,
         allowed_models=body.allowed_models,
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
     )
     return KeyCreated(**asdict(created.info), key=created.key)
+
+
+@router.patch("/{key_id}")
+async def update_key(
+    key_id: Id,
+    body: KeyUpdate,
+    _: Principal = Depends(require_admin),
+    ctx: Context = Depends(get_ctx),
+) -> KeyOut:
+    """Change a key's name or rate limits; only the fields sent change (null clears a
+    limit)."""
+    changes: dict[str, Any] = {
+        k: v for k, v in body.model_dump(include=body.model_fields_set).items() if v is not None
+    }
+    for limit in ("requests_per_minute", "tokens_per_minute"):
+        if limit in body.model_fields_set:
+            changes[limit] = getattr(body, limit)
+    return KeyOut(**asdict(await service.update_key(ctx, key_id, **changes)))
 
 
 @router.delete("/{key_id}")

@@ -52,11 +52,21 @@ async def create_own_key(
     caller: Principal = Depends(get_principal),
     ctx: Context = Depends(get_ctx),
 ) -> KeyCreated:
-    """A new key for the caller; it can be limited to models but never reaches more than
-    the caller's own access."""
+    """A new key for the caller; it can be limited to models and rates but never reaches
+    more than the caller's own access, nor a higher rate than the calling key or its
+    user has."""
     allowed, expires = api_keys.within_caller_limits(caller, body.allowed_models, body.expires_at)
+    rpm, tpm = api_keys.rate_limits_within_caller(
+        caller, body.requests_per_minute, body.tokens_per_minute
+    )
     created = await api_keys.create_key(
-        ctx, user=caller.user_id, name=body.name, expires_at=expires, allowed_models=allowed
+        ctx,
+        user=caller.user_id,
+        name=body.name,
+        expires_at=expires,
+        allowed_models=allowed,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
     )
     return KeyCreated(**asdict(created.info), key=created.key)
 

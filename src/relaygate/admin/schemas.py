@@ -4,11 +4,12 @@ field types that keep what a client sends within what the database can store."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from relaygate.ratelimit import MAX_LIMIT
 from relaygate.settings import MAX_SYNC_INTERVAL
 
 ID_MAX = 2**31 - 1
@@ -51,6 +52,26 @@ SyncInterval = Annotated[float, Field(gt=0, le=MAX_SYNC_INTERVAL)]
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _rpm(of: str) -> Any:
+    return Field(
+        default=None,
+        gt=0,
+        le=MAX_LIMIT,
+        strict=True,
+        description=f"Requests per minute {of}; null: no limit",
+    )
+
+
+def _tpm(of: str) -> Any:
+    return Field(
+        default=None,
+        gt=0,
+        le=MAX_LIMIT,
+        strict=True,
+        description=f"Tokens (prompt + completion) per minute {of}; null: no limit",
+    )
 
 
 class Timeouts(Input):
@@ -241,12 +262,18 @@ class UserCreate(Input):
     name: Text = Field(min_length=1, max_length=200)
     email: Text | None = Field(default=None, max_length=320)
     role: Literal["admin", "user"] = "user"
+    requests_per_minute: int | None = _rpm("of all the user's keys together")
+    tokens_per_minute: int | None = _tpm("of all the user's keys together")
 
 
 class UserUpdate(Input):
+    """Only the fields sent are changed; a limit sent as null is cleared."""
+
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     email: Text | None = Field(default=None, max_length=320)
     role: Literal["admin", "user"] | None = None
+    requests_per_minute: int | None = _rpm("of all the user's keys together")
+    tokens_per_minute: int | None = _tpm("of all the user's keys together")
 
 
 class UserOut(BaseModel):
@@ -255,6 +282,8 @@ class UserOut(BaseModel):
     email: str | None
     role: str
     created_at: datetime
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
 
 
 class KeyCreate(Input):
@@ -264,12 +293,28 @@ class KeyCreate(Input):
     allowed_models: list[Text] | None = Field(
         default=None, description="Limit the key to these public model names"
     )
+    requests_per_minute: int | None = _rpm("of this key")
+    tokens_per_minute: int | None = _tpm("of this key")
+
+
+class KeyUpdate(Input):
+    """Only the fields sent are changed; a limit sent as null is cleared."""
+
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    requests_per_minute: int | None = _rpm("of this key")
+    tokens_per_minute: int | None = _tpm("of this key")
 
 
 class OwnKeyCreate(Input):
     name: Text = Field(default="key", max_length=200)
     expires_at: Timestamp | None = None
     allowed_models: list[Text] | None = None
+    requests_per_minute: int | None = _rpm(
+        "of this key; at most (and by default) the calling key's and your user's"
+    )
+    tokens_per_minute: int | None = _tpm(
+        "of this key; at most (and by default) the calling key's and your user's"
+    )
 
 
 class KeyOut(BaseModel):
@@ -282,6 +327,8 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
     revoked_at: datetime | None
     allowed_models: list[str] | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
 
 
 class KeyCreated(KeyOut):

@@ -22,7 +22,14 @@ async def list_users(ctx: Context = Depends(get_ctx)) -> list[UserOut]:
 
 @router.post("", status_code=201)
 async def create_user(body: UserCreate, ctx: Context = Depends(get_ctx)) -> UserOut:
-    user = await service.create_user(ctx, name=body.name, email=body.email, role=body.role)
+    user = await service.create_user(
+        ctx,
+        name=body.name,
+        email=body.email,
+        role=body.role,
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
+    )
     return UserOut(**asdict(user))
 
 
@@ -36,7 +43,7 @@ async def update_user(user_id: Id, body: UserUpdate, ctx: Context = Depends(get_
     changes: dict[str, Any] = {
         k: v
         for k, v in body.model_dump(include=body.model_fields_set).items()
-        if v is not None or k == "email"
+        if v is not None or k in ("email", "requests_per_minute", "tokens_per_minute")
     }
     return UserOut(**asdict(await service.update_user(ctx, user_id, **changes)))
 

@@ -1,4 +1,4 @@
-"""``relaygate users …`` and ``relaygate keys create|list|revoke``."""
+"""``relaygate users …`` and ``relaygate keys create|list|update|revoke``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,28 @@ import typer
 from relaygate.cli.runner import JsonFlag, as_dict, print_json, print_table, run
 from relaygate.services import api_keys as keys_service
 from relaygate.services import users as users_service
-from relaygate.services.patch import UNSET
+from relaygate.services.patch import UNSET, Unset
 
 users = typer.Typer(help="Manage users.", no_args_is_help=True)
 keys = typer.Typer(help="Manage user API keys.", no_args_is_help=True)
+Rpm = Annotated[int | None, typer.Option("--rpm", min=1, help="Requests per minute")]
+Tpm = Annotated[int | None, typer.Option("--tpm", min=1, help="Tokens per minute")]
+ClearLimits = Annotated[
+    bool, typer.Option("--clear-limits", help="Remove the limits not given with --rpm/--tpm")
+]
+
+
+def _limit_change(value: int | None, clear: bool) -> int | Unset | None:
+    """A limit option as a change: the value given, else None (cleared) with
+    ``--clear-limits``, else unchanged."""
+    if value is not None:
+        return value
+    return None if clear else UNSET
+
+
+def _limits(rpm: int | None, tpm: int | None) -> str:
+    parts = [f"{rpm} requests/min" if rpm else "", f"{tpm} tokens/min" if tpm else ""]
+    return ", ".join(p for p in parts if p) or "no rate limit"
 
 
 @users.command("list")
@@ -23,7 +41,18 @@ def list_users(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(found)
     else:
-        print_table(found, ["id", "name", "email", "role", "created_at"])
+        print_table(
+            found,
+            [
+                "id",
+                "name",
+                "email",
+                "role",
+                "requests_per_minute",
+                "tokens_per_minute",
+                "created_at",
+            ],
+        )
 
 
 @users.command("add")
@@ -32,10 +61,18 @@ def add_user(
     name: str,
     email: Annotated[str | None, typer.Option()] = None,
     role: Annotated[str, typer.Option(help="admin or user")] = "user",
+    rpm: Rpm = None,
+    tpm: Tpm = None,
 ) -> None:
-    """Create a user."""
-    user = run(ctx, lambda c: users_service.create_user(c, name=name, email=email, role=role))
-    typer.echo(f"created user {user.name!r} (id {user.id}, {user.role})")
+    """Create a user; --rpm/--tpm limit all their keys together."""
+    user = run(
+        ctx,
+        lambda c: users_service.create_user(
+            c, name=name, email=email, role=role, requests_per_minute=rpm, tokens_per_minute=tpm
+        ),
+    )
+    limits = _limits(user.requests_per_minute, user.tokens_per_minute)
+    typer.echo(f"created user {user.name!r} (id {user.id}, {user.role}, {limits})")
 
 
 @users.command("update")
@@ -45,8 +82,11 @@ def update_user(
     name: Annotated[str | None, typer.Option()] = None,
     email: Annotated[str | None, typer.Option()] = None,
     role: Annotated[str | None, typer.Option(help="admin or user")] = None,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    clear_limits: ClearLimits = False,
 ) -> None:
-    """Change a user's name, email or role."""
+    """Change a user's name, email, role or rate limits (all their keys together)."""
     info = run(
         ctx,
         lambda c: users_service.update_user(
@@ -55,9 +95,12 @@ def update_user(
             name=UNSET if name is None else name,
             email=UNSET if email is None else email,
             role=UNSET if role is None else role,
+            requests_per_minute=_limit_change(rpm, clear_limits),
+            tokens_per_minute=_limit_change(tpm, clear_limits),
         ),
     )
-    typer.echo(f"updated user {info.name!r} (id {info.id}, {info.role})")
+    limits = _limits(info.requests_per_minute, info.tokens_per_minute)
+    typer.echo(f"updated user {info.name!r} (id {info.id}, {info.role}, {limits})")
 
 
 @users.command("remove")
@@ -78,12 +121,20 @@ def create_key(
     model: Annotated[
         list[str] | None, typer.Option("--model", help="Limit the key to this model; repeatable")
     ] = None,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
 ) -> None:
     """Create an API key; it is printed this once."""
     created = run(
         ctx,
         lambda c: keys_service.create_key(
-            c, user=user, name=name, expires_at=expires_at, allowed_models=model or None
+            c,
+            user=user,
+            name=name,
+            expires_at=expires_at,
+            allowed_models=model or None,
+            requests_per_minute=rpm,
+            tokens_per_minute=tpm,
         ),
     )
     typer.echo(
@@ -116,8 +167,34 @@ def list_keys(
                 "expires_at",
                 "last_used_at",
                 "revoked_at",
+                "requests_per_minute",
+                "tokens_per_minute",
             ],
         )
+
+
+@keys.command("update")
+def update_key(
+    ctx: typer.Context,
+    key_id: int,
+    name: Annotated[str | None, typer.Option(help="A new label")] = None,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    clear_limits: ClearLimits = False,
+) -> None:
+    """Change an API key's name or rate limits (its user's limits apply as well)."""
+    info = run(
+        ctx,
+        lambda c: keys_service.update_key(
+            c,
+            key_id,
+            name=UNSET if name is None else name,
+            requests_per_minute=_limit_change(rpm, clear_limits),
+            tokens_per_minute=_limit_change(tpm, clear_limits),
+        ),
+    )
+    limits = _limits(info.requests_per_minute, info.tokens_per_minute)
+    typer.echo(f"updated key {info.id} ({info.name!r}, {limits})")
 
 
 @keys.command("revoke")

@@ -36,6 +36,7 @@ from relaygate.metrics import Metrics
 from relaygate.proxy.body import check_payload, parse_model, read_body
 from relaygate.proxy.checks import check_request
 from relaygate.proxy.tokens import BodyTokens, StreamTokens, Tokens
+from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter, add_rate_limit_headers
 from relaygate.services.api_keys import KeyActivity
 from relaygate.snapshot import Principal, Route, SnapshotStore, Target, TargetSurface, View
 from relaygate.usage import UsageEntry, UsageQueue, cost_of, now
@@ -126,6 +127,7 @@ class Proxy:
         *,
         max_body_bytes: int,
         max_concurrent: int,
+        limiter: RateLimiter | None = None,
     ):
         self._snapshots = snapshots
         self._http = http
@@ -137,6 +139,7 @@ class Proxy:
         self._max_concurrent = max_concurrent
         self._in_flight = 0
         self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._limiter = limiter or RateLimiter()
 
     @property
     def in_flight(self) -> int:
@@ -187,7 +190,21 @@ class Proxy:
                     self._account(scope, exchange, status)
                 except Exception:  # the answer is out; never let accounting break the server
                     log.exception("could not account for a request")
+                await self._count_tokens(exchange)
             REQUEST_ID.reset(token)
+
+    async def _count_tokens(self, exchange: _Exchange) -> None:
+        """Count the answer's prompt and completion tokens against the caller's tokens
+        per minute (after the answer went out; only for callers with limits)."""
+        principal, tokens = exchange.principal, exchange.tokens
+        if principal is None or principal.limits is None or tokens is None:
+            return
+        used = (tokens.prompt or 0) + (tokens.completion or 0)
+        if used:
+            try:
+                await self._limiter.add_tokens(principal, used)
+            except Exception:
+                log.exception("could not count tokens against the rate limits")
 
     def _account(self, scope: Scope, exchange: _Exchange, status: int) -> None:
         """Queue the request's usage record and update the metrics (no I/O)."""
@@ -253,6 +270,8 @@ class Proxy:
         method: str = scope["method"]
         length = check_request(method, path, headers)
         principal = authenticate(snapshot, key_from_headers(headers))
+        if principal.limits is not None:  # rate limits: raises RateLimited (429)
+            scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
         self._activity.touch(principal.key_id)
         exchange.principal = principal
         view = principal.view
@@ -528,6 +547,7 @@ class Proxy:
                     )
                     if state.served_model is not None:
                         out_headers.append((MODEL_HEADER, state.served_model.encode()))
+                    add_rate_limit_headers(scope, out_headers)
                     await send(
                         {"type": "http.response.start", "status": status, "headers": out_headers}
                     )

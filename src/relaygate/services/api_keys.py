@@ -1,5 +1,5 @@
-"""User API keys: create (shown once), list, revoke; and ``last_used_at`` kept in memory
-and written in batches, never once per request."""
+"""User API keys: create (shown once), list, change (name, rate limits), revoke; and
+``last_used_at`` kept in memory and written in batches, never once per request."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from relaygate.context import Context
 from relaygate.db.tables import ApiKey, User, utcnow
 from relaygate.errors import BadRequest, NotFound
 from relaygate.keys import display_prefix, generate_key, hash_key
+from relaygate.ratelimit import check_limit
+from relaygate.services.patch import UNSET, Unset
 from relaygate.services.users import find_user
 from relaygate.snapshot import Principal
 
@@ -31,6 +33,8 @@ class KeyInfo:
     last_used_at: datetime | None
     revoked_at: datetime | None
     allowed_models: list[str] | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,8 @@ def _info(key: ApiKey) -> KeyInfo:
         key.last_used_at,
         key.revoked_at,
         key.allowed_models,
+        key.requests_per_minute,
+        key.tokens_per_minute,
     )
 
 
@@ -72,10 +78,16 @@ async def create_key(
     expires_at: datetime | None = None,
     key: str | None = None,
     allowed_models: list[str] | None = None,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
 ) -> CreatedKey:
     """Create an API key for ``user`` (id or name). ``key`` imports an existing secret
     instead of generating one; ``allowed_models`` limits it to those public model names
-    (within its user's access). Raises :class:`NotFound` or :class:`BadRequest`."""
+    (within its user's access); ``requests_per_minute`` and ``tokens_per_minute`` limit
+    the key's own use (None: no limit of its own). Raises :class:`NotFound` or
+    :class:`BadRequest`."""
+    requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
+    tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
     if allowed_models is not None and not all(
         isinstance(name, str) and name for name in allowed_models
     ):
@@ -96,6 +108,8 @@ async def create_key(
             allowed_models=list(dict.fromkeys(allowed_models))
             if allowed_models is not None
             else None,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
         )
         session.add(row)
         await session.flush()
@@ -124,6 +138,62 @@ def within_caller_limits(
         elif (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)) > limit:
             raise BadRequest("a new key cannot outlive the key creating it", param="expires_at")
     return allowed_models, expires_at
+
+
+def rate_limits_within_caller(
+    caller: Principal, requests_per_minute: int | None, tokens_per_minute: int | None
+) -> tuple[int | None, int | None]:
+    """The rate limits of a key a caller creates for themselves: never above (nor
+    without) a limit that the calling key or its user has; an omitted limit takes that
+    ceiling. Returns (requests_per_minute, tokens_per_minute); raises :class:`BadRequest`
+    when asked for more."""
+    limits = caller.limits
+    if limits is None:
+        return requests_per_minute, tokens_per_minute
+    return (
+        _within(requests_per_minute, limits.key_rpm, limits.user_rpm, "requests_per_minute"),
+        _within(tokens_per_minute, limits.key_tpm, limits.user_tpm, "tokens_per_minute"),
+    )
+
+
+def _within(asked: int | None, key: int | None, user: int | None, param: str) -> int | None:
+    ceilings = [limit for limit in (key, user) if limit is not None]
+    if not ceilings:
+        return asked
+    ceiling = min(ceilings)
+    if asked is None:
+        return ceiling
+    if asked > ceiling:
+        raise BadRequest(
+            f"{param} cannot be above {ceiling}, the limit of your key or your user",
+            param=param,
+        )
+    return asked
+
+
+async def update_key(
+    ctx: Context,
+    key_id: int,
+    *,
+    name: str | Unset = UNSET,
+    requests_per_minute: int | Unset | None = UNSET,
+    tokens_per_minute: int | Unset | None = UNSET,
+) -> KeyInfo:
+    """Change a key's name or its rate limits per minute (None clears a limit); fields
+    left UNSET stay. Raises :class:`NotFound` or :class:`BadRequest`."""
+    async with ctx.sessions.begin() as session:
+        row = await session.get(ApiKey, key_id)
+        if row is None:
+            raise NotFound(f"no API key with id {key_id}")
+        if not isinstance(name, Unset):
+            row.name = name.strip() or "key"
+        if not isinstance(requests_per_minute, Unset):
+            row.requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
+        if not isinstance(tokens_per_minute, Unset):
+            row.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
+        await bump(session)
+    await ctx.snapshots.refresh()
+    return _info(row)
 
 
 async def revoke_key(ctx: Context, key_id: int, *, owner_id: int | None = None) -> KeyInfo:

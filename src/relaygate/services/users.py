@@ -1,4 +1,5 @@
-"""Users: a name, an optional email and a role (``admin`` or ``user``)."""
+"""Users: a name, an optional email, a role (``admin`` or ``user``) and optional rate
+limits per minute shared by all their keys."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import User
 from relaygate.errors import BadRequest, Conflict
+from relaygate.ratelimit import check_limit
 from relaygate.services.patch import UNSET, Unset
 
 ROLES = ("admin", "user")
@@ -26,10 +28,20 @@ class UserInfo:
     email: str | None
     role: str
     created_at: datetime
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
 
 
 def _info(user: User) -> UserInfo:
-    return UserInfo(user.id, user.name, user.email, user.role, user.created_at)
+    return UserInfo(
+        user.id,
+        user.name,
+        user.email,
+        user.role,
+        user.created_at,
+        user.requests_per_minute,
+        user.tokens_per_minute,
+    )
 
 
 def _check_role(role: str) -> str:
@@ -61,10 +73,24 @@ async def get_user(ctx: Context, ident: int | str) -> UserInfo:
 
 
 async def create_user(
-    ctx: Context, *, name: str, email: str | None = None, role: str = "user"
+    ctx: Context,
+    *,
+    name: str,
+    email: str | None = None,
+    role: str = "user",
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
 ) -> UserInfo:
-    """Create a user; raises :class:`BadRequest` or :class:`Conflict` (name taken)."""
-    user = User(name=_check_name(name), email=email or None, role=_check_role(role))
+    """Create a user, with optional limits per minute on all their keys' requests and
+    tokens together (None: no limit); raises :class:`BadRequest` or :class:`Conflict`
+    (name taken)."""
+    user = User(
+        name=_check_name(name),
+        email=email or None,
+        role=_check_role(role),
+        requests_per_minute=check_limit(requests_per_minute, "requests_per_minute"),
+        tokens_per_minute=check_limit(tokens_per_minute, "tokens_per_minute"),
+    )
     try:
         async with ctx.sessions.begin() as session:
             session.add(user)
@@ -84,8 +110,11 @@ async def update_user(
     name: str | Unset = UNSET,
     email: str | Unset | None = UNSET,
     role: str | Unset = UNSET,
+    requests_per_minute: int | Unset | None = UNSET,
+    tokens_per_minute: int | Unset | None = UNSET,
 ) -> UserInfo:
-    """Change a user's name, email or role. The last admin cannot be demoted (Conflict)."""
+    """Change a user's name, email, role or limits per minute (None clears a limit). The
+    last admin cannot be demoted (Conflict); a bad value raises :class:`BadRequest`."""
     try:
         async with ctx.sessions.begin() as session:
             user = await find_user(session, ident)
@@ -97,6 +126,10 @@ async def update_user(
                 if user.role == "admin" and role != "admin" and await _admins(session) <= 1:
                     raise Conflict("cannot demote the last admin", param="role")
                 user.role = _check_role(role)
+            if not isinstance(requests_per_minute, Unset):
+                user.requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
+            if not isinstance(tokens_per_minute, Unset):
+                user.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
             await bump(session)
     except IntegrityError:
         raise Conflict(f"a user named {name!r} already exists", param="name") from None

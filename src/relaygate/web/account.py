@@ -50,12 +50,15 @@ async def create_key(
 ) -> Response:
     try:
         allowed, expires = api_keys.within_caller_limits(session.principal, None, None)
+        rpm, tpm = api_keys.rate_limits_within_caller(session.principal, None, None)
         created = await api_keys.create_key(
             context_of(request),
             user=session.principal.user_id,
             name=name,
             expires_at=expires,
             allowed_models=allowed,
+            requests_per_minute=rpm,
+            tokens_per_minute=tpm,
         )
     except RelaygateError as exc:
         return back(PAGE, exc.message, "error")
