@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import openai
@@ -13,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import Upstream
 from tests.support.gateway import Gateway
+from tests.web.conftest import past_usage, wait_for_usage, write_usage
 
 CHROMIUM = os.environ.get("RELAYGATE_TEST_CHROMIUM") or shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
@@ -172,3 +174,74 @@ def test_people_and_status_pages(page: Page, gateway: Gateway, upstream: Upstrea
     page.goto(gateway.url + "/ui/status")
     expect(page.locator("table.list")).to_contain_text("local")
     shot(page, "status")
+
+
+def test_usage_page_draws_tokens_per_day_by_model(
+    page: Page, metered: Gateway, upstream: Upstream
+) -> None:
+    """With a week of usage — today's from real requests, the six days before written to
+    the database — the usage page draws one bar group per day, a legend entry per model
+    and a table by user; the range switches to 30 days."""
+    upstream.state.models = ["gpt-test", "gpt-mini"]
+    metered.add_endpoint("local", upstream.url)
+    prices = {"input_cost_per_million_tokens": 2.5, "output_cost_per_million_tokens": 10}
+    for model in metered.admin.get("/admin/api/v1/models").json():
+        metered.admin.patch(f"/admin/api/v1/models/{model['id']}", json=prices)
+    people = {}
+    for name in ("ann", "bob"):
+        user = metered.create_user(name)
+        key = metered.create_key(user_id=user["id"])
+        people[name] = {"user_id": user["id"], "key_id": key["id"], "key": key["key"]}
+    ann, bob = (metered.openai(people[n]["key"]) for n in ("ann", "bob"))
+    for _ in range(3):
+        ann.chat.completions.create(model="gpt-test", messages=[])
+    list(bob.chat.completions.create(model="gpt-mini", messages=[], stream=True))
+    midnight = datetime.combine(datetime.now(UTC).date(), time(), UTC)
+    earlier = [
+        past_usage(
+            midnight - timedelta(days=ago, hours=-hour),
+            user_id=people[who]["user_id"],
+            key_id=people[who]["key_id"],
+            model=model,
+            prompt=prompt,
+            completion=prompt // 2,
+            cost=(prompt * 2.5 + prompt // 2 * 10) / 1e6,
+        )
+        for ago in range(1, 7)
+        for hour, who, model, prompt in (
+            (9, "ann", "gpt-test", 6 * ago + 8),
+            (11, "bob", "gpt-mini", 6 + 5 * (ago % 3)),
+            (15, "ann", "gpt-large", 20 if ago in (2, 5) else 0),
+        )
+        if prompt
+    ]
+    write_usage(metered, earlier)
+    wait_for_usage(metered, 4 + len(earlier))
+
+    sign_in(page, metered, metered.admin_key)
+    page.click("nav a:has-text('Usage')")
+    expect(page).to_have_url(metered.url + "/ui/usage")
+    chart = page.locator("svg.chart[role=img]")
+    expect(chart.locator("> title")).to_have_text("Tokens per day by model, last 7 days (UTC)")
+    expect(chart.locator("g.day")).to_have_count(7)
+    for group in chart.locator("g.day").all():
+        expect(group.locator("rect").first).to_be_visible()  # every day had requests
+    today = chart.locator(f"g.day[data-day='{midnight:%Y-%m-%d}']")
+    expect(today.locator("rect")).to_have_count(2)
+    expect(page.locator("ul.legend li")).to_have_count(3)
+    for model in ("gpt-test", "gpt-mini", "gpt-large"):
+        expect(page.locator(f"ul.legend li[data-series='{model}']")).to_contain_text(model)
+    box = chart.bounding_box()
+    assert box is not None and box["width"] > 600 and box["height"] > 200
+    rows = page.locator("#usage-by-user tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first.locator("th")).to_have_text("ann")
+    expect(page.locator("#usage-by-user tfoot")).to_contain_text(str(4 + len(earlier)))
+    page.locator("details.data summary").click()
+    expect(page.locator("#usage-chart-data tbody tr")).to_have_count(7)
+    page.locator("details.data summary").click()
+    shot(page, "usage")
+
+    page.click("nav.range a:has-text('Last 30 days')")
+    expect(page).to_have_url(metered.url + "/ui/usage?days=30")
+    expect(page.locator("svg.chart g.day")).to_have_count(30)

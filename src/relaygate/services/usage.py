@@ -1,5 +1,5 @@
-"""Usage reports (requests, tokens and cost grouped by user, key, model, endpoint or day)
-and the retention of usage records."""
+"""Usage reports (requests, tokens and cost grouped by user, key, model, endpoint or day,
+or by day and model at once) and the retention of usage records."""
 
 from __future__ import annotations
 
@@ -32,6 +32,20 @@ class UsageRow:
     name: str | None
     requests: int
     errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class DailyTokens:
+    """The records of one model on one day (``YYYY-MM-DD``, UTC): requests, tokens and
+    cost (records without a price count 0), as :func:`daily_tokens` sums them."""
+
+    day: str
+    model: str
+    requests: int
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -109,6 +123,53 @@ async def usage_report(
             name=names.get(row[0]),
             requests=row[1],
             errors=row[2],
+            prompt_tokens=int(row[3]),
+            completion_tokens=int(row[4]),
+            total_tokens=int(row[5]),
+            cost=float(row[6]),
+        )
+        for row in rows
+    ]
+
+
+async def daily_tokens(
+    ctx: Context, *, start: datetime, end: datetime, user_id: int | None = None
+) -> list[DailyTokens]:
+    """Requests, tokens and cost per UTC day and model of the records from ``start``
+    (inclusive) to ``end`` (exclusive), only ``user_id``'s when given; in date order, then
+    by model name. Days and models without records are absent.
+
+    Raises :class:`BadRequest` for an empty range.
+    """
+    if start >= end:
+        raise BadRequest("'from' must be before 'to'", param="from")
+    record = UsageRecord
+    # One expression object for SELECT and GROUP BY, so PostgreSQL sees the same
+    # parameters in both and accepts the grouping.
+    day = _day(ctx.engine.dialect.name)
+    query = (
+        select(
+            day,
+            record.model,
+            func.count(),
+            func.coalesce(func.sum(record.prompt_tokens), 0),
+            func.coalesce(func.sum(record.completion_tokens), 0),
+            func.coalesce(func.sum(record.total_tokens), 0),
+            func.coalesce(func.sum(record.cost), 0.0),
+        )
+        .where(record.created_at >= start, record.created_at < end)
+        .group_by(day, record.model)
+        .order_by(day, record.model)
+    )
+    if user_id is not None:
+        query = query.where(record.user_id == user_id)
+    async with ctx.sessions() as session:
+        rows = (await session.execute(query)).all()
+    return [
+        DailyTokens(
+            day=str(row[0]),
+            model=row[1],
+            requests=row[2],
             prompt_tokens=int(row[3]),
             completion_tokens=int(row[4]),
             total_tokens=int(row[5]),

@@ -1,5 +1,6 @@
-"""Console: "My account" for every user — own API keys (shown once at creation), own
-provider keys (hints only), and the models they may use with ready-to-copy snippets."""
+"""Console: "My account" for every user — own usage over the last 7 days (chart and table
+by model), own API keys (shown once at creation), own provider keys (hints only), and the
+models they may use with ready-to-copy snippets."""
 
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ from relaygate.services import endpoints as endpoint_service
 from relaygate.services import users as user_service
 from relaygate.web.auth import Checked, Session, context_of
 from relaygate.web.render import back, page
+from relaygate.web.usage import last_days, usage_view
 
 router = APIRouter()
 PAGE = "/ui/account"
+USAGE_DAYS = 7
 
 
 async def _account(request: Request, session: Session, new_key: str | None = None) -> Response:
     ctx = context_of(request)
     principal = session.principal
     base = str(request.base_url).rstrip("/")
+    window = last_days(USAGE_DAYS)
     return page(
         request,
         "account.html",
@@ -36,6 +40,8 @@ async def _account(request: Request, session: Session, new_key: str | None = Non
         endpoints=await endpoint_service.list_endpoints(ctx),
         models=sorted(principal.view.routes),
         base_url=base,
+        usage_window=window,
+        usage=await usage_view(ctx, window, group_by="model", user_id=principal.user_id),
     )
 
 

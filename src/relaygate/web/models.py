@@ -1,17 +1,16 @@
-"""Console: the models page — filter, alias inline, enable/disable, who may use each."""
+"""Console: the models page — filter, alias inline, enable/disable, prices per million
+tokens (for the cost of usage records), who may use each."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from relaygate.errors import RelaygateError
+from relaygate.errors import BadRequest, RelaygateError
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import groups as group_service
 from relaygate.services import models as service
-from relaygate.services.patch import UNSET
+from relaygate.services.patch import UNSET, Unset
 from relaygate.web.auth import Admin, AdminChecked, context_of
 from relaygate.web.render import back, page
 
@@ -58,22 +57,48 @@ async def models_page(
     )
 
 
+def price(value: str | None, which: str) -> float | Unset | None:
+    """A price as the form sent it: unset when the form has no such field, None (cleared)
+    when it is empty, else the number.
+
+    Raises :class:`BadRequest` when it is not a number.
+    """
+    if value is None:
+        return UNSET
+    if not value.strip():
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise BadRequest(
+            f"the {which} price must be a number (per million tokens)",
+            param=f"{which}_cost_per_million_tokens",
+        ) from None
+
+
 @router.post("/models/{model_id}")
-async def update_model(
-    request: Request,
-    model_id: int,
-    _: AdminChecked,
-    alias: Annotated[str | None, Form()] = None,
-    enabled: Annotated[str | None, Form()] = None,
-    back_to: Annotated[str, Form()] = PAGE,
-) -> Response:
+async def update_model(request: Request, model_id: int, _: AdminChecked) -> Response:
+    """Save what the posting form holds — the alias, enabled, or both prices — leaving the
+    rest as it is; an empty alias or price clears it."""
+    # Read from the form itself: FastAPI's Form() takes an empty field for a missing
+    # one, and an empty field here means "clear".
+    form = await request.form()
+
+    def sent(name: str) -> str | None:
+        value = form.get(name)
+        return value if isinstance(value, str) else None
+
+    back_to = sent("back_to") or PAGE
     target = back_to if back_to.startswith(PAGE) else PAGE
+    alias, enabled = sent("alias"), sent("enabled")
     try:
         info = await service.update_model(
             context_of(request),
             model_id,
             alias=UNSET if alias is None else alias,
             enabled=UNSET if enabled is None else enabled == "true",
+            input_cost_per_million_tokens=price(sent("input_cost_per_million_tokens"), "input"),
+            output_cost_per_million_tokens=price(sent("output_cost_per_million_tokens"), "output"),
         )
     except RelaygateError as exc:
         return back(target, exc.message, "error")

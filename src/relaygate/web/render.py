@@ -27,8 +27,28 @@ def ago(value: datetime | None) -> str:
     return f"{seconds} s ago"
 
 
+def thousands(value: int) -> str:
+    """``12,345``."""
+    return f"{value:,}"
+
+
+def money(value: float | None) -> str:
+    """A cost or price without a currency (the prices' own): two decimals from 1 up, six
+    below with trailing zeros dropped (``0.0042``), ``0`` for nothing, ``—`` for None."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "0"
+    if abs(value) >= 1:
+        return f"{value:,.2f}"
+    shown = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "< 0.000001" if shown in ("0", "-0") else shown
+
+
 def add_filters(env: Environment) -> None:
     env.filters["ago"] = ago
+    env.filters["thousands"] = thousands
+    env.filters["money"] = money
 
 
 def page(
