@@ -8,9 +8,9 @@ it as ``request_id``. JSON lines come from ``python-json-logger``.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
+from random import getrandbits
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -30,7 +30,19 @@ def request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
             if 0 < len(value) <= 64 and not value.translate(None, _ALLOWED):
                 return value.decode("ascii")
             break
-    return str(uuid.uuid4())
+    return new_request_id()
+
+
+_VERSION_4 = (0x4 << 76) | (0x2 << 62)
+_VERSION_4_MASK = ~((0xF << 76) | (0x3 << 62))
+
+
+def new_request_id() -> str:
+    """A random UUID (version 4, RFC 9562 §5.4) as 36 characters. It names a request,
+    it guards nothing: the ``random`` module's generator stands in for ``os.urandom``,
+    at a third of ``uuid.uuid4()``'s cost on the request path."""
+    h = f"{(getrandbits(128) & _VERSION_4_MASK) | _VERSION_4:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class _RequestIdFilter(logging.Filter):

@@ -236,6 +236,7 @@ class RateLimiter:
         self._local = _LocalCounters(window)
         self._store_down = False
         self._store_retry_at = 0.0
+        self._subject_cache: dict[int, tuple[RateLimits, list[_Subject]]] = {}
         if redis is not None:
             self._admit_script = redis.register_script(ADMIT_SCRIPT)
             self._tokens_script = redis.register_script(TOKENS_SCRIPT)
@@ -277,7 +278,21 @@ class RateLimiter:
                 return
         self._local.add_tokens(names, tokens, self._clock())
 
+    _SUBJECT_CACHE_SIZE = 100_000
+
     def _subjects(self, principal: Principal, limits: RateLimits) -> list[_Subject]:
+        """The principal's counted subjects, made once per key while its limits stay
+        the same (a changed limit makes them anew)."""
+        cached = self._subject_cache.get(principal.key_id)
+        if cached is not None and cached[0] == limits:
+            return cached[1]
+        if len(self._subject_cache) >= self._SUBJECT_CACHE_SIZE:
+            self._subject_cache.clear()
+        subjects = self._make_subjects(principal, limits)
+        self._subject_cache[principal.key_id] = (limits, subjects)
+        return subjects
+
+    def _make_subjects(self, principal: Principal, limits: RateLimits) -> list[_Subject]:
         # The {user:N} hash tag keeps a user's counters on one Redis Cluster slot, so the
         # script may touch the key's and the user's together.
         user = f"{self._prefix}:ratelimit:{{user:{principal.user_id}}}"
