@@ -1,0 +1,137 @@
+"""One proxied request's state, and what is accounted for once it is answered: its
+usage record, its metrics and the tokens it used against the caller's rate limits."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from relaygate.metrics import Metrics
+from relaygate.proxy.tokens import Tokens
+from relaygate.ratelimit import RateLimiter
+from relaygate.snapshot import Principal, Target
+from relaygate.usage import UsageEntry, UsageQueue, cost_of, now
+
+log = logging.getLogger(__name__)
+
+
+class Exchange:
+    """One proxied request across its attempts: its progress, and what its usage record
+    needs. The proxy fills it in as the request goes; :class:`Accounting` reads it once
+    the answer is out. Times are ``time.perf_counter()`` seconds (0.0: not yet).
+
+    ``arrived`` is when the request came in, ``request_id`` the id it is known by
+    upstream and in the logs; every other attribute starts empty (``sent_at`` at
+    ``arrived``).
+    """
+
+    __slots__ = (
+        "arrived",
+        "finished",
+        "first_byte_at",
+        "model",
+        "principal",
+        "request_id",
+        "routed",
+        "sent_at",
+        "served_model",
+        "started",
+        "stream",
+        "strip_usage",
+        "target",
+        "tokens",
+    )
+
+    def __init__(self, arrived: float, request_id: str) -> None:
+        self.arrived = arrived
+        self.request_id = request_id
+        self.principal: Principal | None = None
+        self.model: str | None = None
+        """The model the client asked for."""
+        self.routed = False
+        """Whether ``model`` is a known public name (else it is not a metric label)."""
+        self.served_model: str | None = None
+        """The fallback model that answered, when not ``model``."""
+        self.target: Target | None = None
+        """The target of the latest attempt."""
+        self.stream = False
+        self.strip_usage = False
+        """Whether the usage chunk was asked for by relaygate, so kept from the client."""
+        self.tokens: Tokens | None = None
+        self.sent_at = arrived
+        self.first_byte_at = 0.0
+        self.started = False
+        """Whether the response has started going out to the client."""
+        self.finished = False
+
+
+class Accounting:
+    """Accounts for answered requests: queues their usage records on ``usage``, updates
+    ``metrics`` and counts their tokens against ``limiter``'s tokens per minute."""
+
+    def __init__(self, metrics: Metrics, usage: UsageQueue, limiter: RateLimiter) -> None:
+        self._metrics = metrics
+        self._usage = usage
+        self._limiter = limiter
+
+    def record(self, path: str, exchange: Exchange, status: int) -> None:
+        """Queue the usage record of ``exchange``, answered with ``status`` on ``path``,
+        and update the metrics (no I/O). ``exchange`` must have its ``principal`` and
+        ``model``; raises whatever the metrics or the queue raise (nothing expected)."""
+        ended = time.perf_counter()
+        principal, target, tokens = exchange.principal, exchange.target, exchange.tokens
+        assert principal is not None and exchange.model is not None
+        model = exchange.served_model or exchange.model
+        endpoint = target.endpoint_name if target is not None else ""
+        latency = ended - exchange.arrived
+        ttfb = exchange.first_byte_at - exchange.arrived if exchange.first_byte_at else None
+        prompt = completion = total = None
+        if tokens is not None:
+            prompt, completion, total = tokens.prompt, tokens.completion, tokens.total
+        metrics = self._metrics
+        label = model if exchange.routed else ""
+        metrics.requests.labels(label, endpoint, str(status)).inc()
+        if target is not None:
+            metrics.duration.labels(label, endpoint).observe(latency)
+            if exchange.stream and ttfb is not None:
+                metrics.time_to_first_token.labels(label, endpoint).observe(ttfb)
+            for kind, count in (("input", prompt), ("output", completion)):
+                if count:
+                    metrics.token_usage.labels(label, endpoint, kind).observe(count)
+                    metrics.tokens.labels(label, endpoint, kind).inc(count)
+        self._usage.put(
+            UsageEntry(
+                created_at=now(),
+                request_id=exchange.request_id,
+                user_id=principal.user_id,
+                key_id=principal.key_id,
+                endpoint_id=target.endpoint_id if target is not None else None,
+                model=model[:500],
+                upstream_model=target.upstream_id if target is not None else None,
+                path=path[:200],
+                status=status,
+                stream=exchange.stream,
+                latency_ms=latency * 1000,
+                ttfb_ms=ttfb * 1000 if ttfb is not None else None,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=total,
+                cost=cost_of(prompt, completion, target.input_price, target.output_price)
+                if target is not None
+                else None,
+            )
+        )
+
+    async def count_tokens(self, exchange: Exchange) -> None:
+        """Count the prompt and completion tokens of ``exchange``'s answer against its
+        caller's tokens per minute (after the answer went out; only for callers with
+        limits). A failure of the limiter is logged, not raised."""
+        principal, tokens = exchange.principal, exchange.tokens
+        if principal is None or principal.limits is None or tokens is None:
+            return
+        used = (tokens.prompt or 0) + (tokens.completion or 0)
+        if used:
+            try:
+                await self._limiter.add_tokens(principal, used)
+            except Exception:
+                log.exception("could not count tokens against the rate limits")

@@ -1,0 +1,338 @@
+"""One attempt at a request upstream: the request to a target's endpoint, the answer
+streamed back to the client chunk by chunk, the endpoint's health learnt from it, and
+the failures that let the proxy fail over to its next target."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import NoReturn
+
+import aiohttp
+import orjson
+
+from relaygate.errors import RelaygateError, UpstreamFailed, UpstreamTimeout
+from relaygate.health import Health, parse_retry_after
+from relaygate.metrics import Metrics
+from relaygate.proxy.accounting import Exchange
+from relaygate.proxy.asgi import Scope, Send
+from relaygate.proxy.tokens import BodyTokens, StreamTokens
+from relaygate.ratelimit import add_rate_limit_headers
+from relaygate.snapshot import Target, TargetSurface
+
+log = logging.getLogger(__name__)
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) and the ones relaygate sets itself.
+_DROP_REQUEST = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"authorization",
+        b"x-api-key",
+        b"cookie",
+        b"accept-encoding",
+        b"expect",
+        b"x-request-id",  # replaced by relaygate's (the client's own, when well-formed)
+    }
+)
+_DROP_RESPONSE = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"server",
+        b"date",
+        b"set-cookie",
+    }
+)
+ENDPOINT_HEADER = b"x-relaygate-endpoint"
+REQUEST_ID_HEADER = b"x-request-id"
+MODEL_HEADER = b"x-relaygate-model"
+"""Sent when a fallback model answered: the public name of the model that did."""
+
+
+class Retry(Exception):
+    """Raised by :meth:`Upstream.attempt` when a target failed before answering and the
+    next one should be tried; ``error`` is what to answer if none is left."""
+
+    def __init__(self, error: RelaygateError):
+        super().__init__(error.message)
+        self.error = error
+
+
+class Upstream:
+    """Sends requests to the endpoints over the shared ``http`` client, counting the
+    failures in ``metrics`` and telling ``health`` how each endpoint did."""
+
+    def __init__(self, http: aiohttp.ClientSession, metrics: Metrics, health: Health) -> None:
+        self._http = http
+        self._metrics = metrics
+        self._health = health
+        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _client_timeout(self, connect: float) -> aiohttp.ClientTimeout:
+        timeout = self._client_timeouts.get(connect)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None)
+            self._client_timeouts[connect] = timeout
+        return timeout
+
+    async def attempt(
+        self,
+        scope: Scope,
+        send: Send,
+        target: Target,
+        body: bytes,
+        state: Exchange,
+        *,
+        final: bool,
+    ) -> int:
+        """Send the request of ``scope`` with ``body`` to ``target`` and stream its answer
+        to the client through ``send``, recording its progress in ``state``; return the
+        status the client got (502 or 504 when the answer broke off after it started).
+
+        Raises :class:`Retry` for a failure before the response started, unless
+        ``final``: the last target raises the error itself (:class:`UpstreamFailed` or
+        :class:`UpstreamTimeout`), and passes 5xx and 429 answers through.
+
+        Timeouts (``target.timeouts``): ``first_byte`` runs to the response headers,
+        ``idle`` between two chunks, ``total`` over the whole request; ``connect`` is the
+        HTTP client's. A failure once the response has started ends it: an event stream
+        gets an error event and a clean end, any other body is cut off (the connection
+        closes, so the client cannot mistake it for a whole answer)."""
+        path = scope["path"][3:]
+        url = target.base_url + path
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        timeouts = target.timeouts
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.total
+        idle = timeouts.idle
+        health = self._health
+        endpoint_id = target.endpoint_id
+        response: aiohttp.ClientResponse | None = None
+        chunk = b""
+        try:
+            async with asyncio.timeout_at(
+                min(loop.time() + timeouts.first_byte, deadline)
+            ) as timer:
+                state.sent_at = time.perf_counter()
+                async with self._http.request(
+                    scope["method"],
+                    url,
+                    data=body,
+                    headers=self._upstream_headers(scope["headers"], target.surface(path), state),
+                    timeout=self._client_timeout(timeouts.connect),
+                ) as response:
+                    status = response.status
+                    if status in (401, 403):
+                        # The provider refused the endpoint's key: the client's relaygate key
+                        # is fine, so this must not look like an authentication error to its
+                        # SDK.
+                        self._metrics.upstream_errors.labels("auth").inc()
+                        if target.own_key:
+                            message = (
+                                f"endpoint {target.endpoint_name!r} rejected your own provider "
+                                f"key (HTTP {status}); update it with PUT "
+                                f"/admin/api/v1/me/provider-keys/{target.endpoint_id}"
+                            )
+                        else:
+                            message = (
+                                f"endpoint {target.endpoint_name!r} rejected its provider API "
+                                f"key (HTTP {status}); an admin must update the endpoint's key"
+                            )
+                            health.failed(endpoint_id, f"HTTP {status}: provider key refused")
+                        self._fail(UpstreamFailed(message), final=final)
+                    if status >= 500 or status == 429:
+                        self._metrics.upstream_errors.labels(f"http_{status}").inc()
+                        health.failed(
+                            endpoint_id,
+                            f"HTTP {status}",
+                            parse_retry_after(response.headers.get("retry-after")),
+                        )
+                        if not final:
+                            raise Retry(
+                                UpstreamFailed(
+                                    f"endpoint {target.endpoint_name!r} answered HTTP {status}"
+                                )
+                            )
+                    else:
+                        health.succeeded(endpoint_id)
+                    headers_at = time.perf_counter()
+                    stream_reader: StreamTokens | None = None
+                    body_reader: BodyTokens | None = None
+                    if status < 300:
+                        content_type = response.headers.get("content-type", "")
+                        if content_type.startswith("text/event-stream"):
+                            stream_reader = StreamTokens(strip=state.strip_usage)
+                            state.tokens = stream_reader.tokens
+                        elif "json" in content_type:
+                            body_reader = BodyTokens()
+                            state.tokens = body_reader.tokens
+                    out_headers = [
+                        (name.lower(), value)
+                        for name, value in response.raw_headers
+                        if name.lower() not in _DROP_RESPONSE
+                    ]
+                    if stream_reader is not None and state.strip_usage:
+                        out_headers = [h for h in out_headers if h[0] != b"content-length"]
+                    out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))
+                    out_headers.append((REQUEST_ID_HEADER, state.request_id.encode()))
+                    out_headers.append(
+                        (
+                            b"server-timing",
+                            (
+                                f"relaygate;dur={(state.sent_at - state.arrived) * 1000:.2f}, "
+                                f"upstream;dur={(headers_at - state.sent_at) * 1000:.2f}"
+                            ).encode(),
+                        )
+                    )
+                    if state.served_model is not None:
+                        out_headers.append((MODEL_HEADER, state.served_model.encode()))
+                    add_rate_limit_headers(scope, out_headers)
+                    await send(
+                        {"type": "http.response.start", "status": status, "headers": out_headers}
+                    )
+                    state.started = True
+                    timer.reschedule(min(loop.time() + idle, deadline))
+                    async for chunk in response.content.iter_any():
+                        if stream_reader is not None:
+                            chunk = stream_reader.feed(chunk)
+                        elif body_reader is not None:
+                            body_reader.feed(chunk)
+                        if chunk:
+                            if not state.first_byte_at:
+                                state.first_byte_at = time.perf_counter()
+                            await send(
+                                {"type": "http.response.body", "body": chunk, "more_body": True}
+                            )
+                        timer.reschedule(min(loop.time() + idle, deadline))
+                    if stream_reader is not None:
+                        rest = stream_reader.finish()
+                        if rest:
+                            await send(
+                                {"type": "http.response.body", "body": rest, "more_body": True}
+                            )
+                    elif body_reader is not None:
+                        body_reader.finish()
+                    state.finished = True
+                    await send({"type": "http.response.body", "body": b""})
+                    return status
+        except aiohttp.ClientConnectorError as exc:
+            self._metrics.upstream_errors.labels("connect").inc()
+            cause = (
+                "connection refused"
+                if isinstance(exc.os_error, ConnectionRefusedError)
+                else "cannot connect"
+            )
+            health.failed(endpoint_id, cause)
+            self._fail(
+                UpstreamFailed(f"endpoint {target.endpoint_name!r} is unreachable ({cause})"),
+                final=final,
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if isinstance(exc, TimeoutError):
+                if _is_connect_timeout(exc):
+                    kind = "connect_timeout"
+                    reason = f"no connection within {timeouts.connect:g} s"
+                elif loop.time() >= deadline - 0.001:
+                    kind = "total_timeout"
+                    reason = f"not finished within the total timeout of {timeouts.total:g} s"
+                elif state.started:
+                    kind = "idle_timeout"
+                    reason = f"silent for {idle:g} s (idle timeout)"
+                else:
+                    kind = "first_byte_timeout"
+                    reason = f"no response within {timeouts.first_byte:g} s"
+            else:
+                kind = "broken"
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._metrics.upstream_errors.labels(kind).inc()
+            health.failed(endpoint_id, reason)
+            if state.started:
+                log.warning("response from endpoint %r broke off: %s", target.endpoint_name, reason)
+                state.finished = True
+                await self._end_broken(scope, send, response, chunk, target, reason)
+                return 504 if kind.endswith("timeout") else 502
+            error_type = UpstreamTimeout if kind.endswith("timeout") else UpstreamFailed
+            self._fail(
+                error_type(f"endpoint {target.endpoint_name!r} failed: {reason}"), final=final
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _upstream_headers(
+        self, headers: list[tuple[bytes, bytes]], surface: TargetSurface, state: Exchange
+    ) -> list[tuple[str, str]]:
+        # A client's header named like the endpoint's auth header (e.g. api-key) stays behind.
+        out = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in headers
+            if name not in _DROP_REQUEST and name not in surface.header_names
+        ]
+        sent = {name for name, _ in headers}
+        if b"content-type" not in sent:
+            out.append(("content-type", "application/json"))
+        out.append(("x-request-id", state.request_id))
+        for name, value in surface.defaults:
+            if name not in sent:
+                out.append((name.decode("latin-1"), value.decode("latin-1")))
+        out.extend(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in surface.headers
+        )
+        return out
+
+    @staticmethod
+    async def _end_broken(
+        scope: Scope,
+        send: Send,
+        response: aiohttp.ClientResponse | None,
+        last_chunk: bytes,
+        target: Target,
+        reason: str,
+    ) -> None:
+        """End a response that broke off after it started. An event stream that stopped
+        between two events gets an error event (in the shape the client's SDK raises on:
+        OpenAI's ``{"error": …}`` data, or Anthropic's ``event: error``) and a clean end;
+        anything else is left unfinished so the server closes the connection."""
+        content_type = response.headers.get("content-type", "") if response is not None else ""
+        if not content_type.startswith("text/event-stream"):
+            return  # uvicorn closes a connection whose response did not finish
+        message = f"the response from endpoint {target.endpoint_name!r} broke off: {reason}"
+        if last_chunk and not last_chunk.endswith((b"\n\n", b"\r\n\r\n")):
+            event = b""  # mid-event: an error event would be garbled, so only end
+        elif scope["path"].startswith("/v1/messages"):
+            error = {"type": "error", "error": {"type": "api_error", "message": message}}
+            event = b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+        else:
+            error = {
+                "error": {"message": message, "type": "upstream_error", "code": "stream_broken"}
+            }
+            event = b"data: " + orjson.dumps(error) + b"\n\n"
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": event})
+
+    @staticmethod
+    def _fail(error: RelaygateError, *, final: bool) -> NoReturn:
+        """Raise ``error`` for the client (last target), or :class:`Retry` to fail over."""
+        if final:
+            raise error
+        raise Retry(error)
+
+
+def _is_connect_timeout(exc: TimeoutError) -> bool:
+    """Whether ``exc`` is the HTTP client's connect timeout (not one of relaygate's)."""
+    return isinstance(exc, aiohttp.ConnectionTimeoutError)
