@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
+from sqlalchemy import insert
+
 from relaygate.context import Context
 from relaygate.db.tables import UsageRecord
 from relaygate.metrics import Metrics
@@ -112,7 +114,7 @@ class UsageQueue:
 _COLUMNS = tuple(field.name for field in fields(UsageEntry))
 # A Core insert run as one executemany: the ORM's bulk insert and dataclasses.asdict (a
 # deep copy) cost several times more per row, on the event loop's thread.
-_INSERT = UsageRecord.__table__.insert()
+_INSERT = insert(UsageRecord)
 
 
 async def _write(ctx: Context, queue: UsageQueue, metrics: Metrics) -> None:
