@@ -26,6 +26,7 @@ class Metrics:
 
     def __init__(self) -> None:
         registry = self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[str, str], ModelMetrics] = {}
         self.proxy_requests = Counter(
             "relaygate_proxy_requests",
             "Proxied requests by response status class",
@@ -116,3 +117,51 @@ class Metrics:
             "Rate-limit calls to Redis that failed (and were counted in the process instead)",
             registry=self.registry,
         )
+
+    def for_model(self, model: str, endpoint: str) -> ModelMetrics:
+        """The per-request metrics of public ``model`` served by ``endpoint``, with
+        their labels bound once: prometheus-client's ``labels()`` takes a lock and builds
+        keys, which is most of what a metric costs on the request path."""
+        children = self._children.get((model, endpoint))
+        if children is None:
+            children = self._children[(model, endpoint)] = ModelMetrics(self, model, endpoint)
+        return children
+
+
+class ModelMetrics:
+    """The metrics of one (public model, endpoint) pair, labels bound; ``request(status)``
+    gives the request counter of an HTTP status."""
+
+    __slots__ = (
+        "_metrics",
+        "_requests",
+        "duration",
+        "endpoint",
+        "input_tokens",
+        "input_usage",
+        "model",
+        "output_tokens",
+        "output_usage",
+        "time_to_first_token",
+    )
+
+    def __init__(self, metrics: Metrics, model: str, endpoint: str) -> None:
+        self._metrics = metrics
+        self.model = model
+        self.endpoint = endpoint
+        self._requests: dict[int, Counter] = {}
+        self.duration = metrics.duration.labels(model, endpoint)
+        self.time_to_first_token = metrics.time_to_first_token.labels(model, endpoint)
+        self.input_usage = metrics.token_usage.labels(model, endpoint, "input")
+        self.output_usage = metrics.token_usage.labels(model, endpoint, "output")
+        self.input_tokens = metrics.tokens.labels(model, endpoint, "input")
+        self.output_tokens = metrics.tokens.labels(model, endpoint, "output")
+
+    def request(self, status: int) -> Counter:
+        """The ``relaygate_requests`` counter for an answer with HTTP ``status``."""
+        counter = self._requests.get(status)
+        if counter is None:
+            counter = self._requests[status] = self._metrics.requests.labels(
+                self.model, self.endpoint, str(status)
+            )
+        return counter

@@ -88,17 +88,18 @@ class Accounting:
         prompt = completion = total = None
         if tokens is not None:
             prompt, completion, total = tokens.prompt, tokens.completion, tokens.total
-        metrics = self._metrics
-        label = model if exchange.routed else ""
-        metrics.requests.labels(label, endpoint, str(status)).inc()
+        bound = self._metrics.for_model(model if exchange.routed else "", endpoint)
+        bound.request(status).inc()
         if target is not None:
-            metrics.duration.labels(label, endpoint).observe(latency)
+            bound.duration.observe(latency)
             if exchange.stream and ttfb is not None:
-                metrics.time_to_first_token.labels(label, endpoint).observe(ttfb)
-            for kind, count in (("input", prompt), ("output", completion)):
-                if count:
-                    metrics.token_usage.labels(label, endpoint, kind).observe(count)
-                    metrics.tokens.labels(label, endpoint, kind).inc(count)
+                bound.time_to_first_token.observe(ttfb)
+            if prompt:
+                bound.input_usage.observe(prompt)
+                bound.input_tokens.inc(prompt)
+            if completion:
+                bound.output_usage.observe(completion)
+                bound.output_tokens.inc(completion)
         self._usage.put(
             UsageEntry(
                 created_at=now(),

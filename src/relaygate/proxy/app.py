@@ -96,6 +96,9 @@ class Proxy:
         self._limiter = limiter or RateLimiter()
         self._upstream = Upstream(http, metrics, health)
         self._accounting = Accounting(metrics, usage, self._limiter)
+        # Bound once: a labels() call on every request costs more than the count itself.
+        self._by_class = {n: metrics.proxy_requests.labels(f"{n}xx") for n in range(1, 6)}
+        metrics.in_flight.set_function(lambda: self._in_flight)
 
     @property
     def in_flight(self) -> int:
@@ -107,7 +110,7 @@ class Proxy:
         exchange = Exchange(arrived, request_id(scope["headers"]))
         reply_headers = ((REQUEST_ID_HEADER, exchange.request_id.encode()),)
         if self._in_flight >= self._max_concurrent:
-            self._metrics.proxy_requests.labels("5xx").inc()
+            self._by_class[5].inc()
             await send_error(
                 send,
                 Overloaded(
@@ -118,7 +121,6 @@ class Proxy:
             )
             return
         self._in_flight += 1
-        self._metrics.in_flight.inc()
         token = REQUEST_ID.set(exchange.request_id)
         status = 500
         try:
@@ -139,8 +141,7 @@ class Proxy:
                 )
         finally:
             self._in_flight -= 1
-            self._metrics.in_flight.dec()
-            self._metrics.proxy_requests.labels(f"{status // 100}xx").inc()
+            self._by_class[min(max(status // 100, 1), 5)].inc()
             if exchange.principal is not None and exchange.model is not None:
                 try:
                     self._accounting.record(scope["path"], exchange, status)

@@ -208,7 +208,12 @@ class Upstream:
                         {"type": "http.response.start", "status": status, "headers": out_headers}
                     )
                     state.started = True
-                    timer.reschedule(min(loop.time() + idle, deadline))
+                    # The idle timer is moved once per `slack` seconds of flowing chunks,
+                    # not on every chunk; it fires after `idle` to `idle + slack` s of
+                    # silence (or at the deadline).
+                    slack = min(1.0, idle / 20)
+                    due = min(loop.time() + idle + slack, deadline)
+                    timer.reschedule(due)
                     async for chunk in response.content.iter_any():
                         if stream_reader is not None:
                             chunk = stream_reader.feed(chunk)
@@ -220,7 +225,9 @@ class Upstream:
                             await send(
                                 {"type": "http.response.body", "body": chunk, "more_body": True}
                             )
-                        timer.reschedule(min(loop.time() + idle, deadline))
+                        if loop.time() + idle > due and due < deadline:
+                            due = min(loop.time() + idle + slack, deadline)
+                            timer.reschedule(due)
                     if stream_reader is not None:
                         rest = stream_reader.finish()
                         if rest:
