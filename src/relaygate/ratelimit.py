@@ -145,6 +145,8 @@ def format_reset(seconds: float) -> str:
     values are written, Go's duration format: ``0s``, ``12ms``, ``59.3s``, ``6m0s``,
     ``1h0m0s`` (https://platform.openai.com/docs/guides/rate-limits)."""
     ms = max(0, round(seconds * 1000))
+    if 1000 <= ms < 60_000:  # the usual case: within a one-minute window
+        return f"{ms / 1000:.3f}".rstrip("0").rstrip(".") + "s"
     if ms == 0:
         return "0s"
     if ms < 1000:
@@ -254,7 +256,10 @@ class RateLimiter:
         if limits is None:
             return UNLIMITED
         subjects = self._subjects(principal, limits)
-        admitted, counts = await self._take(subjects)
+        if self._redis is None:  # counted here: no coroutine to await
+            admitted, counts = self._local.take(subjects, self._clock())
+        else:
+            admitted, counts = await self._take(subjects)
         if admitted:
             return Admission(_requests_usage(subjects, counts), _tokens_usage(subjects, counts))
         raise self._refusal(subjects, counts)
@@ -382,7 +387,9 @@ class RateLimiter:
 
 def _tightest(usages: list[Usage]) -> Usage | None:
     """The most restrictive standing: least remaining, then the latest reset."""
-    return min(usages, key=lambda u: (u.remaining, -u.reset), default=None)
+    if len(usages) < 2:
+        return usages[0] if usages else None
+    return min(usages, key=lambda u: (u.remaining, -u.reset))
 
 
 def _requests_usage(subjects: Sequence[_Subject], counts: Sequence[_Count]) -> Usage | None:
