@@ -77,6 +77,9 @@ def make_http_client(settings: Settings) -> aiohttp.ClientSession:
         connector=connector,
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        # One client serves every user: a cookie an upstream set for one must never go
+        # out with another's request (and a jar costs time on every request).
+        cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(
             total=None,
             sock_connect=settings.upstream_connect_timeout,
