@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +137,35 @@ def test_secret_rotation_keeps_provider_keys_usable(
 def test_db_upgrade(tmp_path: Path, env: dict[str, str]) -> None:
     assert "newest schema" in ok(tmp_path, env, "db", "upgrade")
     assert b"config_version" in databases.dump(env["RELAYGATE_DATABASE_URL"])
+
+
+RUN_IN_CHILD = """
+import sys, typer
+from relaygate.cli.runner import run_in_child
+
+def work():
+    import alembic
+    print("child", "alembic" in sys.modules, flush=True)
+
+def broken():
+    raise typer.Exit(2)
+
+run_in_child(work)
+print("parent", "alembic" in sys.modules)
+try:
+    run_in_child(broken)
+except typer.Exit as exc:
+    print("exit", exc.exit_code)
+"""
+
+
+def test_run_in_child_leaves_nothing_behind_but_its_exit_code() -> None:
+    """Work ``serve`` does before serving runs in a child: what it imports stays out of
+    the server, and its failure is the server's exit code."""
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_IN_CHILD], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.splitlines() == ["child True", "parent False", "exit 2"], done.stderr
 
 
 def test_models_alias(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 from relaygate.changes import CHANNEL, read_version
 from relaygate.context import Context
 from relaygate.errors import ConfigError
 from relaygate.services.api_keys import KeyActivity
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ class ChangeListener:
         """Connect and listen, unless already listening; failures are logged, not raised."""
         if self._connection is not None and not self._connection.is_closed():
             return
+        # Imported here, as SQLAlchemy imports its driver: only a server on PostgreSQL
+        # has any use for asyncpg.
+        import asyncpg
+
         try:
             self._connection = await asyncpg.connect(
                 self._dsn.render_as_string(hide_password=False), timeout=5

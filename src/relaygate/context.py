@@ -12,11 +12,9 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -31,6 +29,9 @@ from relaygate.metrics import Metrics
 from relaygate.settings import Settings
 from relaygate.snapshot import Snapshot, SnapshotStore, Timeouts
 from relaygate.vault import CHECK_PLAINTEXT, DecryptionFailed, Vault, load_secret
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 SECRET_CHECK_KEY = "secret_check"
 
@@ -95,6 +96,12 @@ def make_redis_client(settings: Settings) -> Redis | None:
     callers fail open rather than wait. Raises :class:`ConfigError` for a malformed URL."""
     if settings.redis_url is None:
         return None
+    # Imported here: the Redis client is some 6 MB that a server without redis_url,
+    # the common case, would carry for nothing.
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     try:
         return Redis.from_url(
             settings.redis_url,

@@ -42,14 +42,14 @@ import math
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Any
 
 from relaygate.errors import BadRequest, RateLimited
 from relaygate.metrics import Metrics
 from relaygate.snapshot import Principal, RateLimits
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,12 @@ class RateLimiter:
         self._store_down = False
         self._store_retry_at = 0.0
         self._subject_cache: dict[int, tuple[RateLimits, list[_Subject]]] = {}
+        self._store_errors: tuple[type[Exception], ...] = (OSError,)
         if redis is not None:
+            # Only with a Redis client is the redis package loaded (see make_redis_client).
+            from redis.exceptions import RedisError
+
+            self._store_errors = (RedisError, OSError)
             self._admit_script = redis.register_script(ADMIT_SCRIPT)
             self._tokens_script = redis.register_script(TOKENS_SCRIPT)
 
@@ -276,7 +281,7 @@ class RateLimiter:
         if self._store_usable():
             try:
                 await self._tokens_script(keys=names, args=[self._window_ms, tokens])
-            except (RedisError, OSError) as exc:
+            except self._store_errors as exc:
                 self._store_failed(exc)
             else:
                 self._store_ok()
@@ -320,7 +325,7 @@ class RateLimiter:
                 args += [subject.rpm or 0, subject.tpm or 0]
             try:
                 raw = await self._admit_script(keys=[s.name for s in subjects], args=args)
-            except (RedisError, OSError) as exc:
+            except self._store_errors as exc:
                 self._store_failed(exc)
             else:
                 self._store_ok()

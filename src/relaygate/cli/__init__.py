@@ -23,6 +23,7 @@ from relaygate.cli.runner import (
     print_json,
     print_table,
     run,
+    run_in_child,
     settings_from,
 )
 from relaygate.cli.usage import usage
@@ -80,19 +81,23 @@ def serve(
     settings = settings_from(ctx, host=host, port=port, log_level=log_level)
     configure_logging(settings.log_level, settings.log_format)
 
-    async def preflight() -> None:
-        # Open the database once before serving so a broken setup is one line, not a
-        # traceback, and do the first-start work once, whatever the number of workers.
+    async def first_start() -> None:
         check_seeds(settings)
         async with open_context(settings) as opened:
             result = await bootstrap(opened)
         if result.new_admin_key:
             print_first_admin_key(result.new_admin_key)
 
-    try:
-        asyncio.run(preflight())
-    except ConfigError as exc:
-        fail(exc.message, code=2)
+    def preflight() -> None:
+        try:
+            asyncio.run(first_start())
+        except ConfigError as exc:
+            fail(exc.message, code=2)
+
+    # Open the database once before serving so a broken setup is one line, not a
+    # traceback, and do the first-start work (migrating, seeding) once, whatever the
+    # number of workers; in a child process, so the server keeps none of its memory.
+    run_in_child(preflight)
     options = {
         "host": settings.host,
         "port": settings.port,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -60,6 +62,39 @@ def run(typer_ctx: typer.Context, call: Callable[[Context], Awaitable[T]]) -> T:
         fail(exc.message, code=2)
     except RelaygateError as exc:
         fail(exc.message)
+
+
+def run_in_child(call: Callable[[], None]) -> None:
+    """Run ``call`` in a forked child process and wait for it; exit with its code when
+    it fails (its message already printed).
+
+    For work a server does once before serving, such as migrating: whatever it imports
+    and allocates goes when the child exits, not into the server's memory for its whole
+    life. Where there is no ``fork`` (Windows), ``call`` runs in this process.
+    """
+    if not hasattr(os, "fork"):
+        call()
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            call()
+            code = 0
+        except typer.Exit as exc:
+            code = exc.exit_code
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Nothing of the parent's (atexit handlers, buffers) may run twice.
+            os._exit(code)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code != 0:
+        raise typer.Exit(code if code > 0 else 1)
 
 
 def _plain(value: Any) -> Any:

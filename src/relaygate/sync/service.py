@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.changes import bump
@@ -104,10 +102,15 @@ def _metadata(model: DiscoveredModel) -> dict[str, Any]:
 
 def insert_ignoring_duplicates(session: AsyncSession, table: type[Model]) -> Insert:
     """INSERT … ON CONFLICT DO NOTHING in the session's dialect (SQLite or PostgreSQL)."""
-    insert = (
-        postgresql_insert if session.get_bind().dialect.name == "postgresql" else (sqlite_insert)
-    )
-    return insert(table).on_conflict_do_nothing()
+    # Imported on use, as SQLAlchemy loads a dialect: a server on SQLite never carries
+    # the PostgreSQL dialect's modules (some 2 MB), nor one on PostgreSQL SQLite's.
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 async def sync_endpoint(
