@@ -271,6 +271,8 @@ def start_relaygate(
     )
     if database is not None:
         env["RELAYGATE_DATABASE_URL"] = f"sqlite:///{database}"
+    elif os.environ.get("BENCH_DATABASE_URL"):  # e.g. PostgreSQL instead of the SQLite default
+        env["RELAYGATE_DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
     process = spawn(
         [sys.executable, "-m", "relaygate", "serve", "--port", str(port)],
         work / f"relaygate-{port}.log",
@@ -714,7 +716,7 @@ def main() -> None:
         "litellm": lambda: start_litellm(work, nginx),
     }
     try:
-        for name in args.only.split(","):
+        for name in filter(None, args.only.split(",")):
             print(f"{name}:", flush=True)
             try:
                 gateway = starters[name]()

@@ -95,12 +95,21 @@ class UsageQueue:
             self.ready.set()
 
     def take(self) -> list[UsageEntry]:
-        """Everything waiting, oldest first; the queue is empty after."""
-        items, self._items = self._items, []
-        self.ready.clear()
-        if self._dropping and not items:
+        """The oldest waiting entries, one batch at most (empty: none wait). Bounded
+        batches keep a backlog from costing its size again in rows and SQL parameters,
+        and let other writers at the database between two batches."""
+        items = self._items
+        if len(items) <= self._batch:
+            self._items = []
+            taken = items
+        else:
+            taken = items[: self._batch]
+            del items[: self._batch]
+        if len(self._items) < self._batch:
+            self.ready.clear()
+        if self._dropping and not taken:
             self._dropping = False
-        return items
+        return taken
 
     def give_back(self, entries: list[UsageEntry]) -> None:
         """Put a batch that could not be written back in front, within the bound."""
@@ -118,20 +127,22 @@ _INSERT = insert(UsageRecord)
 
 
 async def _write(ctx: Context, queue: UsageQueue, metrics: Metrics) -> None:
-    entries = queue.take()
-    if not entries:
-        return
-    started = time.monotonic()
-    rows = [{name: getattr(entry, name) for name in _COLUMNS} for entry in entries]
-    try:
-        async with ctx.engine.begin() as connection:
-            await connection.execute(_INSERT, rows)
-    except Exception as exc:
-        queue.give_back(entries)
-        log.warning("could not write %d usage records (will retry): %s", len(entries), exc)
-        raise
-    metrics.usage_written.inc(len(entries))
-    log.debug("wrote %d usage records in %.1f ms", len(entries), (time.monotonic() - started) * 1e3)
+    """Write what waits in ``queue``, a batch per transaction; a failed batch goes back
+    to the queue and the error is raised."""
+    while entries := queue.take():
+        started = time.monotonic()
+        rows = [{name: getattr(entry, name) for name in _COLUMNS} for entry in entries]
+        try:
+            async with ctx.engine.begin() as connection:
+                await connection.execute(_INSERT, rows)
+        except Exception as exc:
+            queue.give_back(entries)
+            log.warning("could not write %d usage records (will retry): %s", len(entries), exc)
+            raise
+        metrics.usage_written.inc(len(entries))
+        log.debug(
+            "wrote %d usage records in %.1f ms", len(entries), (time.monotonic() - started) * 1e3
+        )
 
 
 async def write_usage(
