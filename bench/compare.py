@@ -273,10 +273,12 @@ def start_relaygate(
         env["RELAYGATE_DATABASE_URL"] = f"sqlite:///{database}"
     elif os.environ.get("BENCH_DATABASE_URL"):  # e.g. PostgreSQL instead of the SQLite default
         env["RELAYGATE_DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
+    home = work / f"relaygate-{port}"  # its own data directory (SQLite file, key file)
+    home.mkdir()
     process = spawn(
         [sys.executable, "-m", "relaygate", "serve", "--port", str(port)],
         work / f"relaygate-{port}.log",
-        cwd=work,
+        cwd=home,
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
@@ -531,9 +533,11 @@ def wrk(
         env=env,
         check=True,
     ).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    latency = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)$", out, re.M))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)$", out, re.M)
+    if "50" not in latency or "99" not in latency:
+        raise RuntimeError(f"wrk measured no latency (every request failed?):\n{out}")
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _ms(latency["50"]),
@@ -546,17 +550,28 @@ def wrk(
 def run_table(
     work: pathlib.Path, gateway: Gateway, duration: float, results: dict[str, Any]
 ) -> None:
-    entry: dict[str, Any] = {"version": gateway.version, "points": []}
+    entry: dict[str, Any] = {"version": gateway.version, "points": [], "failures": []}
     results["table"][gateway.name] = entry
     for stream in (False, True):
+        kind = "stream" if stream else "json"
         body = request_body(stream)
-        check(gateway, stream, body)
+        try:
+            check(gateway, stream, body)
+        except Exception as exc:  # reported, never silently dropped
+            entry["failures"].append(f"{kind}: {exc}")
+            print(f"  {gateway.name:24} {kind:6} failed: {exc}", flush=True)
+            continue
         for connections in CONCURRENCY:
-            point = wrk(work, gateway, stream, connections, duration, body)
+            try:
+                point = wrk(work, gateway, stream, connections, duration, body)
+            except Exception as exc:
+                entry["failures"].append(f"{kind} c={connections}: {exc}")
+                print(f"  {gateway.name:24} {kind:6} c={connections:<3} failed: {exc}", flush=True)
+                continue
             point.update(stream=stream, connections=connections)
             entry["points"].append(point)
             print(
-                f"  {gateway.name:24} {'stream' if stream else 'json':6} c={connections:<3} "
+                f"  {gateway.name:24} {kind:6} c={connections:<3} "
                 f"{point['rps']:>10,.0f} req/s  p50 {point['p50_ms']:7.3f} ms  "
                 f"p99 {point['p99_ms']:8.3f} ms  non-2xx {point['non_2xx']} "
                 f"{point['socket_errors']}",
