@@ -1,4 +1,5 @@
-"""Draws ``bench/out/compare.json`` (written by ``bench/compare.py``) as a PNG.
+"""Draws ``bench/out/compare.json`` (written by ``bench/compare.py``) as a PNG and prints
+its tables in Markdown, as ``bench/RESULTS.md`` shows them.
 
     .venv/bin/python bench/chart.py [RESULTS_JSON] [OUT_PNG]
 
@@ -27,10 +28,76 @@ def _points(entry: dict[str, Any], stream: bool) -> dict[int, dict[str, Any]]:
     return {p["connections"]: p for p in entry["points"] if p["stream"] == stream}
 
 
+def print_tables(results: dict[str, Any]) -> None:
+    """The side-by-side tables (JSON and streamed) in Markdown."""
+    table = results["table"]
+    direct = table.get(DIRECT)
+    for stream in (False, True):
+        print(f"\n{'Streamed (50 SSE chunks)' if stream else 'JSON'} chat completions:\n")
+        print(
+            "| gateway | c=1 req/s | c=1 p50 | p50 added | c=16 req/s | c=16 p99 | "
+            "c=64 req/s | c=64 p99 | RSS after |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        base = _points(direct, stream) if direct else {}
+        for name, entry in table.items():
+            points = _points(entry, stream)
+            if not points:
+                print(f"| {name} | failed: {'; '.join(entry.get('failures', []))[:120]} |")
+                continue
+
+            def cell(c: int, key: str, unit: str = "", points: dict = points) -> str:  # type: ignore[type-arg]
+                if c not in points:
+                    return "—"
+                value = points[c][key]
+                return f"{value:,.0f}" if key == "rps" else f"{value:.3f}{unit}"
+
+            added = (
+                f"{points[1]['p50_ms'] - base[1]['p50_ms']:.3f} ms"
+                if 1 in points and 1 in base and name != DIRECT
+                else "—"
+            )
+            rss = f"{entry['rss_mb']:.0f} MB" if "rss_mb" in entry else "—"
+            print(
+                f"| {name} | {cell(1, 'rps')} | {cell(1, 'p50_ms', ' ms')} | {added} | "
+                f"{cell(16, 'rps')} | {cell(16, 'p99_ms', ' ms')} | {cell(64, 'rps')} | "
+                f"{cell(64, 'p99_ms', ' ms')} | {rss} |"
+            )
+    if "body_curve" in results:
+        print("\nRequest body size, c=1, p50 added over direct:\n")
+        print("| body | kind | bare forwarder | relaygate |")
+        print("|---|---|---|---|")
+        for row in results["body_curve"]:
+            d = row[DIRECT]["p50_ms"]
+            print(
+                f"| {row['bytes']:,} B | {'stream' if row['stream'] else 'JSON'} | "
+                f"{row['bare forwarder']['p50_ms'] - d:.3f} ms | "
+                f"{row['relaygate']['p50_ms'] - d:.3f} ms |"
+            )
+    if "scale_curve" in results:
+        print("\nKeys and models in the snapshot (JSON):\n")
+        print("| keys | models | c=1 p50 | c=16 req/s | c=16 p99 | RSS |")
+        print("|---|---|---|---|---|---|")
+        for row in results["scale_curve"]:
+            print(
+                f"| {row['keys']:,} | {row['models']:,} | {row['c1']['p50_ms']:.3f} ms | "
+                f"{row['c16']['rps']:,.0f} | {row['c16']['p99_ms']:.2f} ms | "
+                f"{row['rss_mb']:.0f} MB |"
+            )
+    for store in ("sqlite", "postgresql"):
+        samples = results.get(f"soak_{store}")
+        if samples:
+            print(
+                f"\nRSS over requests ({store}): "
+                + ", ".join(f"{n:,}: {mb:.1f} MB" for n, mb in samples)
+            )
+
+
 def main() -> None:
     source = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "out" / "compare.json"
     target = pathlib.Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "compare.png"
     results = json.loads(source.read_text())
+    print_tables(results)
     table: dict[str, Any] = results["table"]
     curves = "body_curve" in results and "scale_curve" in results
     fig, axes = plt.subplots(2 if curves else 1, 2, figsize=(13, 9 if curves else 4.8))

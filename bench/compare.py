@@ -46,6 +46,7 @@ PEERS = pathlib.Path(os.environ.get("BENCH_PEERS", OUT / "peers"))
 LITELLM = PEERS / "litellm" / "bin" / "python"
 PORTKEY = PEERS / "portkey" / "node_modules" / "@portkey-ai" / "gateway" / "build"
 CHUNKS = 50
+SECRET_KEY = "bench-secret-" + secrets.token_hex(16)
 CONCURRENCY = (1, 16, 64)
 WRK_SCRIPT = """
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
@@ -266,7 +267,7 @@ def start_relaygate(
     env.update(
         RELAYGATE_ADMIN_KEY=admin_key,
         RELAYGATE_LOG_LEVEL="warning",
-        RELAYGATE_SECRET_KEY="bench-secret-" + secrets.token_hex(8),
+        RELAYGATE_SECRET_KEY=SECRET_KEY,
         RELAYGATE_MAX_BODY_BYTES=str(16 * 1024 * 1024),
     )
     if database is not None:
@@ -533,7 +534,7 @@ def wrk(
         env=env,
         check=True,
     ).stdout
-    latency = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)$", out, re.M))
+    latency = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.M))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)$", out, re.M)
     if "50" not in latency or "99" not in latency:
@@ -654,7 +655,7 @@ def scale_curve(work: pathlib.Path, duration: float, results: dict[str, Any]) ->
         env = dict(
             {k: v for k, v in os.environ.items() if not k.startswith("RELAYGATE_")},
             RELAYGATE_DATABASE_URL=f"sqlite:///{database}",
-            RELAYGATE_SECRET_KEY="x" * 32,
+            RELAYGATE_SECRET_KEY=SECRET_KEY,
         )
         subprocess.run(
             [sys.executable, "-m", "relaygate", "db", "upgrade"],
@@ -699,17 +700,23 @@ def soak(work: pathlib.Path, nginx: Nginx, requests: int, results: dict[str, Any
             print(f"  {served:>9,} requests: RSS {samples[-1][1]:.1f} MB", flush=True)
     finally:
         gateway.stop()
-    results["soak"] = samples
+    store = "postgresql" if os.environ.get("BENCH_DATABASE_URL") else "sqlite"
+    results[f"soak_{store}"] = samples
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--only", default="direct,relaygate,bare,portkey,litellm")
-    parser.add_argument("--curves", action="store_true")
+    parser.add_argument("--curves", action="store_true", help="body sizes, keys and models")
+    parser.add_argument("--bodies", action="store_true", help="the body-size curve only")
+    parser.add_argument("--scale", action="store_true", help="the keys/models curve only")
     parser.add_argument("--soak", type=int, default=0)
     parser.add_argument("--out", default=str(OUT / "compare.json"))
+    parser.add_argument("--add", action="store_true", help="add to the results in --out")
     args = parser.parse_args()
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed; run bench/setup.sh")
@@ -722,6 +729,12 @@ def main() -> None:
         "table": {},
         "unavailable": {},
     }
+    if args.add and out.exists():
+        results.update(json.loads(out.read_text()), added=time.strftime("%Y-%m-%d %H:%M"))
+
+    def save() -> None:
+        out.write_text(json.dumps(results, indent=2))
+
     nginx = Nginx(work, ["bench-json"], ["bench-stream"])
     starters = {
         "direct": lambda: direct(nginx),
@@ -746,19 +759,22 @@ def main() -> None:
                 results["unavailable"][name] = str(exc)
             finally:
                 gateway.stop()
-        if args.curves:
+            save()
+        if args.curves or args.bodies:
             print("body sizes:", flush=True)
             body_curve(work, nginx, args.duration, results)
+            save()
+        if args.curves or args.scale:
             print("keys and models:", flush=True)
             scale_curve(work, args.duration, results)
+            save()
         if args.soak:
             print(f"memory over {args.soak:,} requests:", flush=True)
             soak(work, nginx, args.soak, results)
+            save()
     finally:
         nginx.stop()
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+        save()
     print(f"results: {out}  (work files: {work})")
 
 
