@@ -238,6 +238,7 @@ class RelaygateApp:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self.proxy = None
                 self.limiter = None
+                gc.unfreeze()  # what start-up made may be garbage now (tests start many apps)
 
 
 def create_app(settings: Settings, *, bootstrap: bool = True) -> RelaygateApp:

@@ -40,7 +40,8 @@ _VERSION_4_MASK = ~((0xF << 76) | (0x3 << 62))
 def new_request_id() -> str:
     """A random UUID (version 4, RFC 9562 §5.4) as 36 characters. It names a request,
     it guards nothing: the ``random`` module's generator stands in for ``os.urandom``,
-    at a third of ``uuid.uuid4()``'s cost on the request path."""
+    at a third of ``uuid.uuid4()``'s cost on the request path. Its values can be
+    predicted from earlier ones, so a request id must never be used as a secret."""
     h = f"{(getrandbits(128) & _VERSION_4_MASK) | _VERSION_4:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

@@ -129,39 +129,50 @@ class Metrics:
 
 
 class ModelMetrics:
-    """The metrics of one (public model, endpoint) pair, labels bound; ``request(status)``
-    gives the request counter of an HTTP status."""
+    """The metrics of one (public model, endpoint) pair, each series made on its first
+    use (prometheus-client exports a series as soon as it exists, zeros included)."""
 
-    __slots__ = (
-        "_metrics",
-        "_requests",
-        "duration",
-        "endpoint",
-        "input_tokens",
-        "input_usage",
-        "model",
-        "output_tokens",
-        "output_usage",
-        "time_to_first_token",
-    )
+    __slots__ = ("_counters", "_histograms", "_metrics", "endpoint", "model")
 
     def __init__(self, metrics: Metrics, model: str, endpoint: str) -> None:
         self._metrics = metrics
         self.model = model
         self.endpoint = endpoint
-        self._requests: dict[int, Counter] = {}
-        self.duration = metrics.duration.labels(model, endpoint)
-        self.time_to_first_token = metrics.time_to_first_token.labels(model, endpoint)
-        self.input_usage = metrics.token_usage.labels(model, endpoint, "input")
-        self.output_usage = metrics.token_usage.labels(model, endpoint, "output")
-        self.input_tokens = metrics.tokens.labels(model, endpoint, "input")
-        self.output_tokens = metrics.tokens.labels(model, endpoint, "output")
+        self._counters: dict[object, Counter] = {}
+        self._histograms: dict[object, Histogram] = {}
 
     def request(self, status: int) -> Counter:
         """The ``relaygate_requests`` counter for an answer with HTTP ``status``."""
-        counter = self._requests.get(status)
-        if counter is None:
-            counter = self._requests[status] = self._metrics.requests.labels(
+        series = self._counters.get(status)
+        if series is None:
+            series = self._counters[status] = self._metrics.requests.labels(
                 self.model, self.endpoint, str(status)
             )
-        return counter
+        return series
+
+    def duration(self) -> Histogram:
+        """``gen_ai_client_operation_duration_seconds`` of this pair."""
+        return self._histogram("duration", self._metrics.duration)
+
+    def time_to_first_token(self) -> Histogram:
+        """``gen_ai_server_time_to_first_token_seconds`` of this pair."""
+        return self._histogram("ttft", self._metrics.time_to_first_token)
+
+    def token_usage(self, kind: str) -> Histogram:
+        """``gen_ai_client_token_usage`` of this pair for ``kind`` (input or output)."""
+        return self._histogram(("usage", kind), self._metrics.token_usage, kind)
+
+    def tokens(self, kind: str) -> Counter:
+        """``relaygate_tokens_total`` of this pair for ``kind`` (input or output)."""
+        series = self._counters.get(kind)
+        if series is None:
+            series = self._counters[kind] = self._metrics.tokens.labels(
+                self.model, self.endpoint, kind
+            )
+        return series
+
+    def _histogram(self, name: object, metric: Histogram, *extra: str) -> Histogram:
+        series = self._histograms.get(name)
+        if series is None:
+            series = self._histograms[name] = metric.labels(self.model, self.endpoint, *extra)
+        return series

@@ -238,7 +238,7 @@ class RateLimiter:
         self._local = _LocalCounters(window)
         self._store_down = False
         self._store_retry_at = 0.0
-        self._subject_cache: dict[int, tuple[RateLimits, list[_Subject]]] = {}
+        self._subject_cache: dict[tuple[int, int], tuple[RateLimits, list[_Subject]]] = {}
         self._store_errors: tuple[type[Exception], ...] = (OSError,)
         if redis is not None:
             # Only with a Redis client is the redis package loaded (see make_redis_client).
@@ -293,13 +293,14 @@ class RateLimiter:
     def _subjects(self, principal: Principal, limits: RateLimits) -> list[_Subject]:
         """The principal's counted subjects, made once per key while its limits stay
         the same (a changed limit makes them anew)."""
-        cached = self._subject_cache.get(principal.key_id)
+        cache_key = (principal.key_id, principal.user_id)  # a key id can be reused
+        cached = self._subject_cache.get(cache_key)
         if cached is not None and cached[0] == limits:
             return cached[1]
         if len(self._subject_cache) >= self._SUBJECT_CACHE_SIZE:
             self._subject_cache.clear()
         subjects = self._make_subjects(principal, limits)
-        self._subject_cache[principal.key_id] = (limits, subjects)
+        self._subject_cache[cache_key] = (limits, subjects)
         return subjects
 
     def _make_subjects(self, principal: Principal, limits: RateLimits) -> list[_Subject]:

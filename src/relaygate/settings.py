@@ -96,7 +96,8 @@ class Settings(BaseModel):
     usage_flush_interval: float = Field(default=1.0, gt=0)
     """Seconds between writes of queued usage records."""
     usage_batch_size: int = Field(default=500, gt=0)
-    """Queued usage records that trigger a write before the interval is up."""
+    """Queued usage records that trigger a write before the interval is up, and the most
+    written in one transaction."""
     usage_queue_size: int = Field(default=100_000, gt=0)
     """Usage records held while the database is slow; more are dropped and counted."""
     usage_retention_days: float | None = Field(default=None, gt=0)

@@ -118,6 +118,8 @@ class UsageQueue:
             self._metrics.usage_dropped.inc(len(entries) - max(room, 0))
             entries = entries[len(entries) - max(room, 0) :]
         self._items[:0] = entries
+        if len(self._items) >= self._batch:
+            self.ready.set()
 
 
 _COLUMNS = tuple(field.name for field in fields(UsageEntry))

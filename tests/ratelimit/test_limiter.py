@@ -231,3 +231,16 @@ async def test_replicas_sharing_redis_admit_exactly_the_limit(redis_prefix: str)
         f"{redis_prefix}:ratelimit:{{user:9}}:key:4": {"r": "25"},
         f"{redis_prefix}:ratelimit:{{user:9}}": {"r": "25"},
     }
+
+
+async def test_a_reused_key_id_counts_for_its_new_user(make_limiter: MakeLimiter) -> None:
+    """SQLite reuses the id of a deleted key: the same id with the same limits but
+    another user must count on that user's counters, not on the first user's."""
+    limiter = make_limiter()
+    first = principal(key_id=7, user_id=1, user_rpm=1)
+    await limiter.admit(first)
+    with pytest.raises(RateLimited):
+        await limiter.admit(first)
+    reused = principal(key_id=7, user_id=2, user_rpm=1)
+    admission = await limiter.admit(reused)
+    assert header(admission.headers, "x-ratelimit-remaining-requests") == "0"

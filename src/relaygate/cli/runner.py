@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -66,7 +67,8 @@ def run(typer_ctx: typer.Context, call: Callable[[Context], Awaitable[T]]) -> T:
 
 def run_in_child(call: Callable[[], None]) -> None:
     """Run ``call`` in a forked child process and wait for it; exit with its code when
-    it fails (its message already printed).
+    it fails (its message already printed), with 128 + N and a message when signal N
+    killed it, and as Ctrl-C does when it was interrupted.
 
     For work a server does once before serving, such as migrating: whatever it imports
     and allocates goes when the child exits, not into the server's memory for its whole
@@ -85,6 +87,10 @@ def run_in_child(call: Callable[[], None]) -> None:
             code = 0
         except typer.Exit as exc:
             code = exc.exit_code
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            code = 130
         except BaseException:
             traceback.print_exc()
         finally:
@@ -92,9 +98,19 @@ def run_in_child(call: Callable[[], None]) -> None:
             sys.stderr.flush()
             # Nothing of the parent's (atexit handlers, buffers) may run twice.
             os._exit(code)
-    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    # Ctrl-C reaches the child too: wait for it to stop rather than leave it behind.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if code < 0:
+        typer.echo(f"error: the first-start work was killed by signal {-code}", err=True)
+        raise typer.Exit(128 - code)
+    if code == 130:
+        raise typer.Abort()
     if code != 0:
-        raise typer.Exit(code if code > 0 else 1)
+        raise typer.Exit(code)
 
 
 def _plain(value: Any) -> Any:

@@ -91,15 +91,15 @@ class Accounting:
         bound = self._metrics.for_model(model if exchange.routed else "", endpoint)
         bound.request(status).inc()
         if target is not None:
-            bound.duration.observe(latency)
+            bound.duration().observe(latency)
             if exchange.stream and ttfb is not None:
-                bound.time_to_first_token.observe(ttfb)
+                bound.time_to_first_token().observe(ttfb)
             if prompt:
-                bound.input_usage.observe(prompt)
-                bound.input_tokens.inc(prompt)
+                bound.token_usage("input").observe(prompt)
+                bound.tokens("input").inc(prompt)
             if completion:
-                bound.output_usage.observe(completion)
-                bound.output_tokens.inc(completion)
+                bound.token_usage("output").observe(completion)
+                bound.tokens("output").inc(completion)
         self._usage.put(
             UsageEntry(
                 created_at=now(),

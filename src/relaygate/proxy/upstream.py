@@ -175,10 +175,9 @@ class Upstream:
                     headers_at = time.perf_counter()
                     stream_reader: StreamTokens | None = None
                     body_reader: BodyTokens | None = None
-                    content_type = response.headers.get("content-type", "")
-                    events = content_type.startswith("text/event-stream")
                     if status < 300:
-                        if events:
+                        content_type = response.headers.get("content-type", "")
+                        if content_type.startswith("text/event-stream"):
                             stream_reader = StreamTokens(strip=state.strip_usage)
                             state.tokens = stream_reader.tokens
                         elif "json" in content_type:
@@ -215,10 +214,11 @@ class Upstream:
                     slack = min(1.0, idle / 20)
                     due = min(loop.time() + idle + slack, deadline)
                     timer.reschedule(due)
-                    # An event goes out as soon as it is read. Any other body goes out one
-                    # chunk late, so that its last chunk also ends the response: one send
-                    # fewer, which for a one-chunk JSON answer is a third of them.
-                    held = b""
+                    # Every chunk goes out as soon as it is read. A body whose length is
+                    # known ends with its last chunk: one send fewer, which for a
+                    # one-chunk JSON answer is a third of them.
+                    left = response.content_length if stream_reader is None else None
+                    ended = False
                     async for chunk in response.content.iter_any():
                         if stream_reader is not None:
                             chunk = stream_reader.feed(chunk)
@@ -227,29 +227,33 @@ class Upstream:
                         if chunk:
                             if not state.first_byte_at:
                                 state.first_byte_at = time.perf_counter()
-                            if events:
-                                await send(
-                                    {"type": "http.response.body", "body": chunk, "more_body": True}
-                                )
-                            else:
-                                if held:
-                                    await send(
-                                        {
-                                            "type": "http.response.body",
-                                            "body": held,
-                                            "more_body": True,
-                                        }
-                                    )
-                                held = chunk
+                            if left is not None:
+                                left -= len(chunk)
+                                ended = left <= 0
+                            if ended:
+                                if body_reader is not None:
+                                    body_reader.finish()
+                                state.finished = True
+                            await send(
+                                {
+                                    "type": "http.response.body",
+                                    "body": chunk,
+                                    "more_body": not ended,
+                                }
+                            )
+                            if ended:
+                                break
                         if loop.time() + idle > due and due < deadline:
                             due = min(loop.time() + idle + slack, deadline)
                             timer.reschedule(due)
-                    if stream_reader is not None:
-                        held = stream_reader.finish()  # what the stream held back, if any
-                    elif body_reader is not None:
-                        body_reader.finish()
-                    state.finished = True
-                    await send({"type": "http.response.body", "body": held})
+                    if not ended:
+                        rest = b""
+                        if stream_reader is not None:
+                            rest = stream_reader.finish()  # what the stream held back, if any
+                        elif body_reader is not None:
+                            body_reader.finish()
+                        state.finished = True
+                        await send({"type": "http.response.body", "body": rest})
                     return status
         except aiohttp.ClientConnectorError as exc:
             self._metrics.upstream_errors.labels("connect").inc()
@@ -273,7 +277,7 @@ class Upstream:
                     reason = f"not finished within the total timeout of {timeouts.total:g} s"
                 elif state.started:
                     kind = "idle_timeout"
-                    reason = f"silent for {idle:g} s (idle timeout)"
+                    reason = f"silent for {idle:g} s or more (idle timeout)"
                 else:
                     kind = "first_byte_timeout"
                     reason = f"no response within {timeouts.first_byte:g} s"
