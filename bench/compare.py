@@ -726,6 +726,9 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "duration_s": args.duration,
         "cpus": os.cpu_count(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
         "table": {},
         "unavailable": {},
     }
