@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what bench/compare.py measures against (once; needs the package registries):
 # Debian's nginx and wrk, LiteLLM proxy 1.106.12 in its own virtualenv and Portkey's
-# gateway 1.15.2 from npm, both under bench/out/peers (ignored by git).
+# gateway 1.15.2 from npm, both under bench/out/peers (ignored by git); matplotlib,
+# granian and py-spy into .venv.
 set -eu
 cd "$(dirname "$0")"
 peers=out/peers
@@ -16,5 +17,8 @@ fi
 if [ ! -f "$peers/portkey/node_modules/@portkey-ai/gateway/build/start-server.js" ]; then
     (cd "$peers/portkey" && npm install --silent --no-audit --no-fund @portkey-ai/gateway@1.15.2)
 fi
-# The bench needs the gateway's server stack with uvloop and httptools (uvicorn[standard]).
+# The chart, the stack comparison and the profiles, in the project's own environment.
+if [ -x ../.venv/bin/pip ]; then
+    ../.venv/bin/pip install -q matplotlib granian py-spy
+fi
 echo "ready: nginx $(nginx -v 2>&1 | sed 's/.*\///'), wrk, LiteLLM, Portkey under bench/$peers"
