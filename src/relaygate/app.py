@@ -228,6 +228,8 @@ class RelaygateApp:
             ]
             # What start-up made lives as long as the process: out of the collector's
             # sight, a full collection no longer walks it (pauses of up to 100 ms before).
+            # Never unfrozen: a server runs one app. (Unfreezing at shutdown let a later
+            # test's start-up collect an earlier test's leaked socket, failing that test.)
             gc.collect()
             gc.freeze()
             log.info("relaygate %s ready (%s)", __version__, ctx.engine.dialect.name)
@@ -238,7 +240,6 @@ class RelaygateApp:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self.proxy = None
                 self.limiter = None
-                gc.unfreeze()  # what start-up made may be garbage now (tests start many apps)
 
 
 def create_app(settings: Settings, *, bootstrap: bool = True) -> RelaygateApp:
