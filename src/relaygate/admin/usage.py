@@ -13,7 +13,7 @@ from relaygate.admin.deps import get_ctx, get_principal, require_admin
 from relaygate.admin.schemas import UsageOut, UsageRowOut
 from relaygate.context import Context
 from relaygate.db.tables import utcnow
-from relaygate.services.usage import usage_report
+from relaygate.services.usage import total_of, usage_report
 from relaygate.snapshot import Principal
 
 router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[Depends(require_admin)])
@@ -36,16 +36,7 @@ async def _report(
         group_by=group_by,
         to=end,
         rows=[UsageRowOut(**asdict(row)) for row in rows],
-        total=UsageRowOut(
-            group=None,
-            name=None,
-            requests=sum(r.requests for r in rows),
-            errors=sum(r.errors for r in rows),
-            prompt_tokens=sum(r.prompt_tokens for r in rows),
-            completion_tokens=sum(r.completion_tokens for r in rows),
-            total_tokens=sum(r.total_tokens for r in rows),
-            cost=sum(r.cost for r in rows),
-        ),
+        total=UsageRowOut(**asdict(total_of(rows))),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,20 @@ class UsageRow:
     completion_tokens: int
     total_tokens: int
     cost: float
+
+
+def total_of(rows: Sequence[UsageRow], name: str | None = None) -> UsageRow:
+    """The sum of report ``rows`` as one row (no group), named ``name``."""
+    return UsageRow(
+        group=None,
+        name=name,
+        requests=sum(r.requests for r in rows),
+        errors=sum(r.errors for r in rows),
+        prompt_tokens=sum(r.prompt_tokens for r in rows),
+        completion_tokens=sum(r.completion_tokens for r in rows),
+        total_tokens=sum(r.total_tokens for r in rows),
+        cost=sum(r.cost for r in rows),
+    )
 
 
 @dataclass(frozen=True, slots=True)

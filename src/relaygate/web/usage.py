@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from relaygate.context import Context
 from relaygate.db.tables import utcnow
-from relaygate.services.usage import DailyTokens, UsageRow, daily_tokens, usage_report
+from relaygate.services.usage import DailyTokens, UsageRow, daily_tokens, total_of, usage_report
 from relaygate.web.auth import Admin, context_of
 from relaygate.web.charts import StackedBars, stacked_bars
 from relaygate.web.render import page
@@ -72,20 +72,6 @@ def tokens_chart(points: Sequence[DailyTokens], window: Window) -> StackedBars:
     )
 
 
-def total_of(rows: Sequence[UsageRow]) -> UsageRow:
-    """The sum of report rows, as one row named ``Total``."""
-    return UsageRow(
-        group=None,
-        name="Total",
-        requests=sum(r.requests for r in rows),
-        errors=sum(r.errors for r in rows),
-        prompt_tokens=sum(r.prompt_tokens for r in rows),
-        completion_tokens=sum(r.completion_tokens for r in rows),
-        total_tokens=sum(r.total_tokens for r in rows),
-        cost=sum(r.cost for r in rows),
-    )
-
-
 def _label(row: UsageRow, group_by: str) -> str:
     if group_by == "user" and row.name is None:
         return f"user #{row.group} (deleted)"
@@ -107,7 +93,7 @@ async def usage_view(
         window=window,
         chart=tokens_chart(points, window),
         rows=[(_label(row, group_by), row) for row in rows],
-        total=total_of(rows),
+        total=total_of(rows, "Total"),
     )
 
 
