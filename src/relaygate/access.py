@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +20,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaygate import pooling
 from relaygate.credentials import CredentialsUnavailable, custom_auth, endpoint_key
 from relaygate.db.tables import (
     ApiKey,
@@ -31,7 +33,8 @@ from relaygate.db.tables import (
     User,
     UserProviderKey,
 )
-from relaygate.providers import get_provider
+from relaygate.providers import ALL_ROUTES, get_provider
+from relaygate.routes import RoutePolicy, policy_for
 from relaygate.snapshot import (
     DEFAULT_TIMEOUTS,
     Principal,
@@ -68,6 +71,7 @@ class Entry:
     timeouts: Timeouts
     fallback: str | None
     prices: tuple[float | None, float | None]
+    routes: RoutePolicy
 
 
 def _encode(items: dict[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
@@ -129,7 +133,7 @@ class _Views:
         key = (allowed, names, owner if own else None)
         view = self._cache.get(key)
         if view is None:
-            view = self._cache[key] = self._build(allowed, own, names)
+            view = self._cache[key] = self._build(allowed, own, names, owner)
         return view
 
     def _build(
@@ -137,8 +141,10 @@ class _Views:
         allowed: frozenset[int] | None,
         own: dict[int, tuple[TargetSurface, ...]],
         names: frozenset[str] | None,
+        owner: int,
     ) -> View:
         targets: dict[str, list[Target]] = {}
+        endpoint_ids: set[int] = set()
         missing: dict[str, list[tuple[int, str]]] = defaultdict(list)
         listed: dict[str, dict[str, object]] = {}
         fallbacks: dict[str, str] = {}
@@ -148,6 +154,7 @@ class _Views:
             if names is not None and entry.name not in names:
                 continue
             targets.setdefault(entry.name, [])
+            endpoint_ids.add(entry.endpoint.id)
             if entry.fallback and entry.name not in fallbacks:
                 fallbacks[entry.name] = entry.fallback
             if not entry.online:
@@ -168,7 +175,9 @@ class _Views:
                     endpoint.url.rstrip("/"),
                     entry.upstream_id,
                     surfaces,
+                    entry.routes,
                     own_key=own_surfaces is not None,
+                    health_key=endpoint.id if own_surfaces is None else (endpoint.id, owner),
                     timeouts=entry.timeouts,
                     input_price=entry.prices[0],
                     output_price=entry.prices[1],
@@ -183,6 +192,7 @@ class _Views:
             routes=routes,
             model_list_body=orjson.dumps({"object": "list", "data": list(listed.values())}),
             model_bodies={name: orjson.dumps(entry) for name, entry in listed.items()},
+            endpoint_ids=frozenset(endpoint_ids),
         )
 
 
@@ -224,19 +234,19 @@ async def build_snapshot(
         .order_by(Model.endpoint_id, Model.alias.is_(None), Model.id)
     )
     entries: list[Entry] = []
-    taken: set[tuple[int, str]] = set()
     by_endpoint: dict[int, set[int]] = defaultdict(set)
-    for model in models:
-        name = public_name(model)
-        if (model.endpoint_id, name) in taken:
-            log.warning(
-                "model %r of endpoint %d is hidden: another model of that endpoint answers to %r",
-                model.upstream_id,
-                model.endpoint_id,
-                name,
-            )
+    routable = list(routable_models(models, endpoints))
+    served, _ = pooling.resolve(claim_of(model, endpoints) for model in routable)
+    policies = {
+        e.id: policy_for(get_provider(e.type).routes, e.extra_routes) for e in endpoints.values()
+    }
+    every_route = ALL_ROUTES
+    for policy in policies.values():
+        every_route = every_route.merged(policy)
+    for model in routable:
+        if model.id not in served:
             continue
-        taken.add((model.endpoint_id, name))
+        name = public_name(model)
         endpoint = endpoints[model.endpoint_id]
         online = model.status == "online"
         entries.append(
@@ -250,6 +260,7 @@ async def build_snapshot(
                 timeouts.merged(endpoint.timeouts),
                 model.fallback_model if model.fallback_model != name else None,
                 (model.input_cost_per_million_tokens, model.output_cost_per_million_tokens),
+                policies[endpoint.id],
             )
         )
         by_endpoint[endpoint.id].add(model.id)
@@ -307,4 +318,34 @@ async def build_snapshot(
         endpoints=tuple(
             ScheduledEndpoint(e.id, e.name, e.sync_interval) for e in endpoints.values()
         ),
+        routes=every_route,
+    )
+
+
+def routable_models(models: Iterable[Model], endpoints: Mapping[int, Endpoint]) -> Iterator[Model]:
+    """``models`` (ordered by endpoint, aliased first, then id) less those hidden by another
+    model of their endpoint answering to the same public name (the aliased one wins)."""
+    taken: set[tuple[int, str]] = set()
+    for model in models:
+        name = public_name(model)
+        if (model.endpoint_id, name) in taken:
+            log.warning(
+                "model %r of endpoint %r is hidden: another model of that endpoint answers to %r",
+                model.upstream_id,
+                endpoints[model.endpoint_id].name,
+                name,
+            )
+            continue
+        taken.add((model.endpoint_id, name))
+        yield model
+
+
+def claim_of(model: Model, endpoints: Mapping[int, Endpoint]) -> pooling.Claim:
+    """``model``'s claim to its public name, for :func:`relaygate.pooling.resolve`."""
+    return pooling.Claim(
+        model.id,
+        model.endpoint_id,
+        public_name(model),
+        model.alias is not None,
+        endpoints[model.endpoint_id].pool,
     )

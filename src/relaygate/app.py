@@ -217,6 +217,7 @@ class RelaygateApp:
                 max_body_bytes=self.settings.max_body_bytes,
                 max_concurrent=self.settings.max_concurrent_requests,
                 limiter=self.limiter,
+                via=ctx.vault.mark,
             )
             stop = asyncio.Event()
             tasks = [

@@ -69,8 +69,9 @@ class Context:
     """The client of ``redis_url`` (shared rate-limit counters), or None without one."""
 
 
-def make_http_client(settings: Settings) -> aiohttp.ClientSession:
-    """The one pooled HTTP client for upstream calls (listing and forwarding)."""
+def make_http_client(settings: Settings, via: str = "") -> aiohttp.ClientSession:
+    """The one pooled HTTP client for upstream calls (listing and forwarding); ``via``,
+    this installation's mark, goes out in ``x-relaygate-via`` with every request."""
     connector = aiohttp.TCPConnector(
         limit=settings.upstream_max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
     )
@@ -81,6 +82,7 @@ def make_http_client(settings: Settings) -> aiohttp.ClientSession:
         # One client serves every user: a cookie an upstream set for one must never go
         # out with another's request (and a jar costs time on every request).
         cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"x-relaygate-via": via} if via else None,
         timeout=aiohttp.ClientTimeout(
             total=None,
             sock_connect=settings.upstream_connect_timeout,
@@ -180,7 +182,7 @@ async def open_context(
 
         redis = make_redis_client(settings)
         try:
-            async with make_http_client(settings) as http:
+            async with make_http_client(settings, vault.mark) as http:
                 yield Context(
                     settings=settings,
                     engine=engine,

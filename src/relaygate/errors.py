@@ -8,7 +8,8 @@
     ├── AuthenticationFailed            401 invalid_api_key
     ├── PermissionDenied                403 permission_denied
     ├── NotFound                        404 not_found
-    │   └── ModelNotFound               404 model_not_found
+    │   ├── ModelNotFound               404 model_not_found
+    │   └── UnsupportedRoute            404 unsupported_route
     ├── MethodNotAllowed                405 method_not_allowed (with an ``allow`` header)
     ├── Conflict                        409 conflict
     ├── PayloadTooLarge                 413 request_too_large
@@ -19,7 +20,8 @@
     ├── UpstreamFailed                  502 upstream_error
     ├── ModelUnavailable                503 model_offline
     ├── Overloaded                      503 server_overloaded (with Retry-After)
-    └── UpstreamTimeout                 504 upstream_timeout
+    ├── UpstreamTimeout                 504 upstream_timeout
+    └── LoopDetected                    508 loop_detected
 
 Responses follow OpenAI's error object,
 ``{"error": {"message", "type", "param", "code"}}``
@@ -72,6 +74,12 @@ class NotFound(RelaygateError):
 
 class ModelNotFound(NotFound):
     code = "model_not_found"
+
+
+class UnsupportedRoute(NotFound):
+    """A route relaygate never forwards (not an inference route of any endpoint)."""
+
+    code = "unsupported_route"
 
 
 class MethodNotAllowed(RelaygateError):
@@ -141,6 +149,12 @@ class Overloaded(RelaygateError):
 
 class UpstreamTimeout(RelaygateError):
     status, type, code = 504, "timeout_error", "upstream_timeout"
+
+
+class LoopDetected(RelaygateError):
+    """The request came back to the relaygate it passed through (RFC 5842 §7.2)."""
+
+    status, type, code = 508, "invalid_request_error", "loop_detected"
 
 
 def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:

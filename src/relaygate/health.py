@@ -9,14 +9,16 @@ long (RFC 9110 §10.2.3), capped at ``maximum``. When the cool-down is over the 
 request tries it again: a success clears the state, a failure cools it down for longer.
 
 The state is per process (each replica learns from its own traffic) and keyed by
-endpoint id; times are ``time.monotonic()`` seconds, shown as wall-clock datetimes.
+endpoint id, or by (endpoint id, user id) for requests sent with a user's own
+provider key: what one user's key is answered never cools the endpoint down for
+anyone else. Times are ``time.monotonic()`` seconds, shown as wall-clock datetimes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -84,14 +86,14 @@ class Health:
         self._base = base
         self._maximum = maximum
         self._clock = clock
-        self._states: dict[int, _State] = {}
+        self._states: dict[Hashable, _State] = {}
 
-    def usable(self, endpoint_id: int) -> bool:
+    def usable(self, endpoint_id: Hashable) -> bool:
         """Whether routing may send to the endpoint now (it is not cooling down)."""
         state = self._states.get(endpoint_id)
         return state is None or state.until <= self._clock()
 
-    def partition(self, items: tuple[T, ...], endpoint_of: Callable[[T], int]) -> list[T]:
+    def partition(self, items: tuple[T, ...], endpoint_of: Callable[[T], Hashable]) -> list[T]:
         """``items`` (targets) whose endpoint is not cooling down, in their order."""
         if not self._states:
             return list(items)
@@ -104,7 +106,7 @@ class Health:
                 out.append(item)
         return out
 
-    def retry_in(self, endpoint_ids: list[int]) -> float:
+    def retry_in(self, endpoint_ids: list[Hashable]) -> float:
         """Seconds until the first of ``endpoint_ids`` is usable again (0 if one is)."""
         now = self._clock()
         waits = [
@@ -113,12 +115,12 @@ class Health:
         ]
         return min(waits, default=0.0)
 
-    def succeeded(self, endpoint_id: int) -> None:
+    def succeeded(self, endpoint_id: Hashable) -> None:
         """A request to the endpoint was answered: forget its failures."""
         if self._states and endpoint_id in self._states:
             del self._states[endpoint_id]
 
-    def failed(self, endpoint_id: int, reason: str, retry_after: float | None = None) -> None:
+    def failed(self, endpoint_id: Hashable, reason: str, retry_after: float | None = None) -> None:
         """A request to the endpoint failed for ``reason``; ``retry_after`` (seconds) is
         the endpoint's own ``Retry-After``. Starts a cool-down when due."""
         state = self._states.setdefault(endpoint_id, _State())
@@ -138,7 +140,7 @@ class Health:
         state.cooldowns += 1
         state.until = now + seconds
         log.warning(
-            "endpoint %d cooled down for %.1f s after %d failure(s) in a row: %s",
+            "endpoint %s cooled down for %.1f s after %d failure(s) in a row: %s",
             endpoint_id,
             seconds,
             state.failures,

@@ -47,6 +47,8 @@ class EndpointSeed(BaseModel):
     """Own timeouts in seconds: connect, first_byte, idle, total."""
     requires_user_key: bool = False
     groups: list[str] = Field(default_factory=lambda: ["everyone"])
+    pool: str | None = None
+    extra_routes: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseModel):

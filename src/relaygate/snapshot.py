@@ -11,8 +11,11 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+
+from relaygate.providers import ALL_ROUTES
+from relaygate.routes import RoutePolicy
 
 EMPTY_LIST_BODY = b'{"object":"list","data":[]}'
 log = logging.getLogger(__name__)
@@ -65,8 +68,13 @@ class Target:
     base_url: str
     upstream_id: str
     surfaces: tuple[TargetSurface, ...]
+    routes: RoutePolicy
+    """The methods and paths (below ``base_url``) the endpoint is sent."""
     own_key: bool = False
     """Whether the caller's own provider key is used (not the endpoint's)."""
+    health_key: Hashable = 0
+    """Whose health a failure counts against: the endpoint id for its shared key, (endpoint
+    id, user id) for a user's own key, so one user's key never cools it down for others."""
     timeouts: Timeouts = DEFAULT_TIMEOUTS
     input_price: float | None = None
     output_price: float | None = None
@@ -108,6 +116,8 @@ class View:
     routes: dict[str, Route]
     model_list_body: bytes
     model_bodies: dict[str, bytes]
+    endpoint_ids: frozenset[int] = frozenset()
+    """The endpoints serving any model of the view (online or not): all a caller may name."""
 
     @classmethod
     def empty(cls) -> View:
@@ -168,17 +178,19 @@ class Snapshot:
     """Everything the request path needs, as of change counter ``version``.
 
     ``known_names`` holds every public model name, so a name the caller may not use
-    (403) can be told from one that does not exist (404).
+    (403) can be told from one that does not exist (404). ``routes`` is every route
+    some endpoint is sent, so any other is refused before its body is read.
     """
 
     version: int
     keys: dict[str, Principal]
     known_names: frozenset[str]
     endpoints: tuple[ScheduledEndpoint, ...]
+    routes: RoutePolicy = ALL_ROUTES
 
     @classmethod
     def empty(cls) -> Snapshot:
-        return cls(-1, {}, frozenset(), ())
+        return cls(-1, {}, frozenset(), (), ALL_ROUTES)
 
 
 class SnapshotStore:

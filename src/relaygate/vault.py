@@ -8,6 +8,8 @@ a random secret is generated into a file beside the database (mode 0600).
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -37,6 +39,10 @@ class Vault:
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"relaygate provider keys"
         ).derive(secret.encode())
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self.mark = hmac.new(secret.encode(), b"relaygate via", hashlib.sha256).hexdigest()[:16]
+        """This installation's mark (16 hex digits, the same on every replica sharing the
+        secret, revealing nothing of it): sent upstream so a request that comes back is
+        recognised (see :data:`relaygate.proxy.checks.VIA_HEADER`)."""
 
     def encrypt(self, plaintext: str) -> str:
         """Encrypt ``plaintext``; returns an ASCII token safe to store."""

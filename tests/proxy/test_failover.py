@@ -11,8 +11,8 @@ from tests.support.gateway import Gateway
 
 @pytest.fixture
 def pooled(gateway: Gateway, upstream: Upstream, second_upstream: Upstream) -> Gateway:
-    gateway.add_endpoint("first", upstream.url)
-    gateway.add_endpoint("second", second_upstream.url)
+    gateway.add_endpoint("first", upstream.url, pool="gpt")
+    gateway.add_endpoint("second", second_upstream.url, pool="gpt")
     return gateway
 
 

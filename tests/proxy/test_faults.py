@@ -45,8 +45,8 @@ def solo(gateway: Gateway, faulty: FaultServer) -> Iterator[Gateway]:
 
 @pytest.fixture
 def pair(gateway: Gateway, faulty: FaultServer, upstream: Upstream) -> Iterator[Gateway]:
-    gateway.add_endpoint("faulty", faulty.url)
-    gateway.add_endpoint("healthy", upstream.url)
+    gateway.add_endpoint("faulty", faulty.url, pool="p")
+    gateway.add_endpoint("healthy", upstream.url, pool="p")
     tasks = warm_up(gateway)
     chat(gateway)  # both targets served once: round-robin starts with the faulty one
     faulty.requests = 0
@@ -305,8 +305,8 @@ def test_fallback_model_answers_when_every_target_fails(
 ) -> None:
     """A model's fallback is tried when all its targets fail; the answer names it in
     x-relaygate-model and the upstream sees the fallback's own model id."""
-    faulty_id = gateway.add_endpoint("faulty", faulty.url)["id"]
-    healthy_id = gateway.add_endpoint("healthy", upstream.url)["id"]
+    faulty_id = gateway.add_endpoint("faulty", faulty.url, pool="p")["id"]
+    healthy_id = gateway.add_endpoint("healthy", upstream.url, pool="p")["id"]
     models = gateway.admin.get("/admin/api/v1/models").json()
     primary = next(m for m in models if m["endpoint_id"] == faulty_id)
     backup = next(m for m in models if m["endpoint_id"] == healthy_id)
@@ -345,8 +345,8 @@ def test_fallback_model_answers_when_every_target_fails(
 def test_fallback_serves_an_offline_model(
     gateway: Gateway, faulty: FaultServer, upstream: Upstream
 ) -> None:
-    faulty_id = gateway.add_endpoint("faulty", faulty.url)["id"]
-    gateway.add_endpoint("healthy", upstream.url)
+    faulty_id = gateway.add_endpoint("faulty", faulty.url, pool="p")["id"]
+    gateway.add_endpoint("healthy", upstream.url, pool="p")
     models = gateway.admin.get("/admin/api/v1/models").json()
     primary = next(m for m in models if m["endpoint_id"] == faulty_id)
     gateway.admin.patch(

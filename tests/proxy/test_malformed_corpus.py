@@ -127,14 +127,72 @@ MALFORMED = [
         headers=[("x-big", "a" * 100_000)],
     ),
     # Paths.
-    case("v1-unknown-path-get", "GET", "/v1/nope", 405, NO_METHOD, allow="POST", message="'model'"),
+    case(
+        "v1-unknown-path-get", "GET", "/v1/nope", 404, "unsupported_route", message="GET /v1/nope"
+    ),
     case(
         "v1-unknown-path-unknown-model",
         "POST",
         "/v1/nope",
         404,
-        "model_not_found",
+        "unsupported_route",
         content=b'{"model": "nope"}',
+    ),
+    case(
+        "v1-get-with-json-body",
+        "GET",
+        CHAT,
+        405,
+        NO_METHOD,
+        content=OK_BODY,
+        allow="POST",
+        message="takes POST",
+    ),
+    # Keys relaygate acts on, twice (parsers differ on which copy wins) or loosely typed.
+    case(
+        "v1-model-twice",
+        "POST",
+        CHAT,
+        400,
+        "invalid_request",
+        content=b'{"model": "nope", "model": "gpt-test", "messages": []}',
+        param="model",
+    ),
+    case(
+        "v1-model-twice-escaped",
+        "POST",
+        CHAT,
+        400,
+        "invalid_request",
+        content=b'{"model": "gpt-test", "\\u006dodel": "nope", "messages": []}',
+        param="model",
+    ),
+    case(
+        "v1-stream-twice",
+        "POST",
+        CHAT,
+        400,
+        "invalid_request",
+        content=b'{"model": "gpt-test", "stream": false, "stream": true, "messages": []}',
+        param="stream",
+    ),
+    case(
+        "v1-stream-a-string",
+        "POST",
+        CHAT,
+        400,
+        "invalid_request",
+        content=b'{"model": "gpt-test", "stream": "true", "messages": []}',
+        param="stream",
+    ),
+    case(
+        "v1-stream-options-a-string",
+        "POST",
+        CHAT,
+        400,
+        "invalid_request",
+        content=b'{"model": "gpt-test", "stream": true, "stream_options": "x", "messages": []}',
+        param="stream_options",
     ),
     case("admin-unknown-path", "GET", "/admin/api/v1/nope", 404, "not_found"),
     case("root-unknown-path", "GET", "/nope", 404, "not_found"),
@@ -311,14 +369,16 @@ def test_head_on_models_answers_like_get(corpus_gateway: Gateway) -> None:
 def test_json_types_that_relaygate_accepts_are_forwarded(
     corpus_gateway: Gateway, corpus_upstream: Upstream
 ) -> None:
-    """Duplicated keys (the last wins), text/plain and */*+json bodies, and a GET with a JSON
-    body are not malformed: they reach the upstream."""
+    """text/plain and */*+json bodies, a key repeated below the top level, a \\u escape in
+    a value and a null stream are not malformed: they reach the upstream."""
     client = corpus_gateway.client_for(corpus_gateway.admin_key)
+    nested_twice = b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x"}],'
+    nested_twice += b' "metadata": {"model": "a", "model": "b"}, "user": "\\u00e9"}'
     accepted = [
-        ("POST", "application/json", b'{"model": "nope", "model": "gpt-test", "messages": []}'),
         ("POST", "text/plain; charset=utf-8", b'{"model": "gpt-test", "messages": []}'),
         ("POST", "application/vnd.example+json", b'{"model": "gpt-test", "messages": []}'),
-        ("GET", "application/json", b'{"model": "gpt-test", "messages": []}'),
+        ("POST", "application/json", nested_twice),
+        ("POST", "application/json", b'{"model": "gpt-test", "stream": null, "messages": []}'),
     ]
     for method, content_type, body in accepted:
         corpus_upstream.state.requests.clear()

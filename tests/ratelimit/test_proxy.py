@@ -191,7 +191,7 @@ def test_unreachable_redis_does_not_fail_requests(tmp_path: Path, upstream: Upst
         key = key_for(gateway, requests_per_minute=5)
         for expected in ("4", "3", "2"):
             assert chat(gateway, key)["x-ratelimit-remaining-requests"] == expected
-        assert chat(gateway, gateway.admin_key)["x-upstream"] == "upstream"
+        assert chat(gateway, gateway.admin_key)["x-relaygate-endpoint"] == "up"
         metrics = gateway.admin.get("/metrics").text
         errors = re.search(r"^relaygate_rate_limit_store_errors_total (\S+)$", metrics, re.M)
         assert errors is not None and float(errors.group(1)) >= 1

@@ -44,6 +44,8 @@ def endpoint_out(info: EndpointInfo) -> EndpointOut:
         model_filter=info.model_filter,
         sync_interval=info.sync_interval,
         timeouts=info.timeouts,
+        pool=info.pool,
+        extra_routes=info.extra_routes,
         created_at=info.created_at,
         updated_at=info.updated_at,
         sync=SyncState(

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from relaygate.ratelimit import MAX_LIMIT
+from relaygate.routes import MAX_EXTRA_ROUTES
 from relaygate.settings import MAX_SYNC_INTERVAL
 
 ID_MAX = 2**31 - 1
@@ -90,6 +91,10 @@ class Timeouts(Input):
         return {name: value for name, value in self.model_dump().items() if value is not None}
 
 
+POOL_HELP = "Endpoints of one pool serve their models of the same name together; null: none"
+ROUTES_HELP = "Routes forwarded besides the provider type's, e.g. 'POST /tokenize'"
+
+
 class EndpointCreate(Input):
     name: Text = Field(min_length=1, max_length=200)
     type: Text = "openai"
@@ -113,6 +118,10 @@ class EndpointCreate(Input):
     sync: bool = Field(default=True, description="Sync the endpoint's models right away")
     sync_interval: SyncInterval | None = None
     timeouts: Timeouts | None = None
+    pool: Text | None = Field(default=None, max_length=200, description=POOL_HELP)
+    extra_routes: list[Text] = Field(
+        default_factory=list, max_length=MAX_EXTRA_ROUTES, description=ROUTES_HELP
+    )
 
 
 class EndpointUpdate(Input):
@@ -130,6 +139,10 @@ class EndpointUpdate(Input):
     sync_interval: SyncInterval | None = None
     timeouts: Timeouts | None = Field(
         default=None, description="Replaces the endpoint's own timeouts; null clears them"
+    )
+    pool: Text | None = Field(default=None, max_length=200, description=POOL_HELP)
+    extra_routes: list[Text] | None = Field(
+        default=None, max_length=MAX_EXTRA_ROUTES, description=ROUTES_HELP
     )
 
 
@@ -175,6 +188,8 @@ class EndpointOut(BaseModel):
     model_filter: list[str]
     sync_interval: float | None
     timeouts: dict[str, float]
+    pool: str | None
+    extra_routes: list[str]
     created_at: datetime
     updated_at: datetime
     sync: SyncState

@@ -31,6 +31,16 @@ AuthPrefix = Annotated[
     str | None, typer.Option(help="Text before the key in the auth header, e.g. 'Bearer '")
 ]
 KeyStdin = Annotated[bool, typer.Option("--api-key-stdin", help="Read the provider key from stdin")]
+Pool = Annotated[
+    str | None,
+    typer.Option(help="Pool name: endpoints of one pool serve their same-named models together"),
+]
+ExtraRoute = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--route", help="Forward this route too, 'METHOD /path' below the URL; repeatable"
+    ),
+]
 
 
 def _row(info: EndpointInfo) -> dict[str, Any]:
@@ -67,6 +77,8 @@ def _show(info: EndpointInfo, as_json: bool) -> None:
                 "sync_error",
                 "models",
                 "timeouts",
+                "pool",
+                "extra_routes",
                 "health",
             )
         }
@@ -122,6 +134,8 @@ def add(
             help="NAME=SECONDS for connect, first_byte, idle or total; repeatable",
         ),
     ] = None,
+    pool: Pool = None,
+    route: ExtraRoute = None,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="Do not sync now")] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -145,6 +159,8 @@ def add(
                 timeouts=_timeouts(timeout),
                 requires_user_key=requires_user_key,
                 groups=group if group is not None else ["everyone"],
+                pool=pool,
+                extra_routes=route or [],
             ),
             sync=not no_sync,
         ),
@@ -205,6 +221,14 @@ def update(
     clear_timeouts: Annotated[
         bool, typer.Option(help="Follow the global timeout settings again")
     ] = False,
+    pool: Annotated[str | None, typer.Option(help="Put it in this pool ('' for none)")] = None,
+    route: Annotated[
+        list[str] | None,
+        typer.Option("--route", help="Replace the extra routes, 'METHOD /path'; repeatable"),
+    ] = None,
+    clear_routes: Annotated[
+        bool, typer.Option(help="Forward only the provider type's routes")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Change an endpoint; a new URL, key or filter syncs it again. ``--timeout`` sets
@@ -229,6 +253,10 @@ def update(
         changes.auth_prefix = auth_prefix
     if sync_interval is not None:
         changes.sync_interval = sync_interval
+    if pool is not None:
+        changes.pool = pool or None
+    if route is not None or clear_routes:
+        changes.extra_routes = [] if clear_routes else list(route or [])
     if clear_timeouts:
         changes.timeouts = None
     elif timeout:

@@ -103,6 +103,10 @@ class Endpoint(Base):
     sync_interval: Mapped[float | None] = mapped_column(Float)
     timeouts: Mapped[dict[str, float] | None] = mapped_column(JSON)
     """Per-endpoint timeouts in seconds (connect, first_byte, idle, total), over the settings."""
+    pool: Mapped[str | None] = mapped_column(String(200))
+    """Endpoints in one pool serve their models of the same name together (failover)."""
+    extra_routes: Mapped[list[str] | None] = mapped_column(JSON)
+    """Routes forwarded besides the provider type's, as ``"METHOD /path"`` strings."""
     sync_status: Mapped[str] = mapped_column(String(16), default="never")
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sync_error: Mapped[str | None] = mapped_column(Text)

@@ -19,8 +19,10 @@ from relaygate.providers.base import (
 )
 from relaygate.providers.google import GoogleProvider
 from relaygate.providers.openai import OpenAIProvider
+from relaygate.routes import RoutePolicy
 
 __all__ = [
+    "ALL_ROUTES",
     "PROVIDER_TYPES",
     "Access",
     "AuthScheme",
@@ -39,6 +41,10 @@ _PROVIDERS: MappingProxyType[str, Provider] = MappingProxyType(
     }
 )
 PROVIDER_TYPES = tuple(_PROVIDERS)
+ALL_ROUTES = RoutePolicy.of(
+    route for provider in _PROVIDERS.values() for route in provider.routes.exact
+)
+"""Every route some provider type forwards (endpoints' extra routes aside)."""
 
 
 def get_provider(type_: str) -> Provider:

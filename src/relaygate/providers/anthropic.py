@@ -8,10 +8,11 @@ https://docs.anthropic.com/en/api/models-list . Errors are
 ``{"type": "error", "error": {"type", "message"}}`` — https://docs.anthropic.com/en/api/errors .
 
 Forwarding: the Messages API (``/messages``, ``/messages/count_tokens``, streaming
-included — https://docs.anthropic.com/en/api/messages) and ``/models`` with
-``x-api-key``, ``anthropic-version`` set only when the client sent none; anything
-else (``/chat/completions``) goes to Anthropic's OpenAI SDK compatibility layer
-with Bearer — https://docs.anthropic.com/en/api/openai-sdk .
+included — https://docs.anthropic.com/en/api/messages) with ``x-api-key``,
+``anthropic-version`` set only when the client sent none; and ``/chat/completions``
+to Anthropic's OpenAI SDK compatibility layer with Bearer —
+https://docs.anthropic.com/en/api/openai-sdk . Nothing else (message batches, files,
+models, the admin API) is forwarded.
 """
 
 from __future__ import annotations
@@ -31,11 +32,15 @@ from relaygate.providers.base import (
     from_rfc3339,
 )
 from relaygate.providers.openai import list_data_pages
+from relaygate.routes import RoutePolicy
 
 API_VERSION = "2023-06-01"
 X_API_KEY = AuthScheme("x-api-key")
 NATIVE_PATHS = ("/messages", "/models", "/complete")
 PAGE_LIMIT = "1000"
+INFERENCE_ROUTES = RoutePolicy.of(
+    ("POST", path) for path in ("/messages", "/messages/count_tokens", "/chat/completions")
+)
 
 
 def _supported(capabilities: dict[str, Any], name: str) -> bool:
@@ -69,6 +74,7 @@ class AnthropicProvider:
         Surface(X_API_KEY, NATIVE_PATHS, (("anthropic-version", API_VERSION),)),
         Surface(BEARER),
     )
+    routes = INFERENCE_ROUTES
 
     async def list_models(
         self, http: aiohttp.ClientSession, access: Access, timeout: float

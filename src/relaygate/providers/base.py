@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from relaygate.routes import RoutePolicy
+
 CAPABILITIES = ("chat", "completions", "embeddings", "vision", "tools", "audio", "images")
 
 
@@ -86,6 +88,8 @@ class Provider(Protocol):
     type: str
     surfaces: tuple[Surface, ...]
     """Forwarding rules, most specific first; the last has no prefixes."""
+    routes: RoutePolicy
+    """The inference routes forwarded to endpoints of this type (see :mod:`relaygate.routes`)."""
 
     async def list_models(
         self, http: aiohttp.ClientSession, access: Access, timeout: float
@@ -145,15 +149,27 @@ async def get_json(
     """GET ``url`` and return its status and decoded JSON body.
 
     Raises :class:`ListingFailed` naming the cause: DNS, refused connection, timeout
-    after ``timeout`` seconds, a non-2xx status (with the provider's message), or a
-    body that is not JSON. With ``allow_404`` a 404 is returned, not raised.
+    after ``timeout`` seconds, a redirect (never followed; the message names its
+    target), a non-2xx status (with the provider's message), or a body that is not JSON.
+    With ``allow_404`` a 404 is returned, not raised.
     """
     try:
         async with http.get(
-            url, headers=dict(headers), params=params, timeout=aiohttp.ClientTimeout(total=timeout)
+            url,
+            headers=dict(headers),
+            params=params,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
         ) as response:
-            raw = await response.read()
             status = response.status
+            if 300 <= status < 400:
+                # Never followed: the endpoint's key would go wherever it points.
+                target = response.headers.get("location", "nowhere")[:300]
+                raise ListingFailed(
+                    f"{url} redirected (HTTP {status}) to {target}; relaygate does not follow "
+                    "redirects: set the endpoint's URL to where the API really is"
+                )
+            raw = await response.read()
             content_type = response.headers.get("content-type", "unknown")
     except aiohttp.ClientConnectorError as exc:
         raise ListingFailed(_connection_reason(exc)) from None

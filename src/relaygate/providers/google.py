@@ -2,7 +2,8 @@
 
 The endpoint ``url`` is Gemini's OpenAI-compatible base
 (``https://generativelanguage.googleapis.com/v1beta/openai``); requests are
-forwarded there with Bearer — https://ai.google.dev/gemini-api/docs/openai .
+forwarded there with Bearer — https://ai.google.dev/gemini-api/docs/openai : chat
+completions, embeddings and image generation (its batches and files are not).
 
 Listing uses the native call at the parent path: ``GET …/v1beta/models
 ?pageSize=1000[&pageToken=…]`` with ``x-goog-api-key``, answered by ``{"models":
@@ -33,10 +34,14 @@ from relaygate.providers.base import (
     not_a_list,
 )
 from relaygate.providers.openai import list_openai_models
+from relaygate.routes import RoutePolicy
 
 X_GOOG_API_KEY = AuthScheme("x-goog-api-key")
 PAGE_SIZE = "1000"
 MAX_PAGES = 100
+INFERENCE_ROUTES = RoutePolicy.of(
+    ("POST", path) for path in ("/chat/completions", "/embeddings", "/images/generations")
+)
 _METHOD_CAPABILITIES = {
     "generateContent": "chat",
     "streamGenerateContent": "chat",
@@ -82,6 +87,7 @@ class GoogleProvider:
 
     type = "google"
     surfaces: tuple[Surface, ...] = (Surface(BEARER),)
+    routes = INFERENCE_ROUTES
 
     async def list_models(
         self, http: aiohttp.ClientSession, access: Access, timeout: float

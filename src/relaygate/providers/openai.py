@@ -9,7 +9,7 @@ Compatible servers add fields relaygate keeps when present: vLLM's
 https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html ,
 https://docs.together.ai/reference/models-1 . Servers that page the list
 (``has_more`` with ``last_id``, as OpenAI's list objects do) are followed with
-``after``. Forwarding: every path, Bearer.
+``after``. Forwarding: the inference routes (:data:`INFERENCE_ROUTES`), Bearer.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from relaygate.providers.base import (
     get_json,
     not_a_list,
 )
+from relaygate.routes import RoutePolicy
 
 _TYPE_CAPABILITIES = {
     "chat": ("chat",),
@@ -41,6 +42,33 @@ _TYPE_CAPABILITIES = {
     "audio": ("audio",),
 }
 MAX_PAGES = 100
+INFERENCE_ROUTES = RoutePolicy.of(
+    ("POST", path)
+    for path in (
+        # https://platform.openai.com/docs/api-reference: the routes that generate or
+        # score from a request's own input and keep nothing on the account.
+        "/chat/completions",
+        "/completions",
+        "/embeddings",
+        "/responses",
+        "/responses/input_tokens",
+        "/responses/compact",
+        "/moderations",
+        "/audio/speech",
+        "/audio/transcriptions",
+        "/audio/translations",
+        "/images/generations",
+        "/images/edits",
+        "/images/variations",
+        # Self-hosted servers' extensions (vLLM, SGLang, llama.cpp, TEI, Infinity).
+        "/rerank",
+        "/score",
+        "/tokenize",
+        "/detokenize",
+        "/pooling",
+        "/classify",
+    )
+)
 
 
 def openai_model(item: dict[str, Any]) -> DiscoveredModel:
@@ -102,6 +130,7 @@ class OpenAIProvider:
 
     type = "openai"
     surfaces: tuple[Surface, ...] = (Surface(BEARER),)
+    routes = INFERENCE_ROUTES
 
     async def list_models(
         self, http: aiohttp.ClientSession, access: Access, timeout: float

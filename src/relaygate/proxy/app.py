@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Hashable
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ from relaygate.errors import (
     Overloaded,
     PermissionDenied,
     RelaygateError,
+    UnsupportedRoute,
     error_body,
     render,
 )
@@ -85,6 +87,7 @@ class Proxy:
         max_body_bytes: int,
         max_concurrent: int,
         limiter: RateLimiter | None = None,
+        via: str = "",
     ):
         self._snapshots = snapshots
         self._activity = activity
@@ -94,7 +97,8 @@ class Proxy:
         self._max_concurrent = max_concurrent
         self._in_flight = 0
         self._limiter = limiter or RateLimiter()
-        self._upstream = Upstream(http, metrics, health)
+        self._via = via.encode()
+        self._upstream = Upstream(http, metrics, health, self._via)
         self._accounting = Accounting(metrics, usage, self._limiter)
         # Bound once: a labels() call on every request costs more than the count itself.
         self._by_class = {n: metrics.proxy_requests.labels(f"{n}xx") for n in range(1, 6)}
@@ -166,7 +170,7 @@ class Proxy:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         path: str = scope["path"]
         method: str = scope["method"]
-        length = check_request(method, path, headers)
+        length = check_request(method, path, headers, snapshot.routes, self._via)
         principal = authenticate(snapshot, key_from_headers(headers))
         if principal.limits is not None:  # rate limits: raises RateLimited (429)
             scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
@@ -195,25 +199,38 @@ class Proxy:
         if route is None:
             raise self._unavailable(snapshot.known_names, model)
         exchange.routed = True
-        plan = self._plan(view, route)
+        plan = self._plan(view, route, method, path)
         return await self._forward(scope, receive, send, plan, payload, model, body, exchange)
 
-    def _plan(self, view: View, route: Route) -> list[tuple[Target, str]]:
-        """The (target, public model name) pairs to try in order: the route's targets
-        that are not cooling down, round-robin, then those of its fallback model when
-        the caller's ``view`` has it (fallbacks are not chained). Raises the error to
-        answer when there are none."""
+    def _plan(self, view: View, route: Route, method: str, path: str) -> list[tuple[Target, str]]:
+        """The (target, public model name) pairs to try in order for ``method`` on
+        ``path``: the route's targets that are sent that route and are not cooling down,
+        round-robin, then those of its fallback model when the caller's ``view`` has it
+        (fallbacks are not chained). Raises the error to answer when there are none."""
         health = self._health
-        plan = [(t, route.name) for t in health.partition(route.rotation(), _endpoint_of)]
+        below = path[3:]
+        plan = [
+            (t, route.name)
+            for t in health.partition(route.rotation(), _health_key)
+            if t.routes.allows(method, below)
+        ]
         fallback = view.routes.get(route.fallback) if route.fallback else None
         if fallback is not None and fallback.targets:
             plan.extend(
-                (t, fallback.name) for t in health.partition(fallback.rotation(), _endpoint_of)
+                (t, fallback.name)
+                for t in health.partition(fallback.rotation(), _health_key)
+                if t.routes.allows(method, below)
             )
         if plan:
             return plan
+        if route.targets and not any(t.routes.allows(method, below) for t in route.targets):
+            raise UnsupportedRoute(
+                f"the model {route.name!r} is not served on {method} {path}: its endpoint "
+                "does not take that route",
+                param="model",
+            )
         if route.targets:
-            cooling = [t.endpoint_id for t in route.targets]
+            cooling = [t.health_key for t in route.targets]
             wait = health.retry_in(cooling)
             raise Overloaded(
                 f"every endpoint serving the model {route.name!r} is cooling down after "
@@ -311,5 +328,5 @@ class Proxy:
             watcher.cancel()
 
 
-def _endpoint_of(target: Target) -> int:
-    return target.endpoint_id
+def _health_key(target: Target) -> Hashable:
+    return target.health_key

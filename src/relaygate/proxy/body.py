@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -17,6 +18,8 @@ _JSON_KINDS = {
     bool: "a boolean",
     type(None): "null",
 }
+# The top-level keys relaygate acts on, as they appear unescaped in a body.
+_CONTROL_KEYS = (b'"model"', b'"stream"', b'"stream_options"')
 # Chat routes (OpenAI's and Anthropic's) whose 'messages' is an array.
 _MESSAGE_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 
@@ -64,6 +67,10 @@ def parse_model(body: bytes) -> tuple[dict[str, Any], str]:
     if not isinstance(payload, dict):
         kind = _JSON_KINDS.get(type(payload), "another JSON value")
         raise BadRequest(f"request body must be a JSON object, not {kind}")
+    if b"\\u" in body or any(body.count(name) > 1 for name in _CONTROL_KEYS):
+        # A key can be repeated (or spelt with \u escapes) only then: the common body
+        # costs four scans, not a second parse.
+        _refuse_repeated_keys(body)
     model = payload.get("model")
     if model is None:
         raise BadRequest("request body has no 'model'", param="model", code="missing_model")
@@ -72,7 +79,38 @@ def parse_model(body: bytes) -> tuple[dict[str, Any], str]:
         raise BadRequest(f"'model' must be a non-empty string, not {kind}", param="model")
     if not model:
         raise BadRequest("'model' must be a non-empty string", param="model")
+    stream = payload.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        kind = _JSON_KINDS.get(type(stream), "an object")
+        raise BadRequest(f"'stream' must be true or false, not {kind}", param="stream")
+    options = payload.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        kind = _JSON_KINDS.get(type(options), "another JSON value")
+        raise BadRequest(f"'stream_options' must be an object, not {kind}", param="stream_options")
     return payload, model
+
+
+def _refuse_repeated_keys(body: bytes) -> None:
+    """Raise :class:`BadRequest` when the top-level object of ``body`` (valid JSON) has a
+    key twice: parsers disagree on which copy wins, so an upstream could act on another
+    ``model`` or ``stream`` than relaygate routed and counted by."""
+    top: list[list[tuple[str, Any]]] = []
+
+    def keep(pairs: list[tuple[str, Any]]) -> None:
+        # Called for each object, innermost first: the last call is the top level's.
+        top[:] = [pairs]
+
+    try:
+        json.loads(body, object_pairs_hook=keep)
+    except (ValueError, RecursionError):
+        raise BadRequest("request body is nested too deeply to be read") from None
+    seen: set[str] = set()
+    for key, _ in top[0] if top else ():
+        if key in seen:
+            raise BadRequest(
+                f"request body has the key {key!r} more than once; send it once", param=key
+            )
+        seen.add(key)
 
 
 def check_payload(path: str, payload: dict[str, Any]) -> None:

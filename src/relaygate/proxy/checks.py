@@ -16,8 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from relaygate.errors import BadRequest, HeadersTooLarge, MethodNotAllowed, UnsupportedMediaType
+from relaygate.errors import (
+    BadRequest,
+    HeadersTooLarge,
+    LoopDetected,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    UnsupportedRoute,
+)
+from relaygate.routes import RoutePolicy
 
+VIA_HEADER = b"x-relaygate-via"
+"""Lists the relaygate installations a request passed through (their ``via`` marks)."""
 _MODELS = "/v1/models"
 _MODELS_PREFIX = "/v1/models/"
 _MODELS_ALLOW = "GET, HEAD"
@@ -41,16 +51,25 @@ def check_header_size(headers: Iterable[tuple[bytes, bytes]], limit: int) -> Non
         )
 
 
-def check_request(method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+def check_request(
+    method: str,
+    path: str,
+    headers: Iterable[tuple[bytes, bytes]],
+    routes: RoutePolicy,
+    via: bytes,
+) -> int | None:
     """Check a ``/v1/...`` request before it is authenticated or its body read.
 
-    Takes the ASGI method, the decoded path and the raw headers (lower-case names);
-    returns the declared ``content-length`` (None when absent). Raises
-    :class:`MethodNotAllowed` (405, see the module docstring),
-    :class:`BadRequest` for a ``.`` or ``..`` path segment (which would climb out of
-    the endpoint's URL once forwarded), and :class:`UnsupportedMediaType` (415) for
-    a content type other than none, ``application/json``, ``*/*+json`` and
-    ``text/plain``.
+    Takes the ASGI method, the decoded path, the raw headers (lower-case names), the
+    ``routes`` some endpoint is sent (paths below its URL) and this installation's
+    ``via`` mark; returns the declared ``content-length`` (None when absent). Raises
+    :class:`LoopDetected` (508) for a request that already passed through this
+    relaygate (``via`` in its :data:`VIA_HEADER`), :class:`UnsupportedRoute` (404)
+    for a route no endpoint is sent, :class:`MethodNotAllowed` (405, see the module
+    docstring), :class:`BadRequest` for a ``.`` or ``..`` path segment (which would
+    climb out of the endpoint's URL once forwarded), and
+    :class:`UnsupportedMediaType` (415) for a content type other than none,
+    ``application/json``, ``*/*+json`` and ``text/plain``.
     """
     if path == _MODELS or path.startswith(_MODELS_PREFIX):
         if method not in ("GET", "HEAD"):
@@ -58,9 +77,27 @@ def check_request(method: str, path: str, headers: Iterable[tuple[bytes, bytes]]
                 f"{method} is not allowed on {path}: the model list takes GET",
                 allow=_MODELS_ALLOW,
             )
+        for name, value in headers:
+            if name == VIA_HEADER:
+                _check_loop(value, via)
         return None
     if "." in path or "%" in path:
         _check_segments(path)
+    below = path[3:]
+    if not routes.allows(method, below):
+        methods = routes.methods_for(below)
+        if methods:
+            raise MethodNotAllowed(
+                f"{method} is not allowed on {path}; it takes {', '.join(methods)}",
+                allow=", ".join(methods),
+            )
+        raise UnsupportedRoute(
+            f"relaygate does not forward {method} {path}: it forwards the inference routes "
+            "of each endpoint's provider (chat completions, completions, embeddings, "
+            "responses, messages, audio, images, moderations, rerank…), never the provider "
+            "account's own resources such as files, batches or fine-tuning",
+            param=None,
+        )
     length: int | None = None
     chunked = False
     for name, value in headers:
@@ -71,6 +108,8 @@ def check_request(method: str, path: str, headers: Iterable[tuple[bytes, bytes]]
             length = int(value) if value.isdigit() else None
         elif name == b"transfer-encoding":
             chunked = True
+        elif name == VIA_HEADER:
+            _check_loop(value, via)
     if method in _NEVER_ROUTED or (method in _ROUTED_WITH_BODY and not length and not chunked):
         raise MethodNotAllowed(
             f"{method} {path} cannot be routed: relaygate picks the endpoint by the 'model' "
@@ -78,6 +117,14 @@ def check_request(method: str, path: str, headers: Iterable[tuple[bytes, bytes]]
             allow="POST",
         )
     return length
+
+
+def _check_loop(value: bytes, via: bytes) -> None:
+    if via in value.split(b","):
+        raise LoopDetected(
+            "this request has already passed through this relaygate: an endpoint's URL "
+            "points back at relaygate itself; an admin must change that endpoint's URL"
+        )
 
 
 def _check_segments(path: str) -> None:

@@ -43,22 +43,32 @@ _DROP_REQUEST = frozenset(
         b"accept-encoding",
         b"expect",
         b"x-request-id",  # replaced by relaygate's (the client's own, when well-formed)
+        b"x-relaygate-via",  # extended with this relaygate's mark
     }
 )
-_DROP_RESPONSE = frozenset(
+# Response headers a client may see (by allow-list: an upstream must not set a
+# client's HSTS, CORS, cookies or redirects through relaygate): the content headers,
+# retry and rate-limit headers, and the providers' request ids and timings that the
+# OpenAI and Anthropic SDKs and their users read. x-request-id and x-relaygate-* are
+# relaygate's own, set once.
+_PASS_RESPONSE = frozenset(
     {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"server",
-        b"date",
-        b"set-cookie",
+        b"content-type",
+        b"content-length",
+        b"content-encoding",
+        b"content-language",
+        b"content-disposition",
+        b"cache-control",
+        b"retry-after",
+        b"retry-after-ms",
+        b"x-should-retry",
+        b"request-id",  # Anthropic's request id
+        b"openai-processing-ms",
+        b"openai-version",
+        b"anthropic-version",
     }
 )
+_PASS_RESPONSE_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-", b"ratelimit")
 ENDPOINT_HEADER = b"x-relaygate-endpoint"
 REQUEST_ID_HEADER = b"x-request-id"
 MODEL_HEADER = b"x-relaygate-model"
@@ -78,10 +88,13 @@ class Upstream:
     """Sends requests to the endpoints over the shared ``http`` client, counting the
     failures in ``metrics`` and telling ``health`` how each endpoint did."""
 
-    def __init__(self, http: aiohttp.ClientSession, metrics: Metrics, health: Health) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, metrics: Metrics, health: Health, via: bytes = b""
+    ) -> None:
         self._http = http
         self._metrics = metrics
         self._health = health
+        self._via = via.decode("latin-1")
         self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _client_timeout(self, connect: float) -> aiohttp.ClientTimeout:
@@ -123,7 +136,7 @@ class Upstream:
         deadline = loop.time() + timeouts.total
         idle = timeouts.idle
         health = self._health
-        endpoint_id = target.endpoint_id
+        endpoint_id = target.health_key
         response: aiohttp.ClientResponse | None = None
         chunk = b""
         try:
@@ -137,8 +150,22 @@ class Upstream:
                     data=body,
                     headers=self._upstream_headers(scope["headers"], target.surface(path), state),
                     timeout=self._client_timeout(timeouts.connect),
+                    allow_redirects=False,
                 ) as response:
                     status = response.status
+                    if 300 <= status < 400:
+                        # Never followed: it would carry the provider key and the prompt
+                        # to wherever the endpoint points.
+                        self._metrics.upstream_errors.labels("redirect").inc()
+                        health.failed(endpoint_id, f"HTTP {status}: redirected")
+                        self._fail(
+                            UpstreamFailed(
+                                f"endpoint {target.endpoint_name!r} redirected the request "
+                                f"(HTTP {status}); relaygate does not follow redirects, so an "
+                                "admin must correct the endpoint's URL"
+                            ),
+                            final=final,
+                        )
                     if status in (401, 403):
                         # The provider refused the endpoint's key: the client's relaygate key
                         # is fine, so this must not look like an authentication error to its
@@ -183,11 +210,7 @@ class Upstream:
                         elif "json" in content_type:
                             body_reader = BodyTokens()
                             state.tokens = body_reader.tokens
-                    out_headers = [
-                        (name.lower(), value)
-                        for name, value in response.raw_headers
-                        if name.lower() not in _DROP_RESPONSE
-                    ]
+                    out_headers = response_headers(response.raw_headers)
                     if stream_reader is not None and state.strip_usage:
                         out_headers = [h for h in out_headers if h[0] != b"content-length"]
                     out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))
@@ -310,6 +333,9 @@ class Upstream:
         if b"content-type" not in sent:
             out.append(("content-type", "application/json"))
         out.append(("x-request-id", state.request_id))
+        if self._via:
+            # The marks of the relaygates the request passed, this one's last.
+            out.append(("x-relaygate-via", _via_chain(headers, self._via)))
         for name, value in surface.defaults:
             if name not in sent:
                 out.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -354,6 +380,29 @@ class Upstream:
         if final:
             raise error
         raise Retry(error)
+
+
+def response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    """The headers of an upstream answer that reach the client, names lower-cased: those
+    of the allow-list, less any the upstream's own ``Connection`` header names
+    (hop-by-hop, RFC 9110 §7.6.1)."""
+    out: list[tuple[bytes, bytes]] = []
+    hop: set[bytes] | None = None
+    for name, value in raw:
+        name = name.lower()
+        if name in _PASS_RESPONSE or name.startswith(_PASS_RESPONSE_PREFIXES):
+            out.append((name, value))
+        elif name == b"connection":
+            hop = hop or set()
+            hop.update(token.strip().lower() for token in value.split(b","))
+    if hop:
+        out = [(name, value) for name, value in out if name not in hop]
+    return out
+
+
+def _via_chain(headers: list[tuple[bytes, bytes]], via: str) -> str:
+    before = [value.decode("latin-1") for name, value in headers if name == b"x-relaygate-via"]
+    return ",".join([*before, via])
 
 
 def _is_connect_timeout(exc: TimeoutError) -> bool:

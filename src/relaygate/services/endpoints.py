@@ -21,6 +21,7 @@ from relaygate.db.tables import Endpoint, Group, GroupEndpoint, Model
 from relaygate.errors import BadRequest, Conflict
 from relaygate.health import Health, HealthState
 from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
+from relaygate.routes import parse_routes
 from relaygate.services.patch import UNSET, Unset
 from relaygate.settings import MAX_SYNC_INTERVAL, Settings
 from relaygate.sync.service import SyncResult, sync_endpoint
@@ -50,6 +51,10 @@ class EndpointInfo:
     timeouts: dict[str, float]
     """The endpoint's own timeouts in seconds (over the settings): connect, first_byte,
     idle, total."""
+    pool: str | None
+    """Endpoints of one pool serve their models of the same name together."""
+    extra_routes: list[str]
+    """Routes forwarded besides the provider type's, ``"METHOD /path"``."""
     created_at: datetime
     updated_at: datetime
     sync_status: str
@@ -78,6 +83,10 @@ class EndpointChanges:
     sync_interval: float | Unset | None = UNSET
     timeouts: dict[str, float] | Unset | None = UNSET
     """Replaces the endpoint's own timeouts; None or {} goes back to the settings."""
+    pool: str | Unset | None = UNSET
+    """None (or "") takes the endpoint out of its pool."""
+    extra_routes: list[str] | Unset | None = UNSET
+    """Replaces the endpoint's extra routes; None or [] leaves only the provider's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +122,17 @@ def check_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise BadRequest("url must be the API base, without ?query or #fragment", param="url")
     return url.rstrip("/")
+
+
+def check_pool(pool: str | None) -> str | None:
+    """A pool name (1 to 200 printable characters), or None for none; raises
+    :class:`BadRequest`."""
+    if pool is None or not pool.strip():
+        return None
+    pool = pool.strip()
+    if len(pool) > 200 or not pool.isprintable():
+        raise BadRequest("pool must be 1 to 200 printable characters", param="pool")
+    return pool
 
 
 def _check_name(name: str) -> str:
@@ -182,6 +202,8 @@ async def _info(session: AsyncSession, endpoint: Endpoint, health: Health) -> En
         model_filter=list(endpoint.model_filter or []),
         sync_interval=endpoint.sync_interval,
         timeouts=dict(endpoint.timeouts or {}),
+        pool=endpoint.pool,
+        extra_routes=list(endpoint.extra_routes or []),
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
         sync_status=endpoint.sync_status,
@@ -232,6 +254,10 @@ class EndpointSpec:
     requires_user_key: bool = False
     groups: list[str] = field(default_factory=lambda: ["everyone"])
     """Groups the whole endpoint is granted to at creation (default: everyone)."""
+    pool: str | None = None
+    """Endpoints of one pool serve their models of the same name together."""
+    extra_routes: list[str] = field(default_factory=list)
+    """Routes forwarded besides the provider type's, ``"METHOD /path"`` below the URL."""
 
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -315,6 +341,8 @@ def check_spec(settings: Settings, spec: EndpointSpec) -> Endpoint:
         timeouts=check_timeouts(spec.timeouts),
         api_key_env=_check_env_name(settings, spec.api_key_env),
         requires_user_key=spec.requires_user_key,
+        pool=check_pool(spec.pool),
+        extra_routes=parse_routes(spec.extra_routes) or None,
     )
 
 
@@ -410,6 +438,10 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
                     endpoint.next_sync_at = None  # the new interval starts now
             if not isinstance(changes.timeouts, Unset):
                 endpoint.timeouts = check_timeouts(changes.timeouts)
+            if not isinstance(changes.pool, Unset):
+                endpoint.pool = check_pool(changes.pool)
+            if not isinstance(changes.extra_routes, Unset):
+                endpoint.extra_routes = parse_routes(changes.extra_routes) or None
             await bump(session)
             endpoint_id, enabled = endpoint.id, endpoint.enabled
     except IntegrityError:
