@@ -89,7 +89,8 @@ def parse_route(text: str) -> MethodPath:
     method, path = method.upper(), path.strip()
     if method not in METHODS:
         raise BadRequest(
-            f"extra route {text!r}: the method must be one of {', '.join(METHODS)}",
+            f"extra route {text!r}: write it as 'METHOD /path' with METHOD one of "
+            f"{', '.join(METHODS)}",
             param="extra_routes",
         )
     segments = path.split("/")
