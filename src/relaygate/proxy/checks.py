@@ -3,13 +3,13 @@
 They run on every request, so each is one pass over the headers at most and no
 regular expressions.
 
-Methods: relaygate picks an endpoint by the ``model`` of a JSON request body, so a
-``/v1/...`` route other than ``/v1/models`` can only be routed when the request
-carries a body. A ``GET``, ``HEAD`` or ``DELETE`` without one, and any ``OPTIONS``,
-``TRACE`` or ``CONNECT``, is answered 405 with ``allow: POST`` and a message saying
-why; ``/v1/models`` and ``/v1/models/{model}`` take ``GET`` and ``HEAD`` only. A 405
-names the method that is wrong and the one to use, which a client can act on more
-readily than a 400 about a missing body.
+Routes: relaygate forwards only the routes some endpoint is sent (each provider
+type's inference routes, plus endpoints' extra routes; :mod:`relaygate.routes`).
+Any other path is answered 404 ``unsupported_route`` naming it, and another method
+on a forwarded path 405 with the methods it takes in ``allow``; ``/v1/models`` and
+``/v1/models/{model}`` take ``GET`` and ``HEAD`` only. relaygate picks an endpoint by
+the ``model`` of a JSON request body, so a ``GET``, ``HEAD`` or ``DELETE`` without
+one is answered 405 too, with a message saying why.
 """
 
 from __future__ import annotations
@@ -95,8 +95,7 @@ def check_request(
             f"relaygate does not forward {method} {path}: it forwards the inference routes "
             "of each endpoint's provider (chat completions, completions, embeddings, "
             "responses, messages, audio, images, moderations, rerank…), never the provider "
-            "account's own resources such as files, batches or fine-tuning",
-            param=None,
+            "account's own resources such as files, batches or fine-tuning"
         )
     length: int | None = None
     chunked = False
