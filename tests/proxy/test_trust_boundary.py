@@ -365,3 +365,19 @@ def test_a_request_coming_back_is_refused_as_a_loop(
         "/v1/models", headers={"x-relaygate-via": "0123456789abcdef"}
     )
     assert chained.status_code == 200
+
+
+def test_user_cannot_pick_the_operators_organisation(
+    gateway: Gateway, recorder: RecordingUpstream
+) -> None:
+    """OpenAI-Organization and OpenAI-Project from a client never reach the upstream: they
+    would choose another organisation or project of the operator's key."""
+    gateway.add_endpoint("openai", recorder.url, api_key="sk-operator-secret")
+    client = gateway.openai(
+        gateway.create_key(user_id=gateway.create_user("u")["id"])["key"],
+        organization="org-someone-else",
+        project="proj-billing",
+    )
+    client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
+    (seen,) = recorder.state.requests
+    assert "openai-organization" not in seen.headers and "openai-project" not in seen.headers

@@ -36,7 +36,7 @@ from relaygate.routes import RoutePolicy
 
 API_VERSION = "2023-06-01"
 X_API_KEY = AuthScheme("x-api-key")
-NATIVE_PATHS = ("/messages", "/models", "/complete")
+NATIVE_PATHS = ("/messages",)
 PAGE_LIMIT = "1000"
 INFERENCE_ROUTES = RoutePolicy.of(
     ("POST", path) for path in ("/messages", "/messages/count_tokens", "/chat/completions")

@@ -44,6 +44,9 @@ _DROP_REQUEST = frozenset(
         b"expect",
         b"x-request-id",  # replaced by relaygate's (the client's own, when well-formed)
         b"x-relaygate-via",  # extended with this relaygate's mark
+        # Would let a user pick another organisation or project of the operator's key.
+        b"openai-organization",
+        b"openai-project",
     }
 )
 # Response headers a client may see (by allow-list: an upstream must not set a
