@@ -181,6 +181,30 @@ def test_models_alias(tmp_path: Path, env: dict[str, str], upstream: Upstream) -
     assert "(no alias)" in ok(tmp_path, env, "models", "alias", str(ids["m-1"]), "--clear")
 
 
+def test_models_list_shows_name_conflicts(
+    tmp_path: Path, env: dict[str, str], upstream: Upstream, second_upstream: Upstream
+) -> None:
+    """`models list` shows the endpoint and model holding a conflicting model's name (the
+    JSON too), and nothing once both endpoints are in one pool."""
+    ok(tmp_path, env, "endpoints", "add", "first", upstream.url)
+    ok(tmp_path, env, "endpoints", "add", "second", second_upstream.url)
+    models = json.loads(ok(tmp_path, env, "models", "list", "--json"))
+    held, claimed = (next(m for m in models if m["endpoint_id"] == e) for e in (1, 2))
+    assert held["conflict"] is None
+    assert claimed["conflict"]["held_by_endpoint_name"] == "first"
+    table = ok(tmp_path, env, "models", "list").splitlines()
+    assert table[0].split()[-1] == "CONFLICT"
+    assert table[2].endswith(f"held by endpoint 'first' (model {held['id']})")
+    assert not table[1].endswith(")")
+    for name in ("first", "second"):
+        ok(tmp_path, env, "endpoints", "update", name, "--pool", "p")
+    assert "held by" not in ok(tmp_path, env, "models", "list")
+    assert [m["conflict"] for m in json.loads(ok(tmp_path, env, "models", "list", "--json"))] == [
+        None,
+        None,
+    ]
+
+
 def test_groups(tmp_path: Path, env: dict[str, str], upstream: Upstream) -> None:
     """groups add / add-user / grant / revoke / remove-user / remove, as the admin API does."""
     upstream.state.models = ["m-1"]

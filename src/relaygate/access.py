@@ -210,7 +210,7 @@ async def build_snapshot(
     ``expires_at``. Models of disabled endpoints, and disabled models, are left out;
     of two models of one endpoint with one public name, the aliased one wins.
     """
-    endpoints = {e.id: e for e in await session.scalars(select(Endpoint).where(Endpoint.enabled))}
+    endpoints = await enabled_endpoints(session)
     shared: dict[int, tuple[TargetSurface, ...] | None] = {}
     for endpoint in endpoints.values():
         if endpoint.requires_user_key:
@@ -228,24 +228,16 @@ async def build_snapshot(
             log.error("endpoint %r cannot be used: %s", endpoint.name, exc)
             shared[endpoint.id] = ()
 
-    models = await session.scalars(
-        select(Model)
-        .where(Model.enabled, Model.endpoint_id.in_(endpoints))
-        .order_by(Model.endpoint_id, Model.alias.is_(None), Model.id)
-    )
+    serving, _ = await serving_models(session, endpoints)
     entries: list[Entry] = []
     by_endpoint: dict[int, set[int]] = defaultdict(set)
-    routable = list(routable_models(models, endpoints))
-    served, _ = pooling.resolve(claim_of(model, endpoints) for model in routable)
     policies = {
         e.id: policy_for(get_provider(e.type).routes, e.extra_routes) for e in endpoints.values()
     }
     every_route = ALL_ROUTES
     for policy in policies.values():
         every_route = every_route.merged(policy)
-    for model in routable:
-        if model.id not in served:
-            continue
+    for model in serving:
         name = public_name(model)
         endpoint = endpoints[model.endpoint_id]
         online = model.status == "online"
@@ -320,6 +312,29 @@ async def build_snapshot(
         ),
         routes=every_route,
     )
+
+
+async def enabled_endpoints(session: AsyncSession) -> dict[int, Endpoint]:
+    """The enabled endpoints in ``session``, by id."""
+    return {e.id: e for e in await session.scalars(select(Endpoint).where(Endpoint.enabled))}
+
+
+async def serving_models(
+    session: AsyncSession, endpoints: Mapping[int, Endpoint]
+) -> tuple[list[Model], dict[int, pooling.NameConflict]]:
+    """Which enabled models of ``endpoints`` (the enabled ones, by id) serve their public
+    name: those models, ordered by endpoint, aliased first, then id; and, by model id,
+    the conflicts of those that serve nothing because another endpoint's model holds
+    their name (see :mod:`relaygate.pooling`). The snapshot routes by this, and the
+    admin API, the CLI and the console show its conflicts."""
+    models = await session.scalars(
+        select(Model)
+        .where(Model.enabled, Model.endpoint_id.in_(endpoints))
+        .order_by(Model.endpoint_id, Model.alias.is_(None), Model.id)
+    )
+    routable = list(routable_models(models, endpoints))
+    served, conflicts = pooling.resolve(claim_of(model, endpoints) for model in routable)
+    return [model for model in routable if model.id in served], conflicts
 
 
 def routable_models(models: Iterable[Model], endpoints: Mapping[int, Endpoint]) -> Iterator[Model]:

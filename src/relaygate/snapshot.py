@@ -163,6 +163,12 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def nameable_endpoints(self) -> frozenset[int] | None:
+        """The endpoint ids this caller may name (set an own key for, see listed): those
+        of its view, or None (any) for an admin. Any other is answered as nonexistent."""
+        return None if self.is_admin else self.view.endpoint_ids
+
 
 @dataclass(frozen=True, slots=True)
 class ScheduledEndpoint:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote_plus
+
 import httpx
 import openai
 import pytest
 
 from tests.conftest import Upstream
 from tests.support.gateway import Gateway
+from tests.web.conftest import console, csrf_of
 
 API = "/admin/api/v1"
 SHARED = "sk-shared-admin-key-0001"
@@ -137,3 +140,73 @@ def test_limited_key_cannot_create_a_broader_one(gateway: Gateway, upstream: Ups
     assert inherited["allowed_models"] == ["a"]
     assert inherited["expires_at"].startswith("2099-01-01")
     assert [m.id for m in gateway.openai(key=inherited["key"]).models.list()] == ["a"]
+
+
+def everyone_id(gateway: Gateway) -> int:
+    groups = gateway.admin.get(f"{API}/groups").json()
+    found: int = next(g["id"] for g in groups if g["name"] == "everyone")
+    return found
+
+
+def test_endpoint_outside_a_users_grants_is_answered_as_nonexistent(
+    gateway: Gateway, upstream: Upstream, second_upstream: Upstream
+) -> None:
+    """An endpoint serving none of a user's models gets, from PUT and DELETE of their own
+    provider key and from the console, exactly the 404 of a nonexistent endpoint, and the
+    account page never names it; the granted endpoint works, and admins may name any."""
+    upstream.state.models = ["gpt-test", "other"]
+    second_upstream.state.models = ["lab-model"]
+    granted = gateway.add_endpoint("shared-a", upstream.url, groups=[])
+    hidden = gateway.add_endpoint("secret-lab-b", second_upstream.url, groups=[])
+    models = {m["upstream_id"]: m["id"] for m in gateway.admin.get(f"{API}/models").json()}
+    gateway.admin.put(f"{API}/groups/{everyone_id(gateway)}/models/{models['gpt-test']}")
+    _, key, client = user_client(gateway, "quinn")
+    body = {"api_key": "sk-quinn-own-0001"}
+
+    for method in ("PUT", "DELETE"):
+        ghost = client.request(method, f"{API}/me/provider-keys/99999", json=body)
+        probe = client.request(method, f"{API}/me/provider-keys/{hidden['id']}", json=body)
+        assert probe.status_code == ghost.status_code == 404, probe.text
+        assert "secret-lab-b" not in probe.text
+        assert probe.json() == {
+            "error": {**ghost.json()["error"], "message": f"no endpoint with id {hidden['id']}"}
+        }
+        assert ghost.json()["error"]["message"] == "no endpoint with id 99999"
+    assert client.get(f"{API}/me/provider-keys").json() == []
+
+    saved = client.put(f"{API}/me/provider-keys/{granted['id']}", json=body)
+    assert saved.status_code == 200 and saved.json()["endpoint_name"] == "shared-a"
+    admin_own = gateway.admin.put(f"{API}/me/provider-keys/{hidden['id']}", json=body)
+    assert admin_own.status_code == 200
+
+    with console(gateway, key) as web:
+        account = web.get("/ui/account").text
+        assert "shared-a" in account and "…0001" in account
+        assert "secret-lab-b" not in account
+        tried = web.post(
+            f"/ui/account/provider-keys/{hidden['id']}",
+            data={"csrf": csrf_of(web), "api_key": "sk-quinn-own-0002"},
+        )
+    assert tried.status_code == 303
+    location = unquote_plus(tried.headers["location"])
+    assert f"no endpoint with id {hidden['id']}" in location and "secret-lab-b" not in location
+    assert [k["endpoint_id"] for k in client.get(f"{API}/me/provider-keys").json()] == [
+        granted["id"]
+    ]
+
+
+def test_own_key_stays_clearable_after_access_ends(gateway: Gateway, upstream: Upstream) -> None:
+    """A user whose grant to an endpoint is revoked still sees and clears the key they set
+    there (it is theirs); after that the endpoint is answered as nonexistent."""
+    endpoint = gateway.add_endpoint("was-mine", upstream.url)
+    _, key, client = user_client(gateway, "rosa")
+    path = f"{API}/me/provider-keys/{endpoint['id']}"
+    assert client.put(path, json={"api_key": "sk-rosa-own-0001"}).status_code == 200
+    gateway.admin.delete(f"{API}/groups/{everyone_id(gateway)}/endpoints/{endpoint['id']}")
+    with console(gateway, key) as web:
+        assert "no longer available to you" in web.get("/ui/account").text
+    assert client.put(path, json={"api_key": "sk-rosa-own-0002"}).status_code == 404
+    assert client.delete(path).status_code == 204
+    gone = client.delete(path)
+    assert gone.status_code == 404
+    assert gone.json()["error"]["message"] == f"no endpoint with id {endpoint['id']}"

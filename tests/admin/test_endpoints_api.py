@@ -208,3 +208,26 @@ def test_alias_clash_names_the_other_model(gateway: Gateway, upstream: Upstream)
     clash = gateway.admin.patch(f"{API}/models/{models['two']['id']}", json={"alias": "best"})
     assert clash.status_code == 409
     assert "'one'" in clash.json()["error"]["message"]
+
+
+def test_same_name_of_another_endpoint_is_a_conflict_until_pooled(
+    gateway: Gateway, upstream: Upstream, second_upstream: Upstream
+) -> None:
+    """A model whose upstream id another endpoint's model already serves (no shared alias
+    or pool) carries a conflict naming the holder; putting both endpoints in one pool
+    clears it."""
+    first = gateway.add_endpoint("first", upstream.url)
+    second = gateway.add_endpoint("second", second_upstream.url)
+    by_endpoint = {m["endpoint_id"]: m for m in gateway.admin.get(f"{API}/models").json()}
+    held = by_endpoint[first["id"]]
+    assert held["conflict"] is None
+    assert by_endpoint[second["id"]]["conflict"] == {
+        "name": "gpt-test",
+        "held_by_model_id": held["id"],
+        "held_by_endpoint_id": first["id"],
+        "held_by_endpoint_name": "first",
+    }
+    for endpoint in (first, second):
+        response = gateway.admin.patch(f"{API}/endpoints/{endpoint['id']}", json={"pool": "p"})
+        assert response.status_code == 200, response.text
+    assert [m["conflict"] for m in gateway.admin.get(f"{API}/models").json()] == [None, None]

@@ -191,3 +191,34 @@ def test_unreachable_upstream_is_502(gateway: Gateway, upstream: Upstream) -> No
     response = gateway.admin.post("/v1/chat/completions", json={"model": "gpt-test"})
     assert response.status_code == 502
     assert "unreachable" in response.json()["error"]["message"]
+
+
+def test_new_model_name_of_another_endpoint_draws_none_of_its_traffic(
+    gateway: Gateway, upstream: Upstream, second_upstream: Upstream
+) -> None:
+    """When a second endpoint's listing newly reports a name the first already serves, its
+    copy is a conflict: requests for that name keep going to the first endpoint only."""
+    first = gateway.add_endpoint("first", upstream.url)
+    second_upstream.state.models = ["own-model"]
+    second = gateway.add_endpoint("second", second_upstream.url)
+    second_upstream.state.models = ["own-model", "gpt-test"]
+    synced = gateway.admin.post(f"/admin/api/v1/endpoints/{second['id']}/sync")
+    assert synced.json()["added"] == 1
+    client = gateway.openai()
+    listed = {m.id: m.owned_by for m in client.models.list()}
+    assert listed == {"gpt-test": "first", "own-model": "second"}
+    for _ in range(4):
+        client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "x"}]
+        )
+    client.chat.completions.create(model="own-model", messages=[])
+    assert [seen.json["model"] for seen in upstream.state.requests] == ["gpt-test"] * 4
+    assert [seen.json["model"] for seen in second_upstream.state.requests] == ["own-model"]
+    [claimed] = [
+        m
+        for m in gateway.admin.get(
+            "/admin/api/v1/models", params={"endpoint_id": second["id"]}
+        ).json()
+        if m["upstream_id"] == "gpt-test"
+    ]
+    assert claimed["conflict"]["held_by_endpoint_id"] == first["id"]

@@ -277,3 +277,28 @@ def test_prices_set_on_the_models_page_land_in_the_admin_api(
         assert saved()["alias"] is None
         forged = client.post(url, data={"input_cost_per_million_tokens": "1"})
     assert forged.status_code == 403 and prices() == (None, None)
+
+
+def test_models_page_shows_a_name_conflict_beside_the_model(
+    gateway: Gateway, upstream: Upstream, second_upstream: Upstream
+) -> None:
+    """The models page marks the model left without traffic with the endpoint and model
+    holding its name, and stops once both endpoints are in one pool."""
+    first = gateway.add_endpoint("first", upstream.url)
+    second = gateway.add_endpoint("second", second_upstream.url)
+    held = next(
+        m["id"]
+        for m in gateway.admin.get("/admin/api/v1/models").json()
+        if m["endpoint_id"] == first["id"]
+    )
+    with console(gateway) as client:
+        rows = table_rows(client.get("/ui/models").text, "models")
+        assert [row[:2] for row in rows[1:]] == [
+            ["gpt-test", "first"],
+            [f"gpt-test conflict: held by endpoint 'first' (model {held})", "second"],
+        ]
+        for endpoint in (first, second):
+            gateway.admin.patch(f"/admin/api/v1/endpoints/{endpoint['id']}", json={"pool": "p"})
+        pooled = client.get("/ui/models").text
+    assert [row[0] for row in table_rows(pooled, "models")[1:]] == ["gpt-test", "gpt-test"]
+    assert "conflict" not in pooled

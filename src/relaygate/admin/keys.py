@@ -11,6 +11,7 @@ from relaygate.admin.deps import Id, get_ctx, require_admin
 from relaygate.admin.schemas import KeyCreate, KeyCreated, KeyOut, KeyUpdate, RowId
 from relaygate.context import Context
 from relaygate.services import api_keys as service
+from relaygate.services.patch import UNSET
 from relaygate.snapshot import Principal
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -29,14 +30,21 @@ async def list_keys(
 async def create_key(
     body: KeyCreate, caller: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
 ) -> KeyCreated:
+    """A new key for ``user_id`` (default: the caller). Whoever it is for, it never reaches
+    more models, lives longer or has a higher (or no) rate limit than the calling key and
+    its user; what is omitted takes the caller's limit."""
+    allowed, expires = service.within_caller_limits(caller, body.allowed_models, body.expires_at)
+    rpm, tpm = service.rate_limits_within_caller(
+        caller, body.requests_per_minute, body.tokens_per_minute
+    )
     created = await service.create_key(
         ctx,
         user=body.user_id if body.user_id is not None else caller.user_id,
         name=body.name,
-        expires_at=body.expires_at,
-        allowed_models=body.allowed_models,
-        requests_per_minute=body.requests_per_minute,
-        tokens_per_minute=body.tokens_per_minute,
+        expires_at=expires,
+        allowed_models=allowed,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
     )
     return KeyCreated(**asdict(created.info), key=created.key)
 
@@ -45,17 +53,23 @@ async def create_key(
 async def update_key(
     key_id: Id,
     body: KeyUpdate,
-    _: Principal = Depends(require_admin),
+    caller: Principal = Depends(require_admin),
     ctx: Context = Depends(get_ctx),
 ) -> KeyOut:
     """Change a key's name or rate limits; only the fields sent change (null clears a
-    limit)."""
+    limit). A caller with a rate limit (its key's or its user's) can neither clear that
+    limit on a key nor set it higher."""
     changes: dict[str, Any] = {
         k: v for k, v in body.model_dump(include=body.model_fields_set).items() if v is not None
     }
     for limit in ("requests_per_minute", "tokens_per_minute"):
         if limit in body.model_fields_set:
             changes[limit] = getattr(body, limit)
+    service.rate_limit_change_within_caller(
+        caller,
+        changes.get("requests_per_minute", UNSET),
+        changes.get("tokens_per_minute", UNSET),
+    )
     return KeyOut(**asdict(await service.update_key(ctx, key_id, **changes)))
 
 

@@ -94,8 +94,11 @@ async def set_provider_key(
     caller: Principal = Depends(get_principal),
     ctx: Context = Depends(get_ctx),
 ) -> ProviderKeyOut:
-    """Set the caller's own key for an endpoint; their requests there use it."""
-    info = await provider_keys.set_own_key(ctx, caller.user_id, endpoint_id, body.api_key)
+    """Set the caller's own key for an endpoint; their requests there use it. An endpoint
+    serving none of the caller's models is answered as nonexistent (admins: any)."""
+    info = await provider_keys.set_own_key(
+        ctx, caller.user_id, endpoint_id, body.api_key, nameable=caller.nameable_endpoints
+    )
     return ProviderKeyOut(**asdict(info))
 
 
@@ -103,5 +106,7 @@ async def set_provider_key(
 async def clear_provider_key(
     endpoint_id: Id, caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)
 ) -> Response:
-    await provider_keys.clear_own_key(ctx, caller.user_id, endpoint_id)
+    await provider_keys.clear_own_key(
+        ctx, caller.user_id, endpoint_id, nameable=caller.nameable_endpoints
+    )
     return Response(status_code=204)

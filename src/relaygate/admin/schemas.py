@@ -234,6 +234,15 @@ class SyncRunOut(BaseModel):
     replica: str | None
 
 
+class ModelConflictOut(BaseModel):
+    """Another endpoint's model holds this model's public name, so this one serves nothing."""
+
+    name: str = Field(description="The public name in dispute")
+    held_by_model_id: int
+    held_by_endpoint_id: int
+    held_by_endpoint_name: str
+
+
 class ModelOut(BaseModel):
     id: int
     endpoint_id: int
@@ -252,6 +261,10 @@ class ModelOut(BaseModel):
     output_cost_per_million_tokens: float | None
     first_seen_at: datetime
     last_seen_at: datetime
+    conflict: ModelConflictOut | None = Field(
+        description="Set when the model serves nothing: another endpoint's model holds its "
+        "public name (give both one alias, or their endpoints one pool, to pool them)"
+    )
 
 
 class ModelUpdate(Input):

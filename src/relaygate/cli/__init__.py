@@ -186,17 +186,18 @@ def models_list(
     status: Annotated[str | None, typer.Option(help="online or offline")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List models with their status."""
-    found = [
-        as_dict(m)
-        for m in run(
-            ctx, lambda c: models_service.list_models(c, endpoint_id=endpoint, status=status)
-        )
-    ]
+    """List models with their status, and the conflict of any that serves nothing because
+    another endpoint's model holds its name."""
+    found = run(ctx, lambda c: models_service.list_models(c, endpoint_id=endpoint, status=status))
     if as_json:
-        print_json(found)
-    else:
-        print_table(found, ["id", "endpoint_id", "upstream_id", "alias", "status", "enabled"])
+        print_json([as_dict(m) for m in found])
+        return
+    rows = [
+        {**as_dict(m), "conflict": m.conflict.describe() if m.conflict else None} for m in found
+    ]
+    print_table(
+        rows, ["id", "endpoint_id", "upstream_id", "alias", "status", "enabled", "conflict"]
+    )
 
 
 @models.command("update")

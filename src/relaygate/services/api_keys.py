@@ -121,8 +121,10 @@ async def create_key(
 def within_caller_limits(
     caller: Principal, allowed_models: list[str] | None, expires_at: datetime | None
 ) -> tuple[list[str] | None, datetime | None]:
-    """The limits of a key a caller creates for themselves: never more models, nor a later
-    expiry, than the calling key has. Raises :class:`BadRequest` when asked for more."""
+    """The model limit and expiry of a key ``caller`` creates, for any user: never more
+    models, nor a later expiry, than the calling key has; what is omitted (None) takes
+    the caller's. Returns (allowed_models, expires_at); raises :class:`BadRequest`
+    (``param`` ``allowed_models`` or ``expires_at``) when asked for more."""
     if caller.allowed_models is not None:
         if allowed_models is None:
             allowed_models = sorted(caller.allowed_models)
@@ -143,7 +145,7 @@ def within_caller_limits(
 def rate_limits_within_caller(
     caller: Principal, requests_per_minute: int | None, tokens_per_minute: int | None
 ) -> tuple[int | None, int | None]:
-    """The rate limits of a key a caller creates for themselves: never above (nor
+    """The rate limits of a key ``caller`` creates, for any user: never above (nor
     without) a limit that the calling key or its user has; an omitted limit takes that
     ceiling. Returns (requests_per_minute, tokens_per_minute); raises :class:`BadRequest`
     when asked for more."""
@@ -156,11 +158,43 @@ def rate_limits_within_caller(
     )
 
 
-def _within(asked: int | None, key: int | None, user: int | None, param: str) -> int | None:
+def rate_limit_change_within_caller(
+    caller: Principal,
+    requests_per_minute: int | Unset | None,
+    tokens_per_minute: int | Unset | None,
+) -> None:
+    """Check a change of a key's rate limits (UNSET: left as it is, None: cleared) that
+    ``caller`` asks for: where the calling key or its user has a limit, the changed one
+    may be neither cleared nor set above it. Raises :class:`BadRequest` (``param`` the
+    limit's name) otherwise."""
+    limits = caller.limits
+    if limits is None:
+        return
+    for asked, key, user, param in (
+        (requests_per_minute, limits.key_rpm, limits.user_rpm, "requests_per_minute"),
+        (tokens_per_minute, limits.key_tpm, limits.user_tpm, "tokens_per_minute"),
+    ):
+        ceiling = _ceiling(key, user)
+        if isinstance(asked, Unset) or ceiling is None:
+            continue
+        if asked is None:
+            raise BadRequest(
+                f"{param} cannot be cleared by a key limited to {ceiling} (its own or its "
+                "user's limit)",
+                param=param,
+            )
+        _within(asked, key, user, param)
+
+
+def _ceiling(key: int | None, user: int | None) -> int | None:
     ceilings = [limit for limit in (key, user) if limit is not None]
-    if not ceilings:
+    return min(ceilings) if ceilings else None
+
+
+def _within(asked: int | None, key: int | None, user: int | None, param: str) -> int | None:
+    ceiling = _ceiling(key, user)
+    if ceiling is None:
         return asked
-    ceiling = min(ceilings)
     if asked is None:
         return ceiling
     if asked > ceiling:

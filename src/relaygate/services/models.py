@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaygate import access
 from relaygate.changes import bump
 from relaygate.context import Context
 from relaygate.db.tables import Model
@@ -17,8 +19,24 @@ MODEL_STATUSES = ("online", "offline")
 
 
 @dataclass(frozen=True, slots=True)
+class ModelConflict:
+    """Why a model serves nothing: another endpoint's model holds its public ``name``
+    (pooling is the operator's act: a shared alias or one pool)."""
+
+    name: str
+    held_by_model_id: int
+    held_by_endpoint_id: int
+    held_by_endpoint_name: str
+
+    def describe(self) -> str:
+        """One line for people, e.g. ``held by endpoint 'first' (model 12)``."""
+        return f"held by endpoint {self.held_by_endpoint_name!r} (model {self.held_by_model_id})"
+
+
+@dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """A model of one endpoint, as the admin API shows it."""
+    """A model of one endpoint, as the admin API shows it; ``conflict`` is set when it
+    serves nothing because another endpoint's model holds its public name."""
 
     id: int
     endpoint_id: int
@@ -37,9 +55,27 @@ class ModelInfo:
     output_cost_per_million_tokens: float | None
     first_seen_at: datetime
     last_seen_at: datetime
+    conflict: ModelConflict | None
 
 
-def _info(model: Model) -> ModelInfo:
+async def conflicts(session: AsyncSession) -> dict[int, ModelConflict]:
+    """The name conflicts among enabled models of enabled endpoints in ``session``, by the
+    id of the model left without traffic: what the snapshot routes by
+    (:func:`relaygate.access.serving_models`), for places that have no snapshot."""
+    endpoints = await access.enabled_endpoints(session)
+    _, found = await access.serving_models(session, endpoints)
+    return {
+        model_id: ModelConflict(
+            c.name,
+            c.held_by_model_id,
+            c.held_by_endpoint_id,
+            endpoints[c.held_by_endpoint_id].name,
+        )
+        for model_id, c in found.items()
+    }
+
+
+def _info(model: Model, conflict: ModelConflict | None) -> ModelInfo:
     return ModelInfo(
         id=model.id,
         endpoint_id=model.endpoint_id,
@@ -58,13 +94,15 @@ def _info(model: Model) -> ModelInfo:
         output_cost_per_million_tokens=model.output_cost_per_million_tokens,
         first_seen_at=model.first_seen_at,
         last_seen_at=model.last_seen_at,
+        conflict=conflict,
     )
 
 
 async def list_models(
     ctx: Context, *, endpoint_id: int | None = None, status: str | None = None
 ) -> list[ModelInfo]:
-    """Models, optionally of one endpoint and/or one status (``online``/``offline``).
+    """Models, optionally of one endpoint and/or one status (``online``/``offline``), each
+    with its name conflict, if any.
 
     Raises :class:`BadRequest` for another status.
     """
@@ -76,7 +114,9 @@ async def list_models(
             raise BadRequest("status must be 'online' or 'offline'", param="status")
         query = query.where(Model.status == status)
     async with ctx.sessions() as session:
-        return [_info(model) for model in (await session.scalars(query)).all()]
+        found = (await session.scalars(query)).all()
+        held = await conflicts(session)
+        return [_info(model, held.get(model.id)) for model in found]
 
 
 async def update_model(
@@ -91,8 +131,9 @@ async def update_model(
 ) -> ModelInfo:
     """Set or clear (``None`` or empty) a model's alias, fallback model or prices (per
     million prompt/completion tokens, for the cost in usage records), or enable/disable
-    it. The fallback is a public model name tried when every endpoint serving this model
-    fails; it need not exist yet, and is skipped for callers who may not use it.
+    it; returns the model with its name conflict after the change. The fallback is a
+    public model name tried when every endpoint serving this model fails; it need not
+    exist yet, and is skipped for callers who may not use it.
 
     Raises :class:`NotFound`, :class:`BadRequest` for a fallback to the model itself or
     longer than 500 characters or a price outside 0 to 1,000,000, and :class:`Conflict`
@@ -141,5 +182,7 @@ async def update_model(
                 raise BadRequest(f"{field} must be between 0 and 1000000", param=field)
             setattr(model, field, price)
         await bump(session)
+        await session.flush()
+        conflict = (await conflicts(session)).get(model.id)
     await ctx.snapshots.refresh()
-    return _info(model)
+    return _info(model, conflict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +27,7 @@ class ProviderKeyInfo:
 
 
 async def list_own_keys(ctx: Context, user_id: int) -> list[ProviderKeyInfo]:
+    """The user's own keys (hints only) with their endpoints' ids and names, by endpoint."""
     async with ctx.sessions() as session:
         rows = await session.execute(
             select(UserProviderKey, Endpoint.name)
@@ -39,20 +41,32 @@ async def list_own_keys(ctx: Context, user_id: int) -> list[ProviderKeyInfo]:
         ]
 
 
-async def set_own_key(
-    ctx: Context, user_id: int, endpoint_id: int, api_key: str
-) -> ProviderKeyInfo:
-    """Store (or replace) the user's own key for an endpoint, encrypted.
+def _no_endpoint(endpoint_id: int) -> NotFound:
+    return NotFound(f"no endpoint with id {endpoint_id}")
 
-    Raises :class:`NotFound` for an unknown endpoint, :class:`BadRequest` for an empty key.
+
+async def set_own_key(
+    ctx: Context,
+    user_id: int,
+    endpoint_id: int,
+    api_key: str,
+    *,
+    nameable: AbstractSet[int] | None,
+) -> ProviderKeyInfo:
+    """Store (or replace) the user's own key for an endpoint, encrypted. ``nameable`` is
+    the endpoint ids the user may name (None: any); any other endpoint is answered
+    exactly as a nonexistent one, so its name and existence stay hidden.
+
+    Raises :class:`NotFound` for an unknown or unnameable endpoint, :class:`BadRequest`
+    for an empty key. Returns the key's hint and its endpoint's name.
     """
     api_key = api_key.strip()
     if not api_key or not api_key.isascii() or any(ch < " " for ch in api_key):
         raise BadRequest("api_key must be non-empty printable ASCII", param="api_key")
     async with ctx.sessions.begin() as session:
         endpoint = await session.get(Endpoint, endpoint_id)
-        if endpoint is None:
-            raise NotFound(f"no endpoint with id {endpoint_id}")
+        if endpoint is None or (nameable is not None and endpoint_id not in nameable):
+            raise _no_endpoint(endpoint_id)
         row = await session.scalar(
             select(UserProviderKey).where(
                 UserProviderKey.user_id == user_id, UserProviderKey.endpoint_id == endpoint_id
@@ -72,8 +86,16 @@ async def set_own_key(
     )
 
 
-async def clear_own_key(ctx: Context, user_id: int, endpoint_id: int) -> None:
-    """Remove the user's own key for an endpoint; raises NotFound when there is none."""
+async def clear_own_key(
+    ctx: Context, user_id: int, endpoint_id: int, *, nameable: AbstractSet[int] | None
+) -> None:
+    """Remove the user's own key for an endpoint. A key the user has is always removed
+    (it is theirs, and :func:`list_own_keys` shows it), even for an endpoint outside
+    ``nameable`` (the endpoint ids they may name; None: any).
+
+    Raises :class:`NotFound`: as for a nonexistent endpoint when the endpoint is unknown
+    or not nameable, else because the user has no key there.
+    """
     async with ctx.sessions.begin() as session:
         row = await session.scalar(
             select(UserProviderKey).where(
@@ -81,6 +103,10 @@ async def clear_own_key(ctx: Context, user_id: int, endpoint_id: int) -> None:
             )
         )
         if row is None:
+            if (nameable is not None and endpoint_id not in nameable) or await session.get(
+                Endpoint, endpoint_id
+            ) is None:
+                raise _no_endpoint(endpoint_id)
             raise NotFound(f"you have no own key for endpoint {endpoint_id}")
         await session.delete(row)
         await bump(session)

@@ -27,6 +27,15 @@ async def _account(request: Request, session: Session, new_key: str | None = Non
     principal = session.principal
     base = str(request.base_url).rstrip("/")
     window = last_days(USAGE_DAYS)
+    nameable = principal.nameable_endpoints
+    # Only endpoints serving some model of the caller's: others' names are not theirs to see.
+    endpoints = [
+        e
+        for e in await endpoint_service.list_endpoints(ctx)
+        if e.enabled and (nameable is None or e.id in nameable)
+    ]
+    own = {k.endpoint_id: k for k in await provider_keys.list_own_keys(ctx, principal.user_id)}
+    shown = {e.id for e in endpoints}
     return page(
         request,
         "account.html",
@@ -34,10 +43,10 @@ async def _account(request: Request, session: Session, new_key: str | None = Non
         new_key=new_key,
         user=await user_service.get_user(ctx, principal.user_id),
         keys=await api_keys.list_keys(ctx, user_id=principal.user_id),
-        provider_keys={
-            k.endpoint_id: k for k in await provider_keys.list_own_keys(ctx, principal.user_id)
-        },
-        endpoints=await endpoint_service.list_endpoints(ctx),
+        provider_keys=own,
+        endpoints=endpoints,
+        # Keys the user set where they no longer have access: theirs to clear.
+        other_provider_keys=[k for k in own.values() if k.endpoint_id not in shown],
         models=sorted(principal.view.routes),
         base_url=base,
         usage_window=window,
@@ -90,11 +99,12 @@ async def set_provider_key(
     clear: Annotated[str, Form()] = "",
 ) -> Response:
     ctx = context_of(request)
+    user_id, nameable = session.principal.user_id, session.principal.nameable_endpoints
     try:
         if clear:
-            await provider_keys.clear_own_key(ctx, session.principal.user_id, endpoint_id)
+            await provider_keys.clear_own_key(ctx, user_id, endpoint_id, nameable=nameable)
         else:
-            await provider_keys.set_own_key(ctx, session.principal.user_id, endpoint_id, api_key)
+            await provider_keys.set_own_key(ctx, user_id, endpoint_id, api_key, nameable=nameable)
     except RelaygateError as exc:
         return back(PAGE, exc.message, "error")
     return back(PAGE, "provider key cleared" if clear else "provider key saved")
