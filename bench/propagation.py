@@ -30,7 +30,7 @@ def main() -> None:
         tmp,
         RELAYGATE_DATABASE_URL=url,
         RELAYGATE_ADMIN_KEY=key,
-        RELAYGATE_SECRET_KEY=secrets.token_urlsafe(16),
+        RELAYGATE_SECRET_KEY=secrets.token_urlsafe(32),
     )
     a = ServeProcess(tmp, env).wait_ready()
     b = ServeProcess(tmp, env).wait_ready()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -11,7 +13,12 @@ from pathlib import Path
 
 import openai
 import pytest
+from sqlalchemy import select
 
+from relaygate.context import SECRET_CHECK_KEY
+from relaygate.db.engine import make_engine, make_sessionmaker
+from relaygate.db.tables import Endpoint, Meta
+from relaygate.vault import CHECK_PLAINTEXT, Vault
 from tests.conftest import Upstream
 from tests.support import databases
 from tests.support.gateway import Gateway
@@ -21,7 +28,9 @@ from tests.support.process import cli_env, relaygate
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     url = databases.database_url(tmp_path, "cli.db")
-    yield cli_env(tmp_path, RELAYGATE_DATABASE_URL=url, RELAYGATE_SECRET_KEY="cli-secret")
+    yield cli_env(
+        tmp_path, RELAYGATE_DATABASE_URL=url, RELAYGATE_SECRET_KEY=secrets.token_urlsafe(32)
+    )
     databases.drop(url)
 
 
@@ -126,11 +135,66 @@ def test_secret_rotation_keeps_provider_keys_usable(
     """After `secrets rotate`, the old secret is refused and the new one decrypts the keys."""
     upstream.state.api_key = "sk-rotate-me-000777"
     ok(tmp_path, env, "endpoints", "add", "p", upstream.url, "--api-key", "sk-rotate-me-000777")
-    out = ok(tmp_path, env, "secrets", "rotate", "--new-key", "brand-new-secret")
+    new_secret = secrets.token_urlsafe(32)
+    out = ok(tmp_path, env, "secrets", "rotate", "--new-key", new_secret)
     assert "re-encrypted 1 provider keys" in out
     old = relaygate(tmp_path, "endpoints", "sync", "p", env=env)
     assert old.returncode == 2 and "RELAYGATE_SECRET_KEY is not the key" in old.stderr
-    env["RELAYGATE_SECRET_KEY"] = "brand-new-secret"
+    env["RELAYGATE_SECRET_KEY"] = new_secret
+    assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 models")
+
+
+def test_rotation_refuses_a_weak_new_key(
+    tmp_path: Path, env: dict[str, str], upstream: Upstream
+) -> None:
+    """`secrets rotate --new-key` takes only a key of 32 random bytes or more: a weak one
+    stops it with exit code 2 and one line, and the stored keys stay under the old key."""
+    upstream.state.api_key = "sk-rotate-me-000888"
+    ok(tmp_path, env, "endpoints", "add", "p", upstream.url, "--api-key", "sk-rotate-me-000888")
+    for weak in ("a", "0" * 64, "correct horse battery staple " * 4):
+        result = relaygate(tmp_path, "secrets", "rotate", "--new-key", weak, env=env)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: --new-key must hold at least 32 random bytes")
+    assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 models")
+
+
+async def _reencrypt(url: str, old: str, new: str) -> None:
+    """Re-encrypt the database's provider keys and secret check from ``old`` to ``new``,
+    as `secrets rotate` did before weak keys were refused."""
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            for endpoint in (await session.scalars(select(Endpoint))).all():
+                assert endpoint.api_key_encrypted is not None
+                plain = Vault(old).decrypt(endpoint.api_key_encrypted)
+                endpoint.api_key_encrypted = Vault(new).encrypt(plain)
+            check = Meta(key=SECRET_CHECK_KEY, value=Vault(new).encrypt(CHECK_PLAINTEXT))
+            await session.merge(check)
+    finally:
+        await engine.dispose()
+
+
+def test_a_database_under_a_weak_key_can_rotate_to_a_strong_one(
+    tmp_path: Path, env: dict[str, str], upstream: Upstream
+) -> None:
+    """A database whose provider keys an older relaygate encrypted with a weak key: every
+    command refuses the weak key but `secrets rotate`, which moves the keys to a strong one
+    (and still refuses a weak new one)."""
+    upstream.state.api_key = "sk-rotate-me-000999"
+    ok(tmp_path, env, "endpoints", "add", "p", upstream.url, "--api-key", "sk-rotate-me-000999")
+    weak = "cli-secret"
+    asyncio.run(_reencrypt(env["RELAYGATE_DATABASE_URL"], env["RELAYGATE_SECRET_KEY"], weak))
+    env["RELAYGATE_SECRET_KEY"] = weak
+    refused = relaygate(tmp_path, "endpoints", "sync", "p", env=env)
+    assert refused.returncode == 2 and "at least 32 random bytes" in refused.stderr
+    again_weak = relaygate(tmp_path, "secrets", "rotate", "--new-key", "other-secret", env=env)
+    assert again_weak.returncode == 2 and "--new-key must hold" in again_weak.stderr
+    strong = secrets.token_urlsafe(32)
+    out = ok(tmp_path, env, "secrets", "rotate", "--new-key", strong)
+    assert "re-encrypted 1 provider keys" in out
+    env["RELAYGATE_SECRET_KEY"] = strong
     assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 models")
 
 

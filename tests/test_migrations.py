@@ -1,21 +1,44 @@
 """The migrations build exactly the schema the table classes describe, on either database;
-a database they have built opens without them."""
+a database they have built opens without them; upgrading a database that holds rows keeps
+every one of them."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table, delete, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relaygate.db.engine import make_engine
 from relaygate.db.migrate import HEAD, alembic_config, upgrade
-from relaygate.db.tables import Base
+from relaygate.db.tables import (
+    ApiKey,
+    Base,
+    Endpoint,
+    Group,
+    GroupEndpoint,
+    GroupMember,
+    GroupModel,
+    Meta,
+    Model,
+    SyncRun,
+    UsageRecord,
+    User,
+    UserProviderKey,
+    WebSession,
+)
 from tests.support import databases
+
+ID_TABLES_WITHOUT_FOREIGN_KEYS = {"api_keys"}
+"""Tables whose ids are named elsewhere without a foreign key (usage_records.key_id)."""
 
 
 async def test_migrated_schema_matches_the_tables(tmp_path: Path) -> None:
@@ -67,3 +90,194 @@ async def test_a_migrated_database_opens_without_alembic(tmp_path: Path) -> None
         await engine.dispose()
         databases.drop(url)
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def _referenced_tables() -> set[str]:
+    named = {fk.column.table.name for t in Base.metadata.tables.values() for fk in t.foreign_keys}
+    return named | ID_TABLES_WITHOUT_FOREIGN_KEYS
+
+
+async def test_referenced_ids_are_never_reused_on_sqlite(tmp_path: Path) -> None:
+    """Every table whose id another row names has AUTOINCREMENT on SQLite, in the table
+    classes and in a migrated database, so a deleted row's id is never handed out again."""
+    expected = {"users", "api_keys", "endpoints", "models", "groups"}
+    assert _referenced_tables() == expected
+    for name in expected:
+        assert Base.metadata.tables[name].kwargs.get("sqlite_autoincrement") is True, name
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            found = await _autoincrement_tables(connection)
+    finally:
+        await engine.dispose()
+    assert found == expected
+
+
+async def _autoincrement_tables(connection: AsyncConnection) -> set[str]:
+    rows = await connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type='table'"))
+    return {name for name, sql in rows if "AUTOINCREMENT" in sql}
+
+
+async def _add(connection: AsyncConnection, table: Any, **values: Any) -> Any:
+    """Insert one row of ``table``; returns (the first column of) its primary key."""
+    result = await connection.execute(insert(table).values(**values))
+    return result.inserted_primary_key[0]
+
+
+async def _fill(engine: AsyncEngine) -> dict[str, int]:
+    """Rows in every table, as relaygate writes them (foreign keys on); then carol, the
+    newest user, the newest endpoint and a group are deleted, leaving usage records that
+    name carol, her key and the endpoint. Returns the deleted ids."""
+    now = datetime.now(UTC)
+    async with engine.begin() as c:
+        alice = await _add(c, User, name="alice", role="admin")
+        bob = await _add(c, User, name="bob", email="bob@example.com")
+        carol = await _add(c, User, name="carol", requests_per_minute=5)
+        e1 = await _add(c, Endpoint, name="e1", url="http://e1/v1", api_key_encrypted="enc-1")
+        e2 = await _add(c, Endpoint, name="e2", url="http://e2/v1", timeouts={"idle": 3.0})
+        m1 = await _add(c, Model, endpoint_id=e1, upstream_id="gpt-a", alias="a")
+        await _add(c, Model, endpoint_id=e1, upstream_id="gpt-b", capabilities=["chat"])
+        m3 = await _add(c, Model, endpoint_id=e2, upstream_id="gpt-c")
+        keys = {}
+        for user, name in ((alice, "ka"), (bob, "kb"), (carol, "kc")):
+            keys[name] = await _add(
+                c, ApiKey, name=name, user_id=user, prefix="rg-" + name, key_hash="h-" + name
+            )
+        everyone = (await c.execute(select(Group.id).where(Group.name == "everyone"))).scalar()
+        team = await _add(c, Group, name="team", description="the team")
+        temp = await _add(c, Group, name="temp")
+        for user in (alice, bob, carol):
+            await _add(c, GroupMember, group_id=team, user_id=user)
+        await _add(c, GroupMember, group_id=temp, user_id=bob)
+        for model in (m1, m3):
+            await _add(c, GroupModel, group_id=team, model_id=model)
+        for group, endpoint in ((team, e1), (everyone, e1), (everyone, e2)):
+            await _add(c, GroupEndpoint, group_id=group, endpoint_id=endpoint)
+        for user, endpoint in ((alice, e1), (bob, e1), (carol, e2)):
+            await _add(
+                c, UserProviderKey, user_id=user, endpoint_id=endpoint, api_key_encrypted="enc"
+            )
+        for endpoint in (e1, e2):
+            await _add(
+                c,
+                SyncRun,
+                endpoint_id=endpoint,
+                trigger="manual",
+                started_at=now,
+                finished_at=now,
+                status="ok",
+            )
+        await _add(
+            c,
+            WebSession,
+            id_hash="s-1",
+            key_hash="h-ka",
+            csrf_token="t",
+            expires_at=now + timedelta(hours=1),
+        )
+        for user, key, endpoint in ((alice, keys["ka"], e1), (carol, keys["kc"], e2)):
+            await _add(
+                c,
+                UsageRecord,
+                created_at=now,
+                user_id=user,
+                key_id=key,
+                endpoint_id=endpoint,
+                model="gpt",
+                path="/v1/chat/completions",
+                status=200,
+                stream=False,
+                latency_ms=1.0,
+            )
+    async with engine.begin() as c:
+        for table, row_id in ((User, carol), (Endpoint, e2), (Group, temp)):
+            await c.execute(delete(table).where(table.id == row_id))  # type: ignore[attr-defined]
+    return {"users": carol, "api_keys": keys["kc"], "endpoints": e2}
+
+
+async def _contents(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    tables: list[Table] = list(Base.metadata.sorted_tables)
+    async with engine.connect() as connection:
+        return {
+            table.name: sorted(tuple(row) for row in await connection.execute(select(table)))
+            for table in tables
+        }
+
+
+async def test_upgrade_keeps_every_row_and_retires_deleted_ids(tmp_path: Path) -> None:
+    """A database at 0007 holding users, keys, group memberships and grants, provider
+    keys, models, sync runs and usage records keeps every row when migrated to head (no
+    child lost to ON DELETE CASCADE while SQLite rebuilds a parent table), breaks no
+    foreign key, enforces them again after, and hands out no id that its usage records
+    still name (ids deleted before the upgrade included)."""
+    url = databases.database_url(tmp_path)
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda c: command.upgrade(alembic_config(c), "0007"))
+        deleted = await _fill(engine)
+        before = await _contents(engine)
+        for name in ("api_keys", "group_members", "group_models", "group_endpoints"):
+            assert before[name], name
+        assert {"user_provider_keys", "sync_runs", "models", "usage_records"} <= {
+            name for name, rows in before.items() if rows
+        }
+
+        assert await upgrade(engine) is False
+        assert await _contents(engine) == before
+        async with engine.connect() as connection:
+            stored = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+            assert stored == HEAD
+            if engine.dialect.name == "sqlite":
+                assert (await connection.execute(text("PRAGMA foreign_key_check"))).all() == []
+                assert await connection.scalar(text("PRAGMA foreign_keys")) == 1
+                assert await _autoincrement_tables(connection) == _referenced_tables()
+
+        async with engine.begin() as c:
+            user = await _add(c, User, name="dave")
+            key = await _add(c, ApiKey, name="kd", user_id=user, prefix="rg-kd", key_hash="h-kd")
+            endpoint = await _add(c, Endpoint, name="e3", url="http://e3/v1")
+        assert user > deleted["users"]
+        assert key > deleted["api_keys"]
+        assert endpoint > deleted["endpoints"]
+        async with engine.begin() as c:
+            # Foreign keys still cascade: deleting alice deletes her key and membership.
+            await c.execute(delete(User).where(User.name == "alice"))
+            left = await c.scalar(
+                select(func.count()).select_from(ApiKey).where(ApiKey.name == "ka")
+            )
+            assert left == 0
+            assert await c.scalar(select(func.count()).select_from(Meta)) == len(before["meta"])
+    finally:
+        await engine.dispose()
+        databases.drop(url)
+
+
+async def test_upgrade_after_a_downgrade_to_0007(tmp_path: Path) -> None:
+    """Downgrading 0008 leaves AUTOINCREMENT in place; upgrading again rebuilds the
+    tables once more and keeps every row and the retired ids."""
+    url = databases.database_url(tmp_path)
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda c: command.upgrade(alembic_config(c), "0007"))
+        deleted = await _fill(engine)
+        await upgrade(engine)
+        before = await _contents(engine)
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda c: command.downgrade(alembic_config(c), "0007"))
+        await upgrade(engine)
+        assert await _contents(engine) == before
+        async with engine.begin() as c:
+            user = await _add(c, User, name="erin")
+        assert user > deleted["users"]
+        if engine.dialect.name == "sqlite":
+            async with engine.connect() as connection:
+                names = await connection.execute(text("SELECT name FROM sqlite_sequence"))
+                listed = [name for (name,) in names]
+            assert sorted(listed) == sorted(set(listed))
+    finally:
+        await engine.dispose()
+        databases.drop(url)

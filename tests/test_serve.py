@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import re
+import secrets
 import stat
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -143,10 +146,97 @@ def test_broken_config_is_one_line(
     assert lines[0].startswith("error: ") and message in lines[0]
 
 
+WEAK_SECRETS = {
+    "one-character": "a",
+    "31-bytes": base64.urlsafe_b64encode(bytes(range(100, 131))).decode().rstrip("="),
+    "64-hex-zeros": "0" * 64,
+    "passphrase": "correct horse battery staple " * 4,
+}
+
+
+@pytest.mark.parametrize("secret", list(WEAK_SECRETS.values()), ids=list(WEAK_SECRETS))
+def test_weak_secret_key_is_refused_at_start(tmp_path: Path, secret: str) -> None:
+    """A RELAYGATE_SECRET_KEY of fewer than 32 random bytes stops `serve` with exit code 2
+    and one line saying how to make a strong one, before anything is encrypted with it;
+    the line does not repeat the key."""
+    result = relaygate(tmp_path, "serve", env=cli_env(tmp_path, RELAYGATE_SECRET_KEY=secret))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: setting 'secret_key' (RELAYGATE_SECRET_KEY) must hold")
+    assert "at least 32 random bytes" in lines[0]
+    assert "`relaygate secrets generate`" in lines[0]
+    if len(secret) > 1:
+        assert secret not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_weak_secret_key_in_the_config_file_is_refused(tmp_path: Path) -> None:
+    """The rule holds for `secret_key` in the config file as for the variable."""
+    (tmp_path / "relaygate.yaml").write_text("secret_key: correcthorsebatterystaple\n")
+    result = relaygate(tmp_path, "serve", env=cli_env(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "setting 'secret_key' must hold at least 32 random bytes" in lines[0]
+    assert "(from relaygate.yaml)" in lines[0]
+
+
+def test_weak_secret_key_file_is_refused(tmp_path: Path) -> None:
+    """A key file (`secret_key_file`) holding a weak key is refused like the variable:
+    exit code 2, one line naming the file."""
+    key_file = tmp_path / "secret.txt"
+    key_file.write_text("hunter2\n")
+    env = cli_env(tmp_path, RELAYGATE_SECRET_KEY_FILE=str(key_file))
+    result = relaygate(tmp_path, "serve", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"the secret key in {key_file} must hold at least 32 random bytes" in lines[0]
+    assert "hunter2" not in result.stderr
+
+
+def test_generated_secret_key_is_accepted(tmp_path: Path) -> None:
+    """A key from `relaygate secrets generate` starts the server."""
+    generated = relaygate(tmp_path, "secrets", "generate")
+    assert generated.returncode == 0
+    env = cli_env(tmp_path, RELAYGATE_SECRET_KEY=generated.stdout.strip())
+    server = ServeProcess(tmp_path, env).wait_ready()
+    assert server.stop() == 0
+    assert not (tmp_path / "data" / "relaygate.secret").exists()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda raw: base64.b64encode(raw).decode(),
+        lambda raw: base64.b64encode(raw).decode().rstrip("="),
+        lambda raw: base64.urlsafe_b64encode(raw).decode(),
+        lambda raw: raw.hex(),
+        lambda raw: raw.hex().upper(),
+    ],
+    ids=["openssl-base64", "base64-unpadded", "urlsafe-padded", "hex", "hex-upper"],
+)
+def test_strong_secret_keys_in_other_spellings_are_accepted(
+    tmp_path: Path, make: Callable[[bytes], str]
+) -> None:
+    """32 bytes as `openssl rand -base64 32` or `openssl rand -hex 32` print them (or in
+    URL-safe base64, or without padding) are accepted."""
+    # 32 distinct bytes whose base64 holds '+' and '/' (URL-safe: '-' and '_'), so each
+    # alphabet is read as itself.
+    secret = make(bytes(range(224, 256)))
+    result = relaygate(
+        tmp_path, "db", "upgrade", env=cli_env(tmp_path, RELAYGATE_SECRET_KEY=secret)
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_wrong_secret_key_is_one_line(tmp_path: Path) -> None:
     """Starting with another RELAYGATE_SECRET_KEY than the database's is refused clearly."""
     assert relaygate(tmp_path, "db", "upgrade").returncode == 0
-    result = relaygate(tmp_path, "serve", env=cli_env(tmp_path, RELAYGATE_SECRET_KEY="other"))
+    result = relaygate(
+        tmp_path, "serve", env=cli_env(tmp_path, RELAYGATE_SECRET_KEY=secrets.token_urlsafe(32))
+    )
     assert result.returncode == 2
     assert "RELAYGATE_SECRET_KEY is not the key" in result.stderr
 

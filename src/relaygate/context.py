@@ -133,14 +133,15 @@ async def _check_secret(sessions: async_sessionmaker[AsyncSession], vault: Vault
 
 @asynccontextmanager
 async def open_context(
-    settings: Settings, metrics: Metrics | None = None
+    settings: Settings, metrics: Metrics | None = None, *, allow_weak_secret_key: bool = False
 ) -> AsyncIterator[Context]:
     """Open the database (migrating it), the vault, the HTTP client and the Redis client
     (when ``redis_url`` is set); close them after. ``metrics`` are the server's (a fresh,
-    unexposed set when None).
+    unexposed set when None); ``allow_weak_secret_key`` accepts a weak key file (for
+    ``secrets rotate``, see :func:`relaygate.vault.load_secret`).
 
     Raises :class:`ConfigError` when the database cannot be opened or the secret
-    key does not match the database.
+    key is weak or does not match the database.
     """
     if settings.sqlite_path is not None:
         settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +164,7 @@ async def open_context(
             idle=settings.upstream_idle_timeout,
             total=settings.upstream_total_timeout,
         )
-        vault = Vault(load_secret(settings))
+        vault = Vault(load_secret(settings, allow_weak_secret_key=allow_weak_secret_key))
         await _check_secret(sessions, vault)
 
         async def load() -> Snapshot:

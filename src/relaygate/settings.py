@@ -8,6 +8,8 @@ when present), then the defaults below. String values in the file may use
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -15,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from relaygate.errors import ConfigError
 
@@ -26,6 +35,59 @@ MAX_SYNC_INTERVAL = 365 * 24 * 3600.0
 """The longest interval between two syncs of an endpoint (a year): the next sync's time
 must stay a representable date."""
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+MIN_SECRET_BYTES = 32
+MIN_SECRET_DISTINCT_BYTES = 16
+SECRET_KEY_RULE = (
+    "must hold at least 32 random bytes (43+ base64 characters or 64 hex digits); make one "
+    "with `relaygate secrets generate` or `openssl rand -base64 32`"
+)
+"""What a secret key that :func:`is_strong_secret` refuses is told, after its name."""
+WEAK_SECRET_KEY = (
+    SECRET_KEY_RULE + "; `relaygate secrets rotate --new-key NEW`, run with the old key "
+    "still set, moves stored provider keys to the new one"
+)
+"""What a configured secret key that :func:`is_strong_secret` refuses is told: the rule,
+and how a database made with the weak key keeps its provider keys."""
+_ALLOW_WEAK_SECRET_KEY = "allow_weak_secret_key"
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+_BASE64 = (
+    (re.compile(r"[A-Za-z0-9_-]+={0,2}"), b"-_"),  # URL-safe, as `secrets generate` makes
+    (re.compile(r"[A-Za-z0-9+/]+={0,2}"), b"+/"),  # standard, as `openssl rand -base64`
+)
+
+
+def secret_key_bytes(value: str) -> bytes | None:
+    """The bytes a secret key spells: hex when ``value`` is made of hex digits alone,
+    else URL-safe or standard base64 (padding optional); None when it is none of these.
+
+    A string of hex digits is read as hex even where it would also be base64: its
+    characters carry 4 bits each, not 6, and a random base64 key is never all hex digits.
+    """
+    if _HEX.fullmatch(value):
+        return bytes.fromhex(value) if len(value) % 2 == 0 else None
+    for pattern, altchars in _BASE64:
+        if pattern.fullmatch(value):
+            body = value.rstrip("=")
+            try:
+                return base64.b64decode(
+                    body + "=" * (-len(body) % 4), altchars=altchars, validate=True
+                )
+            except binascii.Error:
+                return None
+    return None
+
+
+def is_strong_secret(value: str) -> bool:
+    """Whether ``value`` may be a secret key: it spells (see :func:`secret_key_bytes`) at
+    least :data:`MIN_SECRET_BYTES` bytes with :data:`MIN_SECRET_DISTINCT_BYTES` distinct
+    values among them. A passphrase, or 64 hex zeros, is refused."""
+    decoded = secret_key_bytes(value)
+    return (
+        decoded is not None
+        and len(decoded) >= MIN_SECRET_BYTES
+        and len(set(decoded)) >= MIN_SECRET_DISTINCT_BYTES
+    )
 
 
 class EndpointSeed(BaseModel):
@@ -143,6 +205,16 @@ class Settings(BaseModel):
             )
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Empty means unset, as an empty RELAYGATE_SECRET_KEY does. Only `secrets rotate`
+        # loads a weak key, to re-encrypt what it protects under a strong one.
+        allowed = bool(info.context and info.context.get(_ALLOW_WEAK_SECRET_KEY))
+        if value and not allowed and not is_strong_secret(value):
+            raise ValueError(WEAK_SECRET_KEY)
+        return value
+
     @property
     def sqlite_path(self) -> Path | None:
         """The SQLite database file, or None when the database is not a SQLite file."""
@@ -197,19 +269,25 @@ def _read_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def load_settings(
-    config_file: str | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    allow_weak_secret_key: bool = False,
+    **overrides: Any,
 ) -> Settings:
     """Build the settings from the config file, the environment and explicit overrides.
 
     ``environ`` defaults to ``os.environ``; ``overrides`` (e.g. from command-line
-    flags) win over everything. Raises :class:`ConfigError` with a one-line
-    message naming what to fix.
+    flags) win over everything. ``allow_weak_secret_key`` lets a ``secret_key`` that
+    :func:`is_strong_secret` refuses through (for ``secrets rotate`` alone). Raises
+    :class:`ConfigError` with a one-line message naming what to fix.
     """
     env = os.environ if environ is None else environ
     path_text = config_file or env.get(f"{ENV_PREFIX}CONFIG")
     if path_text is None and Path(DEFAULT_CONFIG_FILE).is_file():
         path_text = DEFAULT_CONFIG_FILE
     values: dict[str, Any] = {}
+    from_env: set[str] = set()
     if path_text:
         values.update(_read_file(Path(path_text), env))
         values["config_file"] = path_text
@@ -220,11 +298,25 @@ def load_settings(
         if env_value is not None and env_value != "":
             is_list = get_origin(Settings.model_fields[name].annotation) is list
             values[name] = [v.strip() for v in env_value.split(",")] if is_list else env_value
-    values.update({key: value for key, value in overrides.items() if value is not None})
+            from_env.add(name)
+    explicit = {key: value for key, value in overrides.items() if value is not None}
+    values.update(explicit)
+    from_env -= explicit.keys()
     try:
-        return Settings(**values)
+        return Settings.model_validate(
+            values, context={_ALLOW_WEAK_SECRET_KEY: allow_weak_secret_key}
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        source = f" (from {path_text})" if path_text else ""
-        raise ConfigError(f"setting {where!r} {first['msg'].lower()}{source}") from None
+        if where in from_env:
+            where_text = f"{where!r} ({ENV_PREFIX}{where.upper()})"
+            source = ""
+        else:
+            where_text = repr(where)
+            source = f" (from {path_text})" if path_text else ""
+        # A validator's own message is a sentence written for the operator; pydantic's
+        # (e.g. "Input should be a valid integer") read better lowercased after the name.
+        own = first["type"] == "value_error" and "error" in first.get("ctx", {})
+        message = str(first["ctx"]["error"]) if own else first["msg"].lower()
+        raise ConfigError(f"setting {where_text} {message}{source}") from None

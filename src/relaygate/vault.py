@@ -1,8 +1,9 @@
 """Provider keys encrypted at rest (Fernet from ``cryptography``: AES-128-CBC + HMAC-SHA256).
 
-The operator's secret key (``RELAYGATE_SECRET_KEY``, any string) is stretched
-with HKDF-SHA256 into the Fernet key. Without one, on a SQLite file database,
-a random secret is generated into a file beside the database (mode 0600).
+The operator's secret key (``RELAYGATE_SECRET_KEY``: at least 32 random bytes in
+base64 or hex, see :func:`relaygate.settings.is_strong_secret`) is stretched with
+HKDF-SHA256 into the Fernet key. Without one, on a SQLite file database, a random
+secret is generated into a file beside the database (mode 0600).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from relaygate.errors import ConfigError
-from relaygate.settings import Settings
+from relaygate.settings import WEAK_SECRET_KEY, Settings, is_strong_secret
 
 log = logging.getLogger(__name__)
 SECRET_FILE_NAME = "relaygate.secret"
@@ -74,10 +75,15 @@ def secret_file_path(settings: Settings) -> Path | None:
     return db_file.parent / SECRET_FILE_NAME if db_file is not None else None
 
 
-def load_secret(settings: Settings, *, create: bool = True) -> str:
+def load_secret(
+    settings: Settings, *, create: bool = True, allow_weak_secret_key: bool = False
+) -> str:
     """Return the secret key: the setting, else the key file (generated when ``create``).
 
-    Raises :class:`ConfigError` when neither exists and none can be generated.
+    Raises :class:`ConfigError` when neither exists and none can be generated, and when
+    the key file holds a key :func:`is_strong_secret` refuses (unless
+    ``allow_weak_secret_key``, for ``secrets rotate``; the setting itself was checked
+    when the settings were loaded).
     """
     if settings.secret_key:
         return settings.secret_key
@@ -90,6 +96,8 @@ def load_secret(settings: Settings, *, create: bool = True) -> str:
     if path.is_file():
         text = path.read_text(encoding="utf-8").strip()
         if text:
+            if not allow_weak_secret_key and not is_strong_secret(text):
+                raise ConfigError(f"the secret key in {path} {WEAK_SECRET_KEY}")
             return text
     if not create:
         raise ConfigError(f"no secret key: set RELAYGATE_SECRET_KEY or create {path}")

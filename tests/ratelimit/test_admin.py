@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,7 +129,9 @@ def test_console_keys_take_the_callers_limits(gateway: Gateway) -> None:
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     url = databases.database_url(tmp_path, "cli.db")
-    yield cli_env(tmp_path, RELAYGATE_DATABASE_URL=url, RELAYGATE_SECRET_KEY="cli-secret")
+    yield cli_env(
+        tmp_path, RELAYGATE_DATABASE_URL=url, RELAYGATE_SECRET_KEY=secrets.token_urlsafe(32)
+    )
     databases.drop(url)
 
 

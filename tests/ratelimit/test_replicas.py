@@ -35,7 +35,7 @@ class Pair:
             tmp_path,
             RELAYGATE_DATABASE_URL=database_url,
             RELAYGATE_ADMIN_KEY=self.admin_key,
-            RELAYGATE_SECRET_KEY="replica-secret",
+            RELAYGATE_SECRET_KEY=secrets.token_urlsafe(32),
             RELAYGATE_REDIS_URL=REDIS_URL,
             RELAYGATE_REDIS_PREFIX=prefix,
         )

@@ -41,7 +41,7 @@ def test_three_replicas_behind_nginx(tmp_path: Path, database: str, upstream: Up
         tmp_path,
         RELAYGATE_DATABASE_URL=database,
         RELAYGATE_ADMIN_KEY=admin_key,
-        RELAYGATE_SECRET_KEY="nginx-test-secret",
+        RELAYGATE_SECRET_KEY=secrets.token_urlsafe(32),
     )
     replicas = [ServeProcess(tmp_path, env).wait_ready() for _ in range(3)]
     listen = free_port()

@@ -34,7 +34,7 @@ class Replicas:
             tmp_path,
             RELAYGATE_DATABASE_URL=url,
             RELAYGATE_ADMIN_KEY=self.admin_key,
-            RELAYGATE_SECRET_KEY="replica-secret",
+            RELAYGATE_SECRET_KEY=secrets.token_urlsafe(32),
             RELAYGATE_SYNC_INTERVAL=str(INTERVAL),
         )
         self.tmp_path = tmp_path

@@ -34,7 +34,7 @@ class Gateway:
         values: dict[str, Any] = {
             "database_url": self.database_url,
             "admin_key": self.admin_key,
-            "secret_key": "test-secret-" + secrets.token_hex(8),
+            "secret_key": secrets.token_urlsafe(32),
             "sync_interval": 3600,
             "change_poll_interval": 0.2,
         }

@@ -3,6 +3,7 @@ reported by the usage API; metrics, request ids and Server-Timing."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -278,8 +279,9 @@ def test_old_records_are_deleted_in_batches(served: Gateway) -> None:
 
 def test_usage_cli_prints_a_table(tmp_path: Path, upstream: Upstream) -> None:
     url = databases.database_url(tmp_path, "cli.db")
-    env = cli_env(tmp_path, RELAYGATE_DATABASE_URL=url, RELAYGATE_SECRET_KEY="s")
-    gateway = Gateway(tmp_path, database_url=url, secret_key="s", usage_flush_interval=0.05)
+    secret = secrets.token_urlsafe(32)
+    env = cli_env(tmp_path, RELAYGATE_DATABASE_URL=url, RELAYGATE_SECRET_KEY=secret)
+    gateway = Gateway(tmp_path, database_url=url, secret_key=secret, usage_flush_interval=0.05)
     gateway.start()
     try:
         gateway.add_endpoint("up", upstream.url)

@@ -34,6 +34,7 @@ from relaygate.services import models as models_service
 from relaygate.services.bootstrap import bootstrap, check_seeds
 from relaygate.services.patch import UNSET, Unset
 from relaygate.services.rotation import rotate_secret
+from relaygate.settings import SECRET_KEY_RULE, is_strong_secret
 from relaygate.vault import generate_secret, secret_file_path, write_secret_file
 
 app = typer.Typer(
@@ -156,20 +157,26 @@ def secrets_rotate(
         str | None, typer.Option(help="The new secret key (default: generate one)")
     ] = None,
 ) -> None:
-    """Re-encrypt every stored provider key under a new secret key."""
-    settings = settings_from(ctx)
+    """Re-encrypt every stored provider key under a new secret key.
+
+    The current key may be weak (this is how a database leaves one behind); the new key
+    must hold at least 32 random bytes.
+    """
+    if new_key is not None and not is_strong_secret(new_key):
+        fail(f"--new-key {SECRET_KEY_RULE}", code=2)
+    settings = settings_from(ctx, allow_weak_secret_key=True)
     secret = new_key or generate_secret()
     path = secret_file_path(settings)
-    if settings.secret_key is None and path is not None:
+    if not settings.secret_key and path is not None:
         # The new key is on disk before the database depends on it, so a crash in between
         # leaves both keys recoverable.
         pending = path.with_name(path.name + ".new")
         write_secret_file(pending, secret)
-        count = run(ctx, lambda c: rotate_secret(c, secret))
+        count = run(ctx, lambda c: rotate_secret(c, secret), allow_weak_secret_key=True)
         pending.replace(path)
         typer.echo(f"re-encrypted {count} provider keys; the new secret key is in {path}")
     else:
-        count = run(ctx, lambda c: rotate_secret(c, secret))
+        count = run(ctx, lambda c: rotate_secret(c, secret), allow_weak_secret_key=True)
         typer.echo(
             f"re-encrypted {count} provider keys. Set RELAYGATE_SECRET_KEY to the new key "
             "on every replica and restart them."

@@ -31,11 +31,17 @@ class CliState:
     config: str | None = None
 
 
-def settings_from(typer_ctx: typer.Context, **overrides: Any) -> Settings:
-    """Load settings for a command, exiting with a one-line message when they are broken."""
+def settings_from(
+    typer_ctx: typer.Context, *, allow_weak_secret_key: bool = False, **overrides: Any
+) -> Settings:
+    """Load settings for a command, exiting with a one-line message when they are broken.
+
+    ``allow_weak_secret_key`` is for ``secrets rotate`` alone (see
+    :func:`relaygate.settings.load_settings`).
+    """
     state: CliState = typer_ctx.obj or CliState()
     try:
-        return load_settings(state.config, **overrides)
+        return load_settings(state.config, allow_weak_secret_key=allow_weak_secret_key, **overrides)
     except ConfigError as exc:
         fail(exc.message, code=2)
 
@@ -46,15 +52,21 @@ def fail(message: str, *, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def run(typer_ctx: typer.Context, call: Callable[[Context], Awaitable[T]]) -> T:
+def run(
+    typer_ctx: typer.Context,
+    call: Callable[[Context], Awaitable[T]],
+    *,
+    allow_weak_secret_key: bool = False,
+) -> T:
     """Open a context for the command's settings, await ``call(ctx)``, close it.
 
-    Relaygate errors become ``error: <message>`` and a non-zero exit.
+    Relaygate errors become ``error: <message>`` and a non-zero exit (2 for a broken
+    configuration). ``allow_weak_secret_key`` is for ``secrets rotate`` alone.
     """
-    settings = settings_from(typer_ctx)
+    settings = settings_from(typer_ctx, allow_weak_secret_key=allow_weak_secret_key)
 
     async def main() -> T:
-        async with open_context(settings) as ctx:
+        async with open_context(settings, allow_weak_secret_key=allow_weak_secret_key) as ctx:
             return await call(ctx)
 
     try:

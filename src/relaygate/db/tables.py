@@ -1,5 +1,9 @@
 """relaygate's tables (SQLAlchemy 2 declarative). The Alembic migrations in
-``migrations/versions`` create exactly this schema; keep them in step."""
+``migrations/versions`` create exactly this schema; keep them in step.
+
+A table whose id other rows name (foreign keys, and usage records, which outlive the
+rows they name) has ``sqlite_autoincrement``: SQLite would otherwise hand a deleted
+row's id to the next row. PostgreSQL's sequences never reuse a value."""
 
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -69,6 +74,7 @@ class User(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -87,6 +93,7 @@ class ApiKey(Base):
 
 class Endpoint(Base):
     __tablename__ = "endpoints"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -118,7 +125,10 @@ class Endpoint(Base):
 
 class Model(Base):
     __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("endpoint_id", "upstream_id"),)
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "upstream_id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     endpoint_id: Mapped[int] = mapped_column(
@@ -169,6 +179,7 @@ class Group(Base):
     ``everyone`` group holds every user without storing memberships."""
 
     __tablename__ = "groups"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
