@@ -14,9 +14,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Table, delete, func, insert, select, text
+from sqlalchemy import Connection, Table, delete, func, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from relaygate.db import migrate
 from relaygate.db.engine import make_engine
 from relaygate.db.migrate import HEAD, alembic_config, upgrade
 from relaygate.db.tables import (
@@ -197,11 +198,32 @@ async def _fill(engine: AsyncEngine) -> dict[str, int]:
     return {"users": carol, "api_keys": keys["kc"], "endpoints": e2}
 
 
-async def _contents(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+async def _columns(engine: AsyncEngine) -> dict[str, set[str]]:
+    """The columns each table has at the database's revision."""
     tables: list[Table] = list(Base.metadata.sorted_tables)
     async with engine.connect() as connection:
+        return await connection.run_sync(
+            lambda c: {
+                t.name: {col["name"] for col in inspect(c).get_columns(t.name)} for t in tables
+            }
+        )
+
+
+async def _contents(
+    engine: AsyncEngine, columns: dict[str, set[str]] | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table as sorted tuples by table name, in ``columns`` (default:
+    those the database has at its revision; a later migration's columns left out)."""
+    tables: list[Table] = list(Base.metadata.sorted_tables)
+    present = columns or await _columns(engine)
+    async with engine.connect() as connection:
         return {
-            table.name: sorted(tuple(row) for row in await connection.execute(select(table)))
+            table.name: sorted(
+                tuple(row)
+                for row in await connection.execute(
+                    select(*[col for col in table.columns if col.name in present[table.name]])
+                )
+            )
             for table in tables
         }
 
@@ -218,7 +240,8 @@ async def test_upgrade_keeps_every_row_and_retires_deleted_ids(tmp_path: Path) -
         async with engine.begin() as connection:
             await connection.run_sync(lambda c: command.upgrade(alembic_config(c), "0007"))
         deleted = await _fill(engine)
-        before = await _contents(engine)
+        at_0007 = await _columns(engine)
+        before = await _contents(engine, at_0007)
         for name in ("api_keys", "group_members", "group_models", "group_endpoints"):
             assert before[name], name
         assert {"user_provider_keys", "sync_runs", "models", "usage_records"} <= {
@@ -226,7 +249,7 @@ async def test_upgrade_keeps_every_row_and_retires_deleted_ids(tmp_path: Path) -
         }
 
         assert await upgrade(engine) is False
-        assert await _contents(engine) == before
+        assert await _contents(engine, at_0007) == before
         async with engine.connect() as connection:
             stored = await connection.scalar(text("SELECT version_num FROM alembic_version"))
             assert stored == HEAD
@@ -255,8 +278,22 @@ async def test_upgrade_keeps_every_row_and_retires_deleted_ids(tmp_path: Path) -
         databases.drop(url)
 
 
+def _downgrade_to_0007(connection: Connection) -> None:
+    """Downgrade as :func:`relaygate.db.migrate.upgrade` upgrades: with SQLite's foreign
+    keys off, so rebuilding a parent table deletes no child row."""
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        migrate._set_foreign_keys(connection, False)
+    try:
+        with connection.begin():
+            command.downgrade(alembic_config(connection), "0007")
+    finally:
+        if sqlite:
+            migrate._set_foreign_keys(connection, True)
+
+
 async def test_upgrade_after_a_downgrade_to_0007(tmp_path: Path) -> None:
-    """Downgrading 0008 leaves AUTOINCREMENT in place; upgrading again rebuilds the
+    """Downgrading 0009 leaves AUTOINCREMENT in place; upgrading again rebuilds the
     tables once more and keeps every row and the retired ids."""
     url = databases.database_url(tmp_path)
     engine = make_engine(url)
@@ -266,8 +303,8 @@ async def test_upgrade_after_a_downgrade_to_0007(tmp_path: Path) -> None:
         deleted = await _fill(engine)
         await upgrade(engine)
         before = await _contents(engine)
-        async with engine.begin() as connection:
-            await connection.run_sync(lambda c: command.downgrade(alembic_config(c), "0007"))
+        async with engine.connect() as connection:
+            await connection.run_sync(_downgrade_to_0007)
         await upgrade(engine)
         assert await _contents(engine) == before
         async with engine.begin() as c:

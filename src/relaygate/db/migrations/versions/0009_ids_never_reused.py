@@ -14,16 +14,16 @@ PostgreSQL needs nothing: a sequence never hands out a value twice.
 The downgrade leaves AUTOINCREMENT in place: the earlier schema works with it, and
 ids handed out meanwhile stay unique.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
