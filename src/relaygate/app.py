@@ -24,6 +24,7 @@ from starlette.routing import Match
 from relaygate import __version__
 from relaygate.admin import admin_router, registry_router
 from relaygate.background import flush_key_activity, follow_changes
+from relaygate.bodies import BoundedReceive, DrainingSend
 from relaygate.context import open_context
 from relaygate.errors import RelaygateError, error_body, render
 from relaygate.logs import configure_logging
@@ -188,6 +189,14 @@ class RelaygateApp:
             ):
                 await self.proxy(scope, receive, send)
                 return
+            settings = self.settings
+            body = BoundedReceive(
+                receive, scope["headers"], settings.max_admin_body_bytes, settings.body_timeout
+            )
+            if not body.whole:
+                send = DrainingSend(send, body, settings.refused_body_drain_seconds)
+            await self.api(scope, body, send)
+            return
         await self.api(scope, receive, send)
 
     @asynccontextmanager
@@ -218,6 +227,11 @@ class RelaygateApp:
                 max_concurrent=self.settings.max_concurrent_requests,
                 limiter=self.limiter,
                 via=ctx.vault.mark,
+                body_timeout=self.settings.body_timeout,
+                drain_seconds=self.settings.refused_body_drain_seconds,
+                max_per_key=self.settings.max_concurrent_per_key,
+                max_per_user=self.settings.max_concurrent_per_user,
+                max_event_bytes=self.settings.max_event_bytes,
             )
             stop = asyncio.Event()
             tasks = [

@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -144,7 +145,7 @@ async def open_context(
     key is weak or does not match the database.
     """
     if settings.sqlite_path is not None:
-        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(settings.sqlite_path)
     engine = make_engine(settings.database_url)
     try:
         try:
@@ -206,6 +207,26 @@ async def open_context(
                 await redis.aclose()
     finally:
         await engine.dispose()
+
+
+def check_writable(database: Path) -> None:
+    """Make the SQLite database's directory if needed and check that relaygate can write
+    there (the database, its WAL and the generated secret live in it); raises
+    :class:`ConfigError` saying what to fix."""
+    directory = database.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the data directory {directory} ({exc.strerror}): set "
+            "RELAYGATE_DATABASE_URL to a SQLite file in a writable directory"
+        ) from None
+    target = database if database.exists() else directory
+    if not os.access(target, os.W_OK) or not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{target} is not writable by this user: fix its permissions or set "
+            "RELAYGATE_DATABASE_URL to a SQLite file in a writable directory"
+        )
 
 
 def _safe_url(settings: Settings) -> str:

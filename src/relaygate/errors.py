@@ -11,15 +11,18 @@
     │   ├── ModelNotFound               404 model_not_found
     │   └── UnsupportedRoute            404 unsupported_route
     ├── MethodNotAllowed                405 method_not_allowed (with an ``allow`` header)
+    ├── RequestTimeout                  408 request_timeout
     ├── Conflict                        409 conflict
     ├── PayloadTooLarge                 413 request_too_large
     ├── UnsupportedMediaType            415 unsupported_media_type
     ├── RateLimited                     429 rate_limit_exceeded (type ``requests`` or
     │                                       ``tokens``, with Retry-After and x-ratelimit-*)
+    ├── ConcurrencyLimited              429 concurrency_limit_exceeded (with Retry-After)
     ├── HeadersTooLarge                 431 request_header_fields_too_large
     ├── UpstreamFailed                  502 upstream_error
     ├── ModelUnavailable                503 model_offline
     ├── Overloaded                      503 server_overloaded (with Retry-After)
+    ├── ClientDisconnected              499 (never sent: the client is gone)
     ├── UpstreamTimeout                 504 upstream_timeout
     └── LoopDetected                    508 loop_detected
 
@@ -92,6 +95,12 @@ class MethodNotAllowed(RelaygateError):
         self.headers = ((b"allow", allow.encode("latin-1")),)
 
 
+class RequestTimeout(RelaygateError):
+    """The request (its head or its body) did not arrive in time."""
+
+    status, type, code = 408, "invalid_request_error", "request_timeout"
+
+
 class Conflict(RelaygateError):
     status, type, code = 409, "invalid_request_error", "conflict"
 
@@ -115,6 +124,13 @@ class RateLimited(RelaygateError):
         super().__init__(message)
         self.type = limit
         self.headers = headers
+
+
+class ConcurrencyLimited(RelaygateError):
+    """The caller's key or user has its most requests in flight already."""
+
+    status, type, code = 429, "requests", "concurrency_limit_exceeded"
+    headers = ((b"retry-after", b"1"),)
 
 
 class HeadersTooLarge(RelaygateError):
@@ -145,6 +161,13 @@ class Overloaded(RelaygateError):
         super().__init__(message, param=param, code=code)
         self.retry_after = retry_after
         self.headers = ((b"retry-after", str(max(1, math.ceil(retry_after))).encode()),)
+
+
+class ClientDisconnected(RelaygateError):
+    """The client went away before its request was whole: nothing is answered or
+    forwarded (499 is what usage records and metrics say)."""
+
+    status, type, code = 499, "invalid_request_error", "client_disconnected"
 
 
 class UpstreamTimeout(RelaygateError):

@@ -74,6 +74,11 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.usage_unread = Counter(
+            "relaygate_usage_unread_streams",
+            "Streams whose usage went uncounted: an event longer than max_event_bytes",
+            registry=registry,
+        )
         self.in_flight = Gauge(
             "relaygate_proxy_in_flight", "Proxied requests in progress", registry=registry
         )

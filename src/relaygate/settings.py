@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -90,6 +91,9 @@ def is_strong_secret(value: str) -> bool:
     )
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 class EndpointSeed(BaseModel):
     """One entry of the config file's ``endpoints:`` list (seeds a new database only)."""
 
@@ -139,6 +143,30 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     max_header_bytes: int = Field(default=64 * 1024, gt=0)
     """Largest request header block (each header counted as ``name: value\\r\\n``)."""
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a request line and headers may take to arrive (408 after, connection closed)."""
+    max_admin_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest request body outside ``/v1`` (admin API, console, ops); larger get 413."""
+    body_timeout: float = Field(default=60.0, gt=0)
+    """Seconds a whole request body may take to arrive once its headers are in (408 after)."""
+    refused_body_drain_seconds: float = Field(default=5.0, ge=0)
+    """Seconds relaygate goes on reading (and dropping) the body of a request it refused,
+    so a client that writes its whole body before reading still reads the answer."""
+    max_concurrent_per_key: int = Field(default=250, gt=0)
+    """Proxied requests one API key has in flight in one process; more get 429."""
+    max_concurrent_per_user: int = Field(default=500, gt=0)
+    """Proxied requests one user (all their keys) has in flight in one process; more get 429."""
+    max_listing_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    """Largest model listing (each page) an endpoint may answer; larger is a sync error."""
+    max_listing_models: int = Field(default=20_000, gt=0)
+    """Most models one endpoint's listing may hold (all pages); more is a sync error."""
+    max_event_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Longest server-sent event relaygate reads for usage; past it the stream's usage is
+    not counted and its bytes pass through (counted in a metric)."""
+    max_keys_per_user: int = Field(default=100, gt=0)
+    """API keys (not revoked) a user may hold; creating more gets 409."""
+    max_provider_key_bytes: int = Field(default=4096, gt=0)
+    """Longest provider key (an endpoint's or a user's own) relaygate stores."""
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     """Seconds to open a connection to an endpoint."""
     upstream_first_byte_timeout: float = Field(default=300.0, gt=0)
@@ -181,6 +209,13 @@ class Settings(BaseModel):
     )
     """Names an endpoint's ``api_key_env`` may take (globs); RELAYGATE_* never."""
     endpoints: list[EndpointSeed] = Field(default_factory=list)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+        return value.lower()
 
     @field_validator("database_url")
     @classmethod
@@ -314,9 +349,49 @@ def load_settings(
             source = ""
         else:
             where_text = repr(where)
-            source = f" (from {path_text})" if path_text else ""
+            line = _line_of(Path(path_text), first["loc"]) if path_text else None
+            at = f", line {line}" if line else ""
+            source = f" (from {path_text}{at})" if path_text else ""
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(
+                f"unknown setting {where_text}{source}{_did_you_mean(first['loc'])}"
+            ) from None
         # A validator's own message is a sentence written for the operator; pydantic's
         # (e.g. "Input should be a valid integer") read better lowercased after the name.
         own = first["type"] == "value_error" and "error" in first.get("ctx", {})
         message = str(first["ctx"]["error"]) if own else first["msg"].lower()
         raise ConfigError(f"setting {where_text} {message}{source}") from None
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """``; did you mean 'x'?`` for the known setting (or endpoint field) nearest the
+    unknown last name of ``loc``, or "" when none is near."""
+    name = str(loc[-1])
+    known = EndpointSeed.model_fields if loc[0] == "endpoints" else Settings.model_fields
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _line_of(path: Path, loc: tuple[int | str, ...]) -> int | None:
+    """The line (1-based) of the config file where the value at ``loc`` is written, or
+    None when it is not in the file (it came from the environment or a default)."""
+    try:
+        node: Any = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    line: int | None = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if getattr(k, "value", None) == part]
+            if not found:
+                return line
+            key, node = found[0]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line

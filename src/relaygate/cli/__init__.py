@@ -6,10 +6,11 @@ import asyncio
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from relaygate import __version__
 from relaygate.app import create_app, print_first_admin_key
@@ -30,6 +31,7 @@ from relaygate.cli.usage import usage
 from relaygate.context import open_context
 from relaygate.errors import ConfigError
 from relaygate.logs import configure_logging
+from relaygate.server import ServerConfig, bind
 from relaygate.services import models as models_service
 from relaygate.services.bootstrap import bootstrap, check_seeds
 from relaygate.services.patch import UNSET, Unset
@@ -98,8 +100,12 @@ def serve(
     # Open the database once before serving so a broken setup is one line, not a
     # traceback, and do the first-start work (migrating, seeding) once, whatever the
     # number of workers; in a child process, so the server keeps none of its memory.
+    try:
+        sock = bind(settings.host, settings.port)
+    except ConfigError as exc:
+        fail(exc.message, code=2)
     run_in_child(preflight)
-    options = {
+    options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
@@ -107,10 +113,9 @@ def serve(
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": settings.drain_timeout,
-        # Bounds the buffered request head when uvicorn parses with h11 (no httptools):
-        # past it uvicorn itself answers a plain-text 400. httptools has no such bound;
-        # the app refuses headers over max_header_bytes with 431 once they are in.
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        # The request head is bounded on the socket (see relaygate.server); h11 is not used.
+        "max_head_bytes": settings.max_header_bytes,
+        "head_timeout": settings.header_timeout,
     }
     if workers > 1:
         # Worker processes build the app themselves from the same config and environment.
@@ -118,19 +123,17 @@ def serve(
             os.environ["RELAYGATE_CONFIG"] = ctx.obj.config
         os.environ["RELAYGATE_LOG_LEVEL"] = settings.log_level
         os.environ["RELAYGATE_LOG_FORMAT"] = settings.log_format
-        uvicorn.run(
-            "relaygate.app:create_app_from_environment",
-            factory=True,
-            workers=workers,
-            **options,  # type: ignore[arg-type]
+        multi = ServerConfig(
+            "relaygate.app:create_app_from_environment", factory=True, workers=workers, **options
         )
+        Multiprocess(multi, sockets=[sock]).run()
         return
-    server_config = uvicorn.Config(create_app(settings, bootstrap=False), **options)  # type: ignore[arg-type]
+    server_config = ServerConfig(create_app(settings, bootstrap=False), **options)
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would make a
     # clean stop exit with -15; a no-op handler underneath lets the process exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.Server(server_config).run()
+    uvicorn.Server(server_config).run(sockets=[sock])
 
 
 @db.command("upgrade")

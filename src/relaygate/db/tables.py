@@ -14,12 +14,14 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -294,3 +296,14 @@ class UsageRecord(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     total_tokens: Mapped[int | None] = mapped_column(Integer)
     cost: Mapped[float | None] = mapped_column(Float)
+
+
+def encrypted_columns() -> list[tuple[Table, Column[Any]]]:
+    """Every column holding a value encrypted with the secret key (named ``*_encrypted``),
+    with its table: what a secret-key rotation must re-encrypt."""
+    return [
+        (table, column)
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if column.name.endswith("_encrypted")
+    ]

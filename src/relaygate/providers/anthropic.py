@@ -87,6 +87,7 @@ class AnthropicProvider:
             headers,
             timeout,
             anthropic_model,
+            bounds=access,
             cursor="after_id",
             params={"limit": PAGE_LIMIT},
         )

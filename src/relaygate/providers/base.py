@@ -73,6 +73,18 @@ class Access:
     url: str
     api_key: str | None = field(repr=False)
     custom_auth: AuthScheme | None = None
+    max_bytes: int = 32 * 1024 * 1024
+    """The largest listing page read; a larger one fails the listing."""
+    max_models: int = 20_000
+    """The most models a listing (all pages) may hold; more fail the listing."""
+
+    def check_count(self, url: str, count: int) -> None:
+        """Raise :class:`ListingFailed` when ``count`` models are more than ``max_models``."""
+        if count > self.max_models:
+            raise ListingFailed(
+                f"{url} lists more than {self.max_models} models (setting max_listing_models); "
+                "narrow it with the endpoint's model_filter on the server, or raise the setting"
+            )
 
     def headers(self, scheme: AuthScheme) -> dict[str, str]:
         return (self.custom_auth or scheme).headers(self.api_key)
@@ -145,6 +157,7 @@ async def get_json(
     params: Mapping[str, str] | None = None,
     *,
     allow_404: bool = False,
+    max_bytes: int = 32 * 1024 * 1024,
 ) -> JsonResponse:
     """GET ``url`` and return its status and decoded JSON body.
 
@@ -169,7 +182,7 @@ async def get_json(
                     f"{url} redirected (HTTP {status}) to {target}; relaygate does not follow "
                     "redirects: set the endpoint's URL to where the API really is"
                 )
-            raw = await response.read()
+            raw = await _read_bounded(response, url, max_bytes)
             content_type = response.headers.get("content-type", "unknown")
     except aiohttp.ClientConnectorError as exc:
         raise ListingFailed(_connection_reason(exc)) from None
@@ -206,6 +219,27 @@ async def get_json(
             )
         raise ListingFailed(f"HTTP {status} from the provider at {url}{said}")
     return JsonResponse(status, body)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
+    """The body of ``response``, read chunk by chunk; raises :class:`ListingFailed` once it
+    passes ``limit`` bytes (a declared length is checked before a byte is read)."""
+    if response.content_length is not None and response.content_length > limit:
+        raise _listing_too_large(url, limit)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise _listing_too_large(url, limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _listing_too_large(url: str, limit: int) -> ListingFailed:
+    return ListingFailed(
+        f"the model list at {url} is larger than {limit} bytes (setting max_listing_bytes)"
+    )
 
 
 def not_a_list(url: str, why: str) -> ListingFailed:

@@ -98,7 +98,9 @@ class GoogleProvider:
         params = {"pageSize": PAGE_SIZE}
         pages = Pages(url, MAX_PAGES)
         while True:
-            answer = await get_json(http, url, headers, timeout, params, allow_404=True)
+            answer = await get_json(
+                http, url, headers, timeout, params, allow_404=True, max_bytes=access.max_bytes
+            )
             if answer.status == 404:
                 return await self._openai_listing(http, access, timeout)
             payload = answer.body
@@ -112,6 +114,7 @@ class GoogleProvider:
                 if not isinstance(item, dict) or not as_str(item.get("name")):
                     raise not_a_list(url, 'an entry has no "name"')
                 models.append(gemini_model(item))
+            access.check_count(url, len(models))
             assert isinstance(payload, dict)
             token = as_str(payload.get("nextPageToken"))
             if not token:
@@ -123,7 +126,7 @@ class GoogleProvider:
         self, http: aiohttp.ClientSession, access: Access, timeout: float
     ) -> list[DiscoveredModel]:
         listed = await list_openai_models(
-            http, access.url.rstrip("/") + "/models", access.headers(BEARER), timeout
+            http, access.url.rstrip("/") + "/models", access.headers(BEARER), timeout, access
         )
         return [
             DiscoveredModel(

@@ -91,18 +91,23 @@ async def list_data_pages(
     timeout: float,
     to_model: Callable[[dict[str, Any]], DiscoveredModel],
     *,
+    bounds: Access,
     cursor: str = "after",
     params: dict[str, str] | None = None,
 ) -> list[DiscoveredModel]:
     """Every entry of a paged ``{"data": [...], "has_more", "last_id"}`` list at ``url``
     (OpenAI's list object; Anthropic's, paged with ``after_id``), mapped by ``to_model``.
-    The next page is asked with ``cursor=<last_id>``; raises :class:`ListingFailed`."""
+    The next page is asked with ``cursor=<last_id>``. Raises :class:`ListingFailed`,
+    also for a page over ``bounds.max_bytes`` or more than ``bounds.max_models`` in all."""
     models: list[DiscoveredModel] = []
     base = dict(params or {})
     query = dict(base)
     pages = Pages(url, MAX_PAGES)
     while True:
-        payload = (await get_json(http, url, headers, timeout, query or None)).body
+        answer = await get_json(
+            http, url, headers, timeout, query or None, max_bytes=bounds.max_bytes
+        )
+        payload = answer.body
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list):
             raise not_a_list(url, 'no "data" array')
@@ -110,6 +115,7 @@ async def list_data_pages(
             if not isinstance(item, dict) or not as_str(item.get("id")):
                 raise not_a_list(url, 'an entry has no "id"')
             models.append(to_model(item))
+        bounds.check_count(url, len(models))
         assert isinstance(payload, dict)
         last = as_str(payload.get("last_id"))
         if payload.get("has_more") is not True or not last or not data:
@@ -119,10 +125,11 @@ async def list_data_pages(
 
 
 async def list_openai_models(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str], timeout: float
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], timeout: float, bounds: Access
 ) -> list[DiscoveredModel]:
-    """Every model at ``url`` (an OpenAI-style list endpoint), following pages."""
-    return await list_data_pages(http, url, headers, timeout, openai_model)
+    """Every model at ``url`` (an OpenAI-style list endpoint), following pages, within
+    ``bounds``' limits."""
+    return await list_data_pages(http, url, headers, timeout, openai_model, bounds=bounds)
 
 
 class OpenAIProvider:
@@ -136,5 +143,5 @@ class OpenAIProvider:
         self, http: aiohttp.ClientSession, access: Access, timeout: float
     ) -> list[DiscoveredModel]:
         return await list_openai_models(
-            http, access.url.rstrip("/") + "/models", access.headers(BEARER), timeout
+            http, access.url.rstrip("/") + "/models", access.headers(BEARER), timeout, access
         )

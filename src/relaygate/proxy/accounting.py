@@ -27,8 +27,10 @@ class Exchange:
 
     __slots__ = (
         "arrived",
+        "body_whole",
         "finished",
         "first_byte_at",
+        "holds_slot",
         "model",
         "principal",
         "request_id",
@@ -63,6 +65,10 @@ class Exchange:
         self.started = False
         """Whether the response has started going out to the client."""
         self.finished = False
+        self.body_whole = False
+        """Whether the request body was read to its end."""
+        self.holds_slot = False
+        """Whether the request is counted in its key's and user's requests in flight."""
 
 
 class Accounting:

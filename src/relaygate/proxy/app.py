@@ -21,7 +21,10 @@ import aiohttp
 import orjson
 
 from relaygate.auth import authenticate, key_from_headers
+from relaygate.bodies import drain
 from relaygate.errors import (
+    ClientDisconnected,
+    ConcurrencyLimited,
     ModelNotFound,
     ModelUnavailable,
     Overloaded,
@@ -41,7 +44,7 @@ from relaygate.proxy.checks import check_request
 from relaygate.proxy.upstream import REQUEST_ID_HEADER, Retry, Upstream
 from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter
 from relaygate.services.api_keys import KeyActivity
-from relaygate.snapshot import Route, SnapshotStore, Target, View
+from relaygate.snapshot import Principal, Route, SnapshotStore, Target, View
 from relaygate.usage import UsageQueue
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,24 @@ async def send_error(
     await _send_bytes(send, status, body, exc.headers + extra if extra else exc.headers)
 
 
+async def send_error_draining(
+    send: Send,
+    receive: Receive,
+    exc: RelaygateError,
+    extra: tuple[tuple[bytes, bytes], ...],
+    seconds: float,
+) -> None:
+    """:func:`send_error` for a request whose body is still unread: the answer goes out at
+    once, its end waits while the body is read and dropped for up to ``seconds`` (see
+    :class:`relaygate.bodies.DrainingSend`)."""
+    status, body = render(exc)
+    headers = [*_JSON_HEADERS, *exc.headers, *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    await drain(receive, seconds)
+    await send({"type": "http.response.body", "body": b""})
+
+
 class Proxy:
     """ASGI app for every ``/v1/...`` request but the registry routes.
 
@@ -88,6 +109,11 @@ class Proxy:
         max_concurrent: int,
         limiter: RateLimiter | None = None,
         via: str = "",
+        body_timeout: float = 60.0,
+        drain_seconds: float = 5.0,
+        max_per_key: int | None = None,
+        max_per_user: int | None = None,
+        max_event_bytes: int = 1024 * 1024,
     ):
         self._snapshots = snapshots
         self._activity = activity
@@ -96,9 +122,12 @@ class Proxy:
         self._max_body = max_body_bytes
         self._max_concurrent = max_concurrent
         self._in_flight = 0
+        self._body_timeout = body_timeout
+        self._drain_seconds = drain_seconds
+        self._per_key = InFlight(max_per_key or max_concurrent, max_per_user or max_concurrent)
         self._limiter = limiter or RateLimiter()
         self._via = via.encode()
-        self._upstream = Upstream(http, metrics, health, self._via)
+        self._upstream = Upstream(http, metrics, health, self._via, max_event_bytes)
         self._accounting = Accounting(metrics, usage, self._limiter)
         # Bound once: a labels() call on every request costs more than the count itself.
         self._by_class = {n: metrics.proxy_requests.labels(f"{n}xx") for n in range(1, 6)}
@@ -129,9 +158,14 @@ class Proxy:
         status = 500
         try:
             status = await self._handle(scope, receive, send, exchange)
+        except ClientDisconnected:
+            status = 499  # nothing to answer: the client is gone
         except RelaygateError as exc:
             status = exc.status
-            await send_error(send, exc, reply_headers)
+            if exchange.body_whole or not _has_body(scope["headers"]):
+                await send_error(send, exc, reply_headers)
+            else:
+                await send_error_draining(send, receive, exc, reply_headers, self._drain_seconds)
         except Exception:
             log.exception("unexpected error while proxying %s", scope["path"])
             status = 500
@@ -145,6 +179,8 @@ class Proxy:
                 )
         finally:
             self._in_flight -= 1
+            if exchange.holds_slot and exchange.principal is not None:
+                self._per_key.release(exchange.principal)
             self._by_class[min(max(status // 100, 1), 5)].inc()
             if exchange.principal is not None and exchange.model is not None:
                 try:
@@ -176,6 +212,8 @@ class Proxy:
             scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
         self._activity.touch(principal.key_id)
         exchange.principal = principal
+        self._per_key.take(principal)  # raises ConcurrencyLimited (429)
+        exchange.holds_slot = True
         view = principal.view
         if method in ("GET", "HEAD") and path == "/v1/models":
             await _send_bytes(send, 200, view.model_list_body)
@@ -190,7 +228,8 @@ class Proxy:
             await _send_bytes(send, 200, entry)
             return 200
 
-        body = await read_body(receive, length, self._max_body)
+        body = await read_body(receive, length, self._max_body, self._body_timeout)
+        exchange.body_whole = True
         payload, model = parse_model(body)
         exchange.model = model
         exchange.stream = payload.get("stream") is True
@@ -326,6 +365,59 @@ class Proxy:
         finally:
             state.finished = True
             watcher.cancel()
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request declared a body (a content-length above 0, or chunked)."""
+    for name, value in headers:
+        if (name == b"content-length" and value not in (b"0", b"")) or name == b"transfer-encoding":
+            return True
+    return False
+
+
+class InFlight:
+    """Proxied requests in flight per API key and per user (in this process), so one
+    caller's slow or stuck requests cannot take every slot: at most ``per_key`` for a key
+    and ``per_user`` for a user's keys together."""
+
+    __slots__ = ("_keys", "_per_key", "_per_user", "_users")
+
+    def __init__(self, per_key: int, per_user: int) -> None:
+        self._per_key = per_key
+        self._per_user = per_user
+        self._keys: dict[int, int] = {}
+        self._users: dict[int, int] = {}
+
+    def take(self, principal: Principal) -> None:
+        """Count a request of ``principal``; raises :class:`ConcurrencyLimited` when its
+        key or user already has its most in flight."""
+        keys, users = self._keys, self._users
+        key, user = principal.key_id, principal.user_id
+        on_key, on_user = keys.get(key, 0), users.get(user, 0)
+        if on_key >= self._per_key or on_user >= self._per_user:
+            which, limit = (
+                ("key", self._per_key)
+                if on_key >= self._per_key
+                else (
+                    "user",
+                    self._per_user,
+                )
+            )
+            raise ConcurrencyLimited(
+                f"your {which} already has {limit} requests in flight, its most at once; "
+                "retry when one has finished"
+            )
+        keys[key] = on_key + 1
+        users[user] = on_user + 1
+
+    def release(self, principal: Principal) -> None:
+        """A request counted by :meth:`take` is over."""
+        for counts, ident in ((self._keys, principal.key_id), (self._users, principal.user_id)):
+            left = counts[ident] - 1
+            if left:
+                counts[ident] = left
+            else:
+                del counts[ident]
 
 
 def _health_key(target: Target) -> Hashable:

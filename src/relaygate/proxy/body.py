@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import orjson
 
-from relaygate.errors import BadRequest, PayloadTooLarge
+from relaygate.bodies import timed_out, too_large
+from relaygate.errors import BadRequest, ClientDisconnected
 
 Receive = Any
 _JSON_KINDS = {
@@ -24,30 +26,38 @@ _CONTROL_KEYS = (b'"model"', b'"stream"', b'"stream_options"')
 _MESSAGE_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 
 
-async def read_body(receive: Receive, length: int | None, limit: int) -> bytes:
-    """Read the whole request body; raises :class:`PayloadTooLarge` past ``limit`` bytes
-    (checked against the declared ``length``, the content-length, first, then as chunks
-    arrive)."""
+async def read_body(receive: Receive, length: int | None, limit: int, timeout: float) -> bytes:
+    """Read the whole request body within ``timeout`` seconds. Raises
+    :class:`PayloadTooLarge` past ``limit`` bytes (checked against the declared
+    ``length``, the content-length, first, then as chunks arrive),
+    :class:`RequestTimeout` when it is not whole in time, and :class:`ClientDisconnected`
+    when the client leaves before its end (a cut body is never parsed)."""
     if length is not None and length > limit:
-        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-    if not message.get("more_body", False):
-        return body
-    parts = [body]
-    size = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
+        raise too_large(limit)
+    try:
+        async with asyncio.timeout(timeout):
+            message = await receive()
+            body: bytes = message.get("body", b"")
+            if len(body) > limit:
+                raise too_large(limit)
+            if not message.get("more_body", False):
+                if message["type"] != "http.request":
+                    raise ClientDisconnected("the client left before sending its body")
+                return body
+            parts = [body]
+            size = len(body)
+            while message.get("more_body", False):
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise ClientDisconnected("the client left before its body was whole")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                parts.append(chunk)
+            return b"".join(parts)
+    except TimeoutError:
+        raise timed_out(timeout) from None
 
 
 def parse_model(body: bytes) -> tuple[dict[str, Any], str]:

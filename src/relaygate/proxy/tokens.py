@@ -153,49 +153,68 @@ def _object_after(body: bytes, at: int) -> Any:
     return None
 
 
+def _lf(data: bytes) -> bytes:
+    """``data`` with every line ending (CRLF, CR) made LF, as the SSE spec reads them."""
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data
+
+
 class StreamTokens:
     """Reads usage from a server-sent-events stream chunk by chunk.
 
-    With ``strip`` (relaygate asked for ``stream_options.include_usage`` on the client's
-    behalf), the usage-only chunk (``"choices": []``) is taken out of what the client
-    receives. Only then are partial events held back until their end; otherwise every
-    chunk passes on unchanged at once.
+    Lines end at LF, CRLF or CR, and an event at a blank line
+    (https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream).
+    Only complete lines are read; the partial line at the end of a chunk is carried to
+    the next, up to ``max_event`` bytes. With ``strip`` (relaygate asked for
+    ``stream_options.include_usage`` on the client's behalf), the usage-only chunk
+    (``"choices": []``) is taken out of what the client receives: only then are partial
+    events held back until their end (and the events sent on with LF line ends);
+    otherwise every chunk passes on unchanged at once. An event longer than ``max_event``
+    ends the reading: the stream's usage goes uncounted (``gave_up``) and its bytes pass
+    through as they come.
     """
 
-    __slots__ = ("_carry", "_strip", "tokens")
+    __slots__ = ("_carry", "_max", "_strip", "gave_up", "tokens")
 
-    def __init__(self, strip: bool = False) -> None:
+    def __init__(self, strip: bool = False, max_event: int = _MAX_CARRY) -> None:
         self._carry = b""
         self._strip = strip
+        self._max = max_event
+        self.gave_up = False
+        """Whether an event past ``max_event`` stopped the reading of this stream."""
         self.tokens = Tokens()
 
     def feed(self, chunk: bytes) -> bytes:
         """Take one chunk; returns the bytes to send the client now."""
+        if self.gave_up:
+            return chunk
         if self._strip:
             return self._feed_stripping(chunk)
-        if self._carry:
-            data = self._carry + chunk
-        elif not _has_usage(chunk):
-            return chunk  # the common case: nothing to read, nothing to keep
-        else:
-            data = chunk
-        end = data.rfind(b"\n")
-        if end < 0:
-            self._carry = data if len(data) <= _MAX_CARRY else b""
-            return chunk
-        self._carry = data[end + 1 :] if len(data) - end <= _MAX_CARRY else b""
-        if _has_usage(data[:end]):
-            for line in data[:end].split(b"\n"):
+        data = self._carry + chunk if self._carry else chunk
+        # The last line end: a CR at the very end may be the first half of a CRLF, so the
+        # line it ends is read once the next chunk shows (an empty line costs nothing).
+        end = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        complete, self._carry = data[: end + 1], data[end + 1 :]
+        if len(self._carry) > self._max:
+            self._give_up()
+        if end >= 0 and _has_usage(complete):
+            for line in _lf(complete).split(b"\n"):
                 self._read_line(line)
         return chunk
 
     def _feed_stripping(self, chunk: bytes) -> bytes:
         data = self._carry + chunk if self._carry else chunk
+        # A CR at the end may be half of a CRLF: it waits for the next chunk.
+        held = b"\r" if data.endswith(b"\r") else b""
+        data = _lf(data[:-1] if held else data)
         end = data.rfind(b"\n\n")
         if end < 0:
-            self._carry = data
+            self._carry = data + held
+            if len(self._carry) > self._max:
+                rest = self._carry
+                self._give_up()
+                return rest
             return b""
-        out, self._carry = data[: end + 2], data[end + 2 :]
+        out, self._carry = data[: end + 2], data[end + 2 :] + held
         if not _has_usage(out):
             return out
         kept = []
@@ -204,6 +223,10 @@ class StreamTokens:
                 continue
             kept.append(event)
         return b"\n\n".join(kept)
+
+    def _give_up(self) -> None:
+        self.gave_up = True
+        self._carry = b""
 
     def _usage_only(self, event: bytes) -> bool:
         """Read the event's usage; True when it is a usage-only chunk (no choices)."""
@@ -214,7 +237,6 @@ class StreamTokens:
         return False
 
     def _read_line(self, line: bytes) -> Any:
-        line = line.rstrip(b"\r")
         if not line.startswith(b"data:") or not _has_usage(line):
             return None
         try:
@@ -227,8 +249,10 @@ class StreamTokens:
     def finish(self) -> bytes:
         """The end of the stream: returns any bytes still held back."""
         rest, self._carry = self._carry, b""
+        if self.gave_up:
+            return b""
         if rest and not self._strip:
-            for line in rest.split(b"\n"):
+            for line in _lf(rest).split(b"\n"):
                 self._read_line(line)
             return b""
-        return rest
+        return _lf(rest) if self._strip else rest

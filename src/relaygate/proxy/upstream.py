@@ -9,9 +9,11 @@ import contextlib
 import logging
 import time
 from typing import NoReturn
+from urllib.parse import quote
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from relaygate.errors import RelaygateError, UpstreamFailed, UpstreamTimeout
 from relaygate.health import Health, parse_retry_after
@@ -92,8 +94,14 @@ class Upstream:
     failures in ``metrics`` and telling ``health`` how each endpoint did."""
 
     def __init__(
-        self, http: aiohttp.ClientSession, metrics: Metrics, health: Health, via: bytes = b""
+        self,
+        http: aiohttp.ClientSession,
+        metrics: Metrics,
+        health: Health,
+        via: bytes = b"",
+        max_event_bytes: int = 1024 * 1024,
     ) -> None:
+        self._max_event = max_event_bytes
         self._http = http
         self._metrics = metrics
         self._health = health
@@ -131,9 +139,7 @@ class Upstream:
         gets an error event and a clean end, any other body is cut off (the connection
         closes, so the client cannot mistake it for a whole answer)."""
         path = scope["path"][3:]
-        url = target.base_url + path
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
+        url = URL(target.base_url + _wire_path(scope), encoded=True)
         timeouts = target.timeouts
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
@@ -208,7 +214,7 @@ class Upstream:
                     if status < 300:
                         content_type = response.headers.get("content-type", "")
                         if content_type.startswith("text/event-stream"):
-                            stream_reader = StreamTokens(strip=state.strip_usage)
+                            stream_reader = StreamTokens(state.strip_usage, self._max_event)
                             state.tokens = stream_reader.tokens
                         elif "json" in content_type:
                             body_reader = BodyTokens()
@@ -276,6 +282,14 @@ class Upstream:
                         rest = b""
                         if stream_reader is not None:
                             rest = stream_reader.finish()  # what the stream held back, if any
+                            if stream_reader.gave_up:
+                                self._metrics.usage_unread.inc()
+                                log.warning(
+                                    "usage of a stream from endpoint %r not counted: an event "
+                                    "was longer than max_event_bytes (%d)",
+                                    target.endpoint_name,
+                                    self._max_event,
+                                )
                         elif body_reader is not None:
                             body_reader.finish()
                         state.finished = True
@@ -383,6 +397,18 @@ class Upstream:
         if final:
             raise error
         raise Retry(error)
+
+
+def _wire_path(scope: Scope) -> str:
+    """The request's path below ``/v1`` and its query, byte for byte as the client sent
+    them (a ``%3F`` stays an escaped ``?``, never becomes a query upstream)."""
+    raw: bytes = scope.get("raw_path") or b""
+    if raw.startswith(b"/v1/"):
+        wire = raw[3:].decode("latin-1")
+    else:  # no raw path, or an escaped /v1 prefix: the checked path, escaped again
+        wire = quote(scope["path"][3:], safe="/:@!$&'()*+,;=-._~")
+    query: bytes = scope.get("query_string") or b""
+    return wire + "?" + query.decode("latin-1") if query else wire
 
 
 def response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:

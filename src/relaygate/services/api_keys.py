@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from relaygate.changes import bump
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, User, utcnow
-from relaygate.errors import BadRequest, NotFound
+from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.keys import display_prefix, generate_key, hash_key
 from relaygate.ratelimit import check_limit
 from relaygate.services.patch import UNSET, Unset
@@ -99,6 +99,17 @@ async def create_key(
     secret = key or generate_key()
     async with ctx.sessions.begin() as session:
         owner = await find_user(session, user)
+        held = await session.scalar(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(ApiKey.user_id == owner.id, ApiKey.revoked_at.is_(None))
+        )
+        if (held or 0) >= ctx.settings.max_keys_per_user:
+            raise Conflict(
+                f"user {owner.name!r} already has {held} API keys, the most a user may hold "
+                "(setting max_keys_per_user): revoke one first",
+                code="too_many_keys",
+            )
         row = ApiKey(
             name=name.strip() or "key",
             user_id=owner.id,

@@ -303,12 +303,20 @@ def _check_prefix(prefix: str | None) -> str | None:
     return prefix
 
 
-def _check_secret(value: str | None, param: str) -> str | None:
+def check_provider_key(value: str | None, param: str, limit: int) -> str | None:
+    """A provider key as stored: stripped, printable ASCII, at most ``limit`` characters
+    (setting ``max_provider_key_bytes``); None for none. Raises :class:`BadRequest`."""
     if value is None:
         return None
     value = value.strip()
     if not value.isascii() or any(ch < " " for ch in value):
         raise BadRequest(f"{param} must be printable ASCII", param=param)
+    if len(value) > limit:
+        raise BadRequest(
+            f"{param} is longer than {limit} characters, more than any provider's key "
+            "(setting max_provider_key_bytes)",
+            param=param,
+        )
     return value or None
 
 
@@ -316,7 +324,7 @@ def _set_key(
     ctx: Context, endpoint: Endpoint, api_key: str | None, api_key_env: str | None
 ) -> None:
     """Give the endpoint one kind of key: stored (encrypted), environment, or none."""
-    api_key = _check_secret(api_key, "api_key")
+    api_key = check_provider_key(api_key, "api_key", ctx.settings.max_provider_key_bytes)
     if api_key and api_key_env:
         raise BadRequest("give api_key or api_key_env, not both", param="api_key_env")
     endpoint.api_key_env = _check_env_name(ctx.settings, api_key_env)
@@ -499,7 +507,15 @@ async def validate_endpoint(
         header = _check_header(auth_header)
         custom = AuthScheme(header, auth_prefix or "") if header else None
         models = await provider.list_models(
-            ctx.http, Access(base, api_key, custom), ctx.settings.sync_timeout
+            ctx.http,
+            Access(
+                base,
+                api_key,
+                custom,
+                max_bytes=ctx.settings.max_listing_bytes,
+                max_models=ctx.settings.max_listing_models,
+            ),
+            ctx.settings.sync_timeout,
         )
     except ListingFailed as exc:
         return ValidationResult(ok=False, error=str(exc))

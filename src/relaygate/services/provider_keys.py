@@ -12,6 +12,7 @@ from relaygate.changes import bump
 from relaygate.context import Context
 from relaygate.db.tables import Endpoint, UserProviderKey, utcnow
 from relaygate.errors import BadRequest, NotFound
+from relaygate.services.endpoints import check_provider_key
 from relaygate.vault import key_hint
 
 
@@ -60,9 +61,10 @@ async def set_own_key(
     Raises :class:`NotFound` for an unknown or unnameable endpoint, :class:`BadRequest`
     for an empty key. Returns the key's hint and its endpoint's name.
     """
-    api_key = api_key.strip()
-    if not api_key or not api_key.isascii() or any(ch < " " for ch in api_key):
+    checked = check_provider_key(api_key, "api_key", ctx.settings.max_provider_key_bytes)
+    if checked is None:
         raise BadRequest("api_key must be non-empty printable ASCII", param="api_key")
+    api_key = checked
     async with ctx.sessions.begin() as session:
         endpoint = await session.get(Endpoint, endpoint_id)
         if endpoint is None or (nameable is not None and endpoint_id not in nameable):

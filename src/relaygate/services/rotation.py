@@ -1,31 +1,41 @@
-"""Secret-key rotation: re-encrypt every stored provider key under a new secret key."""
+"""Secret-key rotation: re-encrypt every encrypted value under a new secret key."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from relaygate.changes import bump
 from relaygate.context import SECRET_CHECK_KEY, Context
-from relaygate.db.tables import Endpoint, Meta
+from relaygate.db.tables import Meta, encrypted_columns
 from relaygate.vault import CHECK_PLAINTEXT, Vault
 
 
 async def rotate_secret(ctx: Context, new_secret: str) -> int:
-    """Decrypt each provider key with the current secret and encrypt it with ``new_secret``,
-    all in one transaction. Returns how many keys were re-encrypted.
+    """Decrypt every encrypted value (each ``*_encrypted`` column of every table:
+    endpoints' keys, users' own provider keys, anything added later) with the current
+    secret and encrypt it with ``new_secret``, in one transaction, then decrypt each
+    again with the new secret before committing. Returns how many values were
+    re-encrypted.
 
     Raises :class:`relaygate.vault.DecryptionFailed` (and changes nothing) when a stored
-    key does not decrypt with the current secret.
+    value does not decrypt with the current secret, or RuntimeError when one does not
+    read back under the new one.
     """
     new = Vault(new_secret)
+    count = 0
     async with ctx.sessions.begin() as session:
-        endpoints = (
-            await session.scalars(select(Endpoint).where(Endpoint.api_key_encrypted.is_not(None)))
-        ).all()
-        for endpoint in endpoints:
-            assert endpoint.api_key_encrypted is not None
-            endpoint.api_key_encrypted = new.encrypt(ctx.vault.decrypt(endpoint.api_key_encrypted))
+        for table, column in encrypted_columns():
+            keys = list(table.primary_key.columns)
+            rows = (await session.execute(select(*keys, column).where(column.is_not(None)))).all()
+            for *ids, token in rows:
+                fresh = new.encrypt(ctx.vault.decrypt(token))
+                match = [key == value for key, value in zip(keys, ids, strict=True)]
+                await session.execute(update(table).where(*match).values({column.name: fresh}))
+                count += 1
+        for _, column in encrypted_columns():
+            for (token,) in await session.execute(select(column).where(column.is_not(None))):
+                new.decrypt(token)  # raises DecryptionFailed: nothing is committed
         await session.merge(Meta(key=SECRET_CHECK_KEY, value=new.encrypt(CHECK_PLAINTEXT)))
         # Running servers notice the change and say they need a restart with the new key.
         await bump(session)
-    return len(endpoints)
+    return count

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,8 +99,14 @@ async def create_user(
     return _info(user)
 
 
-async def _admins(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).where(User.role == "admin")) or 0)
+async def _is_last_admin(session: AsyncSession, user_id: int) -> bool:
+    """Whether ``user_id`` is the only admin, with every admin row locked until the
+    transaction ends (``FOR UPDATE`` on PostgreSQL; SQLite lets one writer at a time): two
+    concurrent demotions of the last two admins cannot both see another admin left."""
+    admins = (
+        await session.scalars(select(User.id).where(User.role == "admin").with_for_update())
+    ).all()
+    return list(admins) == [user_id]
 
 
 async def update_user(
@@ -123,7 +129,7 @@ async def update_user(
             if not isinstance(email, Unset):
                 user.email = email or None
             if not isinstance(role, Unset):
-                if user.role == "admin" and role != "admin" and await _admins(session) <= 1:
+                if role != "admin" and await _is_last_admin(session, user.id):
                     raise Conflict("cannot demote the last admin", param="role")
                 user.role = _check_role(role)
             if not isinstance(requests_per_minute, Unset):
@@ -141,7 +147,7 @@ async def delete_user(ctx: Context, ident: int | str) -> None:
     """Delete a user and their API keys. The last admin cannot be deleted (Conflict)."""
     async with ctx.sessions.begin() as session:
         user = await find_user(session, ident)
-        if user.role == "admin" and await _admins(session) <= 1:
+        if await _is_last_admin(session, user.id):
             raise Conflict("cannot delete the last admin")
         await session.delete(user)
         await bump(session)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,7 +91,12 @@ async def _list(ctx: Context, endpoint: Endpoint) -> list[DiscoveredModel]:
     except CredentialsUnavailable as exc:
         raise ListingFailed(str(exc)) from None
     provider = get_provider(endpoint.type)
-    return await provider.list_models(ctx.http, access, ctx.settings.sync_timeout)
+    bounded = replace(
+        access,
+        max_bytes=ctx.settings.max_listing_bytes,
+        max_models=ctx.settings.max_listing_models,
+    )
+    return await provider.list_models(ctx.http, bounded, ctx.settings.sync_timeout)
 
 
 def _metadata(model: DiscoveredModel) -> dict[str, Any]:
