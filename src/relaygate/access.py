@@ -325,16 +325,30 @@ async def serving_models(
     """Which enabled models of ``endpoints`` (the enabled ones, by id) serve their public
     name: those models, ordered by endpoint, aliased first, then id; and, by model id,
     the conflicts of those that serve nothing because another endpoint's model holds
-    their name (see :mod:`relaygate.pooling`). The snapshot routes by this, and the
-    admin API, the CLI and the console show its conflicts."""
+    their name (see :mod:`relaygate.pooling`; every model claims its name, disabled ones
+    and those of disabled endpoints too, and fallback names are reserved). The snapshot
+    routes by this, and the admin API, the CLI and the console show its conflicts."""
+    every = {e.id: e for e in await session.scalars(select(Endpoint))}
     models = await session.scalars(
-        select(Model)
-        .where(Model.enabled, Model.endpoint_id.in_(endpoints))
-        .order_by(Model.endpoint_id, Model.alias.is_(None), Model.id)
+        select(Model).order_by(
+            Model.endpoint_id, Model.enabled.desc(), Model.alias.is_(None), Model.id
+        )
     )
-    routable = list(routable_models(models, endpoints))
-    served, conflicts = pooling.resolve(claim_of(model, endpoints) for model in routable)
-    return [model for model in routable if model.id in served], conflicts
+    claimants = list(routable_models(models, every))
+    reserved: dict[str, pooling.Claim] = {}
+    for model in claimants:
+        if model.fallback_model and model.fallback_model not in reserved:
+            endpoint = every[model.endpoint_id]
+            reserved[model.fallback_model] = pooling.Claim(
+                model.id, endpoint.id, model.fallback_model, False, endpoint.pool
+            )
+    served, conflicts = pooling.resolve((claim_of(model, every) for model in claimants), reserved)
+    usable = [
+        model
+        for model in claimants
+        if model.id in served and model.enabled and model.endpoint_id in endpoints
+    ]
+    return usable, conflicts
 
 
 def routable_models(models: Iterable[Model], endpoints: Mapping[int, Endpoint]) -> Iterator[Model]:

@@ -24,7 +24,7 @@ from starlette.routing import Match
 from relaygate import __version__
 from relaygate.admin import admin_router, registry_router
 from relaygate.background import flush_key_activity, follow_changes
-from relaygate.bodies import BoundedReceive, DrainingSend
+from relaygate.bodies import BoundedReceive, GuardedSend
 from relaygate.context import open_context
 from relaygate.errors import RelaygateError, error_body, render
 from relaygate.logs import configure_logging
@@ -193,9 +193,13 @@ class RelaygateApp:
             body = BoundedReceive(
                 receive, scope["headers"], settings.max_admin_body_bytes, settings.body_timeout
             )
-            if not body.whole:
-                send = DrainingSend(send, body, settings.refused_body_drain_seconds)
-            await self.api(scope, body, send)
+            if body.whole:
+                await self.api(scope, receive, send)
+                return
+            guarded = GuardedSend(send, body)
+            if body.refusal is None:
+                await self.api(scope, body, guarded)
+            await guarded.finish(settings.refused_body_drain_seconds)
             return
         await self.api(scope, receive, send)
 

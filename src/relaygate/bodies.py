@@ -6,8 +6,8 @@ body of any size for as long as a client takes to send it. :class:`BoundedReceiv
 wraps such a request's ASGI ``receive``: a declared ``content-length`` over the limit
 is refused before a byte is read, a body that grows past it as it arrives is refused
 at that chunk, and a body that is not whole ``timeout`` seconds after its first read
-is refused with 408. The errors are :class:`RelaygateError`\\ s, raised inside the
-route, so the app's one error mapping answers them.
+is refused with 408; :class:`GuardedSend` answers the refusal in place of whatever
+the app made of a body cut short.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
-from relaygate.errors import ClientDisconnected, PayloadTooLarge, RequestTimeout
+from relaygate.errors import PayloadTooLarge, RelaygateError, RequestTimeout, render
 
 Receive = Any
 Message = MutableMapping[str, Any]
@@ -40,10 +40,12 @@ def timed_out(timeout: float) -> RequestTimeout:
 
 class BoundedReceive:
     """An ASGI ``receive`` that lets at most ``limit`` body bytes through, within
-    ``timeout`` seconds from its first call; ``whole`` says whether the body was read to
-    its end (so the caller knows whether to drain the rest after answering)."""
+    ``timeout`` seconds from its first call. Past either it records the error to answer
+    in ``refusal`` and tells the app the client left (so the app stops reading and its
+    own answer is dropped by :class:`GuardedSend`). ``whole`` says whether the body was
+    read to its end."""
 
-    __slots__ = ("_deadline", "_limit", "_refuse", "_size", "_timeout", "raw", "whole")
+    __slots__ = ("_deadline", "_limit", "_size", "_timeout", "raw", "refusal", "whole")
 
     def __init__(
         self, receive: Receive, headers: list[tuple[bytes, bytes]], limit: int, timeout: float
@@ -53,18 +55,19 @@ class BoundedReceive:
         self._limit = limit
         self._timeout = timeout
         self._deadline: float | None = None
-        declared = declared_length(headers)
-        # A declared length over the limit is refused at the first read, before a byte.
-        self._refuse = declared is not None and declared > limit
         self._size = 0
+        self.refusal: RelaygateError | None = None
+        declared = declared_length(headers)
+        if declared is not None and declared > limit:
+            self.refusal = too_large(limit)  # refused before a byte is read
         self.whole = not declared and not any(name == b"transfer-encoding" for name, _ in headers)
 
     async def __call__(self) -> Message:
+        if self.refusal is not None:
+            return {"type": "http.disconnect"}
         if self.whole:
             message: Message = await self.raw()
             return message
-        if self._refuse:
-            raise too_large(self._limit)
         loop = asyncio.get_running_loop()
         if self._deadline is None:
             self._deadline = loop.time() + self._timeout
@@ -72,12 +75,14 @@ class BoundedReceive:
             async with asyncio.timeout_at(self._deadline):
                 message = await self.raw()
         except TimeoutError:
-            raise timed_out(self._timeout) from None
+            self.refusal = timed_out(self._timeout)
+            return {"type": "http.disconnect"}
         if message["type"] != "http.request":
             return message
         self._size += len(message.get("body", b""))
         if self._size > self._limit:
-            raise too_large(self._limit)
+            self.refusal = too_large(self._limit)
+            return {"type": "http.disconnect"}
         if not message.get("more_body", False):
             self.whole = True
         return message
@@ -94,32 +99,48 @@ async def drain(receive: Receive, seconds: float) -> None:
                 message = await receive()
                 if message["type"] != "http.request" or not message.get("more_body", False):
                     return
-    except (TimeoutError, ClientDisconnected, PayloadTooLarge, RequestTimeout):
+    except TimeoutError:
         return
 
 
-class DrainingSend:
-    """An ASGI ``send`` for a request whose body may be left unread (refused before it
-    was read, e.g. 413): the answer goes out at once, but its end is held back while the
-    rest of the body is read and dropped, for up to ``seconds``. A client that writes its
-    whole body before reading (urllib, many HTTP/1.1 clients) then reads the answer,
-    where closing on unread data would have reset the connection under it."""
+async def answer_draining(
+    send: Any, receive: Receive, start: Message, body: bytes, seconds: float
+) -> None:
+    """Send a whole answer (``start``, then ``body``) to a request whose body is still
+    unread: the answer goes out at once, but its end waits while the rest of the body is
+    read and dropped, for up to ``seconds``. A client that writes its whole body before
+    reading (urllib, many HTTP/1.1 clients) then reads the answer, where closing on
+    unread data would have reset the connection under it."""
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    await drain(receive, seconds)
+    await send({"type": "http.response.body", "body": b""})
 
-    __slots__ = ("_body", "_seconds", "_send")
 
-    def __init__(self, send: Any, body: BoundedReceive, seconds: float) -> None:
+class GuardedSend:
+    """The ``send`` of a request read through ``body`` (a :class:`BoundedReceive`): once
+    ``body`` refused, the app's own answer (its error about a body it could not read) is
+    dropped, and :meth:`finish` answers the refusal instead."""
+
+    __slots__ = ("_body", "_send", "started")
+
+    def __init__(self, send: Any, body: BoundedReceive) -> None:
         self._send = send
         self._body = body
-        self._seconds = seconds
+        self.started = False
 
     async def __call__(self, message: Message) -> None:
-        if (
-            message["type"] != "http.response.body"
-            or message.get("more_body", False)
-            or self._body.whole
-        ):
-            await self._send(message)
+        if self._body.refusal is not None and not self.started:
             return
-        await self._send({**message, "more_body": True})
-        await drain(self._body.raw, self._seconds)
-        await self._send({"type": "http.response.body", "body": b""})
+        self.started = True
+        await self._send(message)
+
+    async def finish(self, seconds: float) -> None:
+        """Answer the refusal, if any and nothing went out yet, draining the body."""
+        refusal = self._body.refusal
+        if refusal is None or self.started:
+            return
+        status, body = render(refusal)
+        headers = [(b"content-type", b"application/json"), *refusal.headers]
+        start = {"type": "http.response.start", "status": status, "headers": headers}
+        await answer_draining(self._send, self._body.raw, start, body, seconds)

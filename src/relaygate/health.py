@@ -37,6 +37,9 @@ class _State:
     until: float = 0.0
     last_error: str | None = None
     last_failure_at: datetime | None = None
+    users: set[int] | None = None
+    """The users whose requests failed in this streak (failures that depend on what a
+    request carried, see :meth:`Health.failed_for`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,32 +96,64 @@ class Health:
         state = self._states.get(endpoint_id)
         return state is None or state.until <= self._clock()
 
-    def partition(self, items: tuple[T, ...], endpoint_of: Callable[[T], Hashable]) -> list[T]:
-        """``items`` (targets) whose endpoint is not cooling down, in their order."""
+    def partition(
+        self, items: tuple[T, ...], endpoint_of: Callable[[T], Hashable], user: int | None = None
+    ) -> list[T]:
+        """``items`` (targets) whose endpoint is not cooling down, for everyone nor (with
+        ``user``) for that user alone, in their order."""
         if not self._states:
             return list(items)
         now = self._clock()
         states = self._states
         out = []
         for item in items:
-            state = states.get(endpoint_of(item))
-            if state is None or state.until <= now:
+            key = endpoint_of(item)
+            state = states.get(key)
+            if state is not None and state.until > now:
+                continue
+            mine = states.get((key, user)) if user is not None else None
+            if mine is None or mine.until <= now:
                 out.append(item)
         return out
 
-    def retry_in(self, endpoint_ids: list[Hashable]) -> float:
-        """Seconds until the first of ``endpoint_ids`` is usable again (0 if one is)."""
+    def retry_in(self, endpoint_ids: list[Hashable], user: int | None = None) -> float:
+        """Seconds until the first of ``endpoint_ids`` is usable again (for ``user``, when
+        given), 0 if one is."""
         now = self._clock()
-        waits = [
-            max(0.0, self._states[i].until - now) if i in self._states else 0.0
-            for i in endpoint_ids
-        ]
-        return min(waits, default=0.0)
 
-    def succeeded(self, endpoint_id: Hashable) -> None:
-        """A request to the endpoint was answered: forget its failures."""
-        if self._states and endpoint_id in self._states:
-            del self._states[endpoint_id]
+        def wait(key: Hashable) -> float:
+            state = self._states.get(key)
+            return max(0.0, state.until - now) if state is not None else 0.0
+
+        return min(
+            (max(wait(i), wait((i, user)) if user is not None else 0.0) for i in endpoint_ids),
+            default=0.0,
+        )
+
+    def succeeded(self, endpoint_id: Hashable, user: int | None = None) -> None:
+        """A request to the endpoint (by ``user``) was answered: forget its failures."""
+        if self._states:
+            self._states.pop(endpoint_id, None)
+            if user is not None:
+                self._states.pop((endpoint_id, user), None)
+
+    def failed_for(
+        self, endpoint_id: Hashable, user: int, reason: str, retry_after: float | None = None
+    ) -> None:
+        """A request by ``user`` failed in a way its content may have caused (an HTTP 5xx
+        on many self-hosted servers means bad input): it counts against that user's use
+        of the endpoint at once, and against everyone's only once requests of two users
+        or more have failed in a row, so one caller alone cannot cool an endpoint down
+        for others."""
+        self.failed((endpoint_id, user), reason, retry_after)
+        state = self._states.setdefault(endpoint_id, _State())
+        state.users = (state.users or set()) | {user}
+        if len(state.users) >= 2:
+            self.failed(endpoint_id, reason, retry_after)
+        else:
+            state.failures += 1
+            state.last_error = reason
+            state.last_failure_at = datetime.now(UTC)
 
     def failed(self, endpoint_id: Hashable, reason: str, retry_after: float | None = None) -> None:
         """A request to the endpoint failed for ``reason``; ``retry_after`` (seconds) is

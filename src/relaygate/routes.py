@@ -22,6 +22,7 @@ from relaygate.errors import BadRequest
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_EXTRA_ROUTES = 50
 MAX_ROUTE_LENGTH = 200
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 MethodPath = tuple[str, str]
 """A (method, path) pair; the path below the endpoint URL, ``*`` for one segment."""
 
@@ -69,9 +70,16 @@ class RoutePolicy:
 
 
 def _matches(pattern: tuple[str, ...], segments: list[str]) -> bool:
+    """Whether ``segments`` match ``pattern``, a ``*`` standing for one segment of
+    unreserved characters only (RFC 3986 §2.3): never one that could end the path
+    (``?``, ``#``), carry parameters (``;``) or escapes, or climb (``.``, ``..``)."""
     return len(pattern) == len(segments) and all(
-        p == "*" or p == s for p, s in zip(pattern, segments, strict=True)
+        p == s or (p == "*" and _plain_segment(s)) for p, s in zip(pattern, segments, strict=True)
     )
+
+
+def _plain_segment(segment: str) -> bool:
+    return bool(segment) and segment not in (".", "..") and all(c in _UNRESERVED for c in segment)
 
 
 def parse_route(text: str) -> MethodPath:

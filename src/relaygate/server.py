@@ -2,16 +2,17 @@
 
 uvicorn's httptools protocol hands each header to the application only once the whole
 head is in, and puts no bound on it: a 200 MB header is read before anything can
-refuse it. :class:`BoundedHttpToolsProtocol` counts the request line and
-headers as the parser meets them (``llhttp`` passes slices of each read, so nothing
-more is held) and answers 431 the moment they pass ``max_head_bytes``; and that
+refuse it (httptools itself keeps a header until its line ends).
+:class:`BoundedHttpToolsProtocol` counts what arrives of a request head and answers
+431 the moment it passes ``max_head_bytes``, so no more than the limit and one read
+is ever held; and that
 closes a connection whose request head is not complete ``head_timeout`` seconds
 after it began (a client trickling a header a byte at a time, or opening a
 connection and sending nothing), with 408.
 
-It relies on uvicorn's ``HttpToolsProtocol`` parser callbacks (``on_url``,
-``on_header``, ``on_headers_complete``, ``send_400_response``), stable since uvicorn
-0.14; the tests exercise it on real sockets.
+It relies on uvicorn's ``HttpToolsProtocol`` (``data_received`` and the parser
+callbacks ``on_message_begin``, ``on_headers_complete``, ``on_message_complete``),
+stable since uvicorn 0.14; the tests exercise it on real sockets.
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from relaygate.errors import ConfigError, error_body
-
-
-class _HeadTooLarge(Exception):
-    """Raised from a parser callback to stop parsing a head past the limit."""
 
 
 class ServerConfig(uvicorn.Config):
@@ -45,19 +42,17 @@ class ServerConfig(uvicorn.Config):
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol answering 431 ``request_header_fields_too_large`` once
-    a request line and headers (each header counted as ``name: value\r\n``) pass the
-    config's ``max_head_bytes``, and 408 ``request_timeout`` when a request head takes
-    more than its ``head_timeout`` seconds; both close the connection. Errors are
-    OpenAI-shaped JSON."""
+    a request head (request line and headers) passes the config's ``max_head_bytes``, and
+    408 ``request_timeout`` when a request head takes more than its ``head_timeout``
+    seconds; both close the connection. Errors are OpenAI-shaped JSON."""
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self._max_head = int(getattr(config, "max_head_bytes", 64 * 1024))
         self._head_timeout = float(getattr(config, "head_timeout", 10.0))
         self._head_bytes = 0
-        self._head_exceeded = False
+        self._head_done = False
         self._head_timer: asyncio.TimerHandle | None = None
-        self.url = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -67,44 +62,48 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self._head_done:
+            super().data_received(data)
+            return
+        # httptools keeps a header's value until its line ends, so a head is bounded
+        # here, by what has arrived of it: the parser never holds more than the limit
+        # and one read.
+        self._head_bytes += len(data)
+        super().data_received(data)
+        if (
+            not self._head_done
+            and self._head_bytes > self._max_head
+            and not self.transport.is_closing()
+        ):
+            message = (
+                f"request line and headers are larger than the limit of {self._max_head} bytes"
+            )
+            self.transport.write(
+                _answer(
+                    b"431 Request Header Fields Too Large",
+                    message,
+                    "request_header_fields_too_large",
+                )
+            )
+            self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
         if self._head_timer is None:
             # A next request's head is timed from its first byte; the keep-alive timeout
             # covers the idle wait before it.
             self._arm_head_timer()
 
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # llhttp may call back with a header in pieces; each piece counts.
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        self._head_done = True
         self._cancel_head_timer()
         super().on_headers_complete()
 
-    def send_400_response(self, msg: str) -> None:
-        if not self._head_exceeded:
-            super().send_400_response(msg)
-            return
-        message = f"request line and headers are larger than the limit of {self._max_head} bytes"
-        self.transport.write(
-            _answer(
-                b"431 Request Header Fields Too Large", message, "request_header_fields_too_large"
-            )
-        )
-        self.transport.close()
-
-    def _count(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self._max_head:
-            self._head_exceeded = True
-            raise _HeadTooLarge
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_done = False
+        self._head_bytes = 0
 
     def _arm_head_timer(self) -> None:
         self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
@@ -116,10 +115,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._head_done:
             return
         if self.cycle is None or self.cycle.response_complete:
-            if self._head_bytes or self.url:
+            if self._head_bytes:
                 message = (
                     f"the request line and headers did not arrive within {self._head_timeout:g} s"
                 )

@@ -132,16 +132,26 @@ def test_error_status_fails_over_and_cools_down(
     pair: Gateway, faulty: FaultServer, status: int, retry_after: str | None
 ) -> None:
     """5xx and 429 fail over to the healthy target. Without Retry-After the failing one
-    is cooled down after three failures in a row; with it, at once and for that long."""
+    is cooled down after three failures in a row; with it, at once and for that long. A
+    429 (the endpoint key's own limit) cools it down for everyone at once; a 5xx, which
+    one caller's input may cause, first for that caller alone, then for everyone once a
+    second user's request fails too."""
     faulty.fault, faulty.status, faulty.retry_after = "status", status, retry_after
     for _ in range(8):
         response = chat(pair)
         assert response.status_code == 200
         assert response.headers["x-relaygate-endpoint"] == "healthy"
+    assert faulty.requests == (1 if retry_after else 3)
+    if status != 429:
+        assert pair.endpoint("faulty")["health"]["state"] == "failing"
+        other = pair.client_for(pair.create_key(user_id=pair.create_user("other")["id"])["key"])
+        for _ in range(2):  # round-robin: one of the two tries the faulty target
+            response = other.post("/v1/chat/completions", json=CHAT)
+            assert response.headers["x-relaygate-endpoint"] == "healthy"
+        assert faulty.requests == (2 if retry_after else 4)
     health = pair.endpoint("faulty")["health"]
     assert health["state"] == "cooling_down"
     assert health["last_error"] == f"HTTP {status}"
-    assert faulty.requests == (1 if retry_after else 3)
     left = (datetime.fromisoformat(health["cooldown_until"]) - datetime.now(UTC)).total_seconds()
     if retry_after:
         assert 25 < left <= 30

@@ -33,7 +33,8 @@ def test_chat_completion_reaches_upstream_with_provider_key(
 def test_client_credentials_and_hop_by_hop_headers_stay_behind(
     gateway: Gateway, upstream: Upstream
 ) -> None:
-    """x-api-key, cookies and hop-by-hop headers never reach the upstream; others do."""
+    """x-api-key, cookies, hop-by-hop headers and any other outside the allow-list never
+    reach the upstream; the allowed ones (an SDK's x-stainless-*, idempotency-key) do."""
     gateway.add_endpoint("up", upstream.url)
     response = httpx.post(
         gateway.url + "/v1/chat/completions",
@@ -43,6 +44,8 @@ def test_client_credentials_and_hop_by_hop_headers_stay_behind(
             "te": "trailers",
             "connection": "keep-alive, x-custom",
             "openai-beta": "assistants=v2",
+            "x-stainless-lang": "python",
+            "idempotency-key": "k-1",
             "proxy-authorization": "Basic Zm9vOmJhcg==",
         },
         content=b'{"model": "gpt-test", "messages": []}',
@@ -52,7 +55,8 @@ def test_client_credentials_and_hop_by_hop_headers_stay_behind(
     for name in ("x-api-key", "cookie", "te", "proxy-authorization", "authorization"):
         assert name not in seen, name
     assert gateway.admin_key not in str(seen)
-    assert seen["openai-beta"] == "assistants=v2"
+    assert "openai-beta" not in seen and "x-custom" not in seen
+    assert (seen["x-stainless-lang"], seen["idempotency-key"]) == ("python", "k-1")
     assert seen["content-type"] == "application/json"
 
 

@@ -10,7 +10,10 @@ from fastapi import APIRouter, Depends, Response
 from relaygate.admin.deps import Id, get_ctx, require_admin
 from relaygate.admin.schemas import UserCreate, UserOut, UserUpdate
 from relaygate.context import Context
+from relaygate.services import api_keys
 from relaygate.services import users as service
+from relaygate.services.patch import UNSET
+from relaygate.snapshot import Principal
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(require_admin)])
 
@@ -21,14 +24,21 @@ async def list_users(ctx: Context = Depends(get_ctx)) -> list[UserOut]:
 
 
 @router.post("", status_code=201)
-async def create_user(body: UserCreate, ctx: Context = Depends(get_ctx)) -> UserOut:
+async def create_user(
+    body: UserCreate, caller: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
+) -> UserOut:
+    """Create a user; a caller with rate limits gives the new user no higher ones (an
+    omitted limit takes the caller's)."""
+    rpm, tpm = api_keys.rate_limits_within_caller(
+        caller, body.requests_per_minute, body.tokens_per_minute
+    )
     user = await service.create_user(
         ctx,
         name=body.name,
         email=body.email,
         role=body.role,
-        requests_per_minute=body.requests_per_minute,
-        tokens_per_minute=body.tokens_per_minute,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
     )
     return UserOut(**asdict(user))
 
@@ -39,12 +49,24 @@ async def get_user(user_id: Id, ctx: Context = Depends(get_ctx)) -> UserOut:
 
 
 @router.patch("/{user_id}")
-async def update_user(user_id: Id, body: UserUpdate, ctx: Context = Depends(get_ctx)) -> UserOut:
+async def update_user(
+    user_id: Id,
+    body: UserUpdate,
+    caller: Principal = Depends(require_admin),
+    ctx: Context = Depends(get_ctx),
+) -> UserOut:
+    """Change a user; a caller with rate limits can neither clear a user's limit nor raise
+    it above its own (its own user's included)."""
     changes: dict[str, Any] = {
         k: v
         for k, v in body.model_dump(include=body.model_fields_set).items()
         if v is not None or k in ("email", "requests_per_minute", "tokens_per_minute")
     }
+    api_keys.rate_limit_change_within_caller(
+        caller,
+        changes.get("requests_per_minute", UNSET),
+        changes.get("tokens_per_minute", UNSET),
+    )
     return UserOut(**asdict(await service.update_user(ctx, user_id, **changes)))
 
 

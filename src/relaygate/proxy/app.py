@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 
 from relaygate.auth import authenticate, key_from_headers
-from relaygate.bodies import drain
+from relaygate.bodies import answer_draining
 from relaygate.errors import (
     ClientDisconnected,
     ConcurrencyLimited,
@@ -39,7 +39,7 @@ from relaygate.logs import REQUEST_ID, request_id
 from relaygate.metrics import Metrics
 from relaygate.proxy.accounting import Accounting, Exchange
 from relaygate.proxy.asgi import Receive, Scope, Send
-from relaygate.proxy.body import check_payload, parse_model, read_body
+from relaygate.proxy.body import check_payload, check_references, parse_model, read_body
 from relaygate.proxy.checks import check_request
 from relaygate.proxy.upstream import REQUEST_ID_HEADER, Retry, Upstream
 from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter
@@ -77,15 +77,12 @@ async def send_error_draining(
     extra: tuple[tuple[bytes, bytes], ...],
     seconds: float,
 ) -> None:
-    """:func:`send_error` for a request whose body is still unread: the answer goes out at
-    once, its end waits while the body is read and dropped for up to ``seconds`` (see
-    :class:`relaygate.bodies.DrainingSend`)."""
+    """:func:`send_error` for a request whose body is still unread (see
+    :func:`relaygate.bodies.answer_draining`)."""
     status, body = render(exc)
     headers = [*_JSON_HEADERS, *exc.headers, *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": True})
-    await drain(receive, seconds)
-    await send({"type": "http.response.body", "body": b""})
+    start = {"type": "http.response.start", "status": status, "headers": headers}
+    await answer_draining(send, receive, start, body, seconds)
 
 
 class Proxy:
@@ -234,14 +231,17 @@ class Proxy:
         exchange.model = model
         exchange.stream = payload.get("stream") is True
         check_payload(path, payload)
+        check_references(payload, body)
         route = view.routes.get(model)
         if route is None:
             raise self._unavailable(snapshot.known_names, model)
         exchange.routed = True
-        plan = self._plan(view, route, method, path)
+        plan = self._plan(view, route, method, path, principal.user_id)
         return await self._forward(scope, receive, send, plan, payload, model, body, exchange)
 
-    def _plan(self, view: View, route: Route, method: str, path: str) -> list[tuple[Target, str]]:
+    def _plan(
+        self, view: View, route: Route, method: str, path: str, user: int
+    ) -> list[tuple[Target, str]]:
         """The (target, public model name) pairs to try in order for ``method`` on
         ``path``: the route's targets that are sent that route and are not cooling down,
         round-robin, then those of its fallback model when the caller's ``view`` has it
@@ -250,14 +250,14 @@ class Proxy:
         below = path[3:]
         plan = [
             (t, route.name)
-            for t in health.partition(route.rotation(), _health_key)
+            for t in health.partition(route.rotation(), _health_key, user)
             if t.routes.allows(method, below)
         ]
         fallback = view.routes.get(route.fallback) if route.fallback else None
         if fallback is not None and fallback.targets:
             plan.extend(
                 (t, fallback.name)
-                for t in health.partition(fallback.rotation(), _health_key)
+                for t in health.partition(fallback.rotation(), _health_key, user)
                 if t.routes.allows(method, below)
             )
         if plan:
@@ -269,8 +269,7 @@ class Proxy:
                 param="model",
             )
         if route.targets:
-            cooling = [t.health_key for t in route.targets]
-            wait = health.retry_in(cooling)
+            wait = health.retry_in([t.health_key for t in route.targets], user)
             raise Overloaded(
                 f"every endpoint serving the model {route.name!r} is cooling down after "
                 f"failures; retry in {math.ceil(wait)} s",
@@ -314,13 +313,16 @@ class Proxy:
         task = asyncio.current_task()
         rewrite = False
         if state.stream and scope["path"].endswith(_USAGE_STREAM_PATHS):
+            # Sent as relaygate read it, whatever the client asked: a repeated key inside
+            # stream_options must not reach a parser that keeps the first copy.
+            rewrite = True
             options = payload.get("stream_options")
             if not isinstance(options, dict) or options.get("include_usage") is not True:
                 payload["stream_options"] = {
                     **(options if isinstance(options, dict) else {}),
                     "include_usage": True,
                 }
-                state.strip_usage = rewrite = True
+                state.strip_usage = True
 
         async def cancel_on_disconnect() -> None:
             # A client that goes away cancels the upstream request and frees its connection.

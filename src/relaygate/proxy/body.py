@@ -22,6 +22,8 @@ _JSON_KINDS = {
 }
 # The top-level keys relaygate acts on, as they appear unescaped in a body.
 _CONTROL_KEYS = (b'"model"', b'"stream"', b'"stream_options"')
+_CONTROL_NAMES = frozenset({"model", "stream", "stream_options"})
+_CONTROL_LENGTHS = frozenset(len(name) for name in _CONTROL_NAMES)
 # Chat routes (OpenAI's and Anthropic's) whose 'messages' is an array.
 _MESSAGE_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 
@@ -89,6 +91,15 @@ def parse_model(body: bytes) -> tuple[dict[str, Any], str]:
         raise BadRequest(f"'model' must be a non-empty string, not {kind}", param="model")
     if not model:
         raise BadRequest("'model' must be a non-empty string", param="model")
+    for key in payload:
+        # Go's encoding/json (Ollama, many self-hosted servers) matches keys without
+        # regard to case, and folds the long s (U+017F) to s and the Kelvin sign to k:
+        # "Model" would be the key such a server acts on.
+        folded = key.casefold() if len(key) in _CONTROL_LENGTHS else key
+        if folded in _CONTROL_NAMES and key != folded:
+            raise BadRequest(
+                f"request body has the key {key!r}: write it {folded!r}, once", param=key
+            )
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
         kind = _JSON_KINDS.get(type(stream), "an object")
@@ -97,6 +108,13 @@ def parse_model(body: bytes) -> tuple[dict[str, Any], str]:
     if options is not None and not isinstance(options, dict):
         kind = _JSON_KINDS.get(type(options), "another JSON value")
         raise BadRequest(f"'stream_options' must be an object, not {kind}", param="stream_options")
+    if options:
+        for key in options:
+            if key != "include_usage" and key.casefold() == "include_usage":
+                raise BadRequest(
+                    f"'stream_options' has the key {key!r}: write it 'include_usage', once",
+                    param="stream_options",
+                )
     return payload, model
 
 
@@ -133,3 +151,68 @@ def check_payload(path: str, payload: dict[str, Any]) -> None:
             raise BadRequest(
                 f"'messages' must be an array of message objects, not {kind}", param="messages"
             )
+
+
+# Top-level fields naming a resource of the provider account (OpenAI Responses: a stored
+# response, a conversation, a stored prompt): through the endpoint's shared key they
+# would reach whichever user's resource the id names.
+_RESOURCE_FIELDS = ("previous_response_id", "conversation")
+_FILE_ID = b'"file_id"'
+
+
+def check_references(payload: dict[str, Any], body: bytes) -> None:
+    """Refuse a body that refers to resources of the provider account by id rather than
+    carrying its content: ``previous_response_id``, ``conversation``, a stored ``prompt``
+    (OpenAI Responses), a content part or document by ``file_id`` (OpenAI and Anthropic),
+    a ``file_search`` tool's vector stores, a tool's ``container`` by id. Until relaygate
+    keeps such resources per user, they would be any user's. Raises :class:`BadRequest`
+    (code ``unsupported_reference``) naming the field."""
+    for name in _RESOURCE_FIELDS:
+        if payload.get(name) is not None:
+            raise _reference(name)
+    prompt = payload.get("prompt")
+    if isinstance(prompt, dict) and "id" in prompt:
+        raise _reference("prompt.id")
+    tools = payload.get("tools")
+    if isinstance(tools, list):
+        for tool in tools:
+            if isinstance(tool, dict) and (
+                tool.get("type") == "file_search" or isinstance(tool.get("container"), str)
+            ):
+                raise _reference("tools")
+    if _FILE_ID in body:
+        for field in ("messages", "input"):
+            if _names_a_file(payload.get(field)):
+                raise _reference(f"{field} (file_id)")
+
+
+def _names_a_file(items: Any) -> bool:
+    """Whether chat messages or Responses input items carry a part or document by
+    ``file_id`` (``{"file": {"file_id"}}``, ``{"type": "input_file", "file_id"}``,
+    ``{"source": {"type": "file", "file_id"}}``)."""
+    if not isinstance(items, list):
+        return False
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        parts = item.get("content")
+        for part in [item, *(parts if isinstance(parts, list) else ())]:
+            if not isinstance(part, dict):
+                continue
+            file, source = part.get("file"), part.get("source")
+            if (
+                (str(part.get("type")).startswith("input_") and "file_id" in part)
+                or (isinstance(file, dict) and "file_id" in file)
+                or (isinstance(source, dict) and "file_id" in source)
+            ):
+                return True
+    return False
+
+
+def _reference(field: str) -> BadRequest:
+    return BadRequest(
+        f"'{field}' refers to a resource stored on the provider account, which relaygate "
+        "does not pass on (it would be any user's): send the content itself",
+        param=field.split(" ")[0],
+        code="unsupported_reference",
+    )

@@ -109,6 +109,11 @@ def check_request(
             chunked = True
         elif name == VIA_HEADER:
             _check_loop(value, via)
+        elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            raise UnsupportedMediaType(
+                f"Content-Encoding {value.decode('latin-1')!r} is not supported: send the "
+                "JSON body uncompressed"
+            )
     if method in _NEVER_ROUTED or (method in _ROUTED_WITH_BODY and not length and not chunked):
         raise MethodNotAllowed(
             f"{method} {path} cannot be routed: relaygate picks the endpoint by the 'model' "
@@ -119,7 +124,7 @@ def check_request(
 
 
 def _check_loop(value: bytes, via: bytes) -> None:
-    if via in value.split(b","):
+    if via in (mark.strip().lower() for mark in value.split(b",")):
         raise LoopDetected(
             "this request has already passed through this relaygate: an endpoint's URL "
             "points back at relaygate itself; an admin must change that endpoint's URL"

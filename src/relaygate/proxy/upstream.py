@@ -27,30 +27,28 @@ from relaygate.snapshot import Target, TargetSurface
 log = logging.getLogger(__name__)
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones relaygate sets itself.
-_DROP_REQUEST = frozenset(
+# Request headers that reach the endpoint, by allow-list: what clients send to shape an
+# answer, never what would choose another organisation, project or identity of the
+# operator's key (OpenAI-Organization, OpenAI-Project, X-Forwarded-*, method overrides).
+# The body's type is always JSON (relaygate parsed it as such), the auth header the
+# endpoint's, x-request-id and x-relaygate-via relaygate's own.
+_PASS_REQUEST = frozenset(
     {
-        b"host",
-        b"content-length",
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"authorization",
-        b"x-api-key",
-        b"cookie",
-        b"accept-encoding",
-        b"expect",
-        b"x-request-id",  # replaced by relaygate's (the client's own, when well-formed)
-        b"x-relaygate-via",  # extended with this relaygate's mark
-        # Would let a user pick another organisation or project of the operator's key.
-        b"openai-organization",
-        b"openai-project",
+        b"accept",
+        b"user-agent",
+        b"anthropic-version",
+        b"idempotency-key",
+        b"traceparent",
+        b"tracestate",
     }
 )
+_PASS_REQUEST_PREFIXES = (b"x-stainless-",)  # the SDKs' own (language, retry count)
+_ANTHROPIC_BETA = b"anthropic-beta"
+# Anthropic betas that reach the account's resources (its files, code-execution
+# containers, skills) rather than shape one answer: removed from anthropic-beta.
+_RESOURCE_BETAS = ("files-api", "code-execution", "skills", "message-batches")
+# Query parameters forwarded: Azure's api-version, the Anthropic SDK's beta=true.
+_PASS_QUERY = frozenset({"api-version", "beta"})
 # Response headers a client may see (by allow-list: an upstream must not set a
 # client's HSTS, CORS, cookies or redirects through relaygate): the content headers,
 # retry and rate-limit headers, and the providers' request ids and timings that the
@@ -74,6 +72,7 @@ _PASS_RESPONSE = frozenset(
     }
 )
 _PASS_RESPONSE_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-", b"ratelimit")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 ENDPOINT_HEADER = b"x-relaygate-endpoint"
 REQUEST_ID_HEADER = b"x-request-id"
 MODEL_HEADER = b"x-relaygate-model"
@@ -146,6 +145,7 @@ class Upstream:
         idle = timeouts.idle
         health = self._health
         endpoint_id = target.health_key
+        user = state.principal.user_id if state.principal is not None else None
         response: aiohttp.ClientResponse | None = None
         chunk = b""
         try:
@@ -162,6 +162,16 @@ class Upstream:
                     allow_redirects=False,
                 ) as response:
                     status = response.status
+                    if not 200 <= status < 600:
+                        self._metrics.upstream_errors.labels("bad_status").inc()
+                        health.failed(endpoint_id, f"HTTP {status}: not a final status")
+                        self._fail(
+                            UpstreamFailed(
+                                f"endpoint {target.endpoint_name!r} answered with HTTP status "
+                                f"{status}, which is not a valid final status"
+                            ),
+                            final=final,
+                        )
                     if 300 <= status < 400:
                         # Never followed: it would carry the provider key and the prompt
                         # to wherever the endpoint points.
@@ -195,11 +205,12 @@ class Upstream:
                         self._fail(UpstreamFailed(message), final=final)
                     if status >= 500 or status == 429:
                         self._metrics.upstream_errors.labels(f"http_{status}").inc()
-                        health.failed(
-                            endpoint_id,
-                            f"HTTP {status}",
-                            parse_retry_after(response.headers.get("retry-after")),
-                        )
+                        retry_after = parse_retry_after(response.headers.get("retry-after"))
+                        if status == 429 or target.own_key or user is None:
+                            # The key's own rate limit, or the user's own key: all its users.
+                            health.failed(endpoint_id, f"HTTP {status}", retry_after)
+                        else:
+                            health.failed_for(endpoint_id, user, f"HTTP {status}", retry_after)
                         if not final:
                             raise Retry(
                                 UpstreamFailed(
@@ -207,7 +218,7 @@ class Upstream:
                                 )
                             )
                     else:
-                        health.succeeded(endpoint_id)
+                        health.succeeded(endpoint_id, user)
                     headers_at = time.perf_counter()
                     stream_reader: StreamTokens | None = None
                     body_reader: BodyTokens | None = None
@@ -220,6 +231,8 @@ class Upstream:
                             body_reader = BodyTokens()
                             state.tokens = body_reader.tokens
                     out_headers = response_headers(response.raw_headers)
+                    # What an upstream says is never a page of relaygate's origin.
+                    out_headers.append(_NOSNIFF)
                     if stream_reader is not None and state.strip_usage:
                         out_headers = [h for h in out_headers if h[0] != b"content-length"]
                     out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))
@@ -340,16 +353,20 @@ class Upstream:
     def _upstream_headers(
         self, headers: list[tuple[bytes, bytes]], surface: TargetSurface, state: Exchange
     ) -> list[tuple[str, str]]:
-        # A client's header named like the endpoint's auth header (e.g. api-key) stays behind.
-        out = [
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in headers
-            if name not in _DROP_REQUEST and name not in surface.header_names
-        ]
-        sent = {name for name, _ in headers}
-        if b"content-type" not in sent:
-            out.append(("content-type", "application/json"))
-        out.append(("x-request-id", state.request_id))
+        out = [("content-type", "application/json"), ("x-request-id", state.request_id)]
+        sent: set[bytes] = set()
+        for name, value in headers:
+            # A client's header named like the endpoint's auth header stays behind.
+            if name in surface.header_names:
+                continue
+            if name in _PASS_REQUEST or name.startswith(_PASS_REQUEST_PREFIXES):
+                out.append((name.decode("latin-1"), value.decode("latin-1")))
+                sent.add(name)
+            elif name == _ANTHROPIC_BETA:
+                betas = _betas(value)
+                if betas:
+                    out.append(("anthropic-beta", betas))
+                    sent.add(name)
         if self._via:
             # The marks of the relaygates the request passed, this one's last.
             out.append(("x-relaygate-via", _via_chain(headers, self._via)))
@@ -400,15 +417,30 @@ class Upstream:
 
 
 def _wire_path(scope: Scope) -> str:
-    """The request's path below ``/v1`` and its query, byte for byte as the client sent
-    them (a ``%3F`` stays an escaped ``?``, never becomes a query upstream)."""
+    """The request's path below ``/v1``, byte for byte as the client sent it (a ``%3F``
+    stays an escaped ``?``, never becomes a query upstream), and the query parameters
+    of :data:`_PASS_QUERY`, as sent."""
     raw: bytes = scope.get("raw_path") or b""
     if raw.startswith(b"/v1/"):
         wire = raw[3:].decode("latin-1")
     else:  # no raw path, or an escaped /v1 prefix: the checked path, escaped again
         wire = quote(scope["path"][3:], safe="/:@!$&'()*+,;=-._~")
     query: bytes = scope.get("query_string") or b""
-    return wire + "?" + query.decode("latin-1") if query else wire
+    if not query:
+        return wire
+    kept = [
+        pair for pair in query.decode("latin-1").split("&") if pair.partition("=")[0] in _PASS_QUERY
+    ]
+    return wire + "?" + "&".join(kept) if kept else wire
+
+
+def _betas(value: bytes) -> str:
+    """An ``anthropic-beta`` value less the betas that reach the account's resources."""
+    return ",".join(
+        beta
+        for beta in (part.strip() for part in value.decode("latin-1").split(","))
+        if beta and not beta.startswith(_RESOURCE_BETAS)
+    )
 
 
 def response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:

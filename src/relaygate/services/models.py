@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaygate import access
 from relaygate.changes import bump
 from relaygate.context import Context
-from relaygate.db.tables import Model
+from relaygate.db.tables import Endpoint, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.services.patch import UNSET, Unset
 
@@ -62,14 +62,18 @@ async def conflicts(session: AsyncSession) -> dict[int, ModelConflict]:
     """The name conflicts among enabled models of enabled endpoints in ``session``, by the
     id of the model left without traffic: what the snapshot routes by
     (:func:`relaygate.access.serving_models`), for places that have no snapshot."""
-    endpoints = await access.enabled_endpoints(session)
-    _, found = await access.serving_models(session, endpoints)
+    _, found = await access.serving_models(session, await access.enabled_endpoints(session))
+    # The holder may be disabled (it keeps its names): every endpoint's name is needed.
+    names = {
+        endpoint_id: name
+        for endpoint_id, name in await session.execute(select(Endpoint.id, Endpoint.name))
+    }
     return {
         model_id: ModelConflict(
             c.name,
             c.held_by_model_id,
             c.held_by_endpoint_id,
-            endpoints[c.held_by_endpoint_id].name,
+            names[c.held_by_endpoint_id],
         )
         for model_id, c in found.items()
     }
