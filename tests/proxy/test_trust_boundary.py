@@ -31,13 +31,6 @@ BODY = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
-def recorder() -> Iterator[RecordingUpstream]:
-    server = RecordingUpstream()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def collector() -> Iterator[RecordingUpstream]:
     """Where a hostile upstream tries to send relaygate: it must receive nothing."""
     server = RecordingUpstream()

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from relaygate.changes import bump
 from relaygate.context import Context
@@ -99,14 +101,30 @@ async def create_user(
     return _info(user)
 
 
-async def _is_last_admin(session: AsyncSession, user_id: int) -> bool:
-    """Whether ``user_id`` is the only admin, with every admin row locked until the
-    transaction ends (``FOR UPDATE`` on PostgreSQL; SQLite lets one writer at a time): two
-    concurrent demotions of the last two admins cannot both see another admin left."""
-    admins = (
-        await session.scalars(select(User.id).where(User.role == "admin").with_for_update())
-    ).all()
-    return list(admins) == [user_id]
+def _another_admin(user_id: int) -> ColumnElement[bool]:
+    other = aliased(User)
+    return exists().where(other.role == "admin", other.id != user_id)
+
+
+async def _lock_admins(session: AsyncSession) -> None:
+    """Lock every admin row until the transaction ends (PostgreSQL; SQLite has one writer
+    at a time and ignores it), so two concurrent demotions of the last two admins cannot
+    both see the other left: the second waits, then sees the first's change."""
+    await session.execute(select(User.id).where(User.role == "admin").with_for_update())
+
+
+async def _demote(session: AsyncSession, user_id: int, role: str) -> None:
+    """Give admin ``user_id`` the role ``role`` in one conditional statement, refused with
+    :class:`Conflict` when no other admin is left."""
+    await _lock_admins(session)
+    result = await session.execute(
+        update(User)
+        .where(User.id == user_id, User.role == "admin", _another_admin(user_id))
+        .values(role=role)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("cannot demote the last admin", param="role")
 
 
 async def update_user(
@@ -129,9 +147,12 @@ async def update_user(
             if not isinstance(email, Unset):
                 user.email = email or None
             if not isinstance(role, Unset):
-                if role != "admin" and await _is_last_admin(session, user.id):
-                    raise Conflict("cannot demote the last admin", param="role")
-                user.role = _check_role(role)
+                role = _check_role(role)
+                if user.role == "admin" and role != "admin":
+                    await _demote(session, user.id, role)
+                    set_committed_value(user, "role", role)
+                else:
+                    user.role = role
             if not isinstance(requests_per_minute, Unset):
                 user.requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
             if not isinstance(tokens_per_minute, Unset):
@@ -147,8 +168,14 @@ async def delete_user(ctx: Context, ident: int | str) -> None:
     """Delete a user and their API keys. The last admin cannot be deleted (Conflict)."""
     async with ctx.sessions.begin() as session:
         user = await find_user(session, ident)
-        if await _is_last_admin(session, user.id):
+        await _lock_admins(session)
+        result = await session.execute(
+            delete(User)
+            .where(User.id == user.id, or_(User.role != "admin", _another_admin(user.id)))
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict("cannot delete the last admin")
-        await session.delete(user)
+        session.expunge(user)
         await bump(session)
     await ctx.snapshots.refresh()
