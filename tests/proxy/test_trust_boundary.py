@@ -374,3 +374,18 @@ def test_user_cannot_pick_the_operators_organisation(
     client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
     (seen,) = recorder.state.requests
     assert "openai-organization" not in seen.headers and "openai-project" not in seen.headers
+
+
+def test_the_path_goes_out_as_escaped_and_only_known_query_parameters(
+    gateway: Gateway, recorder: RecordingUpstream
+) -> None:
+    """The path reaches the endpoint byte for byte as the client escaped it (an escaped
+    character stays escaped), and of the query only api-version and beta do."""
+    gateway.add_endpoint("custom", recorder.url, extra_routes=["POST /v2/*/infer"])
+    client = gateway.client_for(gateway.admin_key)
+    answer = client.post(
+        "/v1/v2/a%7Eb/infer?api-version=2024-10-21&key=other&beta=true&x=%3F", json=BODY
+    )
+    assert answer.status_code == 200, answer.text
+    assert recorder.state.raw_paths == [b"/v1/v2/a%7Eb/infer"]
+    assert recorder.state.requests[0].query == "api-version=2024-10-21&beta=true"

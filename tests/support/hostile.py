@@ -53,6 +53,8 @@ class Recorder:
     answer: Callable[[Seen], Awaitable[Reply]] | None = None
     requests: list[Seen] = field(default_factory=list)
     listings: list[Seen] = field(default_factory=list)
+    raw_paths: list[bytes] = field(default_factory=list)
+    """Each request's path (listings apart) as it came on the wire, escapes kept."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -82,6 +84,7 @@ class Recorder:
                 status, headers, out = json_reply(200, {"object": "list", "data": data})
         else:
             self.requests.append(seen)
+            self.raw_paths.append(scope.get("raw_path") or b"")
             if self.answer is not None:
                 status, headers, out = await self.answer(seen)
             else:

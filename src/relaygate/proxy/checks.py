@@ -83,20 +83,7 @@ def check_request(
         return None
     if "." in path or "%" in path:
         _check_segments(path)
-    below = path[3:]
-    if not routes.allows(method, below):
-        methods = routes.methods_for(below)
-        if methods:
-            raise MethodNotAllowed(
-                f"{method} is not allowed on {path}; it takes {', '.join(methods)}",
-                allow=", ".join(methods),
-            )
-        raise UnsupportedRoute(
-            f"relaygate does not forward {method} {path}: it forwards the inference routes "
-            "of each endpoint's provider (chat completions, completions, embeddings, "
-            "responses, messages, audio, images, moderations, rerank…), never the provider "
-            "account's own resources such as files, batches or fine-tuning"
-        )
+    _check_route(method, path, routes)
     length: int | None = None
     chunked = False
     for name, value in headers:
@@ -121,6 +108,24 @@ def check_request(
             allow="POST",
         )
     return length
+
+
+def _check_route(method: str, path: str, routes: RoutePolicy) -> None:
+    below = path[3:]
+    if routes.allows(method, below):
+        return
+    methods = routes.methods_for(below)
+    if methods:
+        raise MethodNotAllowed(
+            f"{method} is not allowed on {path}; it takes {', '.join(methods)}",
+            allow=", ".join(methods),
+        )
+    raise UnsupportedRoute(
+        f"relaygate does not forward {method} {path}: it forwards the inference routes "
+        "of each endpoint's provider (chat completions, completions, embeddings, "
+        "responses, messages, audio, images, moderations, rerank…), never the provider "
+        "account's own resources such as files, batches or fine-tuning"
+    )
 
 
 def _check_loop(value: bytes, via: bytes) -> None:

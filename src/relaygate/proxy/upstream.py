@@ -162,63 +162,7 @@ class Upstream:
                     allow_redirects=False,
                 ) as response:
                     status = response.status
-                    if not 200 <= status < 600:
-                        self._metrics.upstream_errors.labels("bad_status").inc()
-                        health.failed(endpoint_id, f"HTTP {status}: not a final status")
-                        self._fail(
-                            UpstreamFailed(
-                                f"endpoint {target.endpoint_name!r} answered with HTTP status "
-                                f"{status}, which is not a valid final status"
-                            ),
-                            final=final,
-                        )
-                    if 300 <= status < 400:
-                        # Never followed: it would carry the provider key and the prompt
-                        # to wherever the endpoint points.
-                        self._metrics.upstream_errors.labels("redirect").inc()
-                        health.failed(endpoint_id, f"HTTP {status}: redirected")
-                        self._fail(
-                            UpstreamFailed(
-                                f"endpoint {target.endpoint_name!r} redirected the request "
-                                f"(HTTP {status}); relaygate does not follow redirects, so an "
-                                "admin must correct the endpoint's URL"
-                            ),
-                            final=final,
-                        )
-                    if status in (401, 403):
-                        # The provider refused the endpoint's key: the client's relaygate key
-                        # is fine, so this must not look like an authentication error to its
-                        # SDK.
-                        self._metrics.upstream_errors.labels("auth").inc()
-                        if target.own_key:
-                            message = (
-                                f"endpoint {target.endpoint_name!r} rejected your own provider "
-                                f"key (HTTP {status}); update it with PUT "
-                                f"/admin/api/v1/me/provider-keys/{target.endpoint_id}"
-                            )
-                        else:
-                            message = (
-                                f"endpoint {target.endpoint_name!r} rejected its provider API "
-                                f"key (HTTP {status}); an admin must update the endpoint's key"
-                            )
-                            health.failed(endpoint_id, f"HTTP {status}: provider key refused")
-                        self._fail(UpstreamFailed(message), final=final)
-                    if status >= 500 or status == 429:
-                        self._metrics.upstream_errors.labels(f"http_{status}").inc()
-                        retry_after = parse_retry_after(response.headers.get("retry-after"))
-                        if status == 429 or target.own_key or user is None:
-                            # The key's own rate limit, or the user's own key: all its users.
-                            health.failed(endpoint_id, f"HTTP {status}", retry_after)
-                        else:
-                            health.failed_for(endpoint_id, user, f"HTTP {status}", retry_after)
-                        if not final:
-                            raise Retry(
-                                UpstreamFailed(
-                                    f"endpoint {target.endpoint_name!r} answered HTTP {status}"
-                                )
-                            )
-                    else:
-                        health.succeeded(endpoint_id, user)
+                    self._judge(status, response, target, user, final=final)
                     headers_at = time.perf_counter()
                     stream_reader: StreamTokens | None = None
                     body_reader: BodyTokens | None = None
@@ -349,6 +293,65 @@ class Upstream:
                 error_type(f"endpoint {target.endpoint_name!r} failed: {reason}"), final=final
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _judge(
+        self,
+        status: int,
+        response: aiohttp.ClientResponse,
+        target: Target,
+        user: int | None,
+        *,
+        final: bool,
+    ) -> None:
+        """Learn ``target``'s health from the ``status`` it answered (for ``user``), and
+        raise what a failed answer calls for (see :meth:`attempt`): a status outside
+        200 to 599 or a redirect (never followed: it would carry the provider key and the
+        prompt wherever it points) fails over or is a 502; a refused provider key is a
+        502, never an authentication error the client's SDK would blame its own key for;
+        a 5xx or 429 fails over, or passes through from the last target."""
+        health, key = self._health, target.health_key
+        if 200 <= status < 300:
+            health.succeeded(key, user)
+            return
+        name = target.endpoint_name
+        if not 200 <= status < 600 or 300 <= status < 400:
+            redirect = 300 <= status < 400
+            self._metrics.upstream_errors.labels("redirect" if redirect else "bad_status").inc()
+            health.failed(key, f"HTTP {status}: {'redirected' if redirect else 'not final'}")
+            message = (
+                f"endpoint {name!r} redirected the request (HTTP {status}); relaygate does "
+                "not follow redirects, so an admin must correct the endpoint's URL"
+                if redirect
+                else f"endpoint {name!r} answered with HTTP status {status}, which is not a "
+                "valid final status"
+            )
+            self._fail(UpstreamFailed(message), final=final)
+        if status in (401, 403):
+            self._metrics.upstream_errors.labels("auth").inc()
+            if target.own_key:
+                message = (
+                    f"endpoint {name!r} rejected your own provider key (HTTP {status}); "
+                    f"update it with PUT /admin/api/v1/me/provider-keys/{target.endpoint_id}"
+                )
+            else:
+                message = (
+                    f"endpoint {name!r} rejected its provider API key (HTTP {status}); an "
+                    "admin must update the endpoint's key"
+                )
+                health.failed(key, f"HTTP {status}: provider key refused")
+            self._fail(UpstreamFailed(message), final=final)
+        if status >= 500 or status == 429:
+            self._metrics.upstream_errors.labels(f"http_{status}").inc()
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if status == 429 or target.own_key or user is None:
+                # The key's own rate limit, or the user's own key: all its users.
+                health.failed(key, f"HTTP {status}", retry_after)
+            else:
+                health.failed_for(key, user, f"HTTP {status}", retry_after)
+            if not final:
+                raise Retry(UpstreamFailed(f"endpoint {name!r} answered HTTP {status}"))
+            return
+        health.succeeded(key, user)
 
     def _upstream_headers(
         self, headers: list[tuple[bytes, bytes]], surface: TargetSurface, state: Exchange

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from fnmatch import fnmatchcase
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -22,8 +19,19 @@ from relaygate.errors import BadRequest, Conflict
 from relaygate.health import Health, HealthState
 from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
 from relaygate.routes import parse_routes
+from relaygate.services.endpoint_fields import (
+    check_env_name,
+    check_header,
+    check_interval,
+    check_name,
+    check_pool,
+    check_prefix,
+    check_provider_key,
+    check_timeouts,
+    check_url,
+)
 from relaygate.services.patch import UNSET, Unset
-from relaygate.settings import MAX_SYNC_INTERVAL, Settings
+from relaygate.settings import Settings
 from relaygate.sync.service import SyncResult, sync_endpoint
 from relaygate.vault import key_hint
 
@@ -96,87 +104,6 @@ class ValidationResult:
     ok: bool
     models: list[str] = field(default_factory=list)
     error: str | None = None
-
-
-def check_url(url: str) -> str:
-    """Return ``url`` without a trailing slash if it is an http(s) API base URL;
-    raises :class:`BadRequest` otherwise."""
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        valid = False
-    if not valid:
-        raise BadRequest(
-            f"url {url!r} is not an http(s) URL; give the API base, e.g. "
-            "https://api.openai.com/v1 or http://127.0.0.1:11434/v1",
-            param="url",
-        )
-    if parts.username is not None or parts.password is not None:
-        raise BadRequest(
-            "url must not carry credentials (user:password@); put the key in api_key",
-            param="url",
-        )
-    if parts.query or parts.fragment:
-        raise BadRequest("url must be the API base, without ?query or #fragment", param="url")
-    return url.rstrip("/")
-
-
-def check_pool(pool: str | None) -> str | None:
-    """A pool name (1 to 200 printable characters), or None for none; raises
-    :class:`BadRequest`."""
-    if pool is None or not pool.strip():
-        return None
-    pool = pool.strip()
-    if len(pool) > 200 or not pool.isprintable():
-        raise BadRequest("pool must be 1 to 200 printable characters", param="pool")
-    return pool
-
-
-def _check_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise BadRequest("name must be 1 to 200 characters", param="name")
-    return name
-
-
-TIMEOUT_NAMES = ("connect", "first_byte", "idle", "total")
-
-
-def check_timeouts(value: dict[str, float] | None) -> dict[str, float] | None:
-    """An endpoint's own timeouts: a mapping of ``connect``, ``first_byte``, ``idle``
-    and ``total`` to positive seconds, or None for none; raises :class:`BadRequest`."""
-    if not value:
-        return None
-    unknown = sorted(set(value) - set(TIMEOUT_NAMES))
-    if unknown:
-        raise BadRequest(
-            f"unknown timeout {unknown[0]!r}: use {', '.join(TIMEOUT_NAMES)}", param="timeouts"
-        )
-    out: dict[str, float] = {}
-    for name, seconds in value.items():
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not 0 < seconds <= 86400
-        ):
-            raise BadRequest(
-                f"timeouts.{name} must be a number of seconds above 0 and at most 86400",
-                param=f"timeouts.{name}",
-            )
-        out[name] = float(seconds)
-    return out
-
-
-def _check_interval(value: float | None) -> float | None:
-    if value is not None and not 0 < value <= MAX_SYNC_INTERVAL:
-        raise BadRequest(
-            "sync_interval must be a positive number of seconds, at most a year",
-            param="sync_interval",
-        )
-    return value
 
 
 async def _info(session: AsyncSession, endpoint: Endpoint, health: Health) -> EndpointInfo:
@@ -260,66 +187,6 @@ class EndpointSpec:
     """Routes forwarded besides the provider type's, ``"METHOD /path"`` below the URL."""
 
 
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _check_env_name(settings: Settings, name: str | None) -> str | None:
-    """An environment variable name an endpoint may read its key from: it must match one
-    of ``api_key_env_patterns`` and may never be one of relaygate's own settings."""
-    if not name:
-        return None
-    if not _ENV_NAME.match(name):
-        raise BadRequest(
-            "api_key_env must be an environment variable name such as OPENAI_API_KEY",
-            param="api_key_env",
-        )
-    allowed = any(fnmatchcase(name, p) for p in settings.api_key_env_patterns)
-    if name.startswith("RELAYGATE_") or not allowed:
-        raise BadRequest(
-            f"api_key_env {name!r} is not allowed: it must match one of "
-            f"{', '.join(settings.api_key_env_patterns)} (setting api_key_env_patterns)",
-            param="api_key_env",
-        )
-    return name
-
-
-def _check_header(name: str | None) -> str | None:
-    if name is not None and (not _HEADER_NAME.match(name) or len(name) > 100):
-        raise BadRequest(
-            "auth_header must be an HTTP header name such as api-key", param="auth_header"
-        )
-    return name.lower() if name else None
-
-
-def _check_prefix(prefix: str | None) -> str | None:
-    if prefix is None:
-        return None
-    if len(prefix) > 50 or not prefix.isascii() or any(ch < " " for ch in prefix):
-        raise BadRequest(
-            "auth_prefix must be up to 50 printable ASCII characters, e.g. 'Bearer '",
-            param="auth_prefix",
-        )
-    return prefix
-
-
-def check_provider_key(value: str | None, param: str, limit: int) -> str | None:
-    """A provider key as stored: stripped, printable ASCII, at most ``limit`` characters
-    (setting ``max_provider_key_bytes``); None for none. Raises :class:`BadRequest`."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value.isascii() or any(ch < " " for ch in value):
-        raise BadRequest(f"{param} must be printable ASCII", param=param)
-    if len(value) > limit:
-        raise BadRequest(
-            f"{param} is longer than {limit} characters, more than any provider's key "
-            "(setting max_provider_key_bytes)",
-            param=param,
-        )
-    return value or None
-
-
 def _set_key(
     ctx: Context, endpoint: Endpoint, api_key: str | None, api_key_env: str | None
 ) -> None:
@@ -327,7 +194,7 @@ def _set_key(
     api_key = check_provider_key(api_key, "api_key", ctx.settings.max_provider_key_bytes)
     if api_key and api_key_env:
         raise BadRequest("give api_key or api_key_env, not both", param="api_key_env")
-    endpoint.api_key_env = _check_env_name(ctx.settings, api_key_env)
+    endpoint.api_key_env = check_env_name(ctx.settings, api_key_env)
     endpoint.api_key_encrypted = ctx.vault.encrypt(api_key) if api_key else None
     endpoint.api_key_hint = key_hint(api_key) if api_key else None
 
@@ -338,16 +205,16 @@ def check_spec(settings: Settings, spec: EndpointSpec) -> Endpoint:
     if spec.api_key and spec.api_key_env:
         raise BadRequest("give api_key or api_key_env, not both", param="api_key_env")
     return Endpoint(
-        name=_check_name(spec.name),
+        name=check_name(spec.name),
         type=spec.type,
         url=check_url(spec.url),
-        auth_header=_check_header(spec.auth_header),
-        auth_prefix=_check_prefix(spec.auth_prefix) if spec.auth_header else None,
+        auth_header=check_header(spec.auth_header),
+        auth_prefix=check_prefix(spec.auth_prefix) if spec.auth_header else None,
         model_filter=list(spec.model_filter),
         enabled=spec.enabled,
-        sync_interval=_check_interval(spec.sync_interval),
+        sync_interval=check_interval(spec.sync_interval),
         timeouts=check_timeouts(spec.timeouts),
-        api_key_env=_check_env_name(settings, spec.api_key_env),
+        api_key_env=check_env_name(settings, spec.api_key_env),
         requires_user_key=spec.requires_user_key,
         pool=check_pool(spec.pool),
         extra_routes=parse_routes(spec.extra_routes) or None,
@@ -407,7 +274,7 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
             endpoint = await find_endpoint(session, ident)
             was_enabled = endpoint.enabled
             if not isinstance(changes.name, Unset):
-                endpoint.name = _check_name(changes.name)
+                endpoint.name = check_name(changes.name)
             if not isinstance(changes.url, Unset):
                 url = check_url(changes.url)
                 resync |= url != endpoint.url
@@ -422,13 +289,13 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
                 resync = True
                 _set_key(ctx, endpoint, None, new_env)
             if not isinstance(changes.auth_header, Unset):
-                header = _check_header(changes.auth_header)
+                header = check_header(changes.auth_header)
                 resync |= header != endpoint.auth_header
                 endpoint.auth_header = header
                 if header is None:
                     endpoint.auth_prefix = None
             if not isinstance(changes.auth_prefix, Unset) and endpoint.auth_header:
-                prefix = _check_prefix(changes.auth_prefix)
+                prefix = check_prefix(changes.auth_prefix)
                 resync |= prefix != endpoint.auth_prefix
                 endpoint.auth_prefix = prefix
             if not isinstance(changes.model_filter, Unset):
@@ -440,7 +307,7 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
             if not isinstance(changes.requires_user_key, Unset):
                 endpoint.requires_user_key = changes.requires_user_key
             if not isinstance(changes.sync_interval, Unset):
-                interval = _check_interval(changes.sync_interval)
+                interval = check_interval(changes.sync_interval)
                 if interval != endpoint.sync_interval:
                     endpoint.sync_interval = interval
                     endpoint.next_sync_at = None  # the new interval starts now
@@ -504,7 +371,7 @@ async def validate_endpoint(
     provider = get_provider(type)
     base = check_url(url)
     try:
-        header = _check_header(auth_header)
+        header = check_header(auth_header)
         custom = AuthScheme(header, auth_prefix or "") if header else None
         models = await provider.list_models(
             ctx.http,

@@ -12,7 +12,7 @@ from relaygate.changes import bump
 from relaygate.context import Context
 from relaygate.db.tables import Endpoint, UserProviderKey, utcnow
 from relaygate.errors import BadRequest, NotFound
-from relaygate.services.endpoints import check_provider_key
+from relaygate.services.endpoint_fields import check_provider_key
 from relaygate.vault import key_hint
 
 
