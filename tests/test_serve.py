@@ -179,7 +179,7 @@ def test_weak_secret_key_in_the_config_file_is_refused(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "setting 'secret_key' must hold at least 32 random bytes" in lines[0]
-    assert "(from relaygate.yaml)" in lines[0]
+    assert "(from relaygate.yaml, line 1)" in lines[0]
 
 
 def test_weak_secret_key_file_is_refused(tmp_path: Path) -> None:
