@@ -288,8 +288,13 @@ def test_case_variant_of_a_control_key_is_refused(
             },
             "messages",
         ),
+        (
+            "/v1/chat/completions",
+            {"model": "gpt-test", "messages": [], "container": "container_of_another_user"},
+            "container",
+        ),
     ],
-    ids=["previous_response_id", "vector_store", "stored_prompt", "file_id"],
+    ids=["previous_response_id", "vector_store", "stored_prompt", "file_id", "container"],
 )
 def test_body_reference_to_an_account_resource_is_refused(
     gateway: Gateway, recorder: RecordingUpstream, path: str, body: dict[str, Any], param: str
@@ -499,3 +504,26 @@ def test_status_outside_http_is_an_upstream_error(gateway: Gateway) -> None:
     error = error_of(got)
     assert error["code"] == "upstream_error"
     assert "600" in error["message"]
+
+
+def test_a_tool_with_a_file_id_parameter_is_not_a_reference(
+    gateway: Gateway, recorder: RecordingUpstream
+) -> None:
+    """A function tool whose JSON schema has a "file_id" property, or a message that
+    mentions file_id in its text, refers to nothing stored: it is forwarded."""
+    gateway.add_endpoint("up", recorder.url)
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "open",
+            "parameters": {"type": "object", "properties": {"file_id": {"type": "string"}}},
+        },
+    }
+    body = {
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": 'what is a "file_id"?'}],
+        "tools": [tool],
+    }
+    response = gateway.client_for(gateway.admin_key).post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert len(recorder.state.requests) == 1

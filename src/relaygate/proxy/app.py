@@ -311,18 +311,7 @@ class Proxy:
         ``stream_options.include_usage`` so its tokens can be counted, and the extra
         usage chunk is kept from the client."""
         task = asyncio.current_task()
-        rewrite = False
-        if state.stream and scope["path"].endswith(_USAGE_STREAM_PATHS):
-            # Sent as relaygate read it, whatever the client asked: a repeated key inside
-            # stream_options must not reach a parser that keeps the first copy.
-            rewrite = True
-            options = payload.get("stream_options")
-            if not isinstance(options, dict) or options.get("include_usage") is not True:
-                payload["stream_options"] = {
-                    **(options if isinstance(options, dict) else {}),
-                    "include_usage": True,
-                }
-                state.strip_usage = True
+        rewrite = state.stream and _ask_for_usage(scope["path"], payload, state)
 
         async def cancel_on_disconnect() -> None:
             # A client that goes away cancels the upstream request and frees its connection.
@@ -367,6 +356,24 @@ class Proxy:
         finally:
             state.finished = True
             watcher.cancel()
+
+
+def _ask_for_usage(path: str, payload: dict[str, Any], state: Exchange) -> bool:
+    """For a streamed chat or text completion on ``path``: make ``payload`` ask for the
+    usage chunk (``stream_options.include_usage``) when it does not, noting in ``state``
+    that the chunk is then kept from the client. Returns whether the body must be sent
+    re-serialised: always for such a stream, as relaygate read it, so that a key repeated
+    inside ``stream_options`` never reaches a parser that keeps the first copy."""
+    if not path.endswith(_USAGE_STREAM_PATHS):
+        return False
+    options = payload.get("stream_options")
+    if not isinstance(options, dict) or options.get("include_usage") is not True:
+        payload["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+        state.strip_usage = True
+    return True
 
 
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -154,17 +154,18 @@ def check_payload(path: str, payload: dict[str, Any]) -> None:
 
 
 # Top-level fields naming a resource of the provider account (OpenAI Responses: a stored
-# response, a conversation, a stored prompt): through the endpoint's shared key they
-# would reach whichever user's resource the id names.
-_RESOURCE_FIELDS = ("previous_response_id", "conversation")
+# response, a conversation; Anthropic: a code-execution container): through the
+# endpoint's shared key they would reach whichever user's resource the id names.
+_RESOURCE_FIELDS = ("previous_response_id", "conversation", "container")
 _FILE_ID = b'"file_id"'
 
 
 def check_references(payload: dict[str, Any], body: bytes) -> None:
     """Refuse a body that refers to resources of the provider account by id rather than
     carrying its content: ``previous_response_id``, ``conversation``, a stored ``prompt``
-    (OpenAI Responses), a content part or document by ``file_id`` (OpenAI and Anthropic),
-    a ``file_search`` tool's vector stores, a tool's ``container`` by id. Until relaygate
+    (OpenAI Responses), a ``container`` (Anthropic), a content part or document by
+    ``file_id`` (OpenAI and Anthropic), a ``file_search`` tool's vector stores, a tool's
+    ``container`` by id. Until relaygate
     keeps such resources per user, they would be any user's. Raises :class:`BadRequest`
     (code ``unsupported_reference``) naming the field."""
     for name in _RESOURCE_FIELDS:
