@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import Gateway
+from tests.support.hostile import lifespan, whole_body
 from tests.support.servers import ServerThread
 
 BODY = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -32,17 +33,9 @@ class StreamingUpstream:
         self.url = self.server.url + "/v1"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        if await lifespan(scope, receive, send):
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await whole_body(receive)
         if scope["path"] == "/v1/models":
             listing = (
                 self.listing

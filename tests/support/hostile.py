@@ -43,6 +43,26 @@ def chat_reply(model: str) -> Reply:
     )
 
 
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> bool:
+    """Answer an ASGI lifespan ``scope`` (start-up, then shut-down); False for any other."""
+    if scope["type"] != "lifespan":
+        return False
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+    return True
+
+
+async def whole_body(receive: Any) -> bytes:
+    """A request's whole body, read from ASGI ``receive``."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 @dataclass
 class Recorder:
     """What a recording upstream saw (listings apart) and how it answers: ``models`` at
@@ -57,17 +77,9 @@ class Recorder:
     """Each request's path (listings apart) as it came on the wire, escapes kept."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        if await lifespan(scope, receive, send):
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await whole_body(receive)
         seen = Seen(
             scope["method"],
             scope["path"],
