@@ -48,6 +48,15 @@ class Served:
         key: str = made.json()["key"]
         return key
 
+    def chat(self, key: str) -> httpx.Response:
+        """One chat completion for ``gpt-test`` with ``key``, as an ordinary client sends it."""
+        return httpx.post(
+            self.url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "gpt-test", "messages": []},
+            timeout=5,
+        )
+
     def rss(self) -> int:
         status = Path(f"/proc/{self.process.process.pid}/status").read_text()
         line = next(row for row in status.splitlines() if row.startswith("VmRSS:"))

@@ -55,12 +55,7 @@ def test_a_slow_head_is_closed_and_others_are_served(serve: Start) -> None:
         if index % 2:
             sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-a: ")
     began = time.monotonic()
-    response = httpx.post(
-        served.url + "/v1/chat/completions",
-        headers={"authorization": f"Bearer {key}"},
-        json={"model": "gpt-test", "messages": []},
-        timeout=5,
-    )
+    response = served.chat(key)
     assert response.status_code == 200 and time.monotonic() - began < 1
     answers = [read_answer(sock, timeout=5) for sock in slow]
     for index, answer in enumerate(answers):
@@ -89,12 +84,7 @@ def test_slow_bodies_of_one_user_do_not_starve_another(serve: Start) -> None:
         stuck.append(sock)
     time.sleep(0.3)
     began = time.monotonic()
-    response = httpx.post(
-        served.url + "/v1/chat/completions",
-        headers={"authorization": f"Bearer {alice}"},
-        json={"model": "gpt-test", "messages": []},
-        timeout=5,
-    )
+    response = served.chat(alice)
     assert response.status_code == 200 and time.monotonic() - began < 1
     answers = [read_answer(sock, timeout=6) for sock in stuck]
     statuses = sorted(answer[9:12] for answer in answers)
@@ -198,10 +188,5 @@ def test_many_concurrent_hostile_clients_leave_the_process_serving(serve: Start)
     with concurrent.futures.ThreadPoolExecutor(max_workers=60) as pool:
         answers = list(pool.map(attack, [i % 3 for i in range(60)]))
     assert all(a[9:12] in (b"431", b"413", b"408") for a in answers), [a[:20] for a in answers]
-    response = httpx.post(
-        served.url + "/v1/chat/completions",
-        headers={"authorization": f"Bearer {key}"},
-        json={"model": "gpt-test", "messages": []},
-        timeout=5,
-    )
+    response = served.chat(key)
     assert response.status_code == 200
