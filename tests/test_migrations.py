@@ -199,12 +199,15 @@ async def _fill(engine: AsyncEngine) -> dict[str, int]:
 
 
 async def _columns(engine: AsyncEngine) -> dict[str, set[str]]:
-    """The columns each table has at the database's revision."""
+    """The columns each table has at the database's revision (tables a later migration
+    adds are left out)."""
     tables: list[Table] = list(Base.metadata.sorted_tables)
     async with engine.connect() as connection:
         return await connection.run_sync(
             lambda c: {
-                t.name: {col["name"] for col in inspect(c).get_columns(t.name)} for t in tables
+                t.name: {col["name"] for col in inspect(c).get_columns(t.name)}
+                for t in tables
+                if inspect(c).has_table(t.name)
             }
         )
 
@@ -225,6 +228,7 @@ async def _contents(
                 )
             )
             for table in tables
+            if table.name in present
         }
 
 

@@ -23,7 +23,7 @@ from starlette.routing import Match
 
 from relaygate import __version__
 from relaygate.admin import admin_router, registry_router
-from relaygate.background import flush_key_activity, follow_changes
+from relaygate.background import flush_key_activity, follow_changes, watch_loop_lag
 from relaygate.bodies import BoundedReceive, GuardedSend
 from relaygate.context import open_context
 from relaygate.errors import RelaygateError, error_body, render
@@ -210,7 +210,7 @@ class RelaygateApp:
                 result = await bootstrap(ctx)
                 if result.new_admin_key:
                     print_first_admin_key(result.new_admin_key)
-            await ctx.snapshots.refresh()
+            await ctx.snapshots.load()
             activity = KeyActivity()
             usage = UsageQueue(
                 self.metrics, self.settings.usage_queue_size, self.settings.usage_batch_size
@@ -244,6 +244,7 @@ class RelaygateApp:
                 asyncio.create_task(flush_key_activity(ctx, activity, stop)),
                 asyncio.create_task(write_usage(ctx, usage, self.metrics, stop)),
                 asyncio.create_task(prune_usage(ctx, stop)),
+                asyncio.create_task(watch_loop_lag(self.metrics, stop)),
             ]
             # What start-up made lives as long as the process: out of the collector's
             # sight, a full collection no longer walks it (pauses of up to 100 ms before).

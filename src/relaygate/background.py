@@ -1,5 +1,5 @@
-"""The server's background loops: follow configuration changes into the snapshot, and
-write API keys' last use. Both run off the request path."""
+"""The server's background loops: follow configuration changes into the snapshot, write
+API keys' last use, and watch the event loop's lag. All run off the request path."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from relaygate.changes import CHANNEL, read_version
+from relaygate.changes import CHANNEL
 from relaygate.context import Context
 from relaygate.errors import ConfigError
+from relaygate.metrics import Metrics
 from relaygate.services.api_keys import KeyActivity
 
 if TYPE_CHECKING:
@@ -62,9 +63,9 @@ class ChangeListener:
 
 
 async def follow_changes(ctx: Context, stop: asyncio.Event) -> None:
-    """Rebuild the snapshot whenever the change counter moves (a change made by the CLI,
-    another process, or this one): at once on a PostgreSQL notification, and by a cheap
-    check every ``change_poll_interval`` seconds everywhere."""
+    """Apply to the snapshot the changes other processes (another replica, the CLI) log:
+    at once on a PostgreSQL notification, and by a cheap check of the change counter
+    every ``change_poll_interval`` seconds everywhere."""
     wake = asyncio.Event()
     listener = ChangeListener(ctx, wake) if ctx.engine.dialect.name == "postgresql" else None
     try:
@@ -89,16 +90,27 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) ->
 
 
 async def _check(ctx: Context) -> None:
-    """Rebuild the snapshot if the change counter moved; errors are logged, not raised."""
+    """Apply the changes other processes logged; errors are logged, not raised."""
     try:
-        async with ctx.sessions() as session:
-            version = await read_version(session)
-        if version != ctx.snapshots.current.version:
-            await ctx.snapshots.refresh()
+        await ctx.snapshots.catch_up()
     except ConfigError as exc:
         log.error("%s", exc.message)
     except Exception:
         log.exception("could not check for configuration changes; retrying")
+
+
+LAG_SAMPLE_SECONDS = 0.05
+
+
+async def watch_loop_lag(metrics: Metrics, stop: asyncio.Event) -> None:
+    """Sample the event loop's lag every :data:`LAG_SAMPLE_SECONDS`: how much later than
+    asked a timer fires is how long the steps before it held the loop. Observed into
+    ``relaygate_event_loop_lag_seconds``."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        asked = loop.time() + LAG_SAMPLE_SECONDS
+        await _sleep_until(stop, LAG_SAMPLE_SECONDS)
+        metrics.loop_lag.observe(max(0.0, loop.time() - asked))
 
 
 async def flush_key_activity(ctx: Context, activity: KeyActivity, stop: asyncio.Event) -> None:

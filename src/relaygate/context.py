@@ -19,8 +19,8 @@ import aiohttp
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from relaygate.access import build_snapshot
-from relaygate.changes import read_version
+from relaygate.access import Loader
+from relaygate.changes import TrackedSession
 from relaygate.db.engine import make_engine, make_sessionmaker
 from relaygate.db.migrate import upgrade
 from relaygate.db.tables import Meta
@@ -28,7 +28,8 @@ from relaygate.errors import ConfigError
 from relaygate.health import Health
 from relaygate.metrics import Metrics
 from relaygate.settings import Settings
-from relaygate.snapshot import Snapshot, SnapshotStore, Timeouts
+from relaygate.snapshot import Timeouts
+from relaygate.snapshots import SnapshotStore
 from relaygate.vault import CHECK_PLAINTEXT, DecryptionFailed, Vault, load_secret
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ async def open_context(
                     f"cannot open the database {_safe_url(settings)}: {str(exc).splitlines()[0]}"
                 ) from None
             raise
-        sessions = make_sessionmaker(engine)
+        sessions = make_sessionmaker(engine, TrackedSession)
         timeouts = Timeouts(
             connect=settings.upstream_connect_timeout,
             first_byte=settings.upstream_first_byte_timeout,
@@ -168,19 +169,16 @@ async def open_context(
         vault = Vault(load_secret(settings, allow_weak_secret_key=allow_weak_secret_key))
         await _check_secret(sessions, vault)
 
-        async def load() -> Snapshot:
-            async with sessions() as session, session.begin():
-                check = await session.get(Meta, SECRET_CHECK_KEY)
-                if check is not None:
-                    try:
-                        vault.decrypt(check.value)
-                    except DecryptionFailed:
-                        raise ConfigError(
-                            "the secret key was rotated by another process; keeping the current "
-                            "snapshot: restart relaygate with the new RELAYGATE_SECRET_KEY"
-                        ) from None
-                version = await read_version(session)
-                return await build_snapshot(session, vault, version, timeouts)
+        async def check(session: AsyncSession) -> None:
+            stored = await session.get(Meta, SECRET_CHECK_KEY)
+            if stored is not None:
+                try:
+                    vault.decrypt(stored.value)
+                except DecryptionFailed:
+                    raise ConfigError(
+                        "the secret key was rotated by another process; keeping the current "
+                        "snapshot: restart relaygate with the new RELAYGATE_SECRET_KEY"
+                    ) from None
 
         redis = make_redis_client(settings)
         try:
@@ -191,7 +189,7 @@ async def open_context(
                     sessions=sessions,
                     vault=vault,
                     http=http,
-                    snapshots=SnapshotStore(load),
+                    snapshots=SnapshotStore(sessions, Loader(vault, timeouts), check),
                     sync_state=SyncState(),
                     health=Health(
                         settings.failure_threshold,

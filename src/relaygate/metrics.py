@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _DURATION_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640,
 )  # fmt: skip
+_LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
@@ -89,7 +90,20 @@ class Metrics:
         )
         self.snapshot_age = Gauge(
             "relaygate_snapshot_age_seconds",
-            "Seconds since the loaded snapshot was built",
+            "Seconds since the loaded snapshot last changed",
+            registry=registry,
+        )
+        self.snapshot_rebuilds = Gauge(
+            "relaygate_snapshot_rebuilds",
+            "Whole rebuilds of the snapshot since start (the first load included)",
+            registry=registry,
+        )
+        self.loop_lag = Histogram(
+            "relaygate_event_loop_lag",
+            "How late the event loop woke a timer, sampled every 50 ms: the longest time "
+            "one step held the loop",
+            unit="seconds",
+            buckets=_LAG_BUCKETS,
             registry=registry,
         )
         self.sync_runs = Counter(

@@ -45,5 +45,6 @@ async def metrics(request: Request) -> Response:
     snapshots = request.app.state.ctx.snapshots
     registry.snapshot_version.set(snapshots.current.version)
     registry.snapshot_age.set(time.monotonic() - snapshots.loaded_at)
+    registry.snapshot_rebuilds.set(snapshots.rebuilds)
     registry.usage_queue.set(len(request.app.state.usage_queue))
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,24 +1,31 @@
-"""The immutable in-memory view the request path reads (DESIGN.md, principle 1).
+"""The in-memory view the request path reads (DESIGN.md, principle 1).
 
-Built from the database by :func:`relaygate.access.build_snapshot` whenever the
-configuration changes and swapped in atomically by :class:`SnapshotStore`;
-authenticating a key and routing a model are dictionary lookups on it, never a query.
+Built from the database once at start-up (:func:`relaygate.access.load_snapshot`) and
+then kept current change by change (:mod:`relaygate.changes`): a key, a user, a group
+or an endpoint that changes updates its own entries here, never the whole. Nothing
+here queries: authenticating a key is one dictionary lookup; routing a model is one
+more, then a check of the caller's grants against the route's few targets.
+
+Who may use what is not copied per key: a key points at its user, the user at the
+:class:`Access` of their set of groups (shared by every user with that set), and an
+access is two id sets checked against a target's model and endpoint. A user's own
+provider key replaces the endpoint's at pick time (:func:`reachable`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import logging
-import time
-from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from relaygate.providers import ALL_ROUTES
 from relaygate.routes import RoutePolicy
 
+if TYPE_CHECKING:
+    from relaygate.catalog import Catalog
+
 EMPTY_LIST_BODY = b'{"object":"list","data":[]}'
-log = logging.getLogger(__name__)
+MAX_CACHED_LISTINGS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,9 @@ class TargetSurface:
     defaults: tuple[tuple[bytes, bytes], ...] = ()
     header_names: frozenset[bytes] = frozenset()
     """Names in ``headers``: a client's header of the same name is never forwarded."""
+
+
+Surfaces = tuple[TargetSurface, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +71,21 @@ DEFAULT_TIMEOUTS = Timeouts(connect=10.0, first_byte=300.0, idle=120.0, total=18
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One endpoint's copy of a model: where to send it and how to authenticate."""
+    """One endpoint's copy of a model: where to send it and how to authenticate.
+
+    ``surfaces`` carry the endpoint's shared key; they are empty when that key cannot
+    be used, and ``requires_user_key`` says the endpoint takes only callers' own keys.
+    Either way only a caller with an own key for the endpoint reaches this target."""
 
     endpoint_id: int
     endpoint_name: str
     base_url: str
     upstream_id: str
-    surfaces: tuple[TargetSurface, ...]
+    surfaces: Surfaces
     routes: RoutePolicy
     """The methods and paths (below ``base_url``) the endpoint is sent."""
+    model_id: int = 0
+    requires_user_key: bool = False
     own_key: bool = False
     """Whether the caller's own provider key is used (not the endpoint's)."""
     health_key: Hashable = 0
@@ -79,6 +95,13 @@ class Target:
     input_price: float | None = None
     output_price: float | None = None
     """Prices per million prompt and completion tokens, for usage records' cost."""
+    listing: bytes = field(default=b"", repr=False, compare=False)
+    """The model's ``/v1/models`` entry, as JSON."""
+
+    @property
+    def needs_own_key(self) -> bool:
+        """Whether only a caller's own provider key makes this target usable."""
+        return self.requires_user_key or not self.surfaces
 
     def surface(self, path: str) -> TargetSurface:
         """The surface serving ``path`` (e.g. ``/messages``); the last one serves the rest."""
@@ -87,41 +110,71 @@ class Target:
                 return surface
         return self.surfaces[-1]
 
+    def with_own_key(self, surfaces: Surfaces, user_id: int) -> Target:
+        """This target carrying a user's own provider key (``surfaces``)."""
+        return replace(
+            self, surfaces=surfaces, own_key=True, health_key=(self.endpoint_id, user_id)
+        )
+
 
 @dataclass(slots=True)
 class Route:
-    """A public model name and the targets a principal may use for it. No targets means
-    every copy is offline, or (``needs_user_key``) served only by endpoints that require
-    the caller's own provider key, as (endpoint id, endpoint name) pairs. ``fallback`` is
-    the public name of the model to try when every target fails."""
+    """A public model name and every endpoint's copy serving it: ``targets`` online, in
+    endpoint order, and ``offline`` ones (which still make the name the caller's, so
+    it is answered as offline rather than forbidden). ``fallback`` is the public name of
+    the model to try when every target fails; ``order`` sorts listings."""
 
     name: str
     targets: tuple[Target, ...]
-    needs_user_key: tuple[tuple[int, str], ...] = ()
+    offline: tuple[Target, ...] = ()
     fallback: str | None = None
+    order: tuple[int, int, int] = (0, 0, 0)
+    keyed: bool = False
+    """Whether some target needs the caller's own provider key."""
     _turn: itertools.count[int] = field(default_factory=itertools.count)
 
-    def rotation(self) -> tuple[Target, ...]:
-        """Every target, starting at the next one round-robin: the order to fail over in."""
-        if len(self.targets) < 2:
-            return self.targets
-        start = next(self._turn) % len(self.targets)
-        return self.targets[start:] + self.targets[:start]
+    def rotate(self, targets: tuple[Target, ...] | list[Target]) -> tuple[Target, ...]:
+        """``targets`` (this route's, as one caller reaches them), starting at the next one
+        round-robin: the order to fail over in."""
+        if len(targets) < 2:
+            return tuple(targets)
+        start = next(self._turn) % len(targets)
+        return tuple(targets[start:]) + tuple(targets[:start])
 
 
-@dataclass(frozen=True, slots=True)
-class View:
-    """What one kind of caller may use: routes by public name, and ``/v1/models`` bodies."""
+class Access:
+    """What one set of groups grants: the models granted one by one (``models``, ids)
+    and those of whole endpoints (``endpoints``, ids); an admin's reaches every model.
+    Shared by every user with the same groups; updated in place when a grant changes."""
 
-    routes: dict[str, Route]
-    model_list_body: bytes
-    model_bodies: dict[str, bytes]
-    endpoint_ids: frozenset[int] = frozenset()
-    """The endpoints serving any model of the view (online or not): all a caller may name."""
+    __slots__ = ("admin", "endpoints", "groups", "models")
 
-    @classmethod
-    def empty(cls) -> View:
-        return cls({}, EMPTY_LIST_BODY, {})
+    def __init__(
+        self,
+        groups: frozenset[int],
+        models: frozenset[int] = frozenset(),
+        endpoints: frozenset[int] = frozenset(),
+        admin: bool = False,
+    ):
+        self.groups = groups
+        self.models = models
+        self.endpoints = endpoints
+        self.admin = admin
+
+    def allows(self, target: Target) -> bool:
+        """Whether a caller with this access may use ``target``."""
+        return self.admin or target.model_id in self.models or target.endpoint_id in self.endpoints
+
+    def allows_route(self, route: Route) -> bool:
+        """Whether some copy of ``route`` (online or not) is granted."""
+        if self.admin:
+            return True
+        return any(self.allows(t) for t in route.targets) or any(
+            self.allows(t) for t in route.offline
+        )
+
+
+ADMIN_ACCESS = Access(frozenset(), admin=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,88 +197,234 @@ class RateLimits:
         return cls(key_rpm, key_tpm, user_rpm, user_tpm)
 
 
-@dataclass(frozen=True, slots=True)
+class UserState:
+    """A user as the request path needs them: role, limits per minute, groups, the
+    access those give, own provider keys (surfaces by endpoint id, or None) and the
+    hashes of their valid API keys."""
+
+    __slots__ = ("access", "groups", "id", "keys", "own", "role", "rpm", "tpm")
+
+    def __init__(self, user_id: int, role: str, rpm: int | None, tpm: int | None):
+        self.id = user_id
+        self.role = role
+        self.rpm = rpm
+        self.tpm = tpm
+        self.groups: frozenset[int] = frozenset()
+        self.access: Access = ADMIN_ACCESS if role == "admin" else Access(frozenset())
+        self.own: dict[int, Surfaces] | None = None
+        self.keys: list[str] = []
+        """A list, not a set: a set costs some 90 bytes per key, a list 8."""
+
+
 class Principal:
     """Who a valid API key acts for, and what it may use. ``expires_at`` is a Unix time
-    in seconds, or None."""
+    in seconds, or None; ``allowed_models`` the key's own limit to some public model
+    names, or None; ``limits`` the rate limits of the key and its user, or None. Five
+    slots: a snapshot holds one per key, so every byte here counts 100,000 times."""
 
-    key_id: int
-    user_id: int
-    role: str
-    expires_at: float | None
-    view: View
-    allowed_models: frozenset[str] | None = None
-    """The key's own limit to some public model names, or None."""
-    limits: RateLimits | None = None
-    """Rate limits of the key and its user, or None when neither is limited."""
+    __slots__ = ("allowed_models", "expires_at", "key_id", "limits", "user")
+
+    def __init__(
+        self,
+        key_id: int,
+        user: UserState,
+        expires_at: float | None = None,
+        allowed_models: frozenset[str] | None = None,
+        key_rpm: int | None = None,
+        key_tpm: int | None = None,
+    ):
+        self.key_id = key_id
+        self.user = user
+        self.expires_at = expires_at
+        self.allowed_models = allowed_models
+        self.limits = RateLimits.of(key_rpm, key_tpm, user.rpm, user.tpm)
+
+    def user_changed(self) -> None:
+        """Take the user's new limits per minute into ``limits``."""
+        key_rpm, key_tpm = (
+            (self.limits.key_rpm, self.limits.key_tpm) if self.limits else (None, None)
+        )
+        self.limits = RateLimits.of(key_rpm, key_tpm, self.user.rpm, self.user.tpm)
+
+    @property
+    def user_id(self) -> int:
+        return self.user.id
+
+    @property
+    def role(self) -> str:
+        return self.user.role
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.user.role == "admin"
 
-    @property
-    def nameable_endpoints(self) -> frozenset[int] | None:
-        """The endpoint ids this caller may name (set an own key for, see listed): those
-        of its view, or None (any) for an admin. Any other is answered as nonexistent."""
-        return None if self.is_admin else self.view.endpoint_ids
+    def may_name(self, name: str) -> bool:
+        """Whether the key's own limit (if any) lets it use the public name ``name``."""
+        return self.allowed_models is None or name in self.allowed_models
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduledEndpoint:
-    """What the sync scheduler needs of an enabled endpoint; interval in seconds or None."""
+def reachable(route: Route, principal: Principal) -> tuple[Target, ...] | list[Target]:
+    """The online targets of ``route`` that ``principal`` may use, in the route's order,
+    each with the caller's own provider key swapped in where they set one."""
+    user = principal.user
+    access = user.access
+    own = user.own
+    if access.admin and own is None and not route.keyed:
+        return route.targets
+    found = []
+    for target in route.targets:
+        if not access.allows(target):
+            continue
+        if own is not None:
+            surfaces = own.get(target.endpoint_id)
+            if surfaces is not None:
+                found.append(target.with_own_key(surfaces, user.id))
+                continue
+        if not target.needs_own_key:
+            found.append(target)
+    return found
 
-    id: int
-    name: str
-    sync_interval: float | None
+
+def needs_user_key(route: Route, principal: Principal) -> Target | None:
+    """A target of ``route`` that ``principal`` may use but only with an own provider key
+    for its endpoint, which they have not set; None when there is none."""
+    own = principal.user.own or {}
+    for target in route.targets:
+        if (
+            target.requires_user_key
+            and principal.user.access.allows(target)
+            and target.endpoint_id not in own
+        ):
+            return target
+    return None
 
 
-@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything the request path needs, as of change counter ``version``.
+    """Everything the request path needs, as of change ``version``.
 
-    ``known_names`` holds every public model name, so a name the caller may not use
-    (403) can be told from one that does not exist (404). ``routes`` is every route
-    some endpoint is sent, so any other is refused before its body is read.
+    ``keys`` maps API key hashes to principals; ``models`` every public model name that
+    some enabled model serves to its :class:`Route` (a name here that the caller may
+    not use is answered 403, any other 404); ``route_policy`` every route some
+    endpoint is sent, so any other is refused before its body is read. The structures
+    behind them (users, accesses, groups' grants, the catalogue of models) are kept
+    by :mod:`relaygate.access`, which applies each change to them in place.
     """
 
-    version: int
-    keys: dict[str, Principal]
-    known_names: frozenset[str]
-    endpoints: tuple[ScheduledEndpoint, ...]
-    routes: RoutePolicy = ALL_ROUTES
+    def __init__(self, version: int, route_policy: RoutePolicy):
+        self.version = version
+        self.route_policy = route_policy
+        self.keys: dict[str, Principal] = {}
+        self.models: dict[str, Route] = {}
+        self.users: dict[int, UserState] = {}
+        self.accesses: dict[frozenset[int], Access] = {}
+        """Each set of groups some user has (``everyone`` included) to its access."""
+        self.grants: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
+        """Each group's granted model ids and endpoint ids."""
+        self.members: dict[int, set[int]] = {}
+        """Each group's member user ids (not ``everyone``'s: every user is one)."""
+        self.everyone: int | None = None
+        self.name_sets: dict[frozenset[str], frozenset[str]] = {}
+        """Keys' limits to some model names, interned: keys limited alike share one."""
+        self.catalog: Catalog | None = None
+        self._listings: dict[tuple[int, frozenset[str] | None], bytes] = {}
+        self._ordered: list[Route] | None = None
 
     @classmethod
     def empty(cls) -> Snapshot:
-        return cls(-1, {}, frozenset(), (), ALL_ROUTES)
+        from relaygate.providers import ALL_ROUTES
 
-
-class SnapshotStore:
-    """Holds the current snapshot; :meth:`refresh` rebuilds it and swaps it in."""
-
-    def __init__(self, loader: Callable[[], Awaitable[Snapshot]]):
-        self._loader = loader
-        self._lock = asyncio.Lock()
-        self.current = Snapshot.empty()
-        self.loaded_at = time.monotonic()
-        """When the current snapshot was built (``time.monotonic()`` seconds)."""
+        return cls(-1, ALL_ROUTES)
 
     @property
-    def loaded(self) -> bool:
-        return self.current.version >= 0
+    def known_names(self) -> Iterable[str]:
+        return self.models.keys()
 
-    async def refresh(self) -> Snapshot:
-        """Build a new snapshot from the database and make it current.
+    def catalogue_changed(self) -> None:
+        """Forget what was derived from routes and grants (listings), after a change."""
+        self._listings.clear()
+        self._ordered = None
 
-        Refreshes run one at a time, so an older view never replaces a newer one.
-        """
-        async with self._lock:
-            self.current = await self._loader()
-            self.loaded_at = time.monotonic()
-            log.debug(
-                "snapshot %d loaded: %d keys, %d model names, %d endpoints",
-                self.current.version,
-                len(self.current.keys),
-                len(self.current.known_names),
-                len(self.current.endpoints),
+    def route_for(self, principal: Principal, name: str) -> Route | None:
+        """The route of ``name`` if ``principal`` may use it (some copy, online or not, is
+        granted and the key may name it), else None."""
+        route = self.models.get(name)
+        if route is None or not principal.may_name(name):
+            return None
+        return route if principal.user.access.allows_route(route) else None
+
+    def model_names(self, principal: Principal) -> list[str]:
+        """The public names ``principal`` may use, sorted."""
+        names: Iterable[str] = (
+            self.models if principal.allowed_models is None else principal.allowed_models
+        )
+        return sorted(n for n in names if self.route_for(principal, n) is not None)
+
+    def model_body(self, principal: Principal, name: str) -> bytes | None:
+        """The ``/v1/models/{name}`` entry of a model ``principal`` may use and that is
+        listed (online, or waiting for the caller's own key), else None."""
+        route = self.route_for(principal, name)
+        return _listing_of(route, principal) if route is not None else None
+
+    def listing(self, principal: Principal) -> bytes:
+        """The ``/v1/models`` body for ``principal``: OpenAI's list object
+        (https://platform.openai.com/docs/api-reference/models/list) of the models it
+        may use, online or waiting for its own key. Cached per access and key limit."""
+        access = principal.user.access
+        own = principal.user.own
+        cache_key = (id(access), principal.allowed_models)
+        if own is None:
+            cached = self._listings.get(cache_key)
+            if cached is not None:
+                return cached
+        if principal.allowed_models is not None:
+            routes = sorted(
+                (r for n in principal.allowed_models if (r := self.models.get(n)) is not None),
+                key=_order,
             )
-            return self.current
+        else:
+            if self._ordered is None:
+                self._ordered = sorted(self.models.values(), key=_order)
+            routes = self._ordered
+        entries = [
+            entry
+            for route in routes
+            if (access.admin or access.allows_route(route))
+            and (entry := _listing_of(route, principal)) is not None
+        ]
+        body = b'{"object":"list","data":[' + b",".join(entries) + b"]}"
+        if own is None:
+            if len(self._listings) >= MAX_CACHED_LISTINGS:
+                self._listings.clear()
+            self._listings[cache_key] = body
+        return body
+
+    def nameable_endpoints(self, principal: Principal) -> frozenset[int] | None:
+        """The endpoint ids ``principal`` may name (set an own key for, see listed): those
+        serving a model it may use (online or not), or None (any) for an admin. Any
+        other is answered as nonexistent."""
+        if principal.is_admin:
+            return None
+        found: set[int] = set()
+        for name in self.model_names(principal):
+            route = self.models[name]
+            for target in itertools.chain(route.targets, route.offline):
+                if principal.user.access.allows(target):
+                    found.add(target.endpoint_id)
+        return frozenset(found)
+
+
+def _order(route: Route) -> tuple[int, int, int]:
+    return route.order
+
+
+def _listing_of(route: Route, principal: Principal) -> bytes | None:
+    """The listing entry of the first target of ``route`` that ``principal`` may use and
+    that is usable or waits for its own key; None when there is none."""
+    access = principal.user.access
+    own = principal.user.own
+    for target in route.targets:
+        if not access.allows(target):
+            continue
+        if target.surfaces or target.requires_user_key or (own and target.endpoint_id in own):
+            return target.listing
+    return None

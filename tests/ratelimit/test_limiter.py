@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from relaygate.errors import RateLimited
 from relaygate.metrics import Metrics
 from relaygate.ratelimit import UNLIMITED, RateLimiter, format_reset
-from relaygate.snapshot import Principal, RateLimits, View
+from relaygate.snapshot import Principal, UserState
 from tests.support.redis_store import REDIS_URL, UNREACHABLE_URL, keys_under, needs_redis
 
 MakeLimiter = Callable[..., RateLimiter]
@@ -30,8 +30,9 @@ def principal(
     user_rpm: int | None = None,
     user_tpm: int | None = None,
 ) -> Principal:
-    limits = RateLimits.of(key_rpm, key_tpm, user_rpm, user_tpm)
-    return Principal(key_id, user_id, "user", None, View.empty(), None, limits)
+    return Principal(
+        key_id, UserState(user_id, "user", user_rpm, user_tpm), None, None, key_rpm, key_tpm
+    )
 
 
 def header(pairs: tuple[tuple[bytes, bytes], ...], name: str) -> str:

@@ -17,6 +17,7 @@ from relaygate.context import Context
 from relaygate.settings import load_settings
 from tests.support import databases
 from tests.support.servers import ServerThread
+from tests.support.snapshots import describe
 
 T = TypeVar("T")
 
@@ -55,6 +56,9 @@ class Gateway:
         return self
 
     def stop(self) -> None:
+        """Stop the server, first checking that the snapshot it kept change by change
+        equals one rebuilt whole now (every test so checks the change path)."""
+        self.check_snapshot()
         for client in self._clients:
             client.close()
         for sdk in self._sdk_clients:
@@ -63,6 +67,26 @@ class Gateway:
         self.server.stop()
         if self._own_database:
             databases.drop(self.database_url)
+
+    def check_snapshot(self) -> None:
+        """Assert that the running snapshot, with every logged change applied, equals one
+        rebuilt from the database (skipped when the server or database is gone)."""
+        if self.server.loop is None or not self.server.loop.is_running():
+            return
+        try:
+            store = self.ctx.snapshots
+        except AttributeError:  # never started
+            return
+        if not store.loaded:
+            return
+        try:
+            self.on_loop(store.catch_up)
+            rebuilt = self.on_loop(store.rebuilt)
+        except Exception:  # the test broke the database on purpose: nothing to compare
+            return
+        assert describe(store.current) == describe(rebuilt), (
+            "the snapshot kept change by change differs from a rebuilt one"
+        )
 
     def dump(self) -> bytes:
         """All the database stores, to search for secrets in clear."""

@@ -32,7 +32,7 @@ async def me(caller: Principal = Depends(get_principal), ctx: Context = Depends(
         user=UserOut(**asdict(user)),
         groups=await groups.groups_of(ctx, caller.user_id),
         key_id=caller.key_id,
-        models=sorted(caller.view.routes),
+        models=ctx.snapshots.current.model_names(caller),
         provider_keys=[
             ProviderKeyOut(**asdict(k)) for k in await provider_keys.list_own_keys(ctx, user.id)
         ],
@@ -97,7 +97,11 @@ async def set_provider_key(
     """Set the caller's own key for an endpoint; their requests there use it. An endpoint
     serving none of the caller's models is answered as nonexistent (admins: any)."""
     info = await provider_keys.set_own_key(
-        ctx, caller.user_id, endpoint_id, body.api_key, nameable=caller.nameable_endpoints
+        ctx,
+        caller.user_id,
+        endpoint_id,
+        body.api_key,
+        nameable=ctx.snapshots.current.nameable_endpoints(caller),
     )
     return ProviderKeyOut(**asdict(info))
 
@@ -107,6 +111,6 @@ async def clear_provider_key(
     endpoint_id: Id, caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)
 ) -> Response:
     await provider_keys.clear_own_key(
-        ctx, caller.user_id, endpoint_id, nameable=caller.nameable_endpoints
+        ctx, caller.user_id, endpoint_id, nameable=ctx.snapshots.current.nameable_endpoints(caller)
     )
     return Response(status_code=204)

@@ -267,6 +267,17 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class ConfigChange(Base):
+    """The change log: what each configuration change changed, under its counter value
+    (see :mod:`relaygate.changes`); ``changes`` is JSON, ``[["key", 12], ...]``."""
+
+    __tablename__ = "config_changes"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    changes: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class UsageRecord(Base):
     """One proxied request: who, which model and endpoint, how it went, tokens and cost.
     ``cost`` is in the currency of the model's prices (per million tokens); times in ms."""

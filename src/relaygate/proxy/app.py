@@ -44,7 +44,8 @@ from relaygate.proxy.checks import check_request
 from relaygate.proxy.upstream import REQUEST_ID_HEADER, Retry, Upstream
 from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter
 from relaygate.services.api_keys import KeyActivity
-from relaygate.snapshot import Principal, Route, SnapshotStore, Target, View
+from relaygate.snapshot import Principal, Route, Snapshot, Target, needs_user_key, reachable
+from relaygate.snapshots import SnapshotStore
 from relaygate.usage import UsageQueue
 
 log = logging.getLogger(__name__)
@@ -188,9 +189,9 @@ class Proxy:
             REQUEST_ID.reset(token)
 
     @staticmethod
-    def _unavailable(known: frozenset[str], name: str) -> RelaygateError:
+    def _unavailable(snapshot: Snapshot, name: str) -> RelaygateError:
         """403 for a model that exists but the caller may not use, else 404."""
-        if name in known:
+        if name in snapshot.models:
             return PermissionDenied(
                 f"you do not have access to the model {name!r}; ask an admin to grant it",
                 param="model",
@@ -203,7 +204,7 @@ class Proxy:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         path: str = scope["path"]
         method: str = scope["method"]
-        length = check_request(method, path, headers, snapshot.routes, self._via)
+        length = check_request(method, path, headers, snapshot.route_policy, self._via)
         principal = authenticate(snapshot, key_from_headers(headers))
         if principal.limits is not None:  # rate limits: raises RateLimited (429)
             scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
@@ -211,17 +212,16 @@ class Proxy:
         exchange.principal = principal
         self._per_key.take(principal)  # raises ConcurrencyLimited (429)
         exchange.holds_slot = True
-        view = principal.view
         if method in ("GET", "HEAD") and path == "/v1/models":
-            await _send_bytes(send, 200, view.model_list_body)
+            await _send_bytes(send, 200, snapshot.listing(principal))
             return 200
         if method in ("GET", "HEAD") and path.startswith("/v1/models/"):
             name = path[len("/v1/models/") :]
-            entry = view.model_bodies.get(name)
+            entry = snapshot.model_body(principal, name)
             if entry is None:
-                if name in view.routes:
+                if snapshot.route_for(principal, name) is not None:
                     raise ModelUnavailable(f"the model {name!r} is offline", param="model")
-                raise self._unavailable(snapshot.known_names, name)
+                raise self._unavailable(snapshot, name)
             await _send_bytes(send, 200, entry)
             return 200
 
@@ -232,44 +232,49 @@ class Proxy:
         exchange.stream = payload.get("stream") is True
         check_payload(path, payload)
         check_references(payload, body)
-        route = view.routes.get(model)
+        route = snapshot.route_for(principal, model)
         if route is None:
-            raise self._unavailable(snapshot.known_names, model)
+            raise self._unavailable(snapshot, model)
         exchange.routed = True
-        plan = self._plan(view, route, method, path, principal.user_id)
+        plan = self._plan(snapshot, principal, route, method, path)
         return await self._forward(scope, receive, send, plan, payload, model, body, exchange)
 
     def _plan(
-        self, view: View, route: Route, method: str, path: str, user: int
+        self, snapshot: Snapshot, principal: Principal, route: Route, method: str, path: str
     ) -> list[tuple[Target, str]]:
         """The (target, public model name) pairs to try in order for ``method`` on
-        ``path``: the route's targets that are sent that route and are not cooling down,
-        round-robin, then those of its fallback model when the caller's ``view`` has it
-        (fallbacks are not chained). Raises the error to answer when there are none."""
+        ``path``: the route's targets the caller may use that are sent that route and are
+        not cooling down, round-robin, then those of its fallback model when the caller
+        may use it (fallbacks are not chained). Raises the error to answer when there
+        are none."""
         health = self._health
         below = path[3:]
+        user = principal.user_id
+        targets = reachable(route, principal)
         plan = [
             (t, route.name)
-            for t in health.partition(route.rotation(), _health_key, user)
+            for t in health.partition(route.rotate(targets), _health_key, user)
             if t.routes.allows(method, below)
         ]
-        fallback = view.routes.get(route.fallback) if route.fallback else None
-        if fallback is not None and fallback.targets:
+        fallback = snapshot.route_for(principal, route.fallback) if route.fallback else None
+        if fallback is not None:
             plan.extend(
                 (t, fallback.name)
-                for t in health.partition(fallback.rotation(), _health_key, user)
+                for t in health.partition(
+                    fallback.rotate(reachable(fallback, principal)), _health_key, user
+                )
                 if t.routes.allows(method, below)
             )
         if plan:
             return plan
-        if route.targets and not any(t.routes.allows(method, below) for t in route.targets):
+        if targets and not any(t.routes.allows(method, below) for t in targets):
             raise UnsupportedRoute(
                 f"the model {route.name!r} is not served on {method} {path}: its endpoint "
                 "does not take that route",
                 param="model",
             )
-        if route.targets:
-            wait = health.retry_in([t.health_key for t in route.targets], user)
+        if targets:
+            wait = health.retry_in([t.health_key for t in targets], user)
             raise Overloaded(
                 f"every endpoint serving the model {route.name!r} is cooling down after "
                 f"failures; retry in {math.ceil(wait)} s",
@@ -277,12 +282,12 @@ class Proxy:
                 param="model",
                 code="endpoints_cooling_down",
             )
-        if route.needs_user_key:
-            endpoint_id, endpoint_name = route.needs_user_key[0]
+        keyed = needs_user_key(route, principal)
+        if keyed is not None:
             raise PermissionDenied(
-                f"the model {route.name!r} is served by endpoint {endpoint_name!r}, which "
-                "requires your own provider key: set it with PUT "
-                f"/admin/api/v1/me/provider-keys/{endpoint_id}",
+                f"the model {route.name!r} is served by endpoint {keyed.endpoint_name!r}, "
+                "which requires your own provider key: set it with PUT "
+                f"/admin/api/v1/me/provider-keys/{keyed.endpoint_id}",
                 param="model",
                 code="provider_key_required",
             )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 
-from relaygate.changes import bump
+from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, User, utcnow
 from relaygate.errors import BadRequest, Conflict, NotFound
@@ -97,7 +97,7 @@ async def create_key(
         if expires_at <= utcnow():
             raise BadRequest("expires_at must be in the future", param="expires_at")
     secret = key or generate_key()
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         owner = await find_user(session, user)
         held = await session.scalar(
             select(func.count())
@@ -124,8 +124,6 @@ async def create_key(
         )
         session.add(row)
         await session.flush()
-        await bump(session)
-    await ctx.snapshots.refresh()
     return CreatedKey(_info(row), secret)
 
 
@@ -226,7 +224,7 @@ async def update_key(
 ) -> KeyInfo:
     """Change a key's name or its rate limits per minute (None clears a limit); fields
     left UNSET stay. Raises :class:`NotFound` or :class:`BadRequest`."""
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         row = await session.get(ApiKey, key_id)
         if row is None:
             raise NotFound(f"no API key with id {key_id}")
@@ -236,21 +234,17 @@ async def update_key(
             row.requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
         if not isinstance(tokens_per_minute, Unset):
             row.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
-        await bump(session)
-    await ctx.snapshots.refresh()
     return _info(row)
 
 
 async def revoke_key(ctx: Context, key_id: int, *, owner_id: int | None = None) -> KeyInfo:
     """Revoke a key (idempotent); with ``owner_id``, only that user's key. Raises NotFound."""
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         row = await session.get(ApiKey, key_id)
         if row is None or (owner_id is not None and row.user_id != owner_id):
             raise NotFound(f"no API key with id {key_id}")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
-            await bump(session)
-    await ctx.snapshots.refresh()
     return _info(row)
 
 

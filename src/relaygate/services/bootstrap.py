@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from relaygate.changes import bump
+from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, Endpoint, Meta, User, utcnow
 from relaygate.errors import BadRequest, ConfigError, Conflict
@@ -84,7 +84,7 @@ async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
         return [], ignored
     specs = [EndpointSpec(**seed.model_dump()) for seed in seeds]
     try:
-        async with ctx.sessions.begin() as session:
+        async with unit(ctx) as session:
             session.add(Meta(key=SEEDED_KEY, value=utcnow().isoformat()))
             await session.flush()
             for spec in specs:
@@ -92,7 +92,6 @@ async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
                 session.add(row)
                 await session.flush()
                 await grant_endpoint_to(session, row.id, spec.groups)
-            await bump(session)
     except IntegrityError:
         # Another replica, starting at the same moment, seeded first.
         log.info("the database was seeded by another process")

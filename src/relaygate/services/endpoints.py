@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaygate.changes import bump
+from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.credentials import key_source
 from relaygate.db.lookup import find_by_id_or_name
@@ -247,19 +247,17 @@ async def create_endpoint(ctx: Context, spec: EndpointSpec, *, sync: bool = True
     endpoint = new_endpoint(ctx, spec)
     enabled = spec.enabled
     try:
-        async with ctx.sessions.begin() as session:
+        async with unit(ctx) as session:
             session.add(endpoint)
             await session.flush()
             await grant_endpoint_to(session, endpoint.id, spec.groups)
-            await bump(session)
     except IntegrityError:
         raise Conflict(
             f"an endpoint named {endpoint.name!r} already exists", param="name"
         ) from None
     log.info("created endpoint %r (%s)", endpoint.name, endpoint.url)
     if sync and enabled:
-        await sync_endpoint(ctx, endpoint.id, trigger="created", refresh=False)
-    await ctx.snapshots.refresh()
+        await sync_endpoint(ctx, endpoint.id, trigger="created")
     return await get_endpoint(ctx, endpoint.id)
 
 
@@ -270,7 +268,7 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
     """
     resync = False
     try:
-        async with ctx.sessions.begin() as session:
+        async with unit(ctx) as session:
             endpoint = await find_endpoint(session, ident)
             was_enabled = endpoint.enabled
             if not isinstance(changes.name, Unset):
@@ -317,13 +315,11 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
                 endpoint.pool = check_pool(changes.pool)
             if not isinstance(changes.extra_routes, Unset):
                 endpoint.extra_routes = parse_routes(changes.extra_routes) or None
-            await bump(session)
             endpoint_id, enabled = endpoint.id, endpoint.enabled
     except IntegrityError:
         raise Conflict(f"an endpoint named {changes.name!r} already exists", param="name") from None
     if resync and enabled:
-        await sync_endpoint(ctx, endpoint_id, trigger="updated", refresh=False)
-    await ctx.snapshots.refresh()
+        await sync_endpoint(ctx, endpoint_id, trigger="updated")
     return await get_endpoint(ctx, endpoint_id)
 
 
@@ -334,15 +330,13 @@ async def delete_endpoint(ctx: Context, ident: int | str) -> int:
     """
     async with ctx.sessions() as session:
         endpoint_id = (await find_endpoint(session, ident)).id
-    async with ctx.sync_state.lock(endpoint_id), ctx.sessions.begin() as session:
+    async with ctx.sync_state.lock(endpoint_id), unit(ctx) as session:
         endpoint = await find_endpoint(session, endpoint_id)
         removed = await session.scalar(
             select(func.count()).select_from(Model).where(Model.endpoint_id == endpoint.id)
         )
         await session.execute(delete(Model).where(Model.endpoint_id == endpoint.id))
         await session.delete(endpoint)
-        await bump(session)
-    await ctx.snapshots.refresh()
     log.info("deleted endpoint %r and its %d models", endpoint.name, removed or 0)
     return int(removed or 0)
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.access import EVERYONE
-from relaygate.changes import bump
+from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import Endpoint, Group, GroupEndpoint, GroupMember, GroupModel, Model
@@ -88,7 +88,7 @@ async def create_group(ctx: Context, *, name: str, description: str | None = Non
     """Create a group; raises :class:`Conflict` when the name is taken."""
     group = Group(name=_check_name(name), description=description, builtin=False)
     try:
-        async with ctx.sessions.begin() as session:
+        async with unit(ctx) as session:
             session.add(group)
     except IntegrityError:
         raise Conflict(f"a group named {group.name!r} already exists", param="name") from None
@@ -104,7 +104,7 @@ async def update_group(
 ) -> GroupInfo:
     """Rename or describe a group; the built-in group keeps its name (Conflict)."""
     try:
-        async with ctx.sessions.begin() as session:
+        async with unit(ctx) as session:
             group = await find_group(session, ident)
             if not isinstance(name, Unset) and name != group.name:
                 if group.builtin:
@@ -120,18 +120,16 @@ async def update_group(
 
 async def delete_group(ctx: Context, ident: int | str) -> None:
     """Delete a group with its memberships and grants; not the built-in one (Conflict)."""
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         group = await find_group(session, ident)
         if group.builtin:
             raise Conflict(f"the built-in group {group.name!r} cannot be deleted")
         await session.delete(group)
-        await bump(session)
-    await ctx.snapshots.refresh()
 
 
 async def set_member(ctx: Context, group: int | str, user: int | str, member: bool) -> GroupInfo:
     """Add (``member``) or remove a user; idempotent. Changes reach the proxy at once."""
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         found = await find_group(session, group)
         if found.name == EVERYONE and found.builtin:
             raise Conflict(f"every user is in {EVERYONE!r}; its members cannot be changed")
@@ -141,9 +139,7 @@ async def set_member(ctx: Context, group: int | str, user: int | str, member: bo
             session.add(GroupMember(group_id=found.id, user_id=user_id))
         elif not member and present is not None:
             await session.delete(present)
-        await bump(session)
         group_id = found.id
-    await ctx.snapshots.refresh()
     return await get_group(ctx, group_id)
 
 
@@ -156,7 +152,7 @@ async def _set_grant(
     granted: bool,
 ) -> GroupInfo:
     """Add (``granted``) or remove one grant row; idempotent. Changes reach the proxy at once."""
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         found = await find_group(session, group)
         if await session.get(subject, subject_id) is None:
             raise NotFound(f"no {subject.__tablename__[:-1]} with id {subject_id}")
@@ -165,9 +161,7 @@ async def _set_grant(
             session.add(grant(group_id=found.id, **{_column(grant): subject_id}))
         elif not granted and present is not None:
             await session.delete(present)
-        await bump(session)
         group_id = found.id
-    await ctx.snapshots.refresh()
     return await get_group(ctx, group_id)
 
 

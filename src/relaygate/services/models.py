@@ -9,7 +9,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate import access
-from relaygate.changes import bump
+from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.tables import Endpoint, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
@@ -143,7 +143,7 @@ async def update_model(
     longer than 500 characters or a price outside 0 to 1,000,000, and :class:`Conflict`
     when another model of the same endpoint already answers to the new public name.
     """
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         model = await session.get(Model, model_id)
         if model is None:
             raise NotFound(f"no model with id {model_id}")
@@ -185,8 +185,6 @@ async def update_model(
             if price is not None and not 0 <= price <= 1e6:
                 raise BadRequest(f"{field} must be between 0 and 1000000", param=field)
             setattr(model, field, price)
-        await bump(session)
         await session.flush()
         conflict = (await conflicts(session)).get(model.id)
-    await ctx.snapshots.refresh()
     return _info(model, conflict)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from relaygate.changes import bump
+from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.tables import Endpoint, UserProviderKey, utcnow
 from relaygate.errors import BadRequest, NotFound
@@ -65,7 +65,7 @@ async def set_own_key(
     if checked is None:
         raise BadRequest("api_key must be non-empty printable ASCII", param="api_key")
     api_key = checked
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         endpoint = await session.get(Endpoint, endpoint_id)
         if endpoint is None or (nameable is not None and endpoint_id not in nameable):
             raise _no_endpoint(endpoint_id)
@@ -80,9 +80,7 @@ async def set_own_key(
         row.api_key_encrypted = ctx.vault.encrypt(api_key.strip())
         row.api_key_hint = key_hint(api_key.strip())
         row.updated_at = utcnow()
-        await bump(session)
         name = endpoint.name
-    await ctx.snapshots.refresh()
     return ProviderKeyInfo(
         endpoint_id, name, row.api_key_hint, row.created_at or row.updated_at, row.updated_at
     )
@@ -98,7 +96,7 @@ async def clear_own_key(
     Raises :class:`NotFound`: as for a nonexistent endpoint when the endpoint is unknown
     or not nameable, else because the user has no key there.
     """
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         row = await session.scalar(
             select(UserProviderKey).where(
                 UserProviderKey.user_id == user_id, UserProviderKey.endpoint_id == endpoint_id
@@ -111,5 +109,3 @@ async def clear_own_key(
                 raise _no_endpoint(endpoint_id)
             raise NotFound(f"you have no own key for endpoint {endpoint_id}")
         await session.delete(row)
-        await bump(session)
-    await ctx.snapshots.refresh()

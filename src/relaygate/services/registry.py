@@ -67,7 +67,7 @@ async def refresh(ctx: Context) -> list[SyncResult]:
     async with ctx.sessions() as session:
         ids = (await session.scalars(select(Endpoint.id).where(Endpoint.enabled))).all()
     outcomes = await asyncio.gather(
-        *(sync_endpoint(ctx, endpoint_id, trigger="refresh", refresh=False) for endpoint_id in ids),
+        *(sync_endpoint(ctx, endpoint_id, trigger="refresh") for endpoint_id in ids),
         return_exceptions=True,
     )
     results = []
@@ -78,7 +78,6 @@ async def refresh(ctx: Context) -> list[SyncResult]:
             raise outcome
     async with ctx.sessions.begin() as session:
         await session.merge(Meta(key=REFRESHED_KEY, value=utcnow().isoformat()))
-    await ctx.snapshots.refresh()
     return results
 
 

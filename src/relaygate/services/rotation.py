@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from relaygate.changes import bump
+from relaygate.changes import declare, unit
 from relaygate.context import SECRET_CHECK_KEY, Context
 from relaygate.db.tables import Meta, encrypted_columns
 from relaygate.vault import CHECK_PLAINTEXT, Vault
@@ -23,7 +23,7 @@ async def rotate_secret(ctx: Context, new_secret: str) -> int:
     """
     new = Vault(new_secret)
     count = 0
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         for table, column in encrypted_columns():
             keys = list(table.primary_key.columns)
             rows = (await session.execute(select(*keys, column).where(column.is_not(None)))).all()
@@ -37,5 +37,5 @@ async def rotate_secret(ctx: Context, new_secret: str) -> int:
                 new.decrypt(token)  # raises DecryptionFailed: nothing is committed
         await session.merge(Meta(key=SECRET_CHECK_KEY, value=new.encrypt(CHECK_PLAINTEXT)))
         # Running servers notice the change and say they need a restart with the new key.
-        await bump(session)
+        declare(session, "all", 0)
     return count

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
-from relaygate.changes import bump
+from relaygate.changes import declare, unit
 from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import User
@@ -94,7 +94,7 @@ async def create_user(
         tokens_per_minute=check_limit(tokens_per_minute, "tokens_per_minute"),
     )
     try:
-        async with ctx.sessions.begin() as session:
+        async with unit(ctx) as session:
             session.add(user)
     except IntegrityError:
         raise Conflict(f"a user named {user.name!r} already exists", param="name") from None
@@ -125,6 +125,7 @@ async def _demote(session: AsyncSession, user_id: int, role: str) -> None:
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("cannot demote the last admin", param="role")
+    declare(session, "user", user_id)
 
 
 async def update_user(
@@ -140,7 +141,7 @@ async def update_user(
     """Change a user's name, email, role or limits per minute (None clears a limit). The
     last admin cannot be demoted (Conflict); a bad value raises :class:`BadRequest`."""
     try:
-        async with ctx.sessions.begin() as session:
+        async with unit(ctx) as session:
             user = await find_user(session, ident)
             if not isinstance(name, Unset):
                 user.name = _check_name(name)
@@ -157,16 +158,14 @@ async def update_user(
                 user.requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
             if not isinstance(tokens_per_minute, Unset):
                 user.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
-            await bump(session)
     except IntegrityError:
         raise Conflict(f"a user named {name!r} already exists", param="name") from None
-    await ctx.snapshots.refresh()
     return _info(user)
 
 
 async def delete_user(ctx: Context, ident: int | str) -> None:
     """Delete a user and their API keys. The last admin cannot be deleted (Conflict)."""
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         user = await find_user(session, ident)
         await _lock_admins(session)
         result = await session.execute(
@@ -177,5 +176,4 @@ async def delete_user(ctx: Context, ident: int | str) -> None:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict("cannot delete the last admin")
         session.expunge(user)
-        await bump(session)
-    await ctx.snapshots.refresh()
+        declare(session, "user", user.id)

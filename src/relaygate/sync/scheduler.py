@@ -11,9 +11,7 @@ endpoint at the next interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
@@ -25,14 +23,33 @@ from relaygate.sync.service import sync_endpoint
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
+MAX_WAIT = 60.0
+"""The longest the scheduler sleeps without reading the schedule again."""
 
 
-async def claim(ctx: Context, endpoint_id: int, interval: float) -> float | None:
-    """Try to claim this interval's sync of an endpoint.
+async def due(ctx: Context) -> tuple[list[tuple[int, float]], float]:
+    """The enabled endpoints whose sync is due now, as (id, interval in seconds), and
+    the seconds until the next of the others is due (:data:`MAX_WAIT` at most)."""
+    now = utcnow()
+    found: list[tuple[int, float]] = []
+    wait = MAX_WAIT
+    async with ctx.sessions() as session:
+        rows = await session.execute(
+            select(Endpoint.id, Endpoint.sync_interval, Endpoint.next_sync_at).where(
+                Endpoint.enabled
+            )
+        )
+        for endpoint_id, interval, next_at in rows:
+            if next_at is None or next_at <= now:
+                found.append((endpoint_id, interval or ctx.settings.sync_interval))
+            else:
+                wait = min(wait, (next_at - now).total_seconds())
+    return found, wait
 
-    Returns None when this process won the claim (and must sync now), else the
-    number of seconds until the sync is next due.
-    """
+
+async def claim(ctx: Context, endpoint_id: int, interval: float) -> bool:
+    """Try to claim this interval's sync of an endpoint: True when this process won the
+    claim (and must sync now), having moved its ``next_sync_at`` one ``interval`` ahead."""
     now = utcnow()
     async with ctx.sessions.begin() as session:
         result = await session.execute(
@@ -45,12 +62,7 @@ async def claim(ctx: Context, endpoint_id: int, interval: float) -> float | None
             .values(next_sync_at=now + timedelta(seconds=interval))
             .execution_options(synchronize_session=False)
         )
-        if getattr(result, "rowcount", 0) == 1:
-            return None
-        due = await session.scalar(select(Endpoint.next_sync_at).where(Endpoint.id == endpoint_id))
-    if due is None:
-        return interval
-    return max(0.0, (due - utcnow()).total_seconds())
+        return getattr(result, "rowcount", 0) == 1
 
 
 async def _sync_quietly(ctx: Context, endpoint_id: int) -> None:
@@ -64,30 +76,50 @@ async def _sync_quietly(ctx: Context, endpoint_id: int) -> None:
 
 
 async def run_scheduler(ctx: Context, stop: asyncio.Event) -> None:
-    """Claim and start due syncs until ``stop`` is set. Which endpoints exist comes from
-    the snapshot; the claims are the only queries, about one per endpoint per interval."""
+    """Claim and start due syncs until ``stop`` is set. The schedule is the database's
+    alone: the scheduler reads when each endpoint is next due, sleeps until the first of
+    them (or until a change to some endpoint is applied), and one claim each decides
+    which process syncs it."""
     running: dict[int, asyncio.Task[None]] = {}
-    next_check: dict[int, float] = {}
+    changed = ctx.snapshots.endpoints_changed
     try:
         while not stop.is_set():
-            for endpoint in ctx.snapshots.current.endpoints:
-                now = time.monotonic()
-                task = running.get(endpoint.id)
-                if (task is not None and not task.done()) or now < next_check.get(endpoint.id, 0):
+            changed.clear()
+            try:
+                found, wait = await due(ctx)
+            except Exception:
+                log.exception("could not read the sync schedule; retrying")
+                found, wait = [], TICK_SECONDS
+            started = False
+            for endpoint_id, interval in found:
+                task = running.get(endpoint_id)
+                if task is not None and not task.done():
+                    wait = min(wait, TICK_SECONDS)  # due again while still syncing
                     continue
-                interval = endpoint.sync_interval or ctx.settings.sync_interval
                 try:
-                    wait = await claim(ctx, endpoint.id, interval)
+                    won = await claim(ctx, endpoint_id, interval)
                 except Exception:
-                    log.exception("could not claim the sync of endpoint %r", endpoint.name)
-                    wait = interval
-                if wait is None:
-                    running[endpoint.id] = asyncio.create_task(_sync_quietly(ctx, endpoint.id))
-                    wait = interval
-                next_check[endpoint.id] = now + wait
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), TICK_SECONDS)
+                    log.exception("could not claim the sync of endpoint %d", endpoint_id)
+                    wait = min(wait, TICK_SECONDS)
+                    continue
+                if won:
+                    running[endpoint_id] = asyncio.create_task(_sync_quietly(ctx, endpoint_id))
+                started = True  # claimed here or elsewhere: read when it is next due
+            for endpoint_id in [i for i, task in running.items() if task.done()]:
+                del running[endpoint_id]
+            if started:
+                continue
+            await _wait_any(stop, changed, wait)
     finally:
         for task in running.values():
             task.cancel()
         await asyncio.gather(*running.values(), return_exceptions=True)
+
+
+async def _wait_any(stop: asyncio.Event, changed: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(changed.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

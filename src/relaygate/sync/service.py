@@ -1,4 +1,4 @@
-"""Sync one endpoint: list its models, reconcile, record the outcome, refresh the snapshot."""
+"""Sync one endpoint: list its models, reconcile, and record the outcome as a change."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaygate.changes import bump
+from relaygate.changes import declare, unit
 from relaygate.context import Context
 from relaygate.credentials import CredentialsUnavailable, endpoint_access
 from relaygate.db.tables import Endpoint, Model, SyncRun, utcnow
@@ -118,9 +118,7 @@ def insert_ignoring_duplicates(session: AsyncSession, table: type[Model]) -> Ins
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-async def sync_endpoint(
-    ctx: Context, endpoint_id: int, *, trigger: str = "manual", refresh: bool = True
-) -> SyncResult:
+async def sync_endpoint(ctx: Context, endpoint_id: int, *, trigger: str = "manual") -> SyncResult:
     """List endpoint ``endpoint_id``'s models and reconcile them with the store.
 
     New models are inserted online, vanished ones marked offline (kept), returning
@@ -156,8 +154,6 @@ async def sync_endpoint(
             result.reactivated,
             result.deactivated,
         )
-    if refresh and result.changed:
-        await ctx.snapshots.refresh()
     return result
 
 
@@ -171,7 +167,7 @@ async def _record(
 ) -> SyncResult:
     now = utcnow()
     retagged = 0
-    async with ctx.sessions.begin() as session:
+    async with unit(ctx) as session:
         if await session.get(Endpoint, endpoint.id) is None:
             raise NotFound(f"endpoint {endpoint.name!r} was deleted during its sync")
         rows = {
@@ -190,10 +186,12 @@ async def _record(
                     retagged += 1
                     for name, value in fresh.items():
                         setattr(row, name, value)
+            added = 0
             if changes.add:
-                # Another process may sync the same endpoint at once: skip rows it inserted.
-                await session.execute(
-                    insert_ignoring_duplicates(session, Model),
+                # Another process may sync the same endpoint at once: skip rows it inserted,
+                # and count only the rows this one did.
+                inserted = await session.execute(
+                    insert_ignoring_duplicates(session, Model).returning(Model.id),
                     [
                         {
                             "endpoint_id": endpoint.id,
@@ -207,15 +205,26 @@ async def _record(
                         for m in changes.add
                     ],
                 )
+                added = len(inserted.all())
             if discovered:
                 await session.execute(
                     update(Model)
                     .where(Model.endpoint_id == endpoint.id, Model.upstream_id.in_(discovered))
-                    .values(status="online", last_seen_at=now)
+                    .values(last_seen_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            if changes.reactivate:
+                await session.execute(
+                    update(Model)
+                    .where(
+                        Model.endpoint_id == endpoint.id,
+                        Model.upstream_id.in_(changes.reactivate),
+                    )
+                    .values(status="online")
                     .execution_options(synchronize_session=False)
                 )
             deactivate = changes.deactivate
-            counts = (len(changes.add), len(changes.reactivate), len(deactivate))
+            counts = (added, len(changes.reactivate), len(deactivate))
         else:
             deactivate = tuple(m for m, status in stored.items() if status == "online")
             counts = (0, 0, len(deactivate))
@@ -254,8 +263,9 @@ async def _record(
             )
         )
         changed = any(counts) or retagged > 0
-        if changed:
-            await bump(session)
+        if changed or (error is None and changes.add):
+            # An insert another process's sync made void still went out as a statement.
+            declare(session, "endpoint", endpoint.id)
     ctx.metrics.sync_runs.labels(endpoint.name, "error" if error else "ok").inc()
     return SyncResult(
         endpoint_id=endpoint.id,

@@ -27,7 +27,7 @@ async def _account(request: Request, session: Session, new_key: str | None = Non
     principal = session.principal
     base = str(request.base_url).rstrip("/")
     window = last_days(USAGE_DAYS)
-    nameable = principal.nameable_endpoints
+    nameable = ctx.snapshots.current.nameable_endpoints(principal)
     # Only endpoints serving some model of the caller's: others' names are not theirs to see.
     endpoints = [
         e
@@ -47,7 +47,7 @@ async def _account(request: Request, session: Session, new_key: str | None = Non
         endpoints=endpoints,
         # Keys the user set where they no longer have access: theirs to clear.
         other_provider_keys=[k for k in own.values() if k.endpoint_id not in shown],
-        models=sorted(principal.view.routes),
+        models=ctx.snapshots.current.model_names(principal),
         base_url=base,
         usage_window=window,
         usage=await usage_view(ctx, window, group_by="model", user_id=principal.user_id),
@@ -99,7 +99,8 @@ async def set_provider_key(
     clear: Annotated[str, Form()] = "",
 ) -> Response:
     ctx = context_of(request)
-    user_id, nameable = session.principal.user_id, session.principal.nameable_endpoints
+    user_id = session.principal.user_id
+    nameable = ctx.snapshots.current.nameable_endpoints(session.principal)
     try:
         if clear:
             await provider_keys.clear_own_key(ctx, user_id, endpoint_id, nameable=nameable)

@@ -1,0 +1,138 @@
+"""The current snapshot of a process, and how changes reach it.
+
+:class:`SnapshotStore` loads the whole snapshot once (:meth:`SnapshotStore.load`), then
+applies each change of the log in order (:mod:`relaygate.changes`): those this process
+made as soon as they commit (:meth:`SnapshotStore.apply`), those of other processes when
+:func:`relaygate.background.follow_changes` wakes it (:meth:`SnapshotStore.catch_up`).
+Changes apply one at a time, under one lock, in the log's order. A process that finds a
+gap in the log (it fell more than the log keeps behind), or a change of everything (a
+secret-key rotation, a seed), rebuilds the whole snapshot: the safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relaygate.access import Loader
+from relaygate.changes import Change, read_since, read_version
+from relaygate.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+READ_AT_ONCE = 200
+"""Log entries read per query when catching up."""
+
+
+class SnapshotStore:
+    """Holds the current snapshot and keeps it current.
+
+    ``check`` runs in the session of each full load before it reads (it raises
+    :class:`relaygate.errors.ConfigError` when the secret key was rotated elsewhere).
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        loader: Loader,
+        check: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    ):
+        self._sessions = sessions
+        self._loader = loader
+        self._check = check
+        self._lock = asyncio.Lock()
+        self.current = Snapshot.empty()
+        self.loaded_at = time.monotonic()
+        """When the current snapshot was last changed (``time.monotonic()`` seconds)."""
+        self.rebuilds = 0
+        """Full loads since start (the first included)."""
+        self.endpoints_changed = asyncio.Event()
+        """Set when a change to some endpoint was applied: the scheduler looks again."""
+
+    @property
+    def loaded(self) -> bool:
+        return self.current.version >= 0
+
+    async def load(self) -> Snapshot:
+        """Build a whole new snapshot from the database and make it current."""
+        async with self._lock:
+            return await self._load()
+
+    async def _load(self) -> Snapshot:
+        async with self._sessions() as session, session.begin():
+            if self._check is not None:
+                await self._check(session)
+            version = await read_version(session)
+            snapshot = await self._loader.load(session, version)
+        self.current = snapshot
+        self.loaded_at = time.monotonic()
+        self.rebuilds += 1
+        self.endpoints_changed.set()
+        log.debug(
+            "snapshot %d loaded: %d keys, %d model names",
+            version,
+            len(snapshot.keys),
+            len(snapshot.models),
+        )
+        return snapshot
+
+    async def rebuilt(self) -> Snapshot:
+        """A whole snapshot built from the database now, not made current: what the
+        current one must equal once every change is applied (tests check that)."""
+        async with self._lock, self._sessions() as session, session.begin():
+            return await self._loader.load(session, await read_version(session))
+
+    async def apply(self, version: int, change: Change) -> None:
+        """Apply ``change``, committed as ``version`` of the log, unless already applied;
+        changes before it not yet applied are read from the log first. Nothing happens
+        before the first :meth:`load` (a CLI process has no snapshot)."""
+        async with self._lock:
+            if not self.loaded or version <= self.current.version:
+                return
+            if version != self.current.version + 1:
+                await self._catch_up()
+                if version <= self.current.version:
+                    return
+            await self._apply(version, change)
+
+    async def catch_up(self) -> None:
+        """Apply the changes the log holds past the current snapshot (those of other
+        processes); rebuild the whole when some are no longer in the log. Before the
+        first :meth:`load`, loads."""
+        async with self._lock:
+            if not self.loaded:
+                await self._load()
+                return
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        while True:
+            async with self._sessions() as session:
+                head = await read_version(session)
+                if head <= self.current.version:
+                    return
+                found = await read_since(session, self.current.version, READ_AT_ONCE)
+            if not found or found[0][0] != self.current.version + 1:
+                log.warning(
+                    "changes %d to %d are no longer in the change log; rebuilding the snapshot",
+                    self.current.version + 1,
+                    head,
+                )
+                await self._load()
+                return
+            for version, change in found:
+                await self._apply(version, change)
+
+    async def _apply(self, version: int, change: Change) -> None:
+        if change.of("all"):
+            await self._load()
+            return
+        async with self._sessions() as session, session.begin():
+            await self._loader.apply(self.current, session, change)
+        self.current.version = version
+        if change.of("endpoint"):
+            self.endpoints_changed.set()
+        self.loaded_at = time.monotonic()

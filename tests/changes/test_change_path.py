@@ -1,0 +1,91 @@
+"""The one change path: a configuration write outside it is refused, other processes
+apply the same changes from the log, a process that missed some rebuilds, and the event
+loop's lag is measured."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import delete, select, update
+
+from relaygate.changes import ChangeOutsideUnit, unit
+from relaygate.context import open_context
+from relaygate.db.tables import ApiKey, ConfigChange, Model, User, utcnow
+from tests.conftest import Upstream
+from tests.support.gateway import Gateway
+from tests.support.snapshots import describe
+
+
+def test_a_write_outside_the_change_path_is_refused(gateway: Gateway, upstream: Upstream) -> None:
+    """An ORM write or a bulk statement on a configuration table outside a unit, or a
+    bulk statement in one left undeclared, raises and commits nothing; a key's last use
+    and an endpoint's sync state are no configuration and pass."""
+    gateway.add_endpoint("up", upstream.url)
+    ctx = gateway.ctx
+
+    async def orm_write() -> None:
+        async with ctx.sessions.begin() as session:
+            session.add(User(name="sneaky", role="admin"))
+
+    async def bulk_write() -> None:
+        async with ctx.sessions.begin() as session:
+            await session.execute(update(ApiKey).values(revoked_at=utcnow()))
+
+    async def undeclared() -> None:
+        async with unit(ctx) as session:
+            await session.execute(update(Model).values(enabled=False))
+
+    for attempt in (orm_write, bulk_write, undeclared):
+        with pytest.raises(ChangeOutsideUnit):
+            gateway.on_loop(attempt)
+
+    async def not_configuration() -> tuple[int, int]:
+        async with ctx.sessions.begin() as session:
+            await session.execute(update(ApiKey).values(last_used_at=utcnow()))
+        async with ctx.sessions() as session:
+            users = len((await session.scalars(select(User).where(User.name == "sneaky"))).all())
+            disabled = (await session.scalars(select(Model).where(~Model.enabled))).all()
+            return users, len(disabled)
+
+    assert gateway.on_loop(not_configuration) == (0, 0)
+    assert [m.id for m in gateway.openai().models.list()] == ["gpt-test"]
+
+
+def test_another_process_applies_the_log_and_rebuilds_after_a_gap(gateway: Gateway) -> None:
+    """A second process on the same database applies the changes the first logged, in
+    place; when the entries it needs were pruned from the log, it rebuilds whole."""
+
+    async def second_process() -> None:
+        async with open_context(gateway.settings) as other:
+            await other.snapshots.load()
+            created = gateway.create_key(name="from the first")
+            await other.snapshots.catch_up()
+            assert describe(other.snapshots.current) == describe(await other.snapshots.rebuilt())
+            assert created["id"] in {p.key_id for p in other.snapshots.current.keys.values()}
+            assert other.snapshots.rebuilds == 1
+            gateway.create_key(name="missed")
+            async with other.sessions.begin() as session:  # as if pruned meanwhile
+                await session.execute(delete(ConfigChange))
+            gateway.create_key(name="after the gap")
+            await other.snapshots.catch_up()
+            assert other.snapshots.rebuilds == 2
+            assert describe(other.snapshots.current) == describe(await other.snapshots.rebuilt())
+            assert other.snapshots.current.version == gateway.ctx.snapshots.current.version
+
+    asyncio.run(second_process())
+
+
+def test_the_event_loop_lag_is_a_metric(gateway: Gateway) -> None:
+    """``relaygate_event_loop_lag_seconds`` samples the loop's lag every 50 ms."""
+    time.sleep(0.3)
+    text = gateway.admin.get("/metrics").text
+    counts = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "relaygate_event_loop_lag_seconds_count"
+    ]
+    assert counts and counts[0] >= 3
