@@ -326,7 +326,7 @@ class Snapshot:
         self.name_sets: dict[frozenset[str], frozenset[str]] = {}
         """Keys' limits to some model names, interned: keys limited alike share one."""
         self.catalog: Catalog | None = None
-        self._listings: dict[tuple[int, frozenset[str] | None], bytes] = {}
+        self._listings: dict[tuple[Access, frozenset[str] | None], bytes] = {}
         self._ordered: list[Route] | None = None
 
     @classmethod
@@ -371,7 +371,7 @@ class Snapshot:
         may use, online or waiting for its own key. Cached per access and key limit."""
         access = principal.user.access
         own = principal.user.own
-        cache_key = (id(access), principal.allowed_models)
+        cache_key = (access, principal.allowed_models)
         if own is None:
             cached = self._listings.get(cache_key)
             if cached is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +14,7 @@ from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.credentials import key_source
 from relaygate.db.lookup import find_by_id_or_name
-from relaygate.db.tables import Endpoint, Group, GroupEndpoint, Model
+from relaygate.db.tables import Endpoint, Group, GroupEndpoint, Model, utcnow
 from relaygate.errors import BadRequest, Conflict
 from relaygate.health import Health, HealthState
 from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
@@ -221,6 +221,11 @@ def check_spec(settings: Settings, spec: EndpointSpec) -> Endpoint:
     )
 
 
+def _next_sync(ctx: Context, endpoint: Endpoint) -> datetime:
+    """When the scheduler should next sync ``endpoint`` if it is synced now."""
+    return utcnow() + timedelta(seconds=endpoint.sync_interval or ctx.settings.sync_interval)
+
+
 def new_endpoint(ctx: Context, spec: EndpointSpec) -> Endpoint:
     """A validated, unsaved endpoint row with its key encrypted; raises :class:`BadRequest`."""
     endpoint = check_spec(ctx.settings, spec)
@@ -246,6 +251,8 @@ async def create_endpoint(ctx: Context, spec: EndpointSpec, *, sync: bool = True
     """
     endpoint = new_endpoint(ctx, spec)
     enabled = spec.enabled
+    if sync and enabled:  # synced below: the scheduler's first is one interval later
+        endpoint.next_sync_at = _next_sync(ctx, endpoint)
     try:
         async with unit(ctx) as session:
             session.add(endpoint)
@@ -316,6 +323,8 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
             if not isinstance(changes.extra_routes, Unset):
                 endpoint.extra_routes = parse_routes(changes.extra_routes) or None
             endpoint_id, enabled = endpoint.id, endpoint.enabled
+            if resync and enabled:  # synced below: not by the scheduler at the same time
+                endpoint.next_sync_at = _next_sync(ctx, endpoint)
     except IntegrityError:
         raise Conflict(f"an endpoint named {changes.name!r} already exists", param="name") from None
     if resync and enabled:
