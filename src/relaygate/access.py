@@ -126,6 +126,11 @@ KEY_COLUMNS = (
     ApiKey.requests_per_minute,
     ApiKey.tokens_per_minute,
 )
+OWN_KEY_COLUMNS = (
+    UserProviderKey.user_id,
+    UserProviderKey.endpoint_id,
+    UserProviderKey.api_key_encrypted,
+)
 SLICE = 500
 """Rows read, or names recomputed, between two yields to the event loop."""
 
@@ -214,6 +219,7 @@ class Loader:
     async def _recompute(self, snapshot: Snapshot, names: Iterable[str]) -> None:
         """Recompute the routes of ``names``, :data:`SLICE` at a time."""
         catalog = _catalog(snapshot)
+        count = 0
         for count, name in enumerate(names, 1):
             route = catalog.route(name)
             if route is None:
@@ -222,7 +228,8 @@ class Loader:
                 snapshot.models[name] = route
             if count % SLICE == 0:
                 await asyncio.sleep(0)
-        snapshot.catalogue_changed()
+        if count:
+            snapshot.catalogue_changed()
         policy = ALL_ROUTES
         for entry in catalog.endpoints.values():
             if entry.row.enabled:
@@ -232,6 +239,8 @@ class Loader:
     async def _endpoint(self, snapshot: Snapshot, session: AsyncSession, endpoint_id: int) -> None:
         catalog = _catalog(snapshot)
         row = await session.get(Endpoint, endpoint_id)
+        if row is not None:
+            session.expunge(row)  # kept in the catalogue: no rollback may expire it
         before = [catalog.models[i] for i in catalog.by_endpoint.get(endpoint_id, ())]
         old = catalog.endpoints.get(endpoint_id)
         if row is None:
@@ -240,10 +249,12 @@ class Loader:
                 catalog.drop(model.id)
             catalog.endpoints.pop(endpoint_id, None)
             catalog.by_endpoint.pop(endpoint_id, None)
-            for user in snapshot.users.values():
+            for count, user in enumerate(list(snapshot.users.values()), 1):
                 if user.own is not None and endpoint_id in user.own:
                     del user.own[endpoint_id]
                     user.own = user.own or None
+                if count % SLICE == 0:
+                    await asyncio.sleep(0)
             self._forget_grants(snapshot, endpoint_id, {m.id for m in before})
             await self._recompute(snapshot, affected)
             return
@@ -288,6 +299,7 @@ class Loader:
                 row = rows.get(model_id)
                 if row is None or row.endpoint_id not in catalog.endpoints:
                     catalog.drop(model_id)
+                    self._forget_grants(snapshot, None, {model_id})
                     continue
                 model = self.model_entry(row, catalog.endpoints[row.endpoint_id].row.name)
                 catalog.put(model)
@@ -309,8 +321,11 @@ class Loader:
         access.models = frozenset(models)
         access.endpoints = frozenset(endpoints)
 
-    def _forget_grants(self, snapshot: Snapshot, endpoint_id: int, model_ids: set[int]) -> None:
-        """Drop the grants of a deleted endpoint and its models (the database cascades)."""
+    def _forget_grants(
+        self, snapshot: Snapshot, endpoint_id: int | None, model_ids: set[int]
+    ) -> None:
+        """Drop the grants of a deleted endpoint and of deleted models (the database
+        cascades)."""
         touched = set()
         for group_id, (models, endpoints) in list(snapshot.grants.items()):
             if endpoint_id in endpoints or models & model_ids:
@@ -358,7 +373,9 @@ class Loader:
                 self._fill(snapshot, access)
             if count % SLICE == 0:
                 await asyncio.sleep(0)
-        for user_id in before ^ members:
+        for count, user_id in enumerate(before ^ members, 1):
+            if count % SLICE == 0:
+                await asyncio.sleep(0)
             user = snapshot.users.get(user_id)
             if user is not None:
                 user.groups = (
@@ -406,7 +423,9 @@ class Loader:
             if principal is not None:
                 principal.user_changed()
 
-    def _own_surfaces(self, snapshot: Snapshot, row: UserProviderKey) -> Surfaces | None:
+    def _own_surfaces(self, snapshot: Snapshot, row: Any) -> Surfaces | None:
+        """The surfaces of a user's own key (a row of :data:`OWN_KEY_COLUMNS`), decrypted
+        here, or None when it cannot be used."""
         entry = _catalog(snapshot).endpoints.get(row.endpoint_id)
         if entry is None:
             return None
@@ -421,30 +440,34 @@ class Loader:
         if user is None:
             return
         own: dict[int, Surfaces] = {}
-        for row in await session.scalars(
-            select(UserProviderKey).where(UserProviderKey.user_id == user_id)
+        for row in await session.execute(
+            select(*OWN_KEY_COLUMNS).where(UserProviderKey.user_id == user_id)
         ):
             surfaces = self._own_surfaces(snapshot, row)
             if surfaces is not None:
                 own[row.endpoint_id] = surfaces
         user.own = own or None
+        snapshot.catalogue_changed()
 
     async def _own_keys_of_endpoint(
         self, snapshot: Snapshot, session: AsyncSession, endpoint: Endpoint
     ) -> None:
-        for row in await session.scalars(
-            select(UserProviderKey).where(UserProviderKey.endpoint_id == endpoint.id)
+        async for rows in _slices(
+            session,
+            select(*OWN_KEY_COLUMNS).where(UserProviderKey.endpoint_id == endpoint.id),
         ):
-            user = snapshot.users.get(row.user_id)
-            if user is None:
-                continue
-            surfaces = self._own_surfaces(snapshot, row)
-            own = user.own or {}
-            if surfaces is None:
-                own.pop(endpoint.id, None)
-            else:
-                own[endpoint.id] = surfaces
-            user.own = own or None
+            for row in rows:
+                user = snapshot.users.get(row.user_id)
+                if user is None:
+                    continue
+                surfaces = self._own_surfaces(snapshot, row)
+                own = user.own or {}
+                if surfaces is None:
+                    own.pop(endpoint.id, None)
+                else:
+                    own[endpoint.id] = surfaces
+                user.own = own or None
+        snapshot.catalogue_changed()
 
     def _put_key(self, snapshot: Snapshot, row: Any) -> None:
         user = snapshot.users.get(row.user_id)
@@ -480,7 +503,8 @@ class Loader:
         """
         snapshot = Snapshot(version, ALL_ROUTES)
         catalog = snapshot.catalog = Catalog()
-        for endpoint in await session.scalars(select(Endpoint)):
+        for endpoint in (await session.scalars(select(Endpoint))).all():
+            session.expunge(endpoint)  # kept in the catalogue: no rollback may expire it
             catalog.endpoints[endpoint.id] = self.endpoint_entry(endpoint)
         async for rows in _slices(session, select(*MODEL_COLUMNS)):
             for row in rows:
@@ -492,25 +516,24 @@ class Loader:
         endpoints: dict[int, set[int]] = defaultdict(set)
         for group_id in await session.scalars(select(Group.id)):
             models[group_id], endpoints[group_id] = set(), set()
-        for group_id, model_id in await session.execute(
-            select(GroupModel.group_id, GroupModel.model_id)
+        async for rows in _slices(session, select(GroupModel.group_id, GroupModel.model_id)):
+            for group_id, model_id in rows:
+                models[group_id].add(model_id)
+        async for rows in _slices(
+            session, select(GroupEndpoint.group_id, GroupEndpoint.endpoint_id)
         ):
-            models[group_id].add(model_id)
-        for group_id, endpoint_id in await session.execute(
-            select(GroupEndpoint.group_id, GroupEndpoint.endpoint_id)
-        ):
-            endpoints[group_id].add(endpoint_id)
+            for group_id, endpoint_id in rows:
+                endpoints[group_id].add(endpoint_id)
         for group_id in models:
             snapshot.grants[group_id] = (
                 frozenset(models[group_id]),
                 frozenset(endpoints[group_id]),
             )
         user_groups: dict[int, set[int]] = defaultdict(set)
-        for group_id, user_id in await session.execute(
-            select(GroupMember.group_id, GroupMember.user_id)
-        ):
-            user_groups[user_id].add(group_id)
-            snapshot.members.setdefault(group_id, set()).add(user_id)
+        async for rows in _slices(session, select(GroupMember.group_id, GroupMember.user_id)):
+            for group_id, user_id in rows:
+                user_groups[user_id].add(group_id)
+                snapshot.members.setdefault(group_id, set()).add(user_id)
         async for rows in _slices(
             session,
             select(User.id, User.role, User.requests_per_minute, User.tokens_per_minute),
@@ -519,12 +542,13 @@ class Loader:
                 user = snapshot.users[row.id] = UserState(row.id, row.role, row[2], row[3])
                 user.groups = frozenset(user_groups.get(row.id, ()))
                 self._assign(snapshot, user)
-        for own_row in await session.scalars(select(UserProviderKey)):
-            found = snapshot.users.get(own_row.user_id)
-            surfaces = self._own_surfaces(snapshot, own_row)
-            if found is not None and surfaces is not None:
-                found.own = found.own or {}
-                found.own[own_row.endpoint_id] = surfaces
+        async for rows in _slices(session, select(*OWN_KEY_COLUMNS)):
+            for own_row in rows:
+                found = snapshot.users.get(own_row.user_id)
+                surfaces = self._own_surfaces(snapshot, own_row)
+                if found is not None and surfaces is not None:
+                    found.own = found.own or {}
+                    found.own[own_row.endpoint_id] = surfaces
         async for rows in _slices(session, select(*KEY_COLUMNS).where(ApiKey.revoked_at.is_(None))):
             for row in rows:
                 self._put_key(snapshot, row)

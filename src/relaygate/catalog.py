@@ -126,7 +126,6 @@ class Catalog:
             return None
         online: list[Target] = []
         offline: list[Target] = []
-        fallback = next((m.fallback for m in serving if m.fallback), None)
         for model in serving:
             (online if model.online else offline).append(self._target(model))
         first = serving[0]
@@ -134,7 +133,9 @@ class Catalog:
             name,
             tuple(online),
             tuple(offline),
-            fallback if fallback != name else None,
+            tuple(
+                (m.id, m.endpoint_id, m.fallback) for m in serving if m.fallback not in (None, name)
+            ),
             (first.endpoint_id, not first.aliased, first.id),
             keyed=any(t.needs_own_key for t in online),
         )

@@ -25,6 +25,7 @@ so does a bulk statement left undeclared: a change can never bypass the snapshot
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ KINDS: tuple[Kind, ...] = ("all", "endpoint", "model", "group", "user", "own_key
 """Every kind, in the order a change applies them (a key after its new user)."""
 
 _KINDS_OF_TABLE: dict[str, frozenset[str]] = {
-    "api_keys": frozenset({"key", "user"}),
+    "api_keys": frozenset({"key"}),
     "users": frozenset({"user"}),
     "groups": frozenset({"group"}),
     "group_members": frozenset({"group"}),
@@ -142,7 +143,7 @@ async def unit(ctx: Context) -> AsyncIterator[AsyncSession]:
     flushes, records what changed in the change log, commits, and applies the change to
     this process's snapshot. An exception rolls everything back and records nothing."""
     pending = _Pending()
-    version = 0
+    version, token = 0, ""
     async with ctx.sessions.begin() as session:
         session.info[UNIT] = pending
         try:
@@ -150,12 +151,12 @@ async def unit(ctx: Context) -> AsyncIterator[AsyncSession]:
             await session.flush()
             _check_declared(pending)
             if pending.items:
-                version = await _record(session, Change(frozenset(pending.items)))
+                version, token = await _record(session, Change(frozenset(pending.items)))
         finally:
             session.info.pop(UNIT, None)
     if version:
         try:
-            await ctx.snapshots.apply(version, Change(frozenset(pending.items)))
+            await ctx.snapshots.apply(version, token, Change(frozenset(pending.items)))
         except Exception as exc:  # committed: the next check of the log applies it
             log.error("could not apply change %d to the snapshot yet: %s", version, exc)
 
@@ -171,15 +172,19 @@ def _check_declared(pending: _Pending) -> None:
             )
 
 
-async def _record(session: AsyncSession, change: Change) -> int:
-    """Append ``change`` to the log under the next counter value, which it returns."""
+async def _record(session: AsyncSession, change: Change) -> tuple[int, str]:
+    """Append ``change`` to the log under the next counter value; returns that value and
+    the entry's token."""
     await session.execute(
         update(Meta)
         .where(Meta.key == VERSION_KEY)
         .values(value=cast(cast(Meta.value, Integer) + 1, Text))
     )
     version = await read_version(session)
-    session.add(ConfigChange(version=version, changes=change.encode(), created_at=utcnow()))
+    token = secrets.token_hex(8)
+    session.add(
+        ConfigChange(version=version, changes=change.encode(), token=token, created_at=utcnow())
+    )
     if version % 100 == 0:
         await session.execute(
             delete(ConfigChange).where(ConfigChange.version <= version - KEEP_CHANGES)
@@ -187,7 +192,7 @@ async def _record(session: AsyncSession, change: Change) -> int:
     await session.flush()
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text(f"NOTIFY {CHANNEL}"))
-    return version
+    return version, token
 
 
 async def read_version(session: AsyncSession) -> int:
@@ -196,23 +201,31 @@ async def read_version(session: AsyncSession) -> int:
     return int(value) if value is not None else 0
 
 
-async def read_since(session: AsyncSession, version: int, limit: int) -> list[tuple[int, Change]]:
+async def read_since(
+    session: AsyncSession, version: int, limit: int
+) -> list[tuple[int, str, Change]]:
     """Up to ``limit`` logged changes after ``version``, oldest first, as (version,
-    change); a malformed entry reads as a change of everything."""
+    token, change); a malformed entry reads as a change of everything."""
     rows = await session.execute(
-        select(ConfigChange.version, ConfigChange.changes)
+        select(ConfigChange.version, ConfigChange.token, ConfigChange.changes)
         .where(ConfigChange.version > version)
         .order_by(ConfigChange.version)
         .limit(limit)
     )
     found = []
-    for number, value in rows:
+    for number, token, value in rows:
         try:
-            found.append((number, Change.decode(value)))
+            found.append((number, token, Change.decode(value)))
         except ValueError:
             log.error("change %d in the log is malformed; rebuilding the snapshot", number)
-            found.append((number, Change(frozenset({("all", 0)}))))
+            found.append((number, token, Change(frozenset({("all", 0)}))))
     return found
+
+
+async def read_token(session: AsyncSession, version: int) -> str | None:
+    """The token of the logged change ``version``, or None when the log has none."""
+    value = await session.scalar(select(ConfigChange.token).where(ConfigChange.version == version))
+    return str(value) if value is not None else None
 
 
 class TrackedSession(Session):

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from relaygate.catalog import Catalog
 
 EMPTY_LIST_BODY = b'{"object":"list","data":[]}'
-MAX_CACHED_LISTINGS = 256
+MAX_CACHED_LISTING_BYTES = 32 * 1024 * 1024
+"""Listing bodies kept, in all (one per access and key limit): the oldest go first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +122,15 @@ class Target:
 class Route:
     """A public model name and every endpoint's copy serving it: ``targets`` online, in
     endpoint order, and ``offline`` ones (which still make the name the caller's, so
-    it is answered as offline rather than forbidden). ``fallback`` is the public name of
-    the model to try when every target fails; ``order`` sorts listings."""
+    it is answered as offline rather than forbidden). ``fallbacks`` are the public names
+    of the models to try when every target fails, as (model id, endpoint id, name) in
+    the targets' order: a caller's is the first of a copy it may use
+    (:meth:`Access.fallback_of`). ``order`` sorts listings."""
 
     name: str
     targets: tuple[Target, ...]
     offline: tuple[Target, ...] = ()
-    fallback: str | None = None
+    fallbacks: tuple[tuple[int, int, str], ...] = ()
     order: tuple[int, int, int] = (0, 0, 0)
     keyed: bool = False
     """Whether some target needs the caller's own provider key."""
@@ -164,6 +167,14 @@ class Access:
     def allows(self, target: Target) -> bool:
         """Whether a caller with this access may use ``target``."""
         return self.admin or target.model_id in self.models or target.endpoint_id in self.endpoints
+
+    def fallback_of(self, route: Route) -> str | None:
+        """The fallback model name of the first copy of ``route`` this access may use
+        that names one, or None."""
+        for model_id, endpoint_id, name in route.fallbacks:
+            if self.admin or model_id in self.models or endpoint_id in self.endpoints:
+                return name
+        return None
 
     def allows_route(self, route: Route) -> bool:
         """Whether some copy of ``route`` (online or not) is granted."""
@@ -299,6 +310,10 @@ def needs_user_key(route: Route, principal: Principal) -> Target | None:
     return None
 
 
+ListingKey = tuple[Access, frozenset[str] | None, UserState | None]
+"""Whose listing a body is: an access, a key's limit, and a user with own keys."""
+
+
 class Snapshot:
     """Everything the request path needs, as of change ``version``.
 
@@ -326,7 +341,8 @@ class Snapshot:
         self.name_sets: dict[frozenset[str], frozenset[str]] = {}
         """Keys' limits to some model names, interned: keys limited alike share one."""
         self.catalog: Catalog | None = None
-        self._listings: dict[tuple[Access, frozenset[str] | None], bytes] = {}
+        self._listings: dict[ListingKey, bytes] = {}
+        self._listing_bytes = 0
         self._ordered: list[Route] | None = None
 
     @classmethod
@@ -342,6 +358,7 @@ class Snapshot:
     def catalogue_changed(self) -> None:
         """Forget what was derived from routes and grants (listings), after a change."""
         self._listings.clear()
+        self._listing_bytes = 0
         self._ordered = None
 
     def route_for(self, principal: Principal, name: str) -> Route | None:
@@ -371,11 +388,11 @@ class Snapshot:
         may use, online or waiting for its own key. Cached per access and key limit."""
         access = principal.user.access
         own = principal.user.own
-        cache_key = (access, principal.allowed_models)
-        if own is None:
-            cached = self._listings.get(cache_key)
-            if cached is not None:
-                return cached
+        # A user with own keys may list models others cannot: their listing is their own.
+        cache_key = (access, principal.allowed_models, principal.user if own else None)
+        cached = self._listings.get(cache_key)
+        if cached is not None:
+            return cached
         if principal.allowed_models is not None:
             routes = sorted(
                 (r for n in principal.allowed_models if (r := self.models.get(n)) is not None),
@@ -392,11 +409,18 @@ class Snapshot:
             and (entry := _listing_of(route, principal)) is not None
         ]
         body = b'{"object":"list","data":[' + b",".join(entries) + b"]}"
-        if own is None:
-            if len(self._listings) >= MAX_CACHED_LISTINGS:
-                self._listings.clear()
-            self._listings[cache_key] = body
+        self._remember(cache_key, body)
         return body
+
+    def _remember(
+        self, key: tuple[Access, frozenset[str] | None, UserState | None], body: bytes
+    ) -> None:
+        """Cache a listing body, forgetting the oldest past :data:`MAX_CACHED_LISTING_BYTES`."""
+        self._listings[key] = body
+        self._listing_bytes += len(body)
+        while self._listing_bytes > MAX_CACHED_LISTING_BYTES and len(self._listings) > 1:
+            oldest = next(iter(self._listings))
+            self._listing_bytes -= len(self._listings.pop(oldest))
 
     def nameable_endpoints(self, principal: Principal) -> frozenset[int] | None:
         """The endpoint ids ``principal`` may name (set an own key for, see listed): those

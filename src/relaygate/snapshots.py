@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.access import Loader
-from relaygate.changes import Change, read_since, read_version
+from relaygate.changes import Change, read_since, read_token, read_version
 from relaygate.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class SnapshotStore:
         """When the current snapshot was last changed (``time.monotonic()`` seconds)."""
         self.rebuilds = 0
         """Full loads since start (the first included)."""
+        self._token: str | None = None
+        """The log token of the change the snapshot is at (None: unknown, e.g. pruned)."""
+        self._broken = False
+        """Set when applying a change failed halfway: the next catch-up rebuilds."""
         self.endpoints_changed = asyncio.Event()
         """Set when a change to some endpoint was applied: the scheduler looks again."""
 
@@ -62,12 +66,18 @@ class SnapshotStore:
             return await self._load()
 
     async def _load(self) -> Snapshot:
-        async with self._sessions() as session, session.begin():
+        async with self._sessions() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # One consistent view of every table (SQLite's transactions give one).
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             if self._check is not None:
                 await self._check(session)
             version = await read_version(session)
+            token = await read_token(session, version)
             snapshot = await self._loader.load(session, version)
         self.current = snapshot
+        self._token = token
+        self._broken = False
         self.loaded_at = time.monotonic()
         self.rebuilds += 1
         self.endpoints_changed.set()
@@ -85,23 +95,25 @@ class SnapshotStore:
         async with self._lock, self._sessions() as session, session.begin():
             return await self._loader.load(session, await read_version(session))
 
-    async def apply(self, version: int, change: Change) -> None:
-        """Apply ``change``, committed as ``version`` of the log, unless already applied;
-        changes before it not yet applied are read from the log first. Nothing happens
-        before the first :meth:`load` (a CLI process has no snapshot)."""
+    async def apply(self, version: int, token: str, change: Change) -> None:
+        """Apply ``change``, committed as ``version`` of the log (with ``token``), unless
+        already applied; changes before it not yet applied are read from the log first.
+        Nothing happens before the first :meth:`load` (a CLI process has no snapshot)."""
         async with self._lock:
-            if not self.loaded or version <= self.current.version:
+            if not self.loaded:
                 return
-            if version != self.current.version + 1:
+            if version != self.current.version + 1 or self._broken:
+                # Behind, broken, or the counter went back (a restored database): the log
+                # (or a rebuild) brings the snapshot up to date.
                 await self._catch_up()
-                if version <= self.current.version:
-                    return
-            await self._apply(version, change)
+                return
+            await self._apply(version, token, change)
 
     async def catch_up(self) -> None:
         """Apply the changes the log holds past the current snapshot (those of other
-        processes); rebuild the whole when some are no longer in the log. Before the
-        first :meth:`load`, loads."""
+        processes); rebuild the whole when some are no longer in the log, when the
+        counter went back (a database restored from a backup), or when an earlier apply
+        failed halfway. Before the first :meth:`load`, loads."""
         async with self._lock:
             if not self.loaded:
                 await self._load()
@@ -110,29 +122,50 @@ class SnapshotStore:
 
     async def _catch_up(self) -> None:
         while True:
+            if self._broken:
+                log.warning("an earlier change was applied halfway; rebuilding the snapshot")
+                await self._load()
+                return
             async with self._sessions() as session:
                 head = await read_version(session)
-                if head <= self.current.version:
+                token = await read_token(session, self.current.version)
+                replaced = token is not None and self._token is not None and token != self._token
+                if head < self.current.version or replaced:
+                    log.warning(
+                        "the change counter went back (a database restored from a backup?); "
+                        "rebuilding the snapshot"
+                    )
+                    await self._load()
+                    return
+                if head == self.current.version:
                     return
                 found = await read_since(session, self.current.version, READ_AT_ONCE)
             if not found or found[0][0] != self.current.version + 1:
                 log.warning(
-                    "changes %d to %d are no longer in the change log; rebuilding the snapshot",
-                    self.current.version + 1,
+                    "changes after %d are not in the change log (it holds up to %d); "
+                    "rebuilding the snapshot",
+                    self.current.version,
                     head,
                 )
                 await self._load()
                 return
-            for version, change in found:
-                await self._apply(version, change)
+            for version, token, change in found:
+                if version <= self.current.version:  # a rebuild in this batch covered it
+                    continue
+                await self._apply(version, token, change)
 
-    async def _apply(self, version: int, change: Change) -> None:
+    async def _apply(self, version: int, token: str, change: Change) -> None:
         if change.of("all"):
             await self._load()
             return
-        async with self._sessions() as session, session.begin():
-            await self._loader.apply(self.current, session, change)
+        try:
+            async with self._sessions() as session, session.begin():
+                await self._loader.apply(self.current, session, change)
+        except BaseException:
+            # Part of the change may be in the snapshot already: only a rebuild is sure.
+            self._broken = True
+            raise
         self.current.version = version
+        self._token = token
         if change.of("endpoint"):
             self.endpoints_changed.set()
-        self.loaded_at = time.monotonic()

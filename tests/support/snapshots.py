@@ -50,7 +50,7 @@ def describe(s: Snapshot) -> dict[str, Any]:
             name: (
                 [_target(t) for t in r.targets],
                 [_target(t) for t in r.offline],
-                r.fallback,
+                r.fallbacks,
                 r.order,
                 r.keyed,
             )

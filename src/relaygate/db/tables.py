@@ -275,6 +275,9 @@ class ConfigChange(Base):
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     changes: Mapped[str] = mapped_column(Text)
+    token: Mapped[str] = mapped_column(String(32))
+    """Random: tells this entry from another given the same version after the counter
+    went back (a database restored from a backup)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -256,7 +256,8 @@ class Proxy:
             for t in health.partition(route.rotate(targets), _health_key, user)
             if t.routes.allows(method, below)
         ]
-        fallback = snapshot.route_for(principal, route.fallback) if route.fallback else None
+        named = principal.user.access.fallback_of(route) if route.fallbacks else None
+        fallback = snapshot.route_for(principal, named) if named else None
         if fallback is not None:
             plan.extend(
                 (t, fallback.name)

@@ -20,6 +20,7 @@ def upgrade() -> None:
         "config_changes",
         sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
         sa.Column("changes", sa.Text(), nullable=False),
+        sa.Column("token", sa.String(32), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
 
