@@ -21,10 +21,16 @@ upstream, and measures:
 ``--admin-only`` measures instead the admin API's answer to a group grant, a key creation
 and a revocation, one at a time, at 100,000 keys, 5,000 users and 2,000 models.
 
-    .venv/bin/python bench/changes.py --sizes small --store sqlite --duration 5  # ~4 min
+    .venv/bin/python bench/changes.py --sizes small --store sqlite --duration 5  # 2 min
     .venv/bin/python bench/changes.py                  # every size and store, and memory
-    .venv/bin/python bench/changes.py --admin-only --store sqlite
+    .venv/bin/python bench/changes.py --admin-only     # both stores
     .venv/bin/python bench/changes.py --rss-only
+
+Options: ``--duration S`` per wrk window (default 20), ``--sizes small,large``, ``--store
+sqlite,postgresql``, ``--admin-only``, ``--rss-only``, ``--rounds N`` (samples of each timed
+change, default 20), ``--out FILE``. On the full-rebuild snapshot (before incremental
+changes) one change takes about 7 s at the admin size and about a minute at the large
+one, so ``--admin-only`` takes about 25 minutes and the large size wants ``--rounds 5``.
 
 Sizes: small = 1,000 keys, 10 users, 100 models; large = 100,000 keys, 5,000 users,
 10,000 models. PostgreSQL is the server at ``BENCH_POSTGRES_URL`` (else
@@ -85,12 +91,13 @@ CHANGE_RATE = 10.0  # configuration changes per second during the changes window
 MAX_IN_FLIGHT = 4  # changes outstanding at once; a change due while 4 are is skipped
 CALL_TIMEOUT = 30.0  # seconds one admin call may take before it counts as timed out
 SYNC_TIMEOUT = 60.0
-ADMIN_TIMEOUT = 120.0  # --admin-only: one change at a time, its whole answer time wanted
+ADMIN_TIMEOUT = 300.0  # one change at a time (--admin-only, new keys): its whole answer wanted
 SYNC_EVERY = 30.0
-ACCEPT_TIMEOUT = 60.0  # seconds a new key may take to be accepted
+ACCEPT_TIMEOUT = 120.0  # seconds a new key may take to be accepted, from the answer
 CONNECTIONS = 16
 LAG_METRIC = "relaygate_event_loop_lag_seconds"
 RSS_REQUESTS = 300
+MIN_AVAILABLE_MB = 3072  # below this much free memory the running replicas are killed
 
 
 @dataclass(frozen=True)
@@ -481,19 +488,63 @@ def alternate(names: list[str]) -> list[str]:
     return names[:-changed] + [f"cat-b-{n:05d}" for n in range(changed)]
 
 
-def start_replicas(work: pathlib.Path, db: Database, count: int) -> list[Replica]:
+def start_replicas(setting: Setting, count: int) -> list[Replica]:
+    """Start ``count`` replicas on the setting's database (held by the setting as they
+    start, so that :meth:`Setting.close` stops them whatever happens) and wait for each."""
+    assert setting.db is not None
     started = time.monotonic()
-    env = relaygate_env(db)
-    replicas = [Replica(work, env, "AB"[n]) for n in range(count)]
-    try:
-        for replica in replicas:
-            replica.wait_ready()
-    except Exception:
-        for replica in replicas:
-            replica.stop()
-        raise
+    env = relaygate_env(setting.db)
+    for n in range(count):
+        setting.replicas.append(Replica(setting.dir, env, "AB"[n]))
+    for replica in setting.replicas:
+        replica.wait_ready()
     say(f"  {count} replica(s) ready in {time.monotonic() - started:.1f} s")
-    return replicas
+    return setting.replicas
+
+
+def mem_available_mb() -> float:
+    for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return math.inf
+
+
+class MemoryGuard:
+    """Samples the replicas' RSS (their peak is reported) and, should the machine's
+    available memory fall below MIN_AVAILABLE_MB, kills them at once: on a shared machine
+    the bench gives up a configuration rather than let the OOM killer pick a process."""
+
+    def __init__(self, replicas: list[Replica]):
+        self.replicas = replicas
+        self.peak_mb: dict[str, float] = {}
+        self.tripped: str | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(0.5):
+            running = [r for r in list(self.replicas) if r.process.poll() is None]
+            for replica in running:
+                rss = replica.rss()
+                self.peak_mb[replica.name] = max(self.peak_mb.get(replica.name, 0.0), rss)
+            available = mem_available_mb()
+            if running and self.tripped is None and available < MIN_AVAILABLE_MB:
+                self.tripped = (
+                    f"stopped: the machine had {available:,.0f} MB available, below "
+                    f"{MIN_AVAILABLE_MB:,} MB (replicas' peak RSS {self.peak_text()})"
+                )
+                say(f"  {self.tripped}")
+            if self.tripped:  # and any replica started after it, too
+                for replica in running:
+                    replica.process.kill()
+
+    def peak_text(self) -> str:
+        return ", ".join(f"{name} {mb:,.0f} MB" for name, mb in self.peak_mb.items()) or "none"
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
 
 
 # --- /metrics -----------------------------------------------------------------------------
@@ -597,12 +648,13 @@ def poll_accepted(client: httpx.Client, key: str, since: float) -> float | None:
 
 def key_acceptance(replicas: list[Replica], world: World, rounds: int) -> dict[str, Any]:
     """Create a key on each replica in turn; time from the answer until each accepts it."""
-    admins = [admin_client(r, timeout=CALL_TIMEOUT * 2) for r in replicas]
+    admins = [admin_client(r, timeout=ADMIN_TIMEOUT) for r in replicas]
     pollers = [httpx.Client(base_url=r.url, timeout=10) for r in replicas]
     answers: list[float] = []
     same: list[float] = []
     other: list[float] = []
     timeouts = {"answer": 0, "same": 0, "other": 0}
+    errors: Counter[str] = Counter()
     try:
         with ThreadPoolExecutor(len(replicas)) as pool:
             for n in range(rounds):
@@ -618,6 +670,14 @@ def key_acceptance(replicas: list[Replica], world: World, rounds: int) -> dict[s
                 except httpx.TimeoutException:
                     timeouts["answer"] += 1
                     say(f"    key {n + 1}: creation timed out")
+                    continue
+                except (httpx.HTTPError, RuntimeError) as exc:  # counted; the next round goes on
+                    errors[f"{type(exc).__name__}: {exc}"[:200]] += 1
+                    say(
+                        f"    key {n + 1}: creation failed after "
+                        f"{ms(time.perf_counter() - started):.1f} ms: {type(exc).__name__}: {exc}"
+                    )
+                    time.sleep(1)
                     continue
                 answered = time.perf_counter()
                 answers.append(answered - started)
@@ -645,6 +705,7 @@ def key_acceptance(replicas: list[Replica], world: World, rounds: int) -> dict[s
         "same_replica": summary(same),
         "other_replica": summary(other) if len(replicas) > 1 else None,
         "timeouts": timeouts,
+        "creation_errors": dict(errors),
     }
     say(
         f"  new key accepted: same replica {fmt_stat(result['same_replica'])}"
@@ -927,15 +988,18 @@ class Setting:
         self.dir.mkdir()
         self.dir.chmod(0o755)  # nginx's workers may run as another user
         self.replicas: list[Replica] = []
+        self.guard = MemoryGuard(self.replicas)
         self.nginx: Nginx | None = Nginx(self.dir, ["bench-json"], catalogue)
         self.db: Database | None = None
         try:
             self.db = Database(store, self.dir)
         except BaseException:
+            self.guard.stop()
             self.nginx.stop()
             raise
 
     def close(self) -> None:
+        self.guard.stop()
         for replica in self.replicas:
             try:
                 replica.stop()
@@ -967,27 +1031,41 @@ def run_config(
             catalogue=catalogue,
             rng=rng,
         )
-        setting.replicas = start_replicas(
-            setting.dir, setting.db, 2 if store == "postgresql" else 1
-        )
+        start_replicas(setting, 2 if store == "postgresql" else 1)
         replicas = setting.replicas
         entry["rss_mb"] = [r.rss() for r in replicas]
-        entry["accept"] = key_acceptance(replicas, world, args.rounds)
-        settle(replicas)
-        entry["steady"] = traffic(setting.dir, replicas, world, args.duration, rng, False)
-        settle(replicas)
-        entry["changing"] = traffic(setting.dir, replicas, world, args.duration, rng, True)
-        entry["p99_ratio"] = round(
-            entry["changing"]["wrk"]["p99_ms"] / entry["steady"]["wrk"]["p99_ms"], 2
-        )
-        say(f"  p99 with changes / without: {entry['p99_ratio']:.2f}x")
+        phases: list[tuple[str, Any]] = [
+            ("accept", lambda: key_acceptance(replicas, world, args.rounds)),
+            ("steady", lambda: traffic(setting.dir, replicas, world, args.duration, rng, False)),
+            ("changing", lambda: traffic(setting.dir, replicas, world, args.duration, rng, True)),
+        ]
+        for name, measure in phases:
+            try:  # a phase that fails is reported, and the next one still runs
+                settle(replicas)
+                entry[name] = measure()
+            except Exception as exc:
+                entry.setdefault("phase_failures", {})[name] = f"{type(exc).__name__}: {exc}"
+                say(f"  {name} failed: {type(exc).__name__}: {exc}")
+        if "steady" in entry and "changing" in entry:
+            entry["p99_ratio"] = round(
+                entry["changing"]["wrk"]["p99_ms"] / entry["steady"]["wrk"]["p99_ms"], 2
+            )
+            say(f"  p99 with changes / without: {entry['p99_ratio']:.2f}x")
     except Exception as exc:  # reported, never silently dropped; the next one goes on
         entry["failure"] = f"{type(exc).__name__}: {exc}"
         say(f"  failed: {entry['failure']}")
     finally:
         if setting is not None:
             setting.close()
+            guarded(entry, setting)
     return entry
+
+
+def guarded(entry: dict[str, Any], setting: Setting) -> None:
+    """The replicas' peak RSS into ``entry``, and the memory guard's stop as its failure."""
+    entry["peak_rss_mb"] = {name: round(mb, 1) for name, mb in setting.guard.peak_mb.items()}
+    if setting.guard.tripped:
+        entry["failure"] = setting.guard.tripped
 
 
 def run_admin(work: pathlib.Path, store: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -1012,9 +1090,7 @@ def run_admin(work: pathlib.Path, store: str, args: argparse.Namespace) -> dict[
             catalogue=catalogue,
             rng=rng,
         )
-        setting.replicas = start_replicas(
-            setting.dir, setting.db, 2 if store == "postgresql" else 1
-        )
+        start_replicas(setting, 2 if store == "postgresql" else 1)
         replicas = setting.replicas
         clients = [admin_client(r, timeout=ADMIN_TIMEOUT) for r in replicas]
         try:
@@ -1055,18 +1131,21 @@ def run_admin(work: pathlib.Path, store: str, args: argparse.Namespace) -> dict[
                     started = time.perf_counter()
                     try:
                         response = clients[replica].request(method, path, json=body)
-                        status = response.status_code
+                        status = f"HTTP {response.status_code}"
+                        ok = response.status_code < 300
                     except httpx.TimeoutException:
-                        status = 0
+                        status, ok = "timeout", False
+                    except httpx.HTTPError as exc:
+                        status, ok = type(exc).__name__, False
                     elapsed = time.perf_counter() - started
-                    if 200 <= status < 300:
+                    if ok:
                         times[kind].append(elapsed)
                         if kind == "grant":
                             by_grant[grant[0]].append(elapsed)
                         line += f" {kind} {ms(elapsed):8.1f} ms"
                     else:
-                        failures[f"{kind} {'timeout' if status == 0 else status}"] += 1
-                        line += f" {kind} {'timeout' if status == 0 else f'HTTP {status}'}"
+                        failures[f"{kind} {status}"] += 1
+                        line += f" {kind} {status} after {ms(elapsed):.0f} ms"
                 say(line)
         finally:
             for client in clients:
@@ -1077,6 +1156,7 @@ def run_admin(work: pathlib.Path, store: str, args: argparse.Namespace) -> dict[
     finally:
         if setting is not None:
             setting.close()
+            guarded(entry, setting)
     entry.update({kind: summary(values) for kind, values in times.items()})
     entry["grant_by_kind"] = {kind: summary(values) for kind, values in by_grant.items()}
     entry["failures"] = dict(failures)
@@ -1110,7 +1190,7 @@ def run_rss(work: pathlib.Path, store: str) -> dict[str, Any]:
                 rng=rng,
                 bench_sees_catalogue=True,
             )
-            setting.replicas = start_replicas(setting.dir, setting.db, 1)
+            start_replicas(setting, 1)
             replica = setting.replicas[0]
             loaded = replica.rss()
             gateway = Gateway(
@@ -1198,15 +1278,33 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---|" + "---|" * len(names),
         ]
 
-        def row(label: str, target: str, cell: Any) -> None:
+        def row(label: str, target: str, cell: Any, always: bool = False) -> None:
             cells = []
             for name in names:
                 entry = configs[name]
                 try:
-                    cells.append("failed" if "failure" in entry else cell(entry))
+                    cells.append("failed" if "failure" in entry and not always else cell(entry))
                 except (KeyError, TypeError, ZeroDivisionError):
                     cells.append("—")
             lines.append(f"| {label} | {target} | " + " | ".join(cells) + " |")
+
+        row(
+            "outcome",
+            "—",
+            lambda e: (
+                e["failure"]
+                if "failure" in e
+                else "ran"
+                + (f" ({', '.join(e['phase_failures'])} failed)" if e.get("phase_failures") else "")
+            ),
+            always=True,
+        )
+        row(
+            "peak RSS per replica",
+            "—",
+            lambda e: ", ".join(f"{mb:,.0f} MB" for mb in e["peak_rss_mb"].values()) or "—",
+            always=True,
+        )
 
         def lag_cell(entry: dict[str, Any]) -> str:
             lags = entry["changing"]["lag"]
