@@ -31,6 +31,9 @@ sqlite,postgresql``, ``--admin-only``, ``--rss-only``, ``--rounds N`` (samples o
 change, default 20), ``--out FILE``. On the full-rebuild snapshot (before incremental
 changes) one change takes about 7 s at the admin size and about a minute at the large
 one, so ``--admin-only`` takes about 25 minutes and the large size wants ``--rounds 5``.
+That code also holds about 9 GB per process at the large size (12 GB while rebuilding):
+should the machine's available memory fall under 3 GB, the bench kills the replicas and
+reports the configuration as stopped, rather than let the OOM killer choose a process.
 
 Sizes: small = 1,000 keys, 10 users, 100 models; large = 100,000 keys, 5,000 users,
 10,000 models. PostgreSQL is the server at ``BENCH_POSTGRES_URL`` (else
