@@ -19,13 +19,13 @@ import aiohttp
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from relaygate.access import Loader
 from relaygate.changes import TrackedSession
 from relaygate.db.engine import make_engine, make_sessionmaker
 from relaygate.db.migrate import upgrade
 from relaygate.db.tables import Meta
 from relaygate.errors import ConfigError
 from relaygate.health import Health
+from relaygate.loader import Loader
 from relaygate.metrics import Metrics
 from relaygate.settings import Settings
 from relaygate.snapshot import Timeouts

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relaygate.access import Loader
 from relaygate.changes import Change, read_since, read_token, read_version
+from relaygate.loader import Loader
 from relaygate.snapshot import Snapshot
 
 log = logging.getLogger(__name__)

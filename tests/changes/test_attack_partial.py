@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from relaygate.access import Loader
+from relaygate.loader import Loader
 from relaygate.db.tables import Endpoint
 from tests.conftest import Upstream
 from tests.support.gateway import Gateway
