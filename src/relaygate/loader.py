@@ -83,7 +83,7 @@ OWN_KEY_COLUMNS = (
     UserProviderKey.endpoint_id,
     UserProviderKey.api_key_encrypted,
 )
-SLICE = 500
+SLICE = 200
 """Rows read, or names recomputed, between two yields to the event loop."""
 
 
@@ -109,6 +109,8 @@ class Loader:
     def __init__(self, vault: Vault, timeouts: Timeouts = DEFAULT_TIMEOUTS):
         self._vault = vault
         self._timeouts = timeouts
+        self.recomputed = 0
+        """Routes recomputed since start: how much a change built (see SnapshotStore)."""
 
     # The catalogue: endpoints and models.
 
@@ -182,6 +184,7 @@ class Loader:
                 await asyncio.sleep(0)
         if count:
             snapshot.catalogue_changed()
+        self.recomputed += count
         policy = ALL_ROUTES
         for entry in catalog.endpoints.values():
             if entry.row.enabled:
@@ -213,23 +216,31 @@ class Loader:
         entry = self.endpoint_entry(row)
         whole = old is None or old.fingerprint != entry.fingerprint
         catalog.endpoints[endpoint_id] = entry
-        fresh: dict[int, ModelEntry] = {}
+        # Each slice of rows read: its changed models, and the names they affect (their
+        # old and new ones), replaced at once; then the models that went.
+        seen: set[int] = set()
+        affected = set()
         async for rows in _slices(
             session, select(*MODEL_COLUMNS).where(Model.endpoint_id == endpoint_id)
         ):
+            changed = []
             for model_row in rows:
-                fresh[model_row.id] = self.model_entry(model_row, row.name)
-        changed = [m for m in fresh.values() if whole or catalog.models.get(m.id) != m]
-        gone = [m for m in before if m.id not in fresh]
-        replaced = [catalog.models[m.id] for m in changed if m.id in catalog.models]
-        affected = catalog.affected_by(gone + replaced)
-        for model in gone:
-            catalog.drop(model.id)
-        for count, model in enumerate(changed, 1):
-            catalog.put(model)
-            if count % SLICE == 0:
-                await asyncio.sleep(0)
-        affected |= catalog.affected_by(changed)
+                seen.add(model_row.id)
+                model = self.model_entry(model_row, row.name)
+                if whole or catalog.models.get(model.id) != model:
+                    changed.append(model)
+            replaced = [catalog.models[m.id] for m in changed if m.id in catalog.models]
+            affected |= catalog.affected_by(replaced)
+            for model in changed:
+                catalog.put(model)
+            affected |= catalog.affected_by(changed)
+        gone = [m for m in before if m.id not in seen]
+        for start in range(0, len(gone), SLICE):
+            chunk = gone[start : start + SLICE]
+            affected |= catalog.affected_by(chunk)
+            for model in chunk:
+                catalog.drop(model.id)
+            await asyncio.sleep(0)
         if old is not None and _auth(old.row) != _auth(row):
             # Users' own keys travel in the endpoint's auth header: rebuild their surfaces.
             await self._own_keys_of_endpoint(snapshot, session, row)

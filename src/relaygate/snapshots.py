@@ -12,6 +12,7 @@ secret-key rotation, a seed), rebuilds the whole snapshot: the safety net.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,18 @@ from relaygate.snapshot import Snapshot
 log = logging.getLogger(__name__)
 READ_AT_ONCE = 200
 """Log entries read per query when catching up."""
+FREEZE_AFTER_ROUTES = 1_000
+"""A change that built this many routes (a sync of a big catalogue) is frozen after."""
+
+
+def _freeze() -> None:
+    """Take what a big change built out of the cyclic garbage collector's sight, as
+    start-up's snapshot is (app.py): otherwise the next full collections walk its
+    hundred thousand new objects, holding the event loop for some 100 ms each. The
+    young generations are collected first, so little cyclic garbage is frozen with it
+    (frozen objects are still freed when no longer referenced)."""
+    gc.collect(1)
+    gc.freeze()
 
 
 class SnapshotStore:
@@ -158,6 +171,7 @@ class SnapshotStore:
         if change.of("all"):
             await self._load()
             return
+        before = self._loader.recomputed
         try:
             async with self._sessions() as session, session.begin():
                 await self._loader.apply(self.current, session, change)
@@ -169,3 +183,5 @@ class SnapshotStore:
         self._token = token
         if change.of("endpoint"):
             self.endpoints_changed.set()
+        if self._loader.recomputed - before >= FREEZE_AFTER_ROUTES:
+            _freeze()

@@ -14,6 +14,7 @@ https://docs.together.ai/reference/models-1 . Servers that page the list
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -111,10 +112,12 @@ async def list_data_pages(
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list):
             raise not_a_list(url, 'no "data" array')
-        for item in data:
+        for count, item in enumerate(data, 1):
             if not isinstance(item, dict) or not as_str(item.get("id")):
                 raise not_a_list(url, 'an entry has no "id"')
             models.append(to_model(item))
+            if count % 500 == 0:
+                await asyncio.sleep(0)  # a list of 100,000 models never holds the loop
         bounds.check_count(url, len(models))
         assert isinstance(payload, dict)
         last = as_str(payload.get("last_id"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -83,6 +84,9 @@ async def sync_history(ctx: Context, endpoint_id: int, limit: int = 50) -> list[
 
 
 METADATA = ("owned_by", "display_name", "context_window", "max_output_tokens", "created")
+_METADATA_COLUMNS = tuple(getattr(Model, name) for name in (*METADATA, "capabilities"))
+SLICE = 200
+"""Rows written per statement, and read between two yields to the event loop."""
 
 
 async def _list(ctx: Context, endpoint: Endpoint) -> list[DiscoveredModel]:
@@ -139,7 +143,11 @@ async def sync_endpoint(ctx: Context, endpoint_id: int, *, trigger: str = "manua
         discovered: dict[str, DiscoveredModel] = {}
         try:
             listed = await _list(ctx, endpoint)
-            discovered = {m.id: m for m in listed if matches_filter(m.id, endpoint.model_filter)}
+            for count, model in enumerate(listed, 1):
+                if matches_filter(model.id, endpoint.model_filter):
+                    discovered[model.id] = model
+                if count % SLICE == 0:
+                    await asyncio.sleep(0)
         except ListingFailed as exc:
             error = f"sync of endpoint {endpoint.name!r} failed: {exc}"
         result = await _record(ctx, endpoint, discovered, error, started, trigger)
@@ -157,6 +165,23 @@ async def sync_endpoint(ctx: Context, endpoint_id: int, *, trigger: str = "manua
     return result
 
 
+async def _set_status(
+    session: AsyncSession, endpoint_id: int, upstream_ids: tuple[str, ...], status: str
+) -> None:
+    """Set the status of the endpoint's models ``upstream_ids``, :data:`SLICE` at a time."""
+    for start in range(0, len(upstream_ids), SLICE):
+        await session.execute(
+            update(Model)
+            .where(
+                Model.endpoint_id == endpoint_id,
+                Model.upstream_id.in_(upstream_ids[start : start + SLICE]),
+            )
+            .values(status=status)
+            .execution_options(synchronize_session=False)
+        )
+        await asyncio.sleep(0)
+
+
 async def _record(
     ctx: Context,
     endpoint: Endpoint,
@@ -170,26 +195,31 @@ async def _record(
     async with unit(ctx) as session:
         if await session.get(Endpoint, endpoint.id) is None:
             raise NotFound(f"endpoint {endpoint.name!r} was deleted during its sync")
-        rows = {
-            m.upstream_id: m
-            for m in await session.scalars(select(Model).where(Model.endpoint_id == endpoint.id))
-        }
-        stored = {upstream_id: model.status for upstream_id, model in rows.items()}
+        stored: dict[str, str] = {}
+        retag: list[dict[str, Any]] = []
+        result = await session.stream(
+            select(Model.id, Model.upstream_id, Model.status, *_METADATA_COLUMNS)
+            .where(Model.endpoint_id == endpoint.id)
+            .execution_options(yield_per=SLICE)
+        )
+        async for rows in result.partitions(SLICE):
+            for row in rows:
+                stored[row.upstream_id] = row.status
+                found = discovered.get(row.upstream_id) if error is None else None
+                if found is not None:
+                    fresh = _metadata(found)
+                    if any(getattr(row, name) != value for name, value in fresh.items()):
+                        retag.append({"id": row.id, **fresh})
+            await asyncio.sleep(0)  # a catalogue of 100,000 models never holds the loop
         if error is None:
             changes = plan(stored, discovered)
-            for upstream_id, found in discovered.items():
-                row = rows.get(upstream_id)
-                if row is None:
-                    continue
-                fresh = _metadata(found)
-                if any(getattr(row, name) != value for name, value in fresh.items()):
-                    retagged += 1
-                    for name, value in fresh.items():
-                        setattr(row, name, value)
+            for start in range(0, len(retag), SLICE):
+                await session.execute(update(Model), retag[start : start + SLICE])
+            retagged = len(retag)
             added = 0
-            if changes.add:
-                # Another process may sync the same endpoint at once: skip rows it inserted,
-                # and count only the rows this one did.
+            # Another process may sync the same endpoint at once: skip rows it inserted,
+            # and count only the rows this one did.
+            for start in range(0, len(changes.add), SLICE):
                 inserted = await session.execute(
                     insert_ignoring_duplicates(session, Model).returning(Model.id),
                     [
@@ -202,37 +232,25 @@ async def _record(
                             "last_seen_at": now,
                             **_metadata(discovered[m]),
                         }
-                        for m in changes.add
+                        for m in changes.add[start : start + SLICE]
                     ],
                 )
-                added = len(inserted.all())
-            if discovered:
-                await session.execute(
-                    update(Model)
-                    .where(Model.endpoint_id == endpoint.id, Model.upstream_id.in_(discovered))
-                    .values(last_seen_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-            if changes.reactivate:
-                await session.execute(
-                    update(Model)
-                    .where(
-                        Model.endpoint_id == endpoint.id,
-                        Model.upstream_id.in_(changes.reactivate),
-                    )
-                    .values(status="online")
-                    .execution_options(synchronize_session=False)
-                )
+                added += len(inserted.all())
+                await asyncio.sleep(0)
+            await _set_status(session, endpoint.id, changes.reactivate, "online")
             deactivate = changes.deactivate
             counts = (added, len(changes.reactivate), len(deactivate))
         else:
             deactivate = tuple(m for m, status in stored.items() if status == "online")
             counts = (0, 0, len(deactivate))
-        if deactivate:
+        await _set_status(session, endpoint.id, deactivate, "offline")
+        if error is None and discovered:
+            # Every model the listing named is online now, and only those.
             await session.execute(
                 update(Model)
-                .where(Model.endpoint_id == endpoint.id, Model.upstream_id.in_(deactivate))
-                .values(status="offline")
+                .where(Model.endpoint_id == endpoint.id, Model.status == "online")
+                .values(last_seen_at=now)
+                .execution_options(synchronize_session=False)
             )
         total = len(discovered)
         await session.execute(
