@@ -1,6 +1,6 @@
 """The in-memory view the request path reads (DESIGN.md, principle 1).
 
-Built from the database once at start-up (:func:`relaygate.access.load_snapshot`) and
+Built from the database once at start-up (:meth:`relaygate.loader.Loader.load`) and
 then kept current change by change (:mod:`relaygate.changes`): a key, a user, a group
 or an endpoint that changes updates its own entries here, never the whole. Nothing
 here queries: authenticating a key is one dictionary lookup; routing a model is one
@@ -322,7 +322,7 @@ class Snapshot:
     not use is answered 403, any other 404); ``route_policy`` every route some
     endpoint is sent, so any other is refused before its body is read. The structures
     behind them (users, accesses, groups' grants, the catalogue of models) are kept
-    by :mod:`relaygate.access`, which applies each change to them in place.
+    by :mod:`relaygate.loader`, which applies each change to them in place.
     """
 
     def __init__(self, version: int, route_policy: RoutePolicy):
