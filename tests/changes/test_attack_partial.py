@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from relaygate.loader import Loader
 from relaygate.db.tables import Endpoint
+from relaygate.loader import Loader
 from tests.conftest import Upstream
 from tests.support.gateway import Gateway
 from tests.support.snapshots import describe
