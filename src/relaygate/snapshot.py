@@ -24,7 +24,6 @@ from relaygate.routes import RoutePolicy
 if TYPE_CHECKING:
     from relaygate.catalog import Catalog
 
-EMPTY_LIST_BODY = b'{"object":"list","data":[]}'
 MAX_CACHED_LISTING_BYTES = 32 * 1024 * 1024
 """Listing bodies kept, in all (one per access and key limit): the oldest go first."""
 
@@ -350,10 +349,6 @@ class Snapshot:
         from relaygate.providers import ALL_ROUTES
 
         return cls(-1, ALL_ROUTES)
-
-    @property
-    def known_names(self) -> Iterable[str]:
-        return self.models.keys()
 
     def catalogue_changed(self) -> None:
         """Forget what was derived from routes and grants (listings), after a change."""
