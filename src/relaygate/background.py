@@ -72,7 +72,7 @@ async def follow_changes(ctx: Context, stop: asyncio.Event) -> None:
         while not stop.is_set():
             if listener is not None:
                 await listener.ensure()
-            await _wait_any(stop, wake, ctx.settings.change_poll_interval)
+            await wait_any(stop, wake, ctx.settings.change_poll_interval)
             wake.clear()
             await _check(ctx)
     finally:
@@ -80,7 +80,8 @@ async def follow_changes(ctx: Context, stop: asyncio.Event) -> None:
             await listener.close()
 
 
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+async def wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    """Return after ``seconds``, or as soon as ``stop`` or ``wake`` is set."""
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
     try:
         await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
+from relaygate.background import wait_any
 from relaygate.context import Context
 from relaygate.db.tables import Endpoint, utcnow
 from relaygate.errors import RelaygateError
@@ -109,17 +110,8 @@ async def run_scheduler(ctx: Context, stop: asyncio.Event) -> None:
                 del running[endpoint_id]
             if started:
                 continue
-            await _wait_any(stop, changed, wait)
+            await wait_any(stop, changed, wait)
     finally:
         for task in running.values():
             task.cancel()
         await asyncio.gather(*running.values(), return_exceptions=True)
-
-
-async def _wait_any(stop: asyncio.Event, changed: asyncio.Event, seconds: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(changed.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
