@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -150,9 +151,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 class RelaygateApp:
     """The ASGI entry point: dispatches ``/v1/`` to the proxy, the rest to FastAPI."""
 
-    def __init__(self, settings: Settings, *, bootstrap: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bootstrap: bool = True,
+        clock: Callable[[], datetime] | None = None,
+        workers: bool = False,
+    ):
         self.settings = settings
         self.bootstrap = bootstrap
+        self.clock = clock
+        self.workers = workers
         self.metrics = Metrics()
         self.proxy: Proxy | None = None
         self.limiter: RateLimiter | None = None
@@ -205,7 +215,9 @@ class RelaygateApp:
 
     @asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
-        async with open_context(self.settings, self.metrics) as ctx:
+        async with open_context(
+            self.settings, self.metrics, clock=self.clock, shared_budgets=self.workers
+        ) as ctx:
             if self.bootstrap:
                 result = await bootstrap(ctx)
                 if result.new_admin_key:
@@ -236,6 +248,7 @@ class RelaygateApp:
                 max_per_key=self.settings.max_concurrent_per_key,
                 max_per_user=self.settings.max_concurrent_per_user,
                 max_event_bytes=self.settings.max_event_bytes,
+                budgets=ctx.budgets,
             )
             stop = asyncio.Event()
             tasks = [
@@ -262,13 +275,22 @@ class RelaygateApp:
                 self.limiter = None
 
 
-def create_app(settings: Settings, *, bootstrap: bool = True) -> RelaygateApp:
+def create_app(
+    settings: Settings,
+    *,
+    bootstrap: bool = True,
+    clock: Callable[[], datetime] | None = None,
+    workers: bool = False,
+) -> RelaygateApp:
     """Build the whole application for ``settings``; serve it with any ASGI server.
 
     With ``bootstrap`` the first start-up work (seeding, admin key) runs in the
     lifespan; ``relaygate serve`` does it once before starting, and passes False.
+    ``clock`` (UTC datetimes) is the time budgets go by (tests cross periods with it);
+    ``workers`` says other processes serve the same database (budgets are then kept
+    in the database on SQLite too).
     """
-    return RelaygateApp(settings, bootstrap=bootstrap)
+    return RelaygateApp(settings, bootstrap=bootstrap, clock=clock, workers=workers)
 
 
 def create_app_from_environment() -> RelaygateApp:
@@ -276,7 +298,7 @@ def create_app_from_environment() -> RelaygateApp:
     the config file and ``RELAYGATE_*`` variables, as the parent process read them."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings, bootstrap=False)
+    return create_app(settings, bootstrap=False, workers=True)
 
 
 def print_first_admin_key(key: str) -> None:

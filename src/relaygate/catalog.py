@@ -47,6 +47,9 @@ class ModelEntry:
     fallback: str | None
     input_price: float | None
     output_price: float | None
+    output_cap: int | None
+    """Completion tokens a budget reserves when a request states no cap (None: the
+    setting's default)."""
     listing: bytes
 
     @property
@@ -184,6 +187,7 @@ class Catalog:
             timeouts=entry.timeouts,
             input_price=model.input_price,
             output_price=model.output_price,
+            output_cap=model.output_cap,
             listing=model.listing,
         )
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ import aiohttp
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from relaygate.budgets import Budgets
 from relaygate.changes import TrackedSession
 from relaygate.db.engine import make_engine, make_sessionmaker
 from relaygate.db.migrate import upgrade
@@ -69,6 +71,22 @@ class Context:
     """This process, as host:pid, recorded on the syncs it runs."""
     redis: Redis | None = None
     """The client of ``redis_url`` (shared rate-limit counters), or None without one."""
+    budgets: Budgets = field(init=False)
+    """Budgets' reservations and spend (:mod:`relaygate.budgets`)."""
+    clock: Callable[[], datetime] | None = None
+    """The time budgets' periods are judged by (UTC); None: the system clock."""
+    shared_budgets: bool = False
+    """Whether other processes share this SQLite database's budgets (``--workers``)."""
+
+    def __post_init__(self) -> None:
+        self.budgets = Budgets(
+            self.engine,
+            self.settings,
+            self.metrics,
+            redis=self.redis,
+            clock=self.clock,
+            shared=self.shared_budgets,
+        )
 
 
 def make_http_client(settings: Settings, via: str = "") -> aiohttp.ClientSession:
@@ -135,12 +153,19 @@ async def _check_secret(sessions: async_sessionmaker[AsyncSession], vault: Vault
 
 @asynccontextmanager
 async def open_context(
-    settings: Settings, metrics: Metrics | None = None, *, allow_weak_secret_key: bool = False
+    settings: Settings,
+    metrics: Metrics | None = None,
+    *,
+    allow_weak_secret_key: bool = False,
+    clock: Callable[[], datetime] | None = None,
+    shared_budgets: bool = False,
 ) -> AsyncIterator[Context]:
     """Open the database (migrating it), the vault, the HTTP client and the Redis client
     (when ``redis_url`` is set); close them after. ``metrics`` are the server's (a fresh,
     unexposed set when None); ``allow_weak_secret_key`` accepts a weak key file (for
-    ``secrets rotate``, see :func:`relaygate.vault.load_secret`).
+    ``secrets rotate``, see :func:`relaygate.vault.load_secret`); ``clock`` is the time
+    budgets go by (tests cross periods with it); ``shared_budgets`` keeps budgets in the
+    database even on SQLite (for ``serve --workers``).
 
     Raises :class:`ConfigError` when the database cannot be opened or the secret
     key is weak or does not match the database.
@@ -199,6 +224,8 @@ async def open_context(
                     metrics=metrics or Metrics(),
                     replica=f"{socket.gethostname()}:{os.getpid()}",
                     redis=redis,
+                    clock=clock,
+                    shared_budgets=shared_budgets,
                 )
         finally:
             if redis is not None:

@@ -18,10 +18,13 @@
     ├── RateLimited                     429 rate_limit_exceeded (type ``requests`` or
     │                                       ``tokens``, with Retry-After and x-ratelimit-*)
     ├── ConcurrencyLimited              429 concurrency_limit_exceeded (with Retry-After)
+    ├── BudgetExceeded                  429 budget_exceeded (type ``insufficient_quota``,
+    │                                       with Retry-After for a periodic budget)
     ├── HeadersTooLarge                 431 request_header_fields_too_large
     ├── UpstreamFailed                  502 upstream_error
     ├── ModelUnavailable                503 model_offline
-    ├── Overloaded                      503 server_overloaded (with Retry-After)
+    ├── Overloaded                      503 server_overloaded (with Retry-After; also
+    │                                       ``budget_store_unavailable``)
     ├── ClientDisconnected              499 (never sent: the client is gone)
     ├── UpstreamTimeout                 504 upstream_timeout
     └── LoopDetected                    508 loop_detected
@@ -131,6 +134,19 @@ class ConcurrencyLimited(RelaygateError):
 
     status, type, code = 429, "requests", "concurrency_limit_exceeded"
     headers = ((b"retry-after", b"1"),)
+
+
+class BudgetExceeded(RelaygateError):
+    """A budget that applies to the request has not enough left for it (see
+    :mod:`relaygate.budgets`); OpenAI answers a spent quota with the type
+    ``insufficient_quota`` (https://platform.openai.com/docs/guides/error-codes)."""
+
+    status, type, code = 429, "insufficient_quota", "budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        if retry_after is not None:
+            self.headers = ((b"retry-after", str(max(1, math.ceil(retry_after))).encode()),)
 
 
 class HeadersTooLarge(RelaygateError):

@@ -21,6 +21,7 @@ from sqlalchemy import Executable, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.access import EVERYONE, listing_entry, surfaces_for
+from relaygate.budget import Budget
 from relaygate.catalog import Catalog, EndpointEntry, ModelEntry
 from relaygate.changes import Change
 from relaygate.credentials import CredentialsUnavailable, endpoint_key
@@ -61,6 +62,7 @@ MODEL_COLUMNS = (
     Model.fallback_model,
     Model.input_cost_per_million_tokens,
     Model.output_cost_per_million_tokens,
+    Model.default_output_tokens,
     Model.display_name,
     Model.context_window,
     Model.max_output_tokens,
@@ -77,7 +79,22 @@ KEY_COLUMNS = (
     ApiKey.allowed_models,
     ApiKey.requests_per_minute,
     ApiKey.tokens_per_minute,
+    ApiKey.name,
+    ApiKey.budget,
+    ApiKey.budget_period,
+    ApiKey.budget_reset_at,
 )
+USER_COLUMNS = (
+    User.id,
+    User.role,
+    User.requests_per_minute,
+    User.tokens_per_minute,
+    User.name,
+    User.budget,
+    User.budget_period,
+    User.budget_reset_at,
+)
+GROUP_COLUMNS = (Group.id, Group.name, Group.budget, Group.budget_period, Group.budget_reset_at)
 OWN_KEY_COLUMNS = (
     UserProviderKey.user_id,
     UserProviderKey.endpoint_id,
@@ -98,6 +115,21 @@ async def _slices(session: AsyncSession, statement: Executable) -> AsyncIterator
 
 def _epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
+
+
+def _budget(kind: str, row: Any) -> Budget | None:
+    """The budget of a key's, user's or group's row (its ``id``, ``name``, ``budget``,
+    ``budget_period`` and ``budget_reset_at``), or None when it has none."""
+    if row.budget is None:
+        return None
+    return Budget(
+        kind,
+        row.id,
+        row.name,
+        row.budget,
+        row.budget_period or "monthly",
+        _epoch(row.budget_reset_at),
+    )
 
 
 class Loader:
@@ -166,6 +198,7 @@ class Loader:
             row.fallback_model,
             row.input_cost_per_million_tokens,
             row.output_cost_per_million_tokens,
+            row.default_output_tokens or row.max_output_tokens,
             # orjson's output keeps its 4 KB buffer: a copy holds only the bytes.
             bytes(memoryview(orjson.dumps(listing_entry(name, row, endpoint_name)))),
         )
@@ -311,9 +344,14 @@ class Loader:
         user.access = access
 
     async def _group(self, snapshot: Snapshot, session: AsyncSession, group_id: int) -> None:
-        exists = await session.scalar(select(Group.id).where(Group.id == group_id))
+        exists = (await session.execute(select(*GROUP_COLUMNS).where(Group.id == group_id))).first()
         before = snapshot.members.get(group_id, set())
         members: set[int] = set()
+        budget = _budget("group", exists) if exists is not None else None
+        if budget is None:
+            snapshot.group_budgets.pop(group_id, None)
+        else:
+            snapshot.group_budgets[group_id] = budget
         if exists is None:
             snapshot.grants.pop(group_id, None)
             snapshot.members.pop(group_id, None)
@@ -351,13 +389,7 @@ class Loader:
         snapshot.catalogue_changed()
 
     async def _user(self, snapshot: Snapshot, session: AsyncSession, user_id: int) -> None:
-        row = (
-            await session.execute(
-                select(User.id, User.role, User.requests_per_minute, User.tokens_per_minute).where(
-                    User.id == user_id
-                )
-            )
-        ).first()
+        row = (await session.execute(select(*USER_COLUMNS).where(User.id == user_id))).first()
         user = snapshot.users.get(user_id)
         if row is None:
             if user is not None:
@@ -368,9 +400,12 @@ class Loader:
                 del snapshot.users[user_id]
             return
         if user is None:
-            user = snapshot.users[user_id] = UserState(user_id, row.role, row[2], row[3])
+            user = snapshot.users[user_id] = UserState(
+                user_id, row.role, row[2], row[3], _budget("user", row)
+            )
         else:
             user.role, user.rpm, user.tpm = row.role, row[2], row[3]
+            user.budget = _budget("user", row)
         groups = frozenset(
             await session.scalars(
                 select(GroupMember.group_id).where(GroupMember.user_id == user_id)
@@ -447,7 +482,7 @@ class Loader:
         if snapshot.keys.get(key_hash) is None:
             user.keys.append(key_hash)
         snapshot.keys[key_hash] = Principal(
-            row.id, user, _epoch(row.expires_at), allowed, row[6], row[7]
+            row.id, user, _epoch(row.expires_at), allowed, row[6], row[7], _budget("key", row)
         )
 
     async def _key(self, snapshot: Snapshot, session: AsyncSession, key_id: int) -> None:
@@ -477,8 +512,11 @@ class Loader:
         snapshot.everyone = await session.scalar(select(Group.id).where(Group.name == EVERYONE))
         models: dict[int, set[int]] = defaultdict(set)
         endpoints: dict[int, set[int]] = defaultdict(set)
-        for group_id in await session.scalars(select(Group.id)):
-            models[group_id], endpoints[group_id] = set(), set()
+        for group in await session.execute(select(*GROUP_COLUMNS)):
+            models[group.id], endpoints[group.id] = set(), set()
+            group_budget = _budget("group", group)
+            if group_budget is not None:
+                snapshot.group_budgets[group.id] = group_budget
         async for rows in _slices(session, select(GroupModel.group_id, GroupModel.model_id)):
             for group_id, model_id in rows:
                 models[group_id].add(model_id)
@@ -497,12 +535,11 @@ class Loader:
             for group_id, user_id in rows:
                 user_groups[user_id].add(group_id)
                 snapshot.members.setdefault(group_id, set()).add(user_id)
-        async for rows in _slices(
-            session,
-            select(User.id, User.role, User.requests_per_minute, User.tokens_per_minute),
-        ):
+        async for rows in _slices(session, select(*USER_COLUMNS)):
             for row in rows:
-                user = snapshot.users[row.id] = UserState(row.id, row.role, row[2], row[3])
+                user = snapshot.users[row.id] = UserState(
+                    row.id, row.role, row[2], row[3], _budget("user", row)
+                )
                 user.groups = frozenset(user_groups.get(row.id, ()))
                 self._assign(snapshot, user)
         async for rows in _slices(session, select(*OWN_KEY_COLUMNS)):

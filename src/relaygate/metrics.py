@@ -136,6 +136,36 @@ class Metrics:
             "Rate-limit calls to Redis that failed (and were counted in the process instead)",
             registry=self.registry,
         )
+        budget_labels = ["kind", "id", "name"]
+        self.budget_spent = Gauge(
+            "relaygate_budget_spent",
+            "Spend of a budget in its current period (currency of the prices), as of the "
+            "last request settled in this process; kind is key, user or group",
+            budget_labels,
+            registry=self.registry,
+        )
+        self.budget_limit = Gauge(
+            "relaygate_budget_limit",
+            "The limit of a budget (currency of the prices)",
+            budget_labels,
+            registry=self.registry,
+        )
+        self.budget_refused = Counter(
+            "relaygate_budget_refused",
+            "Requests refused because a budget had not enough left",
+            registry=self.registry,
+        )
+        self.budget_store_errors = Counter(
+            "relaygate_budget_store_errors",
+            "Budget calls to Redis that failed",
+            registry=self.registry,
+        )
+        self.budget_alerts = Counter(
+            "relaygate_budget_alerts",
+            "Budget alerts by outcome: sent, failed (after every retry) or dropped",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def for_model(self, model: str, endpoint: str) -> ModelMetrics:
         """The per-request metrics of public ``model`` served by ``endpoint``, with

@@ -204,6 +204,20 @@ class Settings(BaseModel):
     """Prefix of every Redis key relaygate writes (deployments sharing a Redis differ)."""
     redis_timeout: float = Field(default=0.5, gt=0)
     """Seconds to connect to Redis and for each command; past it, requests fail open."""
+    budget_bytes_per_token: float = Field(default=3.0, gt=0)
+    """Request-body bytes counted as one prompt token when a budget reserves a request's
+    most cost (an estimate, not a tokenizer: JSON and English text run 4 or more bytes
+    per token, so 3 reserves more than is used; the answer's usage settles it)."""
+    budget_output_tokens: int = Field(default=4096, gt=0, le=10_000_000)
+    """Completion tokens reserved for a request that states no cap, when its model has
+    neither ``default_output_tokens`` nor ``max_output_tokens``."""
+    budget_store_failure: Literal["closed", "open"] = "closed"
+    """When Redis fails: ``closed`` refuses requests that a budget applies to (503
+    ``budget_store_unavailable``); ``open`` counts them in this process meanwhile."""
+    budget_alert_webhook_url: str | None = None
+    """Where budget alerts are POSTed as JSON (http:// or https://); None: only logged."""
+    budget_alert_thresholds: list[float] = Field(default_factory=lambda: [0.8, 1.0])
+    """Fractions of a budget whose crossing alerts, once per budget, threshold and period."""
     api_key_env_patterns: list[str] = Field(
         default_factory=lambda: ["*_API_KEY", "*_API_TOKEN", "*_ACCESS_TOKEN"]
     )
@@ -223,6 +237,20 @@ class Settings(BaseModel):
         if not value.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+", "postgres:")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
+
+    @field_validator("budget_alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("budget_alert_thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[float]) -> list[float]:
+        if len(value) > 10 or not all(0 < t <= 10 for t in value):
+            raise ValueError("must be up to 10 fractions above 0 (1.0 is the whole budget)")
+        return sorted(set(value))
 
     @field_validator("redis_url")
     @classmethod

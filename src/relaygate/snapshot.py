@@ -19,6 +19,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from relaygate.budget import Budget
 from relaygate.routes import RoutePolicy
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class Target:
     input_price: float | None = None
     output_price: float | None = None
     """Prices per million prompt and completion tokens, for usage records' cost."""
+    output_cap: int | None = None
+    """Completion tokens a budget reserves when a request states no cap."""
     listing: bytes = field(default=b"", repr=False, compare=False)
     """The model's ``/v1/models`` entry, as JSON."""
 
@@ -208,17 +211,25 @@ class RateLimits:
 
 
 class UserState:
-    """A user as the request path needs them: role, limits per minute, groups, the
-    access those give, own provider keys (surfaces by endpoint id, or None) and the
-    hashes of their valid API keys."""
+    """A user as the request path needs them: role, limits per minute, budget (or
+    None), groups, the access those give, own provider keys (surfaces by endpoint id,
+    or None) and the hashes of their valid API keys."""
 
-    __slots__ = ("access", "groups", "id", "keys", "own", "role", "rpm", "tpm")
+    __slots__ = ("access", "budget", "groups", "id", "keys", "own", "role", "rpm", "tpm")
 
-    def __init__(self, user_id: int, role: str, rpm: int | None, tpm: int | None):
+    def __init__(
+        self,
+        user_id: int,
+        role: str,
+        rpm: int | None,
+        tpm: int | None,
+        budget: Budget | None = None,
+    ):
         self.id = user_id
         self.role = role
         self.rpm = rpm
         self.tpm = tpm
+        self.budget = budget
         self.groups: frozenset[int] = frozenset()
         self.access: Access = ADMIN_ACCESS if role == "admin" else Access(frozenset())
         self.own: dict[int, Surfaces] | None = None
@@ -229,10 +240,11 @@ class UserState:
 class Principal:
     """Who a valid API key acts for, and what it may use. ``expires_at`` is a Unix time
     in seconds, or None; ``allowed_models`` the key's own limit to some public model
-    names, or None; ``limits`` the rate limits of the key and its user, or None. Five
-    slots: a snapshot holds one per key, so every byte here counts 100,000 times."""
+    names, or None; ``limits`` the rate limits of the key and its user, or None;
+    ``budget`` the key's own budget, or None. Six slots: a snapshot holds one per key,
+    so every byte here counts 100,000 times."""
 
-    __slots__ = ("allowed_models", "expires_at", "key_id", "limits", "user")
+    __slots__ = ("allowed_models", "budget", "expires_at", "key_id", "limits", "user")
 
     def __init__(
         self,
@@ -242,12 +254,14 @@ class Principal:
         allowed_models: frozenset[str] | None = None,
         key_rpm: int | None = None,
         key_tpm: int | None = None,
+        budget: Budget | None = None,
     ):
         self.key_id = key_id
         self.user = user
         self.expires_at = expires_at
         self.allowed_models = allowed_models
         self.limits = RateLimits.of(key_rpm, key_tpm, user.rpm, user.tpm)
+        self.budget = budget
 
     def user_changed(self) -> None:
         """Take the user's new limits per minute into ``limits``."""
@@ -337,6 +351,8 @@ class Snapshot:
         self.members: dict[int, set[int]] = {}
         """Each group's member user ids (not ``everyone``'s: every user is one)."""
         self.everyone: int | None = None
+        self.group_budgets: dict[int, Budget] = {}
+        """Each group with a budget to it."""
         self.name_sets: dict[frozenset[str], frozenset[str]] = {}
         """Keys' limits to some model names, interned: keys limited alike share one."""
         self.catalog: Catalog | None = None

@@ -21,6 +21,7 @@ def _target(t: Target) -> tuple[Any, ...]:
         t.timeouts,
         t.input_price,
         t.output_price,
+        t.output_cap,
         t.listing,
     )
 
@@ -36,6 +37,7 @@ def _principal(s: Snapshot, p: Principal) -> tuple[Any, ...]:
         p.expires_at,
         sorted(p.allowed_models) if p.allowed_models is not None else None,
         p.limits,
+        p.budget,
         s.listing(p),
         s.model_names(p),
         s.nameable_endpoints(p),
@@ -61,6 +63,7 @@ def describe(s: Snapshot) -> dict[str, Any]:
                 u.role,
                 u.rpm,
                 u.tpm,
+                u.budget,
                 sorted(u.groups),
                 _access(u.access),
                 sorted((u.own or {}).items()),
@@ -71,5 +74,6 @@ def describe(s: Snapshot) -> dict[str, Any]:
         "keys": {h: _principal(s, p) for h, p in sorted(s.keys.items())},
         "grants": {g: (sorted(m), sorted(e)) for g, (m, e) in sorted(s.grants.items())},
         "members": {g: sorted(m) for g, m in sorted(s.members.items()) if m},
+        "group_budgets": dict(sorted(s.group_budgets.items())),
         "policy": s.route_policy,
     }

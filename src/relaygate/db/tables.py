@@ -70,6 +70,11 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     requests_per_minute: Mapped[int | None] = mapped_column(Integer)
     tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
+    budget: Mapped[float | None] = mapped_column(Float)
+    """Most spend per ``budget_period``, in the currency of the models' prices; None: none."""
+    budget_period: Mapped[str | None] = mapped_column(String(16))
+    budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When an admin last reset the budget: spend before it is not counted."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -91,6 +96,11 @@ class ApiKey(Base):
     """Public model names this key is limited to (narrower than its user's), or None."""
     requests_per_minute: Mapped[int | None] = mapped_column(Integer)
     tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
+    budget: Mapped[float | None] = mapped_column(Float)
+    """Most spend per ``budget_period``, in the currency of the models' prices; None: none."""
+    budget_period: Mapped[str | None] = mapped_column(String(16))
+    budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When an admin last reset the budget: spend before it is not counted."""
 
 
 class Endpoint(Base):
@@ -150,6 +160,9 @@ class Model(Base):
     """The public name of the model tried when every endpoint serving this one fails."""
     input_cost_per_million_tokens: Mapped[float | None] = mapped_column(Float)
     output_cost_per_million_tokens: Mapped[float | None] = mapped_column(Float)
+    default_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    """Completion tokens a budget reserves for a request that states no cap (set by an
+    operator; else ``max_output_tokens``, else the ``budget_output_tokens`` setting)."""
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -187,6 +200,11 @@ class Group(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    budget: Mapped[float | None] = mapped_column(Float)
+    """Most spend per ``budget_period``, in the currency of the models' prices; None: none."""
+    budget_period: Mapped[str | None] = mapped_column(String(16))
+    budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When an admin last reset the budget: spend before it is not counted."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -310,6 +328,31 @@ class UsageRecord(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     total_tokens: Mapped[int | None] = mapped_column(Integer)
     cost: Mapped[float | None] = mapped_column(Float)
+
+
+class BudgetCounter(Base):
+    """One budget's spend and reservations in one period (its counter ``name``, see
+    :mod:`relaygate.budgets`), kept here when there is no Redis on PostgreSQL. Amounts
+    are in nano-units of the prices' currency; ``ends_at`` is when the period ends (None
+    for a ``total`` budget), after which the row may be deleted."""
+
+    __tablename__ = "budget_counters"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class BudgetAlert(Base):
+    """A budget alert sent (or being sent): one per counter and threshold, so each
+    threshold alerts once per period across every replica."""
+
+    __tablename__ = "budget_alerts"
+
+    counter: Mapped[str] = mapped_column(String(100), primary_key=True)
+    threshold: Mapped[float] = mapped_column(Float, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 def encrypted_columns() -> list[tuple[Table, Column[Any]]]:

@@ -1,11 +1,13 @@
 """One proxied request's state, and what is accounted for once it is answered: its
-usage record, its metrics and the tokens it used against the caller's rate limits."""
+usage record, its metrics, the tokens it used against the caller's rate limits and
+its cost against the caller's budgets."""
 
 from __future__ import annotations
 
 import logging
 import time
 
+from relaygate.budgets import Budgets, Reservation
 from relaygate.metrics import Metrics
 from relaygate.proxy.tokens import Tokens
 from relaygate.ratelimit import RateLimiter
@@ -28,12 +30,14 @@ class Exchange:
     __slots__ = (
         "arrived",
         "body_whole",
+        "cost",
         "finished",
         "first_byte_at",
         "holds_slot",
         "model",
         "principal",
         "request_id",
+        "reservation",
         "routed",
         "sent_at",
         "served_model",
@@ -69,16 +73,28 @@ class Exchange:
         """Whether the request body was read to its end."""
         self.holds_slot = False
         """Whether the request is counted in its key's and user's requests in flight."""
+        self.reservation: Reservation | None = None
+        """What the request holds of its budgets, until settled."""
+        self.cost: float | None = None
+        """The answer's cost, once recorded (None: unknown or free)."""
 
 
 class Accounting:
     """Accounts for answered requests: queues their usage records on ``usage``, updates
-    ``metrics`` and counts their tokens against ``limiter``'s tokens per minute."""
+    ``metrics``, counts their tokens against ``limiter``'s tokens per minute and settles
+    their reservations on ``budgets``."""
 
-    def __init__(self, metrics: Metrics, usage: UsageQueue, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        usage: UsageQueue,
+        limiter: RateLimiter,
+        budgets: Budgets | None = None,
+    ) -> None:
         self._metrics = metrics
         self._usage = usage
         self._limiter = limiter
+        self._budgets = budgets
 
     def record(self, path: str, exchange: Exchange, status: int) -> None:
         """Queue the usage record of ``exchange``, answered with ``status`` on ``path``,
@@ -106,6 +122,11 @@ class Accounting:
             if completion:
                 bound.token_usage("output").observe(completion)
                 bound.tokens("output").inc(completion)
+        cost = exchange.cost = (
+            cost_of(prompt, completion, target.input_price, target.output_price)
+            if target is not None
+            else None
+        )
         self._usage.put(
             UsageEntry(
                 created_at=now(),
@@ -123,9 +144,7 @@ class Accounting:
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 total_tokens=total,
-                cost=cost_of(prompt, completion, target.input_price, target.output_price)
-                if target is not None
-                else None,
+                cost=cost,
             )
         )
 
@@ -142,3 +161,12 @@ class Accounting:
                 await self._limiter.add_tokens(principal, used)
             except Exception:
                 log.exception("could not count tokens against the rate limits")
+
+    async def settle(self, exchange: Exchange) -> None:
+        """Settle ``exchange``'s budget reservation (if any) to its recorded cost: a
+        failed or cancelled request's is released. Never raises."""
+        reservation = exchange.reservation
+        if reservation is None or self._budgets is None:
+            return
+        exchange.reservation = None
+        await self._budgets.settle(reservation, exchange.target, exchange.cost)

@@ -22,6 +22,7 @@ import orjson
 
 from relaygate.auth import authenticate, key_from_headers
 from relaygate.bodies import answer_draining
+from relaygate.budgets import Budgets
 from relaygate.errors import (
     ClientDisconnected,
     ConcurrencyLimited,
@@ -112,6 +113,7 @@ class Proxy:
         max_per_key: int | None = None,
         max_per_user: int | None = None,
         max_event_bytes: int = 1024 * 1024,
+        budgets: Budgets | None = None,
     ):
         self._snapshots = snapshots
         self._activity = activity
@@ -126,7 +128,8 @@ class Proxy:
         self._limiter = limiter or RateLimiter()
         self._via = via.encode()
         self._upstream = Upstream(http, metrics, health, self._via, max_event_bytes)
-        self._accounting = Accounting(metrics, usage, self._limiter)
+        self._budgets = budgets
+        self._accounting = Accounting(metrics, usage, self._limiter, budgets)
         # Bound once: a labels() call on every request costs more than the count itself.
         self._by_class = {n: metrics.proxy_requests.labels(f"{n}xx") for n in range(1, 6)}
         metrics.in_flight.set_function(lambda: self._in_flight)
@@ -186,6 +189,8 @@ class Proxy:
                 except Exception:  # the answer is out; never let accounting break the server
                     log.exception("could not account for a request")
                 await self._accounting.count_tokens(exchange)
+            if exchange.reservation is not None:
+                await self._accounting.settle(exchange)
             REQUEST_ID.reset(token)
 
     @staticmethod
@@ -237,6 +242,12 @@ class Proxy:
             raise self._unavailable(snapshot, model)
         exchange.routed = True
         plan = self._plan(snapshot, principal, route, method, path)
+        budgets = self._budgets
+        if budgets is not None and budgets.has_budget(snapshot, principal):
+            # Raises BudgetExceeded (429) when a budget has not enough left.
+            exchange.reservation = await budgets.reserve(
+                snapshot, principal, [target for target, _ in plan], path, payload, len(body)
+            )
         return await self._forward(scope, receive, send, plan, payload, model, body, exchange)
 
     def _plan(
