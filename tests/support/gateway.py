@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,12 +23,32 @@ from tests.support.snapshots import describe
 T = TypeVar("T")
 
 
+class Clock:
+    """A settable clock for budgets' periods: ``now`` (UTC) until moved."""
+
+    def __init__(self, now: datetime | None = None):
+        self.now = now or datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def move(self, **delta: float) -> None:
+        """Move the clock by ``timedelta(**delta)``."""
+        self.now += timedelta(**delta)
+
+
 class Gateway:
     """A running relaygate on a fresh SQLite file, with a known admin key; ``overrides``
-    are settings, ``server_options`` go to ``uvicorn.Config``."""
+    are settings, ``server_options`` go to ``uvicorn.Config``; ``clock`` (UTC
+    datetimes) is the time budgets go by."""
 
     def __init__(
-        self, tmp_path: Path, server_options: dict[str, Any] | None = None, **overrides: Any
+        self,
+        tmp_path: Path,
+        server_options: dict[str, Any] | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        **overrides: Any,
     ):
         self.admin_key = "rg-" + secrets.token_urlsafe(32)
         self._own_database = "database_url" not in overrides
@@ -41,7 +62,7 @@ class Gateway:
         }
         values.update(overrides)
         self.settings = load_settings(None, environ={}, **values)
-        self.app: RelaygateApp = create_app(self.settings)
+        self.app: RelaygateApp = create_app(self.settings, clock=clock)
         self.server = ServerThread(self.app, **(server_options or {}))
         self.url = ""
         self._clients: list[httpx.Client] = []
