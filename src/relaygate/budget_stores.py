@@ -257,7 +257,9 @@ class DatabaseStore:
         self._engine = engine
         self._rebuild = rebuild
 
-    async def _create(self, connection: AsyncConnection, lines: Sequence[Line]) -> None:
+    async def _create(self, lines: Sequence[Line]) -> None:
+        """Add the counters of ``lines`` with their spend rebuilt (kept when another
+        process added one first). Holds no connection while rebuilding."""
         values = await self._rebuild(lines)
         rows = [
             {"name": line.name, "spent": value, "reserved": 0, "ends_at": line.window.end}
@@ -271,46 +273,56 @@ class DatabaseStore:
             from sqlalchemy.dialects import sqlite
 
             statement = sqlite.insert(BudgetCounter).on_conflict_do_nothing()
-        await connection.execute(statement, rows)
+        async with self._engine.begin() as connection:
+            await connection.execute(statement, rows)
 
     async def reserve(self, lines: Sequence[Line], amount: int) -> tuple[bool, list[Count]]:
-        table = BudgetCounter
         names = [line.name for line in lines]
-        async with self._engine.begin() as connection:
-            existing = set(
-                await connection.scalars(select(table.name).where(table.name.in_(names)))
-            )
-            missing = [line for line in lines if line.name not in existing]
-            if missing:
-                await self._create(connection, missing)
-            counts: dict[str, Count] = {}
-            nested = await connection.begin_nested()
-            for line in sorted(lines, key=lambda line: line.name):
-                row = (
-                    await connection.execute(
-                        update(table)
-                        .where(
-                            table.name == line.name,
-                            table.spent + table.reserved + amount <= line.budget.limit_nanos,
-                        )
-                        .values(reserved=table.reserved + amount)
-                        .returning(table.spent, table.reserved)
+        for _ in range(3):  # a counter may be deleted between its creation and the retry
+            async with self._engine.connect() as connection:
+                fits, counts = await self._try(connection, lines, amount)
+                if fits:
+                    return True, [counts[name] for name in names]
+                missing = [line for line in lines if line.name not in counts]
+            if not missing:
+                return False, [counts[name] for name in names]
+            await self._create(missing)
+        raise RuntimeError("budget counters kept vanishing from the database")
+
+    @staticmethod
+    async def _try(
+        connection: AsyncConnection, lines: Sequence[Line], amount: int
+    ) -> tuple[bool, dict[str, Count]]:
+        """One conditional ``UPDATE`` per counter, committed when all fit, else rolled
+        back; returns (fits, the counts by name: after the reservation, or as they are
+        when refused, missing names left out)."""
+        table = BudgetCounter
+        counts: dict[str, Count] = {}
+        transaction = await connection.begin()
+        for line in sorted(lines, key=lambda line: line.name):
+            row = (
+                await connection.execute(
+                    update(table)
+                    .where(
+                        table.name == line.name,
+                        table.spent + table.reserved + amount <= line.budget.limit_nanos,
                     )
-                ).first()
-                if row is None:
-                    await nested.rollback()
-                    break
-                counts[line.name] = Count(row.spent, row.reserved)
-            else:
-                await nested.commit()
-                return True, [counts[name] for name in names]
-            rows = {
-                row.name: Count(row.spent, row.reserved)
-                for row in await connection.execute(
-                    select(table.name, table.spent, table.reserved).where(table.name.in_(names))
+                    .values(reserved=table.reserved + amount)
+                    .returning(table.spent, table.reserved)
                 )
-            }
-            return False, [rows.get(name, Count(0, 0)) for name in names]
+            ).first()
+            if row is None:
+                await transaction.rollback()
+                break
+            counts[line.name] = Count(row.spent, row.reserved)
+        else:
+            await transaction.commit()
+            return True, counts
+        names = [line.name for line in lines]
+        found = await connection.execute(
+            select(table.name, table.spent, table.reserved).where(table.name.in_(names))
+        )
+        return False, {row.name: Count(row.spent, row.reserved) for row in found}
 
     async def settle(self, names: Sequence[str], release: int, spent: int) -> list[Count | None]:
         table = BudgetCounter

@@ -294,25 +294,29 @@ class Budgets:
     def _refusal(
         self, lines: Sequence[Line], counts: Sequence[Count], amount: int, now: datetime
     ) -> BudgetExceeded:
+        """The 429 naming the budget the request did not fit: the first over, else (the
+        counts were read after a concurrent release) the one with the least left."""
         self._metrics.budget_refused.inc()
-        for line, count in zip(lines, counts, strict=True):
-            limit = line.budget.limit_nanos
-            if count.spent + count.reserved + amount <= limit:
-                continue
-            budget, end = line.budget, line.window.end
-            left = from_nanos(max(0, limit - count.spent - count.reserved))
-            when = (
-                f"it resets at {end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-                if end is not None
-                else "it does not reset by itself (a total budget)"
-            )
-            return BudgetExceeded(
-                f"budget exceeded for {budget.label}: its {budget.period} budget is "
-                f"{budget.limit:g}, {left:.6g} is left and this request may cost up to "
-                f"{from_nanos(amount):.6g}; {when}",
-                retry_after=(end - now).total_seconds() if end is not None else None,
-            )
-        raise AssertionError("a refused reservation fits every budget")
+
+        def left(pair: tuple[Line, Count]) -> int:
+            line, count = pair
+            return line.budget.limit_nanos - count.spent - count.reserved
+
+        pairs = list(zip(lines, counts, strict=True))
+        over = [pair for pair in pairs if left(pair) < amount]
+        line, count = over[0] if over else min(pairs, key=left)
+        budget, end = line.budget, line.window.end
+        when = (
+            f"it resets at {end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+            if end is not None
+            else "it does not reset by itself (a total budget)"
+        )
+        return BudgetExceeded(
+            f"budget exceeded for {budget.label}: its {budget.period} budget is "
+            f"{budget.limit:g}, {from_nanos(max(0, left((line, count)))):.6g} is left and this "
+            f"request may cost up to {from_nanos(amount):.6g}; {when}",
+            retry_after=(end - now).total_seconds() if end is not None else None,
+        )
 
     # Reading budgets (admin API, /me).
 

@@ -27,7 +27,7 @@ class Clock:
     """A settable clock for budgets' periods: ``now`` (UTC) until moved."""
 
     def __init__(self, now: datetime | None = None):
-        self.now = now or datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+        self.now = now or datetime(2031, 1, 15, 12, 0, tzinfo=UTC)  # a Wednesday noon
 
     def __call__(self) -> datetime:
         return self.now

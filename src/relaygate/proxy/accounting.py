@@ -95,6 +95,9 @@ class Accounting:
         self._usage = usage
         self._limiter = limiter
         self._budgets = budgets
+        # Usage records are stamped by the clock budgets go by, so that spend rebuilt
+        # from them falls in the same periods (a test's clock included).
+        self._now = budgets.now if budgets is not None else now
 
     def record(self, path: str, exchange: Exchange, status: int) -> None:
         """Queue the usage record of ``exchange``, answered with ``status`` on ``path``,
@@ -129,7 +132,7 @@ class Accounting:
         )
         self._usage.put(
             UsageEntry(
-                created_at=now(),
+                created_at=self._now(),
                 request_id=exchange.request_id,
                 user_id=principal.user_id,
                 key_id=principal.key_id,
