@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, exists, func, or_, select
 
 from relaygate.access import EVERYONE
-from relaygate.budget import Budget, Window, from_nanos, to_nanos
+from relaygate.budget import MAX_BUDGET, Budget, Window, from_nanos, to_nanos
 from relaygate.budget_stores import Count, DatabaseStore, Line, MemoryStore, RedisStore, Store
 from relaygate.db.tables import GroupEndpoint, GroupMember, GroupModel, Model, UsageRecord
 from relaygate.errors import BudgetExceeded, Overloaded
@@ -58,6 +58,8 @@ messages, OpenAI responses)."""
 NO_OUTPUT_PATHS = ("/embeddings", "/moderations")
 """Paths whose answers have no completion tokens."""
 RETRY_STORE_SECONDS = 2.0
+MAX_AMOUNT = to_nanos(MAX_BUDGET) + 1
+"""The most a reservation holds: more than any budget."""
 
 
 @dataclass(slots=True)
@@ -212,7 +214,9 @@ class Budgets:
             output = output_tokens(path, payload, target.output_cap or self._default_output)
             cost = prompt * (target.input_price or 0.0) + output * (target.output_price or 0.0)
             most = max(most, cost / 1e6)
-        return to_nanos(most) if most else 0
+        # Past the largest budget, an amount cannot fit any: capped so that counters'
+        # 64-bit integers never overflow (a huge max_tokens is refused, not an error).
+        return min(to_nanos(most), MAX_AMOUNT) if most else 0
 
     async def reserve(
         self,

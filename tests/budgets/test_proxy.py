@@ -171,7 +171,8 @@ def test_a_cancelled_stream_releases_its_reservation(budgeted: Gateway, upstream
         timeout=10,
     ) as response:
         assert response.status_code == 200
-        first = next(response.iter_lines())
+        lines = response.iter_lines()  # kept: a dropped iterator closes the response
+        first = next(lines)
         assert first.startswith("data: ")
         held = standing(budgeted, "key", key["id"])
         assert held.reserved > 0
