@@ -26,6 +26,7 @@ from relaygate import __version__
 from relaygate.admin import admin_router, registry_router
 from relaygate.background import flush_key_activity, follow_changes, watch_loop_lag
 from relaygate.bodies import BoundedReceive, GuardedSend
+from relaygate.budget_alerts import RETRY_DELAY, BudgetAlerts, prune_budgets, run_budget_alerts
 from relaygate.context import open_context
 from relaygate.errors import RelaygateError, error_body, render
 from relaygate.logs import configure_logging
@@ -166,6 +167,8 @@ class RelaygateApp:
         self.metrics = Metrics()
         self.proxy: Proxy | None = None
         self.limiter: RateLimiter | None = None
+        self.alert_retry_delay = RETRY_DELAY
+        """Seconds before a failed budget alert's first retry (tests shorten it)."""
         self.api = FastAPI(
             title="relaygate",
             version=__version__,
@@ -250,6 +253,8 @@ class RelaygateApp:
                 max_event_bytes=self.settings.max_event_bytes,
                 budgets=ctx.budgets,
             )
+            alerts = BudgetAlerts(self.settings.budget_alert_thresholds, self.metrics)
+            ctx.budgets.on_spent = alerts.check
             stop = asyncio.Event()
             tasks = [
                 asyncio.create_task(run_scheduler(ctx, stop)),
@@ -257,6 +262,10 @@ class RelaygateApp:
                 asyncio.create_task(flush_key_activity(ctx, activity, stop)),
                 asyncio.create_task(write_usage(ctx, usage, self.metrics, stop)),
                 asyncio.create_task(prune_usage(ctx, stop)),
+                asyncio.create_task(prune_budgets(ctx, stop)),
+                asyncio.create_task(
+                    run_budget_alerts(ctx, alerts, stop, retry_delay=self.alert_retry_delay)
+                ),
                 asyncio.create_task(watch_loop_lag(self.metrics, stop)),
             ]
             # What start-up made lives as long as the process: out of the collector's
@@ -271,6 +280,7 @@ class RelaygateApp:
             finally:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                ctx.budgets.on_spent = None
                 self.proxy = None
                 self.limiter = None
 
