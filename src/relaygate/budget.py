@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from relaygate.errors import BadRequest
 
@@ -70,6 +71,16 @@ class Budget:
                 start = reset
         stamp = f"{start.timestamp():.6f}".rstrip("0").rstrip(".")
         return Window(f"{self.kind}:{self.subject_id}:{stamp}", start, end)
+
+
+def budget_of(kind: str, row: Any) -> Budget | None:
+    """The :class:`Budget` of a key's, user's or group's row (``kind``) or info object
+    (with ``id``, ``name``, ``budget``, ``budget_period``, ``budget_reset_at``), or None
+    when it has no budget."""
+    if row.budget is None:
+        return None
+    reset = row.budget_reset_at.timestamp() if row.budget_reset_at is not None else None
+    return Budget(kind, row.id, row.name, row.budget, row.budget_period or "monthly", reset)
 
 
 def period_bounds(period: str, now: datetime) -> tuple[datetime, datetime | None]:

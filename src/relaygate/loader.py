@@ -21,7 +21,7 @@ from sqlalchemy import Executable, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.access import EVERYONE, listing_entry, surfaces_for
-from relaygate.budget import Budget
+from relaygate.budget import budget_of
 from relaygate.catalog import Catalog, EndpointEntry, ModelEntry
 from relaygate.changes import Change
 from relaygate.credentials import CredentialsUnavailable, endpoint_key
@@ -115,21 +115,6 @@ async def _slices(session: AsyncSession, statement: Executable) -> AsyncIterator
 
 def _epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
-
-
-def _budget(kind: str, row: Any) -> Budget | None:
-    """The budget of a key's, user's or group's row (its ``id``, ``name``, ``budget``,
-    ``budget_period`` and ``budget_reset_at``), or None when it has none."""
-    if row.budget is None:
-        return None
-    return Budget(
-        kind,
-        row.id,
-        row.name,
-        row.budget,
-        row.budget_period or "monthly",
-        _epoch(row.budget_reset_at),
-    )
 
 
 class Loader:
@@ -347,7 +332,7 @@ class Loader:
         exists = (await session.execute(select(*GROUP_COLUMNS).where(Group.id == group_id))).first()
         before = snapshot.members.get(group_id, set())
         members: set[int] = set()
-        budget = _budget("group", exists) if exists is not None else None
+        budget = budget_of("group", exists) if exists is not None else None
         if budget is None:
             snapshot.group_budgets.pop(group_id, None)
         else:
@@ -401,11 +386,11 @@ class Loader:
             return
         if user is None:
             user = snapshot.users[user_id] = UserState(
-                user_id, row.role, row[2], row[3], _budget("user", row)
+                user_id, row.role, row[2], row[3], budget_of("user", row)
             )
         else:
             user.role, user.rpm, user.tpm = row.role, row[2], row[3]
-            user.budget = _budget("user", row)
+            user.budget = budget_of("user", row)
         groups = frozenset(
             await session.scalars(
                 select(GroupMember.group_id).where(GroupMember.user_id == user_id)
@@ -482,7 +467,7 @@ class Loader:
         if snapshot.keys.get(key_hash) is None:
             user.keys.append(key_hash)
         snapshot.keys[key_hash] = Principal(
-            row.id, user, _epoch(row.expires_at), allowed, row[6], row[7], _budget("key", row)
+            row.id, user, _epoch(row.expires_at), allowed, row[6], row[7], budget_of("key", row)
         )
 
     async def _key(self, snapshot: Snapshot, session: AsyncSession, key_id: int) -> None:
@@ -514,7 +499,7 @@ class Loader:
         endpoints: dict[int, set[int]] = defaultdict(set)
         for group in await session.execute(select(*GROUP_COLUMNS)):
             models[group.id], endpoints[group.id] = set(), set()
-            group_budget = _budget("group", group)
+            group_budget = budget_of("group", group)
             if group_budget is not None:
                 snapshot.group_budgets[group.id] = group_budget
         async for rows in _slices(session, select(GroupModel.group_id, GroupModel.model_id)):
@@ -538,7 +523,7 @@ class Loader:
         async for rows in _slices(session, select(*USER_COLUMNS)):
             for row in rows:
                 user = snapshot.users[row.id] = UserState(
-                    row.id, row.role, row[2], row[3], _budget("user", row)
+                    row.id, row.role, row[2], row[3], budget_of("user", row)
                 )
                 user.groups = frozenset(user_groups.get(row.id, ()))
                 self._assign(snapshot, user)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from relaygate.admin.deps import Id, get_ctx, require_admin
 from relaygate.admin.schemas import GroupCreate, GroupOut, GroupUpdate
 from relaygate.context import Context
+from relaygate.services import budgets
 from relaygate.services import groups as service
 from relaygate.services.patch import UNSET
 
@@ -22,7 +23,13 @@ async def list_groups(ctx: Context = Depends(get_ctx)) -> list[GroupOut]:
 
 @router.post("", status_code=201)
 async def create_group(body: GroupCreate, ctx: Context = Depends(get_ctx)) -> GroupOut:
-    group = await service.create_group(ctx, name=body.name, description=body.description)
+    group = await service.create_group(
+        ctx,
+        name=body.name,
+        description=body.description,
+        budget=body.budget,
+        budget_period=body.budget_period,
+    )
     return GroupOut(**asdict(group))
 
 
@@ -41,6 +48,8 @@ async def update_group(
         group_id,
         name=body.name if "name" in sent and body.name is not None else UNSET,
         description=body.description if "description" in sent else UNSET,
+        budget=body.budget if "budget" in sent else UNSET,
+        budget_period=body.budget_period if "budget_period" in sent else UNSET,
     )
     return GroupOut(**asdict(group))
 
@@ -83,3 +92,11 @@ async def revoke_endpoint(
     group_id: Id, endpoint_id: Id, ctx: Context = Depends(get_ctx)
 ) -> GroupOut:
     return GroupOut(**asdict(await service.set_endpoint_grant(ctx, group_id, endpoint_id, False)))
+
+
+@router.post("/{group_id}/budget/reset")
+async def reset_budget(group_id: Id, ctx: Context = Depends(get_ctx)) -> GroupOut:
+    """Start a new counting window of the group's budget now: spend before it no longer
+    counts against it."""
+    await budgets.reset_budget(ctx, "group", group_id)
+    return GroupOut(**asdict(await service.get_group(ctx, group_id)))

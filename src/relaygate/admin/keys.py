@@ -11,6 +11,7 @@ from relaygate.admin.deps import Id, get_ctx, require_admin
 from relaygate.admin.schemas import KeyCreate, KeyCreated, KeyOut, KeyUpdate, RowId
 from relaygate.context import Context
 from relaygate.services import api_keys as service
+from relaygate.services import budgets
 from relaygate.services.patch import UNSET
 from relaygate.snapshot import Principal
 
@@ -24,6 +25,13 @@ async def list_keys(
     ctx: Context = Depends(get_ctx),
 ) -> list[KeyOut]:
     return [KeyOut(**asdict(key)) for key in await service.list_keys(ctx, user_id=user_id)]
+
+
+@router.get("/{key_id}")
+async def get_key(
+    key_id: Id, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
+) -> KeyOut:
+    return KeyOut(**asdict(await service.get_key(ctx, key_id)))
 
 
 @router.post("", status_code=201)
@@ -45,6 +53,8 @@ async def create_key(
         allowed_models=allowed,
         requests_per_minute=rpm,
         tokens_per_minute=tpm,
+        budget=body.budget,
+        budget_period=body.budget_period,
     )
     return KeyCreated(**asdict(created.info), key=created.key)
 
@@ -62,7 +72,7 @@ async def update_key(
     changes: dict[str, Any] = {
         k: v for k, v in body.model_dump(include=body.model_fields_set).items() if v is not None
     }
-    for limit in ("requests_per_minute", "tokens_per_minute"):
+    for limit in ("requests_per_minute", "tokens_per_minute", "budget", "budget_period"):
         if limit in body.model_fields_set:
             changes[limit] = getattr(body, limit)
     service.rate_limit_change_within_caller(
@@ -78,3 +88,13 @@ async def revoke_key(
     key_id: Id, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
 ) -> KeyOut:
     return KeyOut(**asdict(await service.revoke_key(ctx, key_id)))
+
+
+@router.post("/{key_id}/budget/reset")
+async def reset_budget(
+    key_id: Id, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
+) -> KeyOut:
+    """Start a new counting window of the key's budget now: spend before it no longer
+    counts against it."""
+    await budgets.reset_budget(ctx, "key", key_id)
+    return KeyOut(**asdict(await service.get_key(ctx, key_id)))

@@ -12,13 +12,14 @@ from relaygate.admin.schemas import (
     KeyCreated,
     KeyOut,
     MeOut,
+    OwnBudgetOut,
     OwnKeyCreate,
     ProviderKeyOut,
     ProviderKeySet,
     UserOut,
 )
 from relaygate.context import Context
-from relaygate.services import api_keys, groups, provider_keys, users
+from relaygate.services import api_keys, budgets, groups, provider_keys, users
 from relaygate.snapshot import Principal
 
 router = APIRouter(prefix="/me", tags=["me"])
@@ -26,7 +27,8 @@ router = APIRouter(prefix="/me", tags=["me"])
 
 @router.get("")
 async def me(caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)) -> MeOut:
-    """Who the caller is, their groups, the models this key may use, and their own keys."""
+    """Who the caller is, their groups, the models this key may use, their own keys and
+    the budgets that apply to this key, with what is left of each."""
     user = await users.get_user(ctx, caller.user_id)
     return MeOut(
         user=UserOut(**asdict(user)),
@@ -36,6 +38,7 @@ async def me(caller: Principal = Depends(get_principal), ctx: Context = Depends(
         provider_keys=[
             ProviderKeyOut(**asdict(k)) for k in await provider_keys.list_own_keys(ctx, user.id)
         ],
+        budgets=[OwnBudgetOut(**asdict(b)) for b in await budgets.own_budgets(ctx, caller)],
     )
 
 
@@ -54,7 +57,8 @@ async def create_own_key(
 ) -> KeyCreated:
     """A new key for the caller; it can be limited to models and rates but never reaches
     more than the caller's own access, nor a higher rate than the calling key or its
-    user has."""
+    user has, nor a larger budget than the calling key's (omitted: the calling key's)."""
+    budget, period = budgets.budget_within_caller(caller, body.budget, body.budget_period)
     allowed, expires = api_keys.within_caller_limits(caller, body.allowed_models, body.expires_at)
     rpm, tpm = api_keys.rate_limits_within_caller(
         caller, body.requests_per_minute, body.tokens_per_minute
@@ -67,6 +71,8 @@ async def create_own_key(
         allowed_models=allowed,
         requests_per_minute=rpm,
         tokens_per_minute=tpm,
+        budget=budget,
+        budget_period=period,
     )
     return KeyCreated(**asdict(created.info), key=created.key)
 

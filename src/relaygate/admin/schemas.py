@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from relaygate.budget import MAX_BUDGET
 from relaygate.ratelimit import MAX_LIMIT
 from relaygate.routes import MAX_EXTRA_ROUTES
 from relaygate.settings import MAX_SYNC_INTERVAL
@@ -27,6 +28,8 @@ def _storable(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_storable)]
+Amount = Annotated[float, Field(strict=True)] | Annotated[int, Field(strict=True)]
+"""A number (a JSON boolean or string is refused)."""
 """A string any supported database can store: PostgreSQL refuses NUL characters. Give
 a field stored in a VARCHAR column its length too (``Field(max_length=...)``)."""
 
@@ -53,6 +56,39 @@ SyncInterval = Annotated[float, Field(gt=0, le=MAX_SYNC_INTERVAL)]
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _budget(of: str) -> Any:
+    return Field(
+        default=None,
+        ge=0,
+        le=MAX_BUDGET,
+        allow_inf_nan=False,
+        description=f"Most spend per budget_period {of}, in the prices' currency; null: none",
+    )
+
+
+Period = Literal["daily", "weekly", "monthly", "total"]
+_PERIOD = Field(
+    default=None,
+    description="daily, weekly (from Monday), monthly (calendar, UTC) or total; default monthly",
+)
+
+
+class BudgetOut(BaseModel):
+    """A key's, user's or group's budget fields, in their objects."""
+
+    budget: float | None = None
+    budget_period: str | None = None
+    budget_reset_at: datetime | None = Field(
+        default=None, description="When an admin last reset the budget"
+    )
+    budget_spent: float | None = Field(
+        default=None, description="Spend in the current period (null: no budget)"
+    )
+    budget_resets_at: datetime | None = Field(
+        default=None, description="When the current period ends (null: none, or total)"
+    )
 
 
 def _rpm(of: str) -> Any:
@@ -259,6 +295,7 @@ class ModelOut(BaseModel):
     fallback_model: str | None
     input_cost_per_million_tokens: float | None
     output_cost_per_million_tokens: float | None
+    default_output_tokens: int | None = None
     first_seen_at: datetime
     last_seen_at: datetime
     conflict: ModelConflictOut | None = Field(
@@ -284,6 +321,13 @@ class ModelUpdate(Input):
         max_length=500,
         description="Public name of the model to try when every endpoint of this one fails",
     )
+    default_output_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        le=10_000_000,
+        strict=True,
+        description="Completion tokens a budget reserves for a request stating no cap",
+    )
 
 
 class UserCreate(Input):
@@ -292,6 +336,8 @@ class UserCreate(Input):
     role: Literal["admin", "user"] = "user"
     requests_per_minute: int | None = _rpm("of all the user's keys together")
     tokens_per_minute: int | None = _tpm("of all the user's keys together")
+    budget: Amount | None = _budget("of all the user's keys together")
+    budget_period: Period | None = _PERIOD
 
 
 class UserUpdate(Input):
@@ -302,9 +348,11 @@ class UserUpdate(Input):
     role: Literal["admin", "user"] | None = None
     requests_per_minute: int | None = _rpm("of all the user's keys together")
     tokens_per_minute: int | None = _tpm("of all the user's keys together")
+    budget: Amount | None = _budget("of all the user's keys together")
+    budget_period: Period | None = _PERIOD
 
 
-class UserOut(BaseModel):
+class UserOut(BudgetOut):
     id: int
     name: str
     email: str | None
@@ -323,14 +371,18 @@ class KeyCreate(Input):
     )
     requests_per_minute: int | None = _rpm("of this key")
     tokens_per_minute: int | None = _tpm("of this key")
+    budget: Amount | None = _budget("of this key")
+    budget_period: Period | None = _PERIOD
 
 
 class KeyUpdate(Input):
-    """Only the fields sent are changed; a limit sent as null is cleared."""
+    """Only the fields sent are changed; a limit or budget sent as null is cleared."""
 
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     requests_per_minute: int | None = _rpm("of this key")
     tokens_per_minute: int | None = _tpm("of this key")
+    budget: Amount | None = _budget("of this key")
+    budget_period: Period | None = _PERIOD
 
 
 class OwnKeyCreate(Input):
@@ -343,9 +395,11 @@ class OwnKeyCreate(Input):
     tokens_per_minute: int | None = _tpm(
         "of this key; at most (and by default) the calling key's and your user's"
     )
+    budget: Amount | None = _budget("of this key; at most (and by default) the calling key's")
+    budget_period: Period | None = _PERIOD
 
 
-class KeyOut(BaseModel):
+class KeyOut(BudgetOut):
     id: int
     name: str
     user_id: int
@@ -387,14 +441,18 @@ class RegistryStatusOut(BaseModel):
 class GroupCreate(Input):
     name: Text = Field(min_length=1, max_length=200)
     description: Text | None = None
+    budget: Amount | None = _budget("shared by the group's members, on the models it grants")
+    budget_period: Period | None = _PERIOD
 
 
 class GroupUpdate(Input):
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     description: Text | None = None
+    budget: Amount | None = _budget("shared by the group's members, on the models it grants")
+    budget_period: Period | None = _PERIOD
 
 
-class GroupOut(BaseModel):
+class GroupOut(BudgetOut):
     id: int
     name: str
     description: str | None
@@ -417,12 +475,29 @@ class ProviderKeyOut(BaseModel):
     updated_at: datetime
 
 
+class OwnBudgetOut(BaseModel):
+    """A budget that applies to the caller's requests, and what is left of it."""
+
+    kind: Literal["key", "user", "group"]
+    id: int
+    name: str
+    budget: float
+    budget_period: str
+    budget_spent: float
+    budget_left: float
+    budget_resets_at: datetime | None
+
+
 class MeOut(BaseModel):
     user: UserOut
     groups: list[str]
     key_id: int
     models: list[str] = Field(description="Public names of the models this key may use")
     provider_keys: list[ProviderKeyOut]
+    budgets: list[OwnBudgetOut] = Field(
+        default_factory=list,
+        description="The budgets that apply to this key: its own, its user's, its groups'",
+    )
 
 
 class UsageRowOut(BaseModel):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from relaygate.admin.deps import Id, get_ctx, require_admin
 from relaygate.admin.schemas import UserCreate, UserOut, UserUpdate
 from relaygate.context import Context
-from relaygate.services import api_keys
+from relaygate.services import api_keys, budgets
 from relaygate.services import users as service
 from relaygate.services.patch import UNSET
 from relaygate.snapshot import Principal
@@ -39,6 +39,8 @@ async def create_user(
         role=body.role,
         requests_per_minute=rpm,
         tokens_per_minute=tpm,
+        budget=body.budget,
+        budget_period=body.budget_period,
     )
     return UserOut(**asdict(user))
 
@@ -60,7 +62,8 @@ async def update_user(
     changes: dict[str, Any] = {
         k: v
         for k, v in body.model_dump(include=body.model_fields_set).items()
-        if v is not None or k in ("email", "requests_per_minute", "tokens_per_minute")
+        if v is not None
+        or k in ("email", "requests_per_minute", "tokens_per_minute", "budget", "budget_period")
     }
     api_keys.rate_limit_change_within_caller(
         caller,
@@ -74,3 +77,13 @@ async def update_user(
 async def delete_user(user_id: Id, ctx: Context = Depends(get_ctx)) -> Response:
     await service.delete_user(ctx, user_id)
     return Response(status_code=204)
+
+
+@router.post("/{user_id}/budget/reset")
+async def reset_budget(
+    user_id: Id, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
+) -> UserOut:
+    """Start a new counting window of the user's budget now: spend before it no longer
+    counts against it."""
+    await budgets.reset_budget(ctx, "user", user_id)
+    return UserOut(**asdict(await service.get_user(ctx, user_id)))

@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 
+from relaygate.budget import check_budget
 from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, User, utcnow
 from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.keys import display_prefix, generate_key, hash_key
 from relaygate.ratelimit import check_limit
+from relaygate.services.budgets import apply_budget, with_spend
 from relaygate.services.patch import UNSET, Unset
 from relaygate.services.users import find_user
 from relaygate.snapshot import Principal
@@ -35,6 +37,13 @@ class KeyInfo:
     allowed_models: list[str] | None
     requests_per_minute: int | None
     tokens_per_minute: int | None
+    budget: float | None = None
+    budget_period: str | None = None
+    budget_reset_at: datetime | None = None
+    budget_spent: float | None = None
+    """Spend in the budget's current period (None: no budget)."""
+    budget_resets_at: datetime | None = None
+    """When the current period ends (None: no budget, or a total one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +67,35 @@ def _info(key: ApiKey) -> KeyInfo:
         key.allowed_models,
         key.requests_per_minute,
         key.tokens_per_minute,
+        key.budget,
+        key.budget_period,
+        key.budget_reset_at,
     )
 
 
+async def _spent(ctx: Context, info: KeyInfo) -> KeyInfo:
+    return (await with_spend(ctx, "key", [info]))[0]
+
+
 async def list_keys(ctx: Context, *, user_id: int | None = None) -> list[KeyInfo]:
-    """Every key (revoked ones included), optionally of one user."""
+    """Every key (revoked ones included), optionally of one user, with their budgets'
+    spend."""
     query = select(ApiKey).order_by(ApiKey.id)
     if user_id is not None:
         query = query.where(ApiKey.user_id == user_id)
     async with ctx.sessions() as session:
-        return [_info(key) for key in (await session.scalars(query)).all()]
+        infos = [_info(key) for key in (await session.scalars(query)).all()]
+    return await with_spend(ctx, "key", infos)
+
+
+async def get_key(ctx: Context, key_id: int) -> KeyInfo:
+    """One key, with its budget's spend; raises :class:`NotFound`."""
+    async with ctx.sessions() as session:
+        row = await session.get(ApiKey, key_id)
+        if row is None:
+            raise NotFound(f"no API key with id {key_id}")
+        info = _info(row)
+    return await _spent(ctx, info)
 
 
 async def create_key(
@@ -80,12 +108,15 @@ async def create_key(
     allowed_models: list[str] | None = None,
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
+    budget: float | None = None,
+    budget_period: str | None = None,
 ) -> CreatedKey:
     """Create an API key for ``user`` (id or name). ``key`` imports an existing secret
     instead of generating one; ``allowed_models`` limits it to those public model names
     (within its user's access); ``requests_per_minute`` and ``tokens_per_minute`` limit
-    the key's own use (None: no limit of its own). Raises :class:`NotFound` or
-    :class:`BadRequest`."""
+    the key's own use (None: no limit of its own), ``budget`` its spend per
+    ``budget_period``. Raises :class:`NotFound` or :class:`BadRequest`."""
+    budget, budget_period = check_budget(budget, budget_period)
     requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
     tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
     if allowed_models is not None and not all(
@@ -121,6 +152,8 @@ async def create_key(
             else None,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
+            budget=budget,
+            budget_period=budget_period,
         )
         session.add(row)
         await session.flush()
@@ -221,8 +254,11 @@ async def update_key(
     name: str | Unset = UNSET,
     requests_per_minute: int | Unset | None = UNSET,
     tokens_per_minute: int | Unset | None = UNSET,
+    budget: float | Unset | None = UNSET,
+    budget_period: str | Unset | None = UNSET,
 ) -> KeyInfo:
-    """Change a key's name or its rate limits per minute (None clears a limit); fields
+    """Change a key's name, its rate limits per minute (None clears a limit) or its
+    budget (None clears it, see :func:`relaygate.services.budgets.apply_budget`); fields
     left UNSET stay. Raises :class:`NotFound` or :class:`BadRequest`."""
     async with unit(ctx) as session:
         row = await session.get(ApiKey, key_id)
@@ -234,7 +270,8 @@ async def update_key(
             row.requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
         if not isinstance(tokens_per_minute, Unset):
             row.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
-    return _info(row)
+        apply_budget(row, budget, budget_period)
+    return await _spent(ctx, _info(row))
 
 
 async def revoke_key(ctx: Context, key_id: int, *, owner_id: int | None = None) -> KeyInfo:

@@ -14,11 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.access import EVERYONE
+from relaygate.budget import check_budget
 from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import Endpoint, Group, GroupEndpoint, GroupMember, GroupModel, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
+from relaygate.services.budgets import apply_budget, with_spend
 from relaygate.services.patch import UNSET, Unset
 from relaygate.services.users import find_user
 
@@ -35,6 +37,13 @@ class GroupInfo:
     users: list[int]
     models: list[int]
     endpoints: list[int]
+    budget: float | None = None
+    budget_period: str | None = None
+    budget_reset_at: datetime | None = None
+    budget_spent: float | None = None
+    """Spend in the budget's current period (None: no budget)."""
+    budget_resets_at: datetime | None = None
+    """When the current period ends (None: no budget, or a total one)."""
 
 
 async def find_group(session: AsyncSession, ident: int | str) -> Group:
@@ -63,18 +72,25 @@ async def _info(session: AsyncSession, group: Group) -> GroupInfo:
         list(users),
         list(models),
         list(endpoints),
+        group.budget,
+        group.budget_period,
+        group.budget_reset_at,
     )
 
 
 async def list_groups(ctx: Context) -> list[GroupInfo]:
+    """Every group, with their budgets' spend."""
     async with ctx.sessions() as session:
         groups = (await session.scalars(select(Group).order_by(Group.id))).all()
-        return [await _info(session, group) for group in groups]
+        infos = [await _info(session, group) for group in groups]
+    return await with_spend(ctx, "group", infos)
 
 
 async def get_group(ctx: Context, ident: int | str) -> GroupInfo:
+    """The group with id or name ``ident``, with its budget's spend; raises NotFound."""
     async with ctx.sessions() as session:
-        return await _info(session, await find_group(session, ident))
+        info = await _info(session, await find_group(session, ident))
+    return (await with_spend(ctx, "group", [info]))[0]
 
 
 def _check_name(name: str) -> str:
@@ -84,9 +100,25 @@ def _check_name(name: str) -> str:
     return name
 
 
-async def create_group(ctx: Context, *, name: str, description: str | None = None) -> GroupInfo:
-    """Create a group; raises :class:`Conflict` when the name is taken."""
-    group = Group(name=_check_name(name), description=description, builtin=False)
+async def create_group(
+    ctx: Context,
+    *,
+    name: str,
+    description: str | None = None,
+    budget: float | None = None,
+    budget_period: str | None = None,
+) -> GroupInfo:
+    """Create a group, with an optional budget shared by its members per
+    ``budget_period``; raises :class:`Conflict` when the name is taken, BadRequest for a
+    bad budget."""
+    budget, budget_period = check_budget(budget, budget_period)
+    group = Group(
+        name=_check_name(name),
+        description=description,
+        builtin=False,
+        budget=budget,
+        budget_period=budget_period,
+    )
     try:
         async with unit(ctx) as session:
             session.add(group)
@@ -101,8 +133,11 @@ async def update_group(
     *,
     name: str | Unset = UNSET,
     description: str | Unset | None = UNSET,
+    budget: float | Unset | None = UNSET,
+    budget_period: str | Unset | None = UNSET,
 ) -> GroupInfo:
-    """Rename or describe a group; the built-in group keeps its name (Conflict)."""
+    """Rename or describe a group, or set its budget (None clears it); the built-in
+    group keeps its name (Conflict)."""
     try:
         async with unit(ctx) as session:
             group = await find_group(session, ident)
@@ -112,6 +147,7 @@ async def update_group(
                 group.name = _check_name(name)
             if not isinstance(description, Unset):
                 group.description = description
+            apply_budget(group, budget, budget_period)
             group_id = group.id
     except IntegrityError:
         raise Conflict(f"a group named {name!r} already exists", param="name") from None

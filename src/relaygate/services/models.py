@@ -56,6 +56,8 @@ class ModelInfo:
     first_seen_at: datetime
     last_seen_at: datetime
     conflict: ModelConflict | None
+    default_output_tokens: int | None = None
+    """Completion tokens a budget reserves for a request that states no cap."""
 
 
 async def conflicts(session: AsyncSession) -> dict[int, ModelConflict]:
@@ -98,6 +100,7 @@ def _info(model: Model, conflict: ModelConflict | None) -> ModelInfo:
         output_cost_per_million_tokens=model.output_cost_per_million_tokens,
         first_seen_at=model.first_seen_at,
         last_seen_at=model.last_seen_at,
+        default_output_tokens=model.default_output_tokens,
         conflict=conflict,
     )
 
@@ -132,6 +135,7 @@ async def update_model(
     fallback_model: str | Unset | None = UNSET,
     input_cost_per_million_tokens: float | Unset | None = UNSET,
     output_cost_per_million_tokens: float | Unset | None = UNSET,
+    default_output_tokens: int | Unset | None = UNSET,
 ) -> ModelInfo:
     """Set or clear (``None`` or empty) a model's alias, fallback model or prices (per
     million prompt/completion tokens, for the cost in usage records), or enable/disable
@@ -142,6 +146,8 @@ async def update_model(
     Raises :class:`NotFound`, :class:`BadRequest` for a fallback to the model itself or
     longer than 500 characters or a price outside 0 to 1,000,000, and :class:`Conflict`
     when another model of the same endpoint already answers to the new public name.
+    ``default_output_tokens`` (1 to 10,000,000, or None) is what a budget reserves for a
+    request that states no cap on its completion tokens.
     """
     async with unit(ctx) as session:
         model = await session.get(Model, model_id)
@@ -185,6 +191,16 @@ async def update_model(
             if price is not None and not 0 <= price <= 1e6:
                 raise BadRequest(f"{field} must be between 0 and 1000000", param=field)
             setattr(model, field, price)
+        if not isinstance(default_output_tokens, Unset):
+            if default_output_tokens is not None and (
+                isinstance(default_output_tokens, bool)
+                or not 0 < default_output_tokens <= 10_000_000
+            ):
+                raise BadRequest(
+                    "default_output_tokens must be a whole number from 1 to 10000000, or null",
+                    param="default_output_tokens",
+                )
+            model.default_output_tokens = default_output_tokens
         await session.flush()
         conflict = (await conflicts(session)).get(model.id)
     return _info(model, conflict)

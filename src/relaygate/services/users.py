@@ -12,12 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
+from relaygate.budget import check_budget
 from relaygate.changes import declare, unit
 from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import User
 from relaygate.errors import BadRequest, Conflict
 from relaygate.ratelimit import check_limit
+from relaygate.services.budgets import apply_budget, with_spend
 from relaygate.services.patch import UNSET, Unset
 
 ROLES = ("admin", "user")
@@ -32,6 +34,13 @@ class UserInfo:
     created_at: datetime
     requests_per_minute: int | None
     tokens_per_minute: int | None
+    budget: float | None = None
+    budget_period: str | None = None
+    budget_reset_at: datetime | None = None
+    budget_spent: float | None = None
+    """Spend in the budget's current period (None: no budget)."""
+    budget_resets_at: datetime | None = None
+    """When the current period ends (None: no budget, or a total one)."""
 
 
 def _info(user: User) -> UserInfo:
@@ -43,6 +52,9 @@ def _info(user: User) -> UserInfo:
         user.created_at,
         user.requests_per_minute,
         user.tokens_per_minute,
+        user.budget,
+        user.budget_period,
+        user.budget_reset_at,
     )
 
 
@@ -65,13 +77,17 @@ async def find_user(session: AsyncSession, ident: int | str) -> User:
 
 
 async def list_users(ctx: Context) -> list[UserInfo]:
+    """Every user, with their budgets' spend."""
     async with ctx.sessions() as session:
-        return [_info(u) for u in (await session.scalars(select(User).order_by(User.id))).all()]
+        infos = [_info(u) for u in (await session.scalars(select(User).order_by(User.id))).all()]
+    return await with_spend(ctx, "user", infos)
 
 
 async def get_user(ctx: Context, ident: int | str) -> UserInfo:
+    """The user with id or name ``ident``, with their budget's spend; raises NotFound."""
     async with ctx.sessions() as session:
-        return _info(await find_user(session, ident))
+        info = _info(await find_user(session, ident))
+    return (await with_spend(ctx, "user", [info]))[0]
 
 
 async def create_user(
@@ -82,11 +98,16 @@ async def create_user(
     role: str = "user",
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
+    budget: float | None = None,
+    budget_period: str | None = None,
 ) -> UserInfo:
     """Create a user, with optional limits per minute on all their keys' requests and
-    tokens together (None: no limit); raises :class:`BadRequest` or :class:`Conflict`
-    (name taken)."""
+    tokens together (None: no limit) and a budget per ``budget_period``; raises
+    :class:`BadRequest` or :class:`Conflict` (name taken)."""
+    budget, budget_period = check_budget(budget, budget_period)
     user = User(
+        budget=budget,
+        budget_period=budget_period,
         name=_check_name(name),
         email=email or None,
         role=_check_role(role),
@@ -137,9 +158,12 @@ async def update_user(
     role: str | Unset = UNSET,
     requests_per_minute: int | Unset | None = UNSET,
     tokens_per_minute: int | Unset | None = UNSET,
+    budget: float | Unset | None = UNSET,
+    budget_period: str | Unset | None = UNSET,
 ) -> UserInfo:
-    """Change a user's name, email, role or limits per minute (None clears a limit). The
-    last admin cannot be demoted (Conflict); a bad value raises :class:`BadRequest`."""
+    """Change a user's name, email, role, limits per minute (None clears a limit) or
+    budget (None clears it). The last admin cannot be demoted (Conflict); a bad value
+    raises :class:`BadRequest`."""
     try:
         async with unit(ctx) as session:
             user = await find_user(session, ident)
@@ -158,9 +182,10 @@ async def update_user(
                 user.requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
             if not isinstance(tokens_per_minute, Unset):
                 user.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
+            apply_budget(user, budget, budget_period)
     except IntegrityError:
         raise Conflict(f"a user named {name!r} already exists", param="name") from None
-    return _info(user)
+    return (await with_spend(ctx, "user", [_info(user)]))[0]
 
 
 async def delete_user(ctx: Context, ident: int | str) -> None:

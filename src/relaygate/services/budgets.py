@@ -1,0 +1,143 @@
+"""Budgets as the admin API, the CLI and the console set, show and reset them (see
+:mod:`relaygate.budget` for what a budget is and :mod:`relaygate.budgets` for how
+requests are held to it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from relaygate.budget import budget_of, check_budget
+from relaygate.changes import unit
+from relaygate.context import Context
+from relaygate.db.lookup import find_by_id_or_name
+from relaygate.db.tables import ApiKey, Group, User
+from relaygate.errors import BadRequest, NotFound
+from relaygate.services.patch import Unset
+from relaygate.snapshot import Principal
+
+TABLES: dict[str, Any] = {"key": ApiKey, "user": User, "group": Group}
+WHAT = {"key": "API key", "user": "user", "group": "group"}
+
+
+class Budgeted(Protocol):
+    """An info object (a key's, user's or group's) with budget fields."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def budget(self) -> float | None: ...
+    @property
+    def budget_period(self) -> str | None: ...
+    @property
+    def budget_reset_at(self) -> datetime | None: ...
+
+
+T = TypeVar("T", bound=Budgeted)
+
+
+def apply_budget(row: Any, budget: float | Unset | None, period: str | Unset | None) -> None:
+    """Set ``row``'s ``budget`` and ``budget_period`` (UNSET: keep; a budget of None
+    clears both). Raises :class:`BadRequest` naming the field that is wrong."""
+    if isinstance(budget, Unset) and isinstance(period, Unset):
+        return
+    if budget is None:
+        row.budget, row.budget_period = None, None
+        return
+    amount = row.budget if isinstance(budget, Unset) else budget
+    if amount is None:
+        raise BadRequest("budget_period needs a budget: set budget as well", param="budget_period")
+    kept = row.budget_period if isinstance(period, Unset) else period
+    row.budget, row.budget_period = check_budget(amount, kept)
+
+
+async def with_spend(ctx: Context, kind: str, infos: list[T]) -> list[T]:
+    """``infos`` (dataclasses) with ``budget_spent`` and ``budget_resets_at`` filled in
+    for those with a budget, read in one call of the budgets' store."""
+    budgets = [(i, b) for i, info in enumerate(infos) if (b := budget_of(kind, info)) is not None]
+    if not budgets:
+        return infos
+    standings = await ctx.budgets.standing([b for _, b in budgets])
+    out = list(infos)
+    for (index, _), standing in zip(budgets, standings, strict=True):
+        out[index] = dataclasses.replace(  # type: ignore[type-var]
+            out[index],
+            budget_spent=round(standing.spent, 9),
+            budget_resets_at=standing.resets_at,
+        )
+    return out
+
+
+async def reset_budget(ctx: Context, kind: str, ident: int | str) -> int:
+    """Start a new counting window for a key's, user's or group's budget now: spend
+    before it no longer counts. Returns the row's id; raises :class:`NotFound`."""
+    async with unit(ctx) as session:
+        if kind == "key":
+            row = await session.get(ApiKey, ident) if isinstance(ident, int) else None
+            if row is None:
+                raise NotFound(f"no API key with id {ident}")
+        else:
+            row = await find_by_id_or_name(session, TABLES[kind], ident, kind)
+        row.budget_reset_at = ctx.budgets.now()
+        return int(row.id)
+
+
+def budget_within_caller(
+    caller: Principal, budget: float | None, period: str | None
+) -> tuple[float | None, str | None]:
+    """The budget of a key ``caller`` makes for itself (``/me/keys``): never more than
+    the calling key's own, nor over a longer period; omitted, the calling key's. Raises
+    :class:`BadRequest` otherwise."""
+    own = caller.budget
+    budget, period = check_budget(budget, period)
+    if own is None:
+        return budget, period
+    if budget is None:
+        return own.limit, own.period
+    if budget > own.limit or period != own.period:
+        raise BadRequest(
+            f"budget cannot be above {own.limit:g} per {own.period} period, the budget of your key",
+            param="budget",
+        )
+    return budget, period
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OwnBudget:
+    """One budget that applies to a caller, for ``/me``: whose, the limit, spend, what
+    is left and when it resets (None: a total budget)."""
+
+    kind: str
+    id: int
+    name: str
+    budget: float
+    budget_period: str
+    budget_spent: float
+    budget_left: float
+    budget_resets_at: datetime | None
+
+
+async def own_budgets(ctx: Context, caller: Principal) -> list[OwnBudget]:
+    """The budgets that apply to ``caller``'s requests: its key's, its user's and its
+    groups' (``everyone`` included), with what is left of each."""
+    snapshot = ctx.snapshots.current
+    found = [caller.budget, caller.user.budget]
+    groups = caller.user.groups | ({snapshot.everyone} if snapshot.everyone else set())
+    found += [snapshot.group_budgets.get(g) for g in sorted(groups)]
+    budgets = [b for b in found if b is not None]
+    return [
+        OwnBudget(
+            s.budget.kind,
+            s.budget.subject_id,
+            s.budget.name,
+            s.budget.limit,
+            s.budget.period,
+            round(s.spent, 9),
+            round(s.left, 9),
+            s.resets_at,
+        )
+        for s in await ctx.budgets.standing(budgets)
+    ]
