@@ -62,6 +62,7 @@ class Gateway:
         }
         values.update(overrides)
         self.settings = load_settings(None, environ={}, **values)
+        self.clock = clock
         self.app: RelaygateApp = create_app(self.settings, clock=clock)
         self.server = ServerThread(self.app, **(server_options or {}))
         self.url = ""

@@ -157,7 +157,7 @@ async def create_key(
         )
         session.add(row)
         await session.flush()
-    return CreatedKey(_info(row), secret)
+    return CreatedKey(await _spent(ctx, _info(row)), secret)
 
 
 def within_caller_limits(

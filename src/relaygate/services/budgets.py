@@ -92,6 +92,8 @@ def budget_within_caller(
     the calling key's own, nor over a longer period; omitted, the calling key's. Raises
     :class:`BadRequest` otherwise."""
     own = caller.budget
+    if own is not None and period is None:
+        period = own.period
     budget, period = check_budget(budget, period)
     if own is None:
         return budget, period

@@ -119,7 +119,7 @@ async def create_user(
             session.add(user)
     except IntegrityError:
         raise Conflict(f"a user named {user.name!r} already exists", param="name") from None
-    return _info(user)
+    return (await with_spend(ctx, "user", [_info(user)]))[0]
 
 
 def _another_admin(user_id: int) -> ColumnElement[bool]:
