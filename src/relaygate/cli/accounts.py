@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from relaygate.cli.budgets import (
+    BUDGET_COLUMNS,
+    BudgetOption,
+    ClearBudget,
+    PeriodOption,
+    budget_change,
+    budget_text,
+)
 from relaygate.cli.runner import JsonFlag, as_dict, print_json, print_table, run
 from relaygate.services import api_keys as keys_service
+from relaygate.services import budgets as budgets_service
 from relaygate.services import users as users_service
 from relaygate.services.patch import UNSET, Unset
 
@@ -50,6 +59,7 @@ def list_users(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 "role",
                 "requests_per_minute",
                 "tokens_per_minute",
+                *BUDGET_COLUMNS,
                 "created_at",
             ],
         )
@@ -63,16 +73,28 @@ def add_user(
     role: Annotated[str, typer.Option(help="admin or user")] = "user",
     rpm: Rpm = None,
     tpm: Tpm = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
 ) -> None:
-    """Create a user; --rpm/--tpm limit all their keys together."""
+    """Create a user; --rpm/--tpm limit all their keys together, and --budget their
+    spend together."""
     user = run(
         ctx,
         lambda c: users_service.create_user(
-            c, name=name, email=email, role=role, requests_per_minute=rpm, tokens_per_minute=tpm
+            c,
+            name=name,
+            email=email,
+            role=role,
+            requests_per_minute=rpm,
+            tokens_per_minute=tpm,
+            budget=budget,
+            budget_period=budget_period,
         ),
     )
     limits = _limits(user.requests_per_minute, user.tokens_per_minute)
-    typer.echo(f"created user {user.name!r} (id {user.id}, {user.role}, {limits})")
+    typer.echo(
+        f"created user {user.name!r} (id {user.id}, {user.role}, {limits}, {budget_text(user)})"
+    )
 
 
 @users.command("update")
@@ -85,8 +107,13 @@ def update_user(
     rpm: Rpm = None,
     tpm: Tpm = None,
     clear_limits: ClearLimits = False,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    clear_budget: ClearBudget = False,
 ) -> None:
-    """Change a user's name, email, role or rate limits (all their keys together)."""
+    """Change a user's name, email, role, rate limits or budget (all their keys
+    together)."""
+    amount, period = budget_change(budget, budget_period, clear_budget)
     info = run(
         ctx,
         lambda c: users_service.update_user(
@@ -97,10 +124,26 @@ def update_user(
             role=UNSET if role is None else role,
             requests_per_minute=_limit_change(rpm, clear_limits),
             tokens_per_minute=_limit_change(tpm, clear_limits),
+            budget=amount,
+            budget_period=period,
         ),
     )
     limits = _limits(info.requests_per_minute, info.tokens_per_minute)
-    typer.echo(f"updated user {info.name!r} (id {info.id}, {info.role}, {limits})")
+    typer.echo(
+        f"updated user {info.name!r} (id {info.id}, {info.role}, {limits}, {budget_text(info)})"
+    )
+
+
+@users.command("budget-reset")
+def reset_user_budget(ctx: typer.Context, user: str) -> None:
+    """Start a new window of a user's budget now: spend before it no longer counts."""
+
+    async def reset(c: Any) -> Any:
+        user_id = await budgets_service.reset_budget(c, "user", user)
+        return await users_service.get_user(c, user_id)
+
+    info = run(ctx, reset)
+    typer.echo(f"reset the budget of user {info.name!r} ({budget_text(info)})")
 
 
 @users.command("remove")
@@ -123,6 +166,8 @@ def create_key(
     ] = None,
     rpm: Rpm = None,
     tpm: Tpm = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
 ) -> None:
     """Create an API key; it is printed this once."""
     created = run(
@@ -135,11 +180,13 @@ def create_key(
             allowed_models=model or None,
             requests_per_minute=rpm,
             tokens_per_minute=tpm,
+            budget=budget,
+            budget_period=budget_period,
         ),
     )
     typer.echo(
-        f"created key {created.info.id} ({created.info.name!r}) for user "
-        f"{created.info.user_id}; it is shown this once:",
+        f"created key {created.info.id} ({created.info.name!r}, {budget_text(created.info)}) "
+        f"for user {created.info.user_id}; it is shown this once:",
         err=True,
     )
     typer.echo(created.key)
@@ -169,6 +216,7 @@ def list_keys(
                 "revoked_at",
                 "requests_per_minute",
                 "tokens_per_minute",
+                *BUDGET_COLUMNS,
             ],
         )
 
@@ -181,8 +229,12 @@ def update_key(
     rpm: Rpm = None,
     tpm: Tpm = None,
     clear_limits: ClearLimits = False,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    clear_budget: ClearBudget = False,
 ) -> None:
-    """Change an API key's name or rate limits (its user's limits apply as well)."""
+    """Change an API key's name, rate limits or budget (its user's apply as well)."""
+    amount, period = budget_change(budget, budget_period, clear_budget)
     info = run(
         ctx,
         lambda c: keys_service.update_key(
@@ -191,10 +243,24 @@ def update_key(
             name=UNSET if name is None else name,
             requests_per_minute=_limit_change(rpm, clear_limits),
             tokens_per_minute=_limit_change(tpm, clear_limits),
+            budget=amount,
+            budget_period=period,
         ),
     )
     limits = _limits(info.requests_per_minute, info.tokens_per_minute)
-    typer.echo(f"updated key {info.id} ({info.name!r}, {limits})")
+    typer.echo(f"updated key {info.id} ({info.name!r}, {limits}, {budget_text(info)})")
+
+
+@keys.command("budget-reset")
+def reset_key_budget(ctx: typer.Context, key_id: int) -> None:
+    """Start a new window of an API key's budget now: spend before it no longer counts."""
+
+    async def reset(c: Any) -> Any:
+        await budgets_service.reset_budget(c, "key", key_id)
+        return await keys_service.get_key(c, key_id)
+
+    info = run(ctx, reset)
+    typer.echo(f"reset the budget of key {info.id} ({budget_text(info)})")
 
 
 @keys.command("revoke")

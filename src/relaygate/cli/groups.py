@@ -1,14 +1,25 @@
-"""``relaygate groups list|show|add|remove|add-user|remove-user|grant|revoke``."""
+"""``relaygate groups list|show|add|update|budget-reset|remove|add-user|remove-user|grant|
+revoke``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from relaygate.cli.budgets import (
+    BUDGET_COLUMNS,
+    BudgetOption,
+    ClearBudget,
+    PeriodOption,
+    budget_change,
+    budget_text,
+)
 from relaygate.cli.runner import JsonFlag, as_dict, fail, print_json, print_record, print_table, run
+from relaygate.services import budgets as budgets_service
 from relaygate.services import groups as service
 from relaygate.services.groups import GroupInfo
+from relaygate.services.patch import UNSET
 
 app = typer.Typer(help="Manage groups and which models they may use.", no_args_is_help=True)
 ModelOpt = Annotated[int | None, typer.Option("--model", help="Model id")]
@@ -30,7 +41,10 @@ def list_groups(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json([as_dict(g) for g in found])
     else:
-        print_table([_summary(g) for g in found], ["id", "name", "users", "models", "endpoints"])
+        print_table(
+            [_summary(g) for g in found],
+            ["id", "name", "users", "models", "endpoints", *BUDGET_COLUMNS],
+        )
 
 
 @app.command("show")
@@ -48,10 +62,56 @@ def add(
     ctx: typer.Context,
     name: str,
     description: Annotated[str | None, typer.Option()] = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
 ) -> None:
-    """Create a group."""
-    group = run(ctx, lambda c: service.create_group(c, name=name, description=description))
-    typer.echo(f"created group {group.name!r} (id {group.id})")
+    """Create a group; --budget limits its members' spend together on the models it
+    grants."""
+    group = run(
+        ctx,
+        lambda c: service.create_group(
+            c, name=name, description=description, budget=budget, budget_period=budget_period
+        ),
+    )
+    typer.echo(f"created group {group.name!r} (id {group.id}, {budget_text(group)})")
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    group: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    clear_budget: ClearBudget = False,
+) -> None:
+    """Rename or describe a group, or change its budget."""
+    amount, period = budget_change(budget, budget_period, clear_budget)
+    info = run(
+        ctx,
+        lambda c: service.update_group(
+            c,
+            group,
+            name=UNSET if name is None else name,
+            description=UNSET if description is None else description,
+            budget=amount,
+            budget_period=period,
+        ),
+    )
+    typer.echo(f"updated group {info.name!r} (id {info.id}, {budget_text(info)})")
+
+
+@app.command("budget-reset")
+def reset_budget(ctx: typer.Context, group: str) -> None:
+    """Start a new window of a group's budget now: spend before it no longer counts."""
+
+    async def reset(c: Any) -> GroupInfo:
+        group_id = await budgets_service.reset_budget(c, "group", group)
+        return await service.get_group(c, group_id)
+
+    info = run(ctx, reset)
+    typer.echo(f"reset the budget of group {info.name!r} ({budget_text(info)})")
 
 
 @app.command("remove")
