@@ -77,12 +77,16 @@ async def _spent(ctx: Context, info: KeyInfo) -> KeyInfo:
     return (await with_spend(ctx, "key", [info]))[0]
 
 
-async def list_keys(ctx: Context, *, user_id: int | None = None) -> list[KeyInfo]:
-    """Every key (revoked ones included), optionally of one user, with their budgets'
-    spend."""
+async def list_keys(
+    ctx: Context, *, user_id: int | None = None, with_budget: bool = False
+) -> list[KeyInfo]:
+    """Every key (revoked ones included), optionally of one user or only those with a
+    budget, with their budgets' spend."""
     query = select(ApiKey).order_by(ApiKey.id)
     if user_id is not None:
         query = query.where(ApiKey.user_id == user_id)
+    if with_budget:
+        query = query.where(ApiKey.budget.is_not(None), ApiKey.revoked_at.is_(None))
     async with ctx.sessions() as session:
         infos = [_info(key) for key in (await session.scalars(query)).all()]
     return await with_spend(ctx, "key", infos)

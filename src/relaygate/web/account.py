@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from relaygate.errors import RelaygateError
-from relaygate.services import api_keys, provider_keys
+from relaygate.services import api_keys, budgets, provider_keys
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import users as user_service
 from relaygate.web.auth import Checked, Session, context_of
@@ -51,6 +51,7 @@ async def _account(request: Request, session: Session, new_key: str | None = Non
         base_url=base,
         usage_window=window,
         usage=await usage_view(ctx, window, group_by="model", user_id=principal.user_id),
+        budgets=await budgets.own_budgets(ctx, principal),
     )
 
 

@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from relaygate.budget import PERIODS
 from relaygate.errors import RelaygateError
+from relaygate.services import api_keys
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import groups as group_service
 from relaygate.services import models as model_service
@@ -23,14 +25,22 @@ PAGE = "/ui/people"
 @router.get("/people")
 async def people_page(request: Request, session: Admin) -> Response:
     ctx = context_of(request)
+    models = await model_service.list_models(ctx)
     return page(
         request,
         "people.html",
         session,
         users=await user_service.list_users(ctx),
         groups=await group_service.list_groups(ctx),
-        models=await model_service.list_models(ctx),
+        models=models,
         endpoints=await endpoint_service.list_endpoints(ctx),
+        budgeted_keys=await api_keys.list_keys(ctx, with_budget=True),
+        unpriced=[
+            m
+            for m in models
+            if not m.input_cost_per_million_tokens and not m.output_cost_per_million_tokens
+        ],
+        periods=PERIODS,
     )
 
 
