@@ -14,7 +14,10 @@ states none, its model's ``default_output_tokens`` or ``max_output_tokens``, els
 ``budget_output_tokens`` setting — at the dearest prices of the models it may be sent
 to (failover included). A request that does not fit any one budget is refused with
 :class:`BudgetExceeded`. When the answer is out, the reservation is released and the
-actual cost (the usage record's) is added; a failed or cancelled request adds nothing.
+actual cost (the usage record's) is added. A request that failed or was cancelled before
+its answer began adds nothing; one whose answer began but ended without usage (a stream
+cancelled or cut midway) is charged its whole reservation, as the provider bills what it
+generated and no count of it arrived.
 Models without a price never take part: they cost nothing.
 
 **Where counters live.** In Redis when ``redis_url`` is set (shared by the replicas);
@@ -256,12 +259,23 @@ class Budgets:
         return Reservation(lines, amount, store)
 
     async def settle(
-        self, reservation: Reservation, target: Target | None, cost: float | None
+        self,
+        reservation: Reservation,
+        target: Target | None,
+        cost: float | None,
+        *,
+        whole: bool = False,
     ) -> None:
         """Release ``reservation`` and add ``cost`` (the answer's, currency; None:
-        nothing) to each of its budgets that covers ``target`` (the copy that answered).
-        Never raises: a failure is logged."""
-        spent = to_nanos(cost) if cost and target is not None else 0
+        nothing) — or, with ``whole``, the whole reservation — to each of its budgets
+        that covers ``target`` (the copy that answered). Never raises: a failure is
+        logged."""
+        if target is None:
+            spent = 0
+        elif whole:
+            spent = reservation.amount if _priced(target) else 0
+        else:
+            spent = to_nanos(cost) if cost else 0
         charged = [
             line
             for line in reservation.lines

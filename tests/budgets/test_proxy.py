@@ -159,7 +159,21 @@ def test_a_streamed_request_is_settled_from_its_final_usage(budgeted: Gateway) -
     assert after.reserved == 0
 
 
-def test_a_cancelled_stream_releases_its_reservation(budgeted: Gateway, upstream: Upstream) -> None:
+def test_a_failed_request_releases_its_reservation(budgeted: Gateway, upstream: Upstream) -> None:
+    key = new_key(budgeted)
+    set_budget(budgeted, "key", key["id"], 1.0)
+    upstream.state.fail_status = 500
+    with pytest.raises(openai.InternalServerError):
+        chat(budgeted, key["key"], max_tokens=100)
+    after = settled(budgeted, "key", key["id"])
+    assert (after.reserved, after.spent) == (0, 0)
+
+
+def test_a_stream_cancelled_midway_is_charged_its_reservation(
+    budgeted: Gateway, upstream: Upstream
+) -> None:
+    """A client that stops a stream after its answer began cannot get the tokens for
+    free: no usage arrived, so the whole reservation is charged (and released as such)."""
     key = new_key(budgeted)
     set_budget(budgeted, "key", key["id"], 1.0)
     upstream.state.hold_stream = threading.Event()
@@ -178,7 +192,8 @@ def test_a_cancelled_stream_releases_its_reservation(budgeted: Gateway, upstream
         assert held.reserved > 0
     assert upstream.state.stream_cancelled.wait(5)
     after = settled(budgeted, "key", key["id"])
-    assert (after.reserved, after.spent) == (0, 0)
+    assert after.reserved == 0
+    assert after.spent == pytest.approx(held.reserved)
 
 
 def test_user_and_group_budgets_refuse_a_key_without_its_own(

@@ -48,6 +48,12 @@ class Exchange:
         "tokens",
     )
 
+    @property
+    def tokens_missing(self) -> bool:
+        """Whether the answer reported no token counts at all."""
+        tokens = self.tokens
+        return tokens is None or (tokens.prompt is None and tokens.completion is None)
+
     def __init__(self, arrived: float, request_id: str) -> None:
         self.arrived = arrived
         self.request_id = request_id
@@ -165,11 +171,17 @@ class Accounting:
             except Exception:
                 log.exception("could not count tokens against the rate limits")
 
-    async def settle(self, exchange: Exchange) -> None:
-        """Settle ``exchange``'s budget reservation (if any) to its recorded cost: a
-        failed or cancelled request's is released. Never raises."""
+    async def settle(self, exchange: Exchange, status: int) -> None:
+        """Settle ``exchange``'s budget reservation (if any) to its recorded cost. A
+        request that failed or was cancelled before its answer began is released; one
+        whose answer began but ended without usage (a stream cut or cancelled midway) is
+        charged its whole reservation: the provider bills what it generated, and no
+        count of it arrived (``status``: what the client was answered, 499 when it left).
+        An upstream error passed through is released. Never raises."""
         reservation = exchange.reservation
         if reservation is None or self._budgets is None:
             return
         exchange.reservation = None
-        await self._budgets.settle(reservation, exchange.target, exchange.cost)
+        answered = status < 400 or status == 499
+        whole = answered and exchange.cost is None and exchange.started and exchange.tokens_missing
+        await self._budgets.settle(reservation, exchange.target, exchange.cost, whole=whole)

@@ -190,7 +190,7 @@ class Proxy:
                     log.exception("could not account for a request")
                 await self._accounting.count_tokens(exchange)
             if exchange.reservation is not None:
-                await self._accounting.settle(exchange)
+                await self._accounting.settle(exchange, status)
             REQUEST_ID.reset(token)
 
     @staticmethod
