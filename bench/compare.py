@@ -14,9 +14,13 @@ runs with every feature on: a user's API key checked against group grants, rate 
 
 Options: ``--duration S`` per point (default 10), ``--only relaygate,bare`` (a subset of
 direct, relaygate, bare, portkey, litellm), ``--curves`` (also the body-size and
-keys/models curves), ``--soak N`` (relaygate's RSS over N requests). Results go to
-``bench/out/compare.json``; ``bench/chart.py`` draws them. A peer that cannot start is
-reported as such.
+keys/models curves), ``--soak N`` (relaygate's RSS over N requests), ``--rounds N``
+(every gateway of ``--only`` running at once, each point measured on each in turn, N
+times; medians reported). A relaygate variant adds to its name, after ``+``: ``prices``
+(the models priced), ``budget`` (priced, and a budget on the key too large to refuse),
+``redis`` (counters in Redis), e.g. ``--only relaygate+prices,relaygate+budget --rounds 3``
+(issue 17). Results go to ``bench/out/compare.json``; ``bench/chart.py`` draws them. A
+peer that cannot start is reported as such.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -257,10 +262,25 @@ def spawn(args: list[str], log: pathlib.Path, **kwargs: Any) -> subprocess.Popen
     return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, **kwargs)
 
 
+VARIANTS = ("prices", "budget", "redis")
+"""What a relaygate variant's name may add after ``relaygate``, joined by ``+``."""
+
+
 def start_relaygate(
-    work: pathlib.Path, nginx: Nginx, *, database: pathlib.Path | None = None
+    work: pathlib.Path,
+    nginx: Nginx,
+    *,
+    database: pathlib.Path | None = None,
+    variant: frozenset[str] = frozenset(),
 ) -> tuple[Gateway, str]:
-    """relaygate serve with every feature on; returns the gateway and the user's API key."""
+    """relaygate serve with every feature on; returns the gateway and the user's API key.
+
+    ``variant`` adds: ``prices``, both models priced at 1 per million tokens (so budgets
+    would apply, but none is set); ``budget``, prices and a monthly budget of 1,000,000 on
+    the key, too large ever to refuse; ``redis``, ``RELAYGATE_REDIS_URL`` (``BENCH_REDIS_URL``,
+    default redis://127.0.0.1:6379) under a prefix of its own, which moves the rate limits'
+    counters there too, and the budget's when it has one.
+    """
     port = free_port()
     admin_key = "rg-" + secrets.token_urlsafe(32)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYGATE_")}
@@ -274,6 +294,9 @@ def start_relaygate(
         env["RELAYGATE_DATABASE_URL"] = f"sqlite:///{database}"
     elif os.environ.get("BENCH_DATABASE_URL"):  # e.g. PostgreSQL instead of the SQLite default
         env["RELAYGATE_DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
+    if "redis" in variant:
+        env["RELAYGATE_REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+        env["RELAYGATE_REDIS_PREFIX"] = f"relaygate-bench-{secrets.token_hex(6)}"
     home = work / f"relaygate-{port}"  # its own data directory (SQLite file, key file)
     home.mkdir()
     process = spawn(
@@ -314,16 +337,16 @@ def start_relaygate(
         },
     )
     call("PUT", f"/admin/api/v1/groups/{group['id']}/users/{user['id']}")
-    key = call(
+    created = call(
         "POST",
         "/admin/api/v1/keys",
         json={"user_id": user["id"], "requests_per_minute": 10**9, "tokens_per_minute": 2**31 - 1},
-    )["key"]
-    admin.close()
+    )
+    key = created["key"]
     from relaygate import __version__
 
     gateway = Gateway(
-        "relaygate",
+        "+".join(["relaygate", *(v for v in VARIANTS if v in variant)]),
         url + "/v1/chat/completions",
         url + "/v1/chat/completions",
         {"json": {"Authorization": f"Bearer {key}"}, "stream": {"Authorization": f"Bearer {key}"}},
@@ -331,6 +354,21 @@ def start_relaygate(
         __version__,
     )
     wait_models(gateway, key)
+    if variant & {"prices", "budget"}:
+        for model in call("GET", "/admin/api/v1/models"):
+            prices = {"input_cost_per_million_tokens": 1, "output_cost_per_million_tokens": 1}
+            call("PATCH", f"/admin/api/v1/models/{model['id']}", json=prices)
+    if "budget" in variant:
+        budget = {"budget": 1_000_000, "budget_period": "monthly"}
+        call("PATCH", f"/admin/api/v1/keys/{created['id']}", json=budget)
+        # One request by hand, and its spend seen, before the load: the budget is in force.
+        check(gateway, False, request_body(False))
+        deadline = time.monotonic() + 10
+        while not call("GET", f"/admin/api/v1/keys/{created['id']}").get("budget_spent"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the key's budget shows no spend after a request")
+            time.sleep(0.2)
+    admin.close()
     return gateway, key
 
 
@@ -583,6 +621,78 @@ def run_table(
         print(f"  {gateway.name}: RSS {entry['rss_mb']:.1f} MB", flush=True)
 
 
+def run_rounds(
+    work: pathlib.Path,
+    gateways: list[Gateway],
+    duration: float,
+    rounds: int,
+    results: dict[str, Any],
+) -> None:
+    """Every point of every gateway, ``rounds`` times, the gateways taken in turn at each
+    point (all of them running), so that a noisy machine weighs on each alike; reports
+    each point's median req/s, p50 and p99 over the rounds, and keeps every round."""
+    entries: dict[str, dict[str, Any]] = {}
+    for gateway in gateways:
+        entries[gateway.name] = results["table"][gateway.name] = {
+            "version": gateway.version,
+            "points": [],
+            "rounds": [],
+            "failures": [],
+        }
+    points = [(stream, c) for stream in (False, True) for c in CONCURRENCY]
+    for gateway in gateways:
+        for stream in (False, True):
+            check(gateway, stream, request_body(stream))
+    for round_ in range(rounds):
+        for stream, connections in points:
+            kind = "stream" if stream else "json"
+            for gateway in gateways:
+                entry = entries[gateway.name]
+                try:
+                    point = wrk(work, gateway, stream, connections, duration, request_body(stream))
+                except Exception as exc:  # reported, never silently dropped
+                    entry["failures"].append(f"round {round_ + 1} {kind} c={connections}: {exc}")
+                    print(f"  {gateway.name:24} {kind:6} c={connections:<3} failed: {exc}")
+                    continue
+                point.update(stream=stream, connections=connections, round=round_ + 1)
+                entry["rounds"].append(point)
+                print(
+                    f"  {round_ + 1} {gateway.name:24} {kind:6} c={connections:<3} "
+                    f"{point['rps']:>10,.0f} req/s  p50 {point['p50_ms']:7.3f} ms  "
+                    f"p99 {point['p99_ms']:8.3f} ms  non-2xx {point['non_2xx']} "
+                    f"{point['socket_errors']}",
+                    flush=True,
+                )
+    print("medians:")
+    for gateway in gateways:
+        entry = entries[gateway.name]
+        for stream, connections in points:
+            runs = [
+                p
+                for p in entry["rounds"]
+                if p["stream"] == stream and p["connections"] == connections
+            ]
+            if not runs:
+                continue
+            median = {k: statistics.median(p[k] for p in runs) for k in ("rps", "p50_ms", "p99_ms")}
+            median.update(
+                stream=stream,
+                connections=connections,
+                non_2xx=sum(p["non_2xx"] for p in runs),
+                rounds=len(runs),
+            )
+            entry["points"].append(median)
+            print(
+                f"  {gateway.name:24} {'stream' if stream else 'json':6} c={connections:<3} "
+                f"{median['rps']:>10,.0f} req/s  p50 {median['p50_ms']:7.3f} ms  "
+                f"p99 {median['p99_ms']:8.3f} ms  non-2xx {median['non_2xx']}",
+                flush=True,
+            )
+        if gateway.processes:
+            entry["rss_mb"] = gateway.rss()
+            print(f"  {gateway.name}: RSS {entry['rss_mb']:.1f} MB", flush=True)
+
+
 # --- curves -------------------------------------------------------------------------------
 
 
@@ -708,6 +818,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--only", default="direct,relaygate,bare,portkey,litellm")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="run every gateway of --only at once, measured in turn at each point, N times",
+    )
     parser.add_argument("--curves", action="store_true", help="body sizes, keys and models")
     parser.add_argument("--bodies", action="store_true", help="the body-size curve only")
     parser.add_argument("--scale", action="store_true", help="the keys/models curve only")
@@ -746,11 +862,31 @@ def main() -> None:
         "portkey": lambda: start_portkey(work, nginx),
         "litellm": lambda: start_litellm(work, nginx),
     }
+
+    def starter(name: str) -> Any:
+        head, *added = name.split("+")
+        if head == "relaygate" and added and set(added) <= set(VARIANTS):
+            return lambda: start_relaygate(work, nginx, variant=frozenset(added))[0]
+        return starters[name]
+
+    names = list(filter(None, args.only.split(",")))
     try:
-        for name in filter(None, args.only.split(",")):
+        if args.rounds:
+            gateways: list[Gateway] = []
+            try:
+                for name in names:
+                    print(f"starting {name}", flush=True)
+                    gateways.append(starter(name)())
+                run_rounds(work, gateways, args.duration, args.rounds, results)
+            finally:
+                for gateway in gateways:
+                    gateway.stop()
+                save()
+            names = []
+        for name in names:
             print(f"{name}:", flush=True)
             try:
-                gateway = starters[name]()
+                gateway = starter(name)()
             except Exception as exc:  # reported, never silently dropped
                 print(f"  could not start: {exc}", flush=True)
                 results["unavailable"][name] = str(exc)
