@@ -30,6 +30,7 @@ process until Redis is back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -61,6 +62,7 @@ messages, OpenAI responses)."""
 NO_OUTPUT_PATHS = ("/embeddings", "/moderations")
 """Paths whose answers have no completion tokens."""
 RETRY_STORE_SECONDS = 2.0
+SETTLE_ATTEMPTS = 3
 MAX_AMOUNT = to_nanos(MAX_BUDGET) + 1
 """The most a reservation holds: more than any budget."""
 
@@ -163,6 +165,8 @@ class Budgets:
         self._store_down = False
         self._retry_at = 0.0
         self._swept_at = 0.0
+        self._lines: dict[int, tuple[Budget, Line, float, float]] = {}
+        self._gauges: dict[tuple[str, int, str], tuple[Any, Any]] = {}
         self.on_spent: OnSpent | None = None
 
     def now(self) -> datetime:
@@ -177,10 +181,10 @@ class Budgets:
         ``targets``, each in its window at ``now``."""
         lines = []
         if principal.budget is not None:
-            lines.append(Line(principal.budget, principal.budget.window(now)))
+            lines.append(self._line(principal.budget, now))
         user = principal.user
         if user.budget is not None:
-            lines.append(Line(user.budget, user.budget.window(now)))
+            lines.append(self._line(user.budget, now))
         if snapshot.group_budgets:
             groups = user.groups
             if snapshot.everyone is not None:
@@ -193,8 +197,34 @@ class Budgets:
                     continue
                 models, endpoints = grants
                 if any(t.model_id in models or t.endpoint_id in endpoints for t in targets):
-                    lines.append(Line(budget, budget.window(now), grants))
+                    lines.append(self._line(budget, now, grants))
         return lines
+
+    _CACHED_LINES = 100_000
+
+    def _line(
+        self,
+        budget: Budget,
+        now: datetime,
+        grants: tuple[frozenset[int], frozenset[int]] | None = None,
+    ) -> Line:
+        """``budget``'s line at ``now``, made once per budget and window: a window's
+        bounds cost more to work out than the rest of a reservation in memory."""
+        key = id(budget)
+        cached = self._lines.get(key)
+        stamp = now.timestamp()
+        if cached is not None:
+            held, line, start, end = cached
+            # The budget object is kept, so its id is not reused while cached.
+            if held is budget and start <= stamp < end and line.grants is grants:
+                return line
+        if len(self._lines) >= self._CACHED_LINES:
+            self._lines.clear()
+        window = budget.window(now)
+        line = Line(budget, window, grants)
+        end = window.end.timestamp() if window.end is not None else math.inf
+        self._lines[key] = (budget, line, window.start.timestamp(), end)
+        return line
 
     def has_budget(self, snapshot: Snapshot, principal: Principal) -> bool:
         """Whether some budget may apply to ``principal`` (cheap: no windows made)."""
@@ -282,17 +312,27 @@ class Budgets:
             if spent and (line.grants is None or _covers(line.grants, target))
         ]
         released = [line for line in reservation.lines if line not in charged]
-        try:
-            for group, amount in ((charged, spent), (released, 0)):
-                if not group:
-                    continue
-                names = [line.name for line in group]
-                counts = await reservation.store.settle(names, reservation.amount, amount)
-                self._observe(group, counts)
-        except Exception as exc:
-            if isinstance(exc, self._store_errors) and reservation.store is self._redis:
-                self._store_failed(exc, raising=False)
-            log.exception("could not settle a budget reservation")
+        for group, amount in ((charged, spent), (released, 0)):
+            if group:
+                await self._settle_lines(reservation, group, amount)
+
+    async def _settle_lines(self, reservation: Reservation, lines: list[Line], spent: int) -> None:
+        """Settle ``lines`` of ``reservation``, trying again a few times (a reservation
+        left behind would hold its amount until the period ends); logs what fails."""
+        names = [line.name for line in lines]
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                counts = await reservation.store.settle(names, reservation.amount, spent)
+            except Exception as exc:
+                if isinstance(exc, self._store_errors) and reservation.store is self._redis:
+                    self._store_failed(exc, raising=False)
+                if attempt == SETTLE_ATTEMPTS - 1:
+                    log.exception("could not settle a budget reservation; it is held")
+                    return
+                await asyncio.sleep(0.05 * 4**attempt)
+            else:
+                self._observe(lines, counts)
+                return
 
     def _observe(self, lines: Sequence[Line], counts: Sequence[Count | None]) -> None:
         now = self._clock()
@@ -300,9 +340,18 @@ class Budgets:
             if count is None:
                 continue
             budget = line.budget
-            labels = (budget.kind, str(budget.subject_id), budget.name)
-            self._metrics.budget_spent.labels(*labels).set(from_nanos(count.spent))
-            self._metrics.budget_limit.labels(*labels).set(budget.limit)
+            gauges = self._gauges.get((budget.kind, budget.subject_id, budget.name))
+            if gauges is None:
+                # Bound once per budget: labels() costs more than setting the value.
+                if len(self._gauges) >= self._CACHED_LINES:
+                    self._gauges.clear()
+                labels = (budget.kind, str(budget.subject_id), budget.name)
+                gauges = self._gauges[(budget.kind, budget.subject_id, budget.name)] = (
+                    self._metrics.budget_spent.labels(*labels),
+                    self._metrics.budget_limit.labels(*labels),
+                )
+            gauges[0].set(from_nanos(count.spent))
+            gauges[1].set(budget.limit)
             if self.on_spent is not None:
                 try:
                     self.on_spent(line, count, now)

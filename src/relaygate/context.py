@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 SECRET_CHECK_KEY = "secret_check"
+REDIS_CONNECTIONS = 256
+"""Connections to Redis one process opens at most (rate limits and budgets share them)."""
 
 
 @dataclass
@@ -120,17 +122,22 @@ def make_redis_client(settings: Settings) -> Redis | None:
         return None
     # Imported here: the Redis client is some 6 MB that a server without redis_url,
     # the common case, would carry for nothing.
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
     try:
-        return Redis.from_url(
+        # A blocking pool: past REDIS_CONNECTIONS in use, a call waits (up to redis_timeout)
+        # for one to be free, rather than failing at once as the default pool does.
+        pool = BlockingConnectionPool.from_url(
             settings.redis_url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=settings.redis_timeout,
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_timeout,
             retry=Retry(NoBackoff(), 1),
         )
+        return Redis(connection_pool=pool)
     except ValueError as exc:
         raise ConfigError(f"setting 'redis_url' is not a usable Redis URL: {exc}") from None
 
