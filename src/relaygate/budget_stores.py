@@ -146,7 +146,7 @@ for i, key in ipairs(KEYS) do
     if rebuilt < 0 then
       missing[#missing + 1] = i
     else
-      redis.call('HSET', key, 's', rebuilt, 'r', 0)
+      redis.call('HSET', key, 's', ARGV[3 * i], 'r', 0)
       local at = tonumber(ARGV[3 * i + 1])
       if at > 0 then redis.call('PEXPIREAT', key, at) end
     end
@@ -167,7 +167,7 @@ end
 local out = {fits}
 for i, key in ipairs(KEYS) do
   local r = counts[i][2]
-  if fits == 1 then r = redis.call('HINCRBY', key, 'r', amount) end
+  if fits == 1 then r = redis.call('HINCRBY', key, 'r', ARGV[1]) end
   out[#out + 1] = counts[i][1]
   out[#out + 1] = r
 end
@@ -176,11 +176,12 @@ return out
 
 SETTLE_SCRIPT = """
 -- KEYS: counter hashes; ARGV[1]: reserved to release; ARGV[2]: spend to add.
--- Returns per key: spent, reserved (-1, -1 for a key Redis does not hold).
+-- Returns per key: spent, reserved (-1, -1 for a key Redis does not hold). Amounts go to
+-- HINCRBY as the strings sent: a Lua number would be written in exponent form past 1e14.
 local out = {}
 for _, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then
-    local r = redis.call('HINCRBY', key, 'r', -tonumber(ARGV[1]))
+    local r = redis.call('HINCRBY', key, 'r', '-' .. ARGV[1])
     if r < 0 then
       redis.call('HSET', key, 'r', 0)
       r = 0
@@ -327,16 +328,20 @@ class DatabaseStore:
     async def settle(self, names: Sequence[str], release: int, spent: int) -> list[Count | None]:
         table = BudgetCounter
         left = table.reserved - release
+        rows: dict[str, Count] = {}
         async with self._engine.begin() as connection:
-            rows = {
-                row.name: Count(row.spent, row.reserved)
-                for row in await connection.execute(
-                    update(table)
-                    .where(table.name.in_(list(names)))
-                    .values(reserved=case((left < 0, 0), else_=left), spent=table.spent + spent)
-                    .returning(table.name, table.spent, table.reserved)
-                )
-            }
+            # One row at a time in name order, as reservations lock them: never a deadlock.
+            for name in sorted(names):
+                row = (
+                    await connection.execute(
+                        update(table)
+                        .where(table.name == name)
+                        .values(reserved=case((left < 0, 0), else_=left), spent=table.spent + spent)
+                        .returning(table.spent, table.reserved)
+                    )
+                ).first()
+                if row is not None:
+                    rows[name] = Count(row.spent, row.reserved)
         return [rows.get(name) for name in names]
 
     async def read(self, lines: Sequence[Line]) -> list[Count]:

@@ -105,18 +105,31 @@ def output_tokens(path: str, payload: dict[str, Any], default: int) -> int:
     stated cap (or ``default``) times its choices; 0 for embeddings and moderations."""
     if path.endswith(NO_OUTPUT_PATHS):
         return 0
-    cap = default
-    for name in OUTPUT_FIELDS:
-        value = payload.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            cap = value
-            break
-    choices = 1
-    for name in ("n", "best_of"):
-        value = payload.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > choices:
-            choices = value
+    stated = [c for name in OUTPUT_FIELDS if (c := _count(payload.get(name))) is not None]
+    # The largest stated cap: upstreams differ in which field they obey. A negative cap
+    # (llama.cpp's -1: no limit) or one not a number falls back to the default.
+    cap = max(stated) if stated and min(stated) >= 0 else default
+    choices = max(
+        [1, *(c for name in ("n", "best_of") if (c := _count(payload.get(name))) is not None)]
+    )
     return cap * choices
+
+
+def _count(value: Any) -> int | None:
+    """A token or choice count as an upstream may read it: an integer, a whole float or
+    a numeric string (rounded up); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, float) and math.isfinite(value):
+        return math.ceil(value)
+    return None
 
 
 def _priced(target: Target) -> bool:
@@ -297,15 +310,12 @@ class Budgets:
         whole: bool = False,
     ) -> None:
         """Release ``reservation`` and add ``cost`` (the answer's, currency; None:
-        nothing) — or, with ``whole``, the whole reservation — to each of its budgets
+        nothing) — or, with ``whole``, at least the whole reservation — to each of its budgets
         that covers ``target`` (the copy that answered). Never raises: a failure is
         logged."""
-        if target is None:
-            spent = 0
-        elif whole:
-            spent = reservation.amount if _priced(target) else 0
-        else:
-            spent = to_nanos(cost) if cost else 0
+        spent = to_nanos(cost) if cost and target is not None else 0
+        if whole and target is not None and _priced(target):
+            spent = max(spent, reservation.amount)
         charged = [
             line
             for line in reservation.lines
@@ -466,6 +476,8 @@ class Budgets:
     def _store_ok(self, store: Store) -> None:
         if self._store_down and store is self._redis:
             self._store_down = False
+            # What was counted here meanwhile is stale by the next outage: start afresh.
+            self._memory = MemoryStore(self.rebuild)
             log.info("budgets: Redis is back; budgets are shared again")
 
     def _sweep(self, now: datetime) -> None:

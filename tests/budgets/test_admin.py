@@ -137,18 +137,16 @@ def test_a_user_can_neither_lift_nor_dodge_a_budget(served: Gateway) -> None:
         response = as_ann.request(method, path, json=body)
         assert response.status_code == 403, (method, path, response.text)
 
-    # Own keys: at most the calling key's budget, over the same period; by default its.
-    inherited = ok(as_ann.post(f"{API}/me/keys", json={"name": "mine"}), 201)
-    assert (inherited["budget"], inherited["budget_period"]) == (0.5, "daily")
-    smaller = ok(as_ann.post(f"{API}/me/keys", json={"name": "small", "budget": 0.1}), 201)
-    assert smaller["budget"] == 0.1
-    for body in (
-        {"name": "big", "budget": 0.6},
-        {"name": "longer", "budget": 0.5, "budget_period": "monthly"},
-    ):
+    # A key with a budget cannot mint keys: each would get a budget of its own.
+    for body in ({"name": "mine"}, {"name": "small", "budget": 0.1}):
         response = as_ann.post(f"{API}/me/keys", json=body)
-        assert response.status_code == 400, response.text
-        assert response.json()["error"]["param"] == "budget"
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "budgeted_key"
+    # A key without one may, and may give its new key a budget; the user's still applies.
+    free = ok(admin.post(f"{API}/keys", json={"user_id": ann["id"], "name": "free"}), 201)
+    as_free = served.client_for(free["key"])
+    own = ok(as_free.post(f"{API}/me/keys", json={"name": "own", "budget": 0.1}), 201)
+    assert (own["budget"], own["budget_period"]) == (0.1, "monthly")
 
     me = ok(as_ann.get(f"{API}/me"))
     kinds = {(b["kind"], b["name"]): b for b in me["budgets"]}

@@ -309,6 +309,10 @@ def test_choices_and_a_missing_cap_are_reserved_in_full(tmp_path: Path, upstream
         refusal(gateway, key["key"], max_tokens=10, n=8)  # 80 completion tokens
         refusal(gateway, key["key"])  # no cap: 100 tokens
         refusal(gateway, key["key"], max_tokens=2**62)
+        # The largest of the caps stated counts, whatever its JSON type.
+        refusal(gateway, key["key"], max_completion_tokens=1, max_tokens=1000)
+        refusal(gateway, key["key"], extra_body={"max_tokens": 1000.0})
+        refusal(gateway, key["key"], extra_body={"max_tokens": "1000"})
         with pytest.raises(openai.RateLimitError):
             gateway.openai(key["key"]).chat.completions.create(
                 model="gpt-test", messages=[{"role": "user", "content": "x" * 300}], max_tokens=1

@@ -46,6 +46,7 @@ class Exchange:
         "strip_usage",
         "target",
         "tokens",
+        "upstream_status",
     )
 
     @property
@@ -74,6 +75,8 @@ class Exchange:
         self.first_byte_at = 0.0
         self.started = False
         """Whether the response has started going out to the client."""
+        self.upstream_status = 0
+        """The status of the upstream response that went out (0: none did)."""
         self.finished = False
         self.body_whole = False
         """Whether the request body was read to its end."""
@@ -174,14 +177,15 @@ class Accounting:
     async def settle(self, exchange: Exchange, status: int) -> None:
         """Settle ``exchange``'s budget reservation (if any) to its recorded cost. A
         request that failed or was cancelled before its answer began is released; one
-        whose answer began but ended without usage (a stream cut or cancelled midway) is
-        charged its whole reservation: the provider bills what it generated, and no
-        count of it arrived (``status``: what the client was answered, 499 when it left).
-        An upstream error passed through is released. Never raises."""
+        whose successful answer began but did not end whole (cancelled by the client,
+        ``status`` 499, or broken off, 5xx) or ended without usage is charged at least
+        its whole reservation: the provider bills what it generated, and no final count
+        of it arrived. An upstream error passed through is released. Never raises."""
         reservation = exchange.reservation
         if reservation is None or self._budgets is None:
             return
         exchange.reservation = None
-        answered = status < 400 or status == 499
-        whole = answered and exchange.cost is None and exchange.started and exchange.tokens_missing
+        began = 200 <= exchange.upstream_status < 300
+        cut = status == 499 or status >= 500  # the client left, or the stream broke off
+        whole = began and (cut or exchange.tokens_missing)
         await self._budgets.settle(reservation, exchange.target, exchange.cost, whole=whole)

@@ -197,6 +197,7 @@ class Upstream:
                         {"type": "http.response.start", "status": status, "headers": out_headers}
                     )
                     state.started = True
+                    state.upstream_status = status
                     # The idle timer is moved once per `slack` seconds of flowing chunks,
                     # not on every chunk; it fires after `idle` to `idle + slack` s of
                     # silence (or at the deadline).

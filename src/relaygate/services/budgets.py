@@ -13,7 +13,7 @@ from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import ApiKey, Group, User
-from relaygate.errors import BadRequest, NotFound
+from relaygate.errors import BadRequest, NotFound, PermissionDenied
 from relaygate.services.patch import Unset
 from relaygate.snapshot import Principal
 
@@ -88,23 +88,17 @@ async def reset_budget(ctx: Context, kind: str, ident: int | str) -> int:
 def budget_within_caller(
     caller: Principal, budget: float | None, period: str | None
 ) -> tuple[float | None, str | None]:
-    """The budget of a key ``caller`` makes for itself (``/me/keys``): never more than
-    the calling key's own, nor over a longer period; omitted, the calling key's. Raises
-    :class:`BadRequest` otherwise."""
-    own = caller.budget
-    if own is not None and period is None:
-        period = own.period
-    budget, period = check_budget(budget, period)
-    if own is None:
-        return budget, period
-    if budget is None:
-        return own.limit, own.period
-    if budget > own.limit or period != own.period:
-        raise BadRequest(
-            f"budget cannot be above {own.limit:g} per {own.period} period, the budget of your key",
-            param="budget",
+    """The budget of a key ``caller`` makes for itself (``/me/keys``). A key with a
+    budget of its own makes none: each new key would get a budget of its own, so keys
+    could be minted past it (only an admin gives keys budgets then). Raises
+    :class:`PermissionDenied` for such a caller, :class:`BadRequest` for a bad budget."""
+    if caller.budget is not None:
+        raise PermissionDenied(
+            "this API key has a budget of its own, so it cannot create further keys (they "
+            "would not share its budget); ask an admin for another key",
+            code="budgeted_key",
         )
-    return budget, period
+    return check_budget(budget, period)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
