@@ -7,12 +7,12 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Response
 
+from relaygate.admin.budget_schemas import OwnBudgetOut
 from relaygate.admin.deps import Id, get_ctx, get_principal
 from relaygate.admin.schemas import (
     KeyCreated,
     KeyOut,
     MeOut,
-    OwnBudgetOut,
     OwnKeyCreate,
     ProviderKeyOut,
     ProviderKeySet,

@@ -9,7 +9,14 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from relaygate.budget import MAX_BUDGET
+from relaygate.admin.budget_schemas import (
+    PERIOD_FIELD,
+    Amount,
+    BudgetOut,
+    OwnBudgetOut,
+    Period,
+    budget_field,
+)
 from relaygate.ratelimit import MAX_LIMIT
 from relaygate.routes import MAX_EXTRA_ROUTES
 from relaygate.settings import MAX_SYNC_INTERVAL
@@ -28,8 +35,6 @@ def _storable(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_storable)]
-Amount = Annotated[float, Field(strict=True)] | Annotated[int, Field(strict=True)]
-"""A number (a JSON boolean or string is refused)."""
 """A string any supported database can store: PostgreSQL refuses NUL characters. Give
 a field stored in a VARCHAR column its length too (``Field(max_length=...)``)."""
 
@@ -56,39 +61,6 @@ SyncInterval = Annotated[float, Field(gt=0, le=MAX_SYNC_INTERVAL)]
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def _budget(of: str) -> Any:
-    return Field(
-        default=None,
-        ge=0,
-        le=MAX_BUDGET,
-        allow_inf_nan=False,
-        description=f"Most spend per budget_period {of}, in the prices' currency; null: none",
-    )
-
-
-Period = Literal["daily", "weekly", "monthly", "total"]
-_PERIOD = Field(
-    default=None,
-    description="daily, weekly (from Monday), monthly (calendar, UTC) or total; default monthly",
-)
-
-
-class BudgetOut(BaseModel):
-    """A key's, user's or group's budget fields, in their objects."""
-
-    budget: float | None = None
-    budget_period: str | None = None
-    budget_reset_at: datetime | None = Field(
-        default=None, description="When an admin last reset the budget"
-    )
-    budget_spent: float | None = Field(
-        default=None, description="Spend in the current period (null: no budget)"
-    )
-    budget_resets_at: datetime | None = Field(
-        default=None, description="When the current period ends (null: none, or total)"
-    )
 
 
 def _rpm(of: str) -> Any:
@@ -336,8 +308,8 @@ class UserCreate(Input):
     role: Literal["admin", "user"] = "user"
     requests_per_minute: int | None = _rpm("of all the user's keys together")
     tokens_per_minute: int | None = _tpm("of all the user's keys together")
-    budget: Amount | None = _budget("of all the user's keys together")
-    budget_period: Period | None = _PERIOD
+    budget: Amount | None = budget_field("of all the user's keys together")
+    budget_period: Period | None = PERIOD_FIELD
 
 
 class UserUpdate(Input):
@@ -348,8 +320,8 @@ class UserUpdate(Input):
     role: Literal["admin", "user"] | None = None
     requests_per_minute: int | None = _rpm("of all the user's keys together")
     tokens_per_minute: int | None = _tpm("of all the user's keys together")
-    budget: Amount | None = _budget("of all the user's keys together")
-    budget_period: Period | None = _PERIOD
+    budget: Amount | None = budget_field("of all the user's keys together")
+    budget_period: Period | None = PERIOD_FIELD
 
 
 class UserOut(BudgetOut):
@@ -371,8 +343,8 @@ class KeyCreate(Input):
     )
     requests_per_minute: int | None = _rpm("of this key")
     tokens_per_minute: int | None = _tpm("of this key")
-    budget: Amount | None = _budget("of this key")
-    budget_period: Period | None = _PERIOD
+    budget: Amount | None = budget_field("of this key")
+    budget_period: Period | None = PERIOD_FIELD
 
 
 class KeyUpdate(Input):
@@ -381,8 +353,8 @@ class KeyUpdate(Input):
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     requests_per_minute: int | None = _rpm("of this key")
     tokens_per_minute: int | None = _tpm("of this key")
-    budget: Amount | None = _budget("of this key")
-    budget_period: Period | None = _PERIOD
+    budget: Amount | None = budget_field("of this key")
+    budget_period: Period | None = PERIOD_FIELD
 
 
 class OwnKeyCreate(Input):
@@ -395,8 +367,8 @@ class OwnKeyCreate(Input):
     tokens_per_minute: int | None = _tpm(
         "of this key; at most (and by default) the calling key's and your user's"
     )
-    budget: Amount | None = _budget("of this key; at most (and by default) the calling key's")
-    budget_period: Period | None = _PERIOD
+    budget: Amount | None = budget_field("of this key (a key with a budget creates none)")
+    budget_period: Period | None = PERIOD_FIELD
 
 
 class KeyOut(BudgetOut):
@@ -441,15 +413,15 @@ class RegistryStatusOut(BaseModel):
 class GroupCreate(Input):
     name: Text = Field(min_length=1, max_length=200)
     description: Text | None = None
-    budget: Amount | None = _budget("shared by the group's members, on the models it grants")
-    budget_period: Period | None = _PERIOD
+    budget: Amount | None = budget_field("shared by the group's members, on the models it grants")
+    budget_period: Period | None = PERIOD_FIELD
 
 
 class GroupUpdate(Input):
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     description: Text | None = None
-    budget: Amount | None = _budget("shared by the group's members, on the models it grants")
-    budget_period: Period | None = _PERIOD
+    budget: Amount | None = budget_field("shared by the group's members, on the models it grants")
+    budget_period: Period | None = PERIOD_FIELD
 
 
 class GroupOut(BudgetOut):
@@ -473,19 +445,6 @@ class ProviderKeyOut(BaseModel):
     api_key_hint: str | None
     created_at: datetime
     updated_at: datetime
-
-
-class OwnBudgetOut(BaseModel):
-    """A budget that applies to the caller's requests, and what is left of it."""
-
-    kind: Literal["key", "user", "group"]
-    id: int
-    name: str
-    budget: float
-    budget_period: str
-    budget_spent: float
-    budget_left: float
-    budget_resets_at: datetime | None
 
 
 class MeOut(BaseModel):
