@@ -11,7 +11,9 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -139,4 +141,49 @@ def test_real_model_through_relaygate(tmp_path: Path, model_file: str, llama: Ll
         finally:
             back.stop()
     finally:
+        gateway.stop()
+
+
+def test_real_model_through_each_translation(
+    tmp_path: Path, model_file: str, llama: LlamaServer
+) -> None:
+    """The anthropic SDK's Messages and the openai SDK's Responses, streamed and not, reach
+    llama.cpp's chat completions through relaygate's translation (found in ``auto`` mode:
+    the server answers 404 for both routes) and come back as real text with real usage."""
+    gateway = Gateway(tmp_path).start()
+    claude = anthropic.Anthropic(
+        base_url=gateway.url, api_key=gateway.admin_key, max_retries=0, timeout=120
+    )
+    try:
+        gateway.add_endpoint("llama", llama.url)
+        ask: Any = [{"role": "user", "content": "Name one colour."}]
+        message = claude.messages.create(model="smollm2", max_tokens=12, messages=ask)
+        assert message.content and message.content[0].type == "text"
+        assert message.content[0].text.strip()
+        assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+        with claude.messages.stream(model="smollm2", max_tokens=12, messages=ask) as stream:
+            streamed = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        # llama-cpp-python's server sends no usage in streams (it ignores include_usage),
+        # so the stream's usage is what it reported: nothing.
+        assert streamed.strip() and final.content[0].type == "text"
+        assert final.content[0].text == streamed
+
+        client = gateway.openai(timeout=120)
+        response = client.responses.create(
+            model="smollm2", input="Name one colour.", max_output_tokens=12, temperature=0
+        )
+        assert response.output_text.strip()
+        assert response.usage is not None and response.usage.output_tokens > 0
+        with client.responses.stream(
+            model="smollm2", input="Count to five.", max_output_tokens=12, temperature=0
+        ) as events:
+            seen = list(events)
+        kinds = [event.type for event in seen]
+        # Cut at max_output_tokens, a response ends "incomplete", as OpenAI's do.
+        assert kinds[-1] in ("response.completed", "response.incomplete")
+        text = "".join(e.delta for e in seen if e.type == "response.output_text.delta")
+        assert text.strip()
+    finally:
+        claude.close()
         gateway.stop()

@@ -36,9 +36,12 @@ from relaygate.proxy import Proxy
 from relaygate.proxy.app import send_error
 from relaygate.proxy.asgi import Receive, Scope, Send
 from relaygate.proxy.checks import check_header_size
+from relaygate.proxy.translation import Translation
 from relaygate.ratelimit import RateLimiter
+from relaygate.services.api_findings import ApiFindings, write_api_findings
 from relaygate.services.api_keys import KeyActivity
 from relaygate.services.bootstrap import bootstrap
+from relaygate.services.stored_responses import ResponseStore, write_stored_responses
 from relaygate.services.usage import prune_usage
 from relaygate.settings import Settings, load_settings
 from relaygate.sync.scheduler import run_scheduler
@@ -235,6 +238,8 @@ class RelaygateApp:
             self.limiter = RateLimiter(
                 ctx.redis, prefix=self.settings.redis_prefix, metrics=self.metrics
             )
+            findings = ApiFindings()
+            responses = ResponseStore(ctx)
             self.proxy = Proxy(
                 ctx.snapshots,
                 ctx.http,
@@ -252,6 +257,12 @@ class RelaygateApp:
                 max_per_user=self.settings.max_concurrent_per_user,
                 max_event_bytes=self.settings.max_event_bytes,
                 budgets=ctx.budgets,
+                translation=Translation(
+                    findings,
+                    responses,
+                    max_event=self.settings.max_event_bytes,
+                    max_body=self.settings.max_body_bytes,
+                ),
             )
             alerts = BudgetAlerts(self.settings.budget_alert_thresholds, self.metrics)
             ctx.budgets.on_spent = alerts.check
@@ -267,6 +278,8 @@ class RelaygateApp:
                     run_budget_alerts(ctx, alerts, stop, retry_delay=self.alert_retry_delay)
                 ),
                 asyncio.create_task(watch_loop_lag(self.metrics, stop)),
+                asyncio.create_task(write_api_findings(ctx, findings, stop)),
+                asyncio.create_task(write_stored_responses(responses, stop)),
             ]
             # What start-up made lives as long as the process: out of the collector's
             # sight, a full collection no longer walks it (pauses of up to 100 ms before).

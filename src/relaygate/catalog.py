@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from relaygate import pooling
 from relaygate.db.tables import Endpoint
 from relaygate.routes import RoutePolicy
-from relaygate.snapshot import Route, Surfaces, Target, Timeouts
+from relaygate.snapshot import Route, Surfaces, Target, TargetApis, Timeouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ class EndpointEntry:
     surfaces: Surfaces | None
     policy: RoutePolicy
     timeouts: Timeouts
+    apis: TargetApis
     fingerprint: tuple[object, ...]
     """The fields that shape its targets: when they change, every model is recomputed."""
 
@@ -185,6 +186,7 @@ class Catalog:
             requires_user_key=entry.surfaces is None,
             health_key=row.id,
             timeouts=entry.timeouts,
+            apis=entry.apis,
             input_price=model.input_price,
             output_price=model.output_price,
             output_cap=model.output_cap,

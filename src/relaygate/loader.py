@@ -45,9 +45,11 @@ from relaygate.snapshot import (
     Principal,
     Snapshot,
     Surfaces,
+    TargetApis,
     Timeouts,
     UserState,
 )
+from relaygate.translate.base import dialect_for
 from relaygate.vault import DecryptionFailed, Vault
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,14 @@ class Loader:
                 # Never forward without the key: its models stay listed as unavailable.
                 log.error("endpoint %r cannot be used: %s", row.name, exc)
                 surfaces = ()
+        apis = TargetApis(
+            row.type,
+            row.messages_api or "auto",
+            row.responses_api or "auto",
+            row.chat_api or "auto",
+            tuple(sorted((row.api_found or {}).items())),
+            dialect_for(row.type, row.url),
+        )
         fingerprint = (
             row.name,
             row.url,
@@ -159,12 +169,14 @@ class Loader:
             row.auth_prefix,
             tuple(row.extra_routes or ()),
             tuple(sorted((row.timeouts or {}).items())),
+            apis,
         )
         return EndpointEntry(
             row,
             surfaces,
             policy_for(get_provider(row.type).routes, row.extra_routes),
             self._timeouts.merged(row.timeouts),
+            apis,
             fingerprint,
         )
 

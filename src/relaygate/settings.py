@@ -94,6 +94,13 @@ def is_strong_secret(value: str) -> bool:
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+ApiMode = Literal["auto", "native", "translate"]
+"""How requests in one API reach an endpoint: as they are (``native``), translated to the
+API the endpoint serves (``translate``), or natively until the endpoint answers 404 or
+405 for the route, then translated until its next sync (``auto``)."""
+API_MODES: tuple[str, ...] = ("auto", "native", "translate")
+
+
 class EndpointSeed(BaseModel):
     """One entry of the config file's ``endpoints:`` list (seeds a new database only)."""
 
@@ -115,6 +122,9 @@ class EndpointSeed(BaseModel):
     groups: list[str] = Field(default_factory=lambda: ["everyone"])
     pool: str | None = None
     extra_routes: list[str] = Field(default_factory=list)
+    messages_api: ApiMode = "auto"
+    responses_api: ApiMode = "auto"
+    chat_api: ApiMode = "auto"
 
 
 class Settings(BaseModel):
@@ -194,6 +204,8 @@ class Settings(BaseModel):
     """Usage records held while the database is slow; more are dropped and counted."""
     usage_retention_days: float | None = Field(default=None, gt=0)
     """Usage records older than this are deleted (in small batches); None keeps all."""
+    responses_retention_days: float = Field(default=30.0, gt=0)
+    """Responses relaygate stored for their owners (``store``) are deleted after this."""
     drain_timeout: float = Field(default=30.0, ge=0)
     """Seconds a stopping server lets in-flight requests and streams finish."""
     web_session_hours: float = Field(default=12.0, gt=0)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from relaygate.budget import Budget
 from relaygate.routes import RoutePolicy
+from relaygate.translate.base import SELF_HOSTED, Dialect
 
 if TYPE_CHECKING:
     from relaygate.catalog import Catalog
@@ -71,6 +72,32 @@ DEFAULT_TIMEOUTS = Timeouts(connect=10.0, first_byte=300.0, idle=120.0, total=18
 
 
 @dataclass(frozen=True, slots=True)
+class TargetApis:
+    """How an endpoint takes the APIs relaygate can translate: its provider ``type``,
+    the modes its operator set (``auto``, ``native``, ``translate``) for Anthropic
+    Messages, OpenAI Responses and chat completions, what ``auto`` had found when the
+    endpoint was loaded (``found``: API name → ``native``/``translate``), and the
+    ``dialect`` of its chat-completions API."""
+
+    type: str = "openai"
+    messages: str = "auto"
+    responses: str = "auto"
+    chat: str = "auto"
+    found: tuple[tuple[str, str], ...] = ()
+    dialect: Dialect = SELF_HOSTED
+
+    def finding(self, api: str) -> str | None:
+        """What ``auto`` found for ``api`` when the endpoint was loaded, if anything."""
+        for name, mode in self.found:
+            if name == api:
+                return mode
+        return None
+
+
+DEFAULT_APIS = TargetApis()
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One endpoint's copy of a model: where to send it and how to authenticate.
 
@@ -93,6 +120,7 @@ class Target:
     """Whose health a failure counts against: the endpoint id for its shared key, (endpoint
     id, user id) for a user's own key, so one user's key never cools it down for others."""
     timeouts: Timeouts = DEFAULT_TIMEOUTS
+    apis: TargetApis = DEFAULT_APIS
     input_price: float | None = None
     output_price: float | None = None
     """Prices per million prompt and completion tokens, for usage records' cost."""

@@ -39,6 +39,8 @@ class UsageEntry:
     model: str
     upstream_model: str | None
     path: str
+    upstream_path: str | None
+    """The route the target was sent, when translated (below the endpoint URL)."""
     status: int
     stream: bool
     latency_ms: float

@@ -18,11 +18,13 @@ from tests.support.process import ServeProcess, cli_env, relaygate
 
 def test_rotation_covers_every_encrypted_column() -> None:
     """The columns a rotation re-encrypts are found by name (``*_encrypted``), so one added
-    later is rotated too; today they are the endpoints' keys and users' own keys."""
+    later is rotated too; today they are the endpoints' keys, users' own keys and the
+    responses stored for their owners."""
     found = {(table.name, column.name) for table, column in encrypted_columns()}
     assert found == {
         ("endpoints", "api_key_encrypted"),
         ("user_provider_keys", "api_key_encrypted"),
+        ("stored_responses", "data_encrypted"),
     }
 
 

@@ -58,13 +58,16 @@ def standing(gateway: Gateway, kind: str, subject_id: int) -> Standing:
 
 
 def recorded_cost(gateway: Gateway, count: int, timeout: float = 10.0) -> float:
-    """The summed cost of the usage records, once at least ``count`` are written."""
+    """The summed cost of the usage records, once the records of at least ``count``
+    answered requests (status 2xx) are written: refused requests are recorded too, and
+    counting theirs would read the sum before every answered one is in."""
 
     async def read() -> tuple[int, float]:
+        answered = func.count().filter(UsageRecord.status.between(200, 299))
         async with gateway.ctx.engine.connect() as connection:
             row = (
                 await connection.execute(
-                    select(func.count(), func.coalesce(func.sum(UsageRecord.cost), 0.0))
+                    select(answered, func.coalesce(func.sum(UsageRecord.cost), 0.0))
                 )
             ).one()
             return int(row[0]), float(row[1])

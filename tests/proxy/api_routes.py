@@ -29,7 +29,9 @@ Verdicts: ``OPENAI_FORWARDED`` and ``ANTHROPIC_FORWARDED`` are everything an end
 ``openai`` or ``anthropic`` forwards: the forwarded routes of the table plus routes the
 reference does not list (``SELF_HOSTED_EXTRA``: extensions of self-hosted OpenAI-compatible
 servers; ``ANTHROPIC_OPENAI_COMPAT``: Anthropic's OpenAI SDK compatibility layer).
-``ANSWERED_BY_RELAYGATE`` holds the model-list routes relaygate answers itself. Every other
+``ANSWERED_BY_RELAYGATE`` holds the routes relaygate answers itself: the model list, and
+the responses it stored for their owners (a response of the provider's account is never
+reached). Every other
 route of a table must be refused.
 """
 
@@ -494,6 +496,9 @@ ANSWERED_BY_RELAYGATE: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/models"),
         ("GET", "/v1/models/{model}"),
         ("GET", "/v1/models/{model_id}"),
+        ("GET", "/v1/responses/{response_id}"),
+        ("GET", "/v1/responses/{response_id}/input_items"),
+        ("DELETE", "/v1/responses/{response_id}"),
     }
 )
 

@@ -262,11 +262,6 @@ def test_case_variant_of_a_control_key_is_refused(
     [
         (
             "/v1/responses",
-            {"model": "gpt-test", "input": "go on", "previous_response_id": "resp_other"},
-            "previous_response_id",
-        ),
-        (
-            "/v1/responses",
             {
                 "model": "gpt-test",
                 "input": "x",
@@ -294,7 +289,7 @@ def test_case_variant_of_a_control_key_is_refused(
             "container",
         ),
     ],
-    ids=["previous_response_id", "vector_store", "stored_prompt", "file_id", "container"],
+    ids=["vector_store", "stored_prompt", "file_id", "container"],
 )
 def test_body_reference_to_an_account_resource_is_refused(
     gateway: Gateway, recorder: RecordingUpstream, path: str, body: dict[str, Any], param: str
@@ -308,6 +303,26 @@ def test_body_reference_to_an_account_resource_is_refused(
     assert response.status_code == 400
     error = error_of(response)
     assert (error["code"], error["param"]) == ("unsupported_reference", param)
+    assert recorder.state.requests == []
+
+
+def test_previous_response_id_names_only_the_callers_stored_responses(
+    gateway: Gateway, recorder: RecordingUpstream
+) -> None:
+    """A Responses request continuing a response by id is answered from relaygate's own
+    store of the caller's responses: an id that is not one of them (the provider
+    account's, another user's) is refused 400 previous_response_not_found, and nothing
+    reaches the upstream."""
+    endpoint = gateway.add_endpoint("up", recorder.url)
+    key = user_with_one_grant(gateway, endpoint["id"], "gpt-test")
+    body = {"model": "gpt-test", "input": "go on", "previous_response_id": "resp_other"}
+    response = gateway.client_for(key).post("/v1/responses", json=body)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["code"], error["param"]) == (
+        "previous_response_not_found",
+        "previous_response_id",
+    )
     assert recorder.state.requests == []
 
 

@@ -148,3 +148,17 @@ def test_body_over_limit_is_413(tmp_path: Path, upstream: Upstream) -> None:
         assert upstream.state.requests == []
     finally:
         gateway.stop()
+
+
+def test_a_body_too_deep_to_forward_is_a_400(gateway: Gateway, upstream: Upstream) -> None:
+    """A body nested deeper than relaygate can write again (a stream whose usage option it
+    adds, or a model it renames) is refused 400 saying so, never a bare 500."""
+    gateway.add_endpoint("up", upstream.url)
+    nested: Any = "x"
+    for _ in range(300):
+        nested = [nested]
+    body = {"model": "gpt-test", "messages": [], "stream": True, "extra": nested}
+    response = gateway.admin.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]["message"]
+    assert upstream.state.requests == []

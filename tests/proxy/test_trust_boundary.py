@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import anthropic
 import httpx
 import openai
 import pytest
@@ -129,19 +128,17 @@ def test_refused_route_names_itself_and_sdk_sees_not_found(
     assert recorder.state.requests == []
 
 
-def test_messages_to_an_openai_endpoint_are_refused(
+def test_embeddings_to_an_anthropic_endpoint_are_refused(
     gateway: Gateway, recorder: RecordingUpstream
 ) -> None:
     """A route that some provider type takes, sent for a model whose endpoint does not
-    take it (Anthropic messages to an openai endpoint), is refused, not forwarded."""
-    gateway.add_endpoint("openai", recorder.url)
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.admin_key, max_retries=0)
-    with pytest.raises(anthropic.NotFoundError) as refused:
-        client.messages.create(
-            model="gpt-test", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
-        )
-    assert "unsupported_route" in str(refused.value)
-    client.close()
+    take it (embeddings to an anthropic endpoint), is refused, not forwarded."""
+    recorder.state.models = ["claude-test"]
+    gateway.add_endpoint("claude", recorder.url, type="anthropic", api_key="sk-ant-x")
+    client = gateway.openai()
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.embeddings.create(model="claude-test", input="hi")
+    assert refused.value.code == "unsupported_route"
     assert recorder.state.requests == []
 
 

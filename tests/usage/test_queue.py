@@ -18,6 +18,7 @@ def entry(n: int) -> UsageEntry:
         model="m",
         upstream_model="m",
         path="/v1/chat/completions",
+        upstream_path=None,
         status=200,
         stream=False,
         latency_ms=1.0,

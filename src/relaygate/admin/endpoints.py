@@ -46,6 +46,10 @@ def endpoint_out(info: EndpointInfo) -> EndpointOut:
         timeouts=info.timeouts,
         pool=info.pool,
         extra_routes=info.extra_routes,
+        messages_api=info.apis.messages_api,
+        responses_api=info.apis.responses_api,
+        chat_api=info.apis.chat_api,
+        api_found=info.apis.found,
         created_at=info.created_at,
         updated_at=info.updated_at,
         sync=SyncState(
@@ -99,7 +103,16 @@ async def update_endpoint(
     sent = body.model_dump(include=body.model_fields_set - {"timeouts"})
     if "timeouts" in body.model_fields_set:
         sent["timeouts"] = body.timeouts.chosen() if body.timeouts else None
-    for nullable_only in ("name", "url", "model_filter", "enabled", "requires_user_key"):
+    for nullable_only in (
+        "name",
+        "url",
+        "model_filter",
+        "enabled",
+        "requires_user_key",
+        "messages_api",
+        "responses_api",
+        "chat_api",
+    ):
         if sent.get(nullable_only, "") is None:
             sent.pop(nullable_only)
     info = await service.update_endpoint(ctx, endpoint_id, EndpointChanges(**sent))

@@ -103,6 +103,14 @@ POOL_HELP = "Endpoints of one pool serve their models of the same name together;
 ROUTES_HELP = "Routes forwarded besides the provider type's, e.g. 'POST /tokenize'"
 
 
+API_MODE_HELP = (
+    "How {api} requests reach the endpoint: native (as sent), translate (to the API it "
+    "serves), or auto (native until it answers 404/405 for the route, then translated "
+    "until its next sync)"
+)
+ApiMode = Literal["auto", "native", "translate"]
+
+
 class EndpointCreate(Input):
     name: Text = Field(min_length=1, max_length=200)
     type: Text = "openai"
@@ -130,6 +138,13 @@ class EndpointCreate(Input):
     extra_routes: list[Text] = Field(
         default_factory=list, max_length=MAX_EXTRA_ROUTES, description=ROUTES_HELP
     )
+    messages_api: ApiMode = Field(default="auto", description=API_MODE_HELP.format(api="Messages"))
+    responses_api: ApiMode = Field(
+        default="auto", description=API_MODE_HELP.format(api="Responses")
+    )
+    chat_api: ApiMode = Field(
+        default="auto", description=API_MODE_HELP.format(api="chat-completions")
+    )
 
 
 class EndpointUpdate(Input):
@@ -152,6 +167,9 @@ class EndpointUpdate(Input):
     extra_routes: list[Text] | None = Field(
         default=None, max_length=MAX_EXTRA_ROUTES, description=ROUTES_HELP
     )
+    messages_api: ApiMode | None = None
+    responses_api: ApiMode | None = None
+    chat_api: ApiMode | None = None
 
 
 class EndpointValidate(Input):
@@ -198,6 +216,10 @@ class EndpointOut(BaseModel):
     timeouts: dict[str, float]
     pool: str | None
     extra_routes: list[str]
+    messages_api: str
+    responses_api: str
+    chat_api: str
+    api_found: dict[str, str]
     created_at: datetime
     updated_at: datetime
     sync: SyncState

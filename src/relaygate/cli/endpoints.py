@@ -35,6 +35,21 @@ Pool = Annotated[
     str | None,
     typer.Option(help="Pool name: endpoints of one pool serve their same-named models together"),
 ]
+MessagesApi = Annotated[
+    str | None,
+    typer.Option(help="Anthropic Messages requests: auto, native or translate (to chat)"),
+]
+ResponsesApi = Annotated[
+    str | None,
+    typer.Option(help="OpenAI Responses requests: auto, native or translate (to chat)"),
+]
+ChatApi = Annotated[
+    str | None,
+    typer.Option(
+        help="Chat-completions requests to an anthropic endpoint: auto/native (Anthropic's "
+        "OpenAI layer) or translate (to Messages)"
+    ),
+]
 ExtraRoute = Annotated[
     list[str] | None,
     typer.Option(
@@ -79,6 +94,7 @@ def _show(info: EndpointInfo, as_json: bool) -> None:
                 "timeouts",
                 "pool",
                 "extra_routes",
+                "apis",
                 "health",
             )
         }
@@ -136,6 +152,9 @@ def add(
     ] = None,
     pool: Pool = None,
     route: ExtraRoute = None,
+    messages_api: MessagesApi = None,
+    responses_api: ResponsesApi = None,
+    chat_api: ChatApi = None,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="Do not sync now")] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -161,6 +180,9 @@ def add(
                 groups=group if group is not None else ["everyone"],
                 pool=pool,
                 extra_routes=route or [],
+                messages_api=messages_api or "auto",
+                responses_api=responses_api or "auto",
+                chat_api=chat_api or "auto",
             ),
             sync=not no_sync,
         ),
@@ -229,6 +251,9 @@ def update(
     clear_routes: Annotated[
         bool, typer.Option(help="Forward only the provider type's routes")
     ] = False,
+    messages_api: MessagesApi = None,
+    responses_api: ResponsesApi = None,
+    chat_api: ChatApi = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Change an endpoint; a new URL, key or filter syncs it again. ``--timeout`` sets
@@ -257,6 +282,12 @@ def update(
         changes.pool = pool or None
     if route is not None or clear_routes:
         changes.extra_routes = [] if clear_routes else list(route or [])
+    if messages_api is not None:
+        changes.messages_api = messages_api
+    if responses_api is not None:
+        changes.responses_api = responses_api
+    if chat_api is not None:
+        changes.chat_api = chat_api
     if clear_timeouts:
         changes.timeouts = None
     elif timeout:

@@ -126,6 +126,14 @@ class Endpoint(Base):
     """Endpoints in one pool serve their models of the same name together (failover)."""
     extra_routes: Mapped[list[str] | None] = mapped_column(JSON)
     """Routes forwarded besides the provider type's, as ``"METHOD /path"`` strings."""
+    messages_api: Mapped[str] = mapped_column(String(16), server_default="auto")
+    responses_api: Mapped[str] = mapped_column(String(16), server_default="auto")
+    chat_api: Mapped[str] = mapped_column(String(16), server_default="auto")
+    """How Anthropic Messages, OpenAI Responses and chat-completions requests reach the
+    endpoint: ``native``, ``translate`` or ``auto`` (see :mod:`relaygate.proxy.translation`)."""
+    api_found: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    """What ``auto`` found since the last sync: API (``messages``, ``responses``,
+    ``tokenize``) to ``native`` or ``translate``."""
     sync_status: Mapped[str] = mapped_column(String(16), default="never")
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sync_error: Mapped[str | None] = mapped_column(Text)
@@ -320,6 +328,8 @@ class UsageRecord(Base):
     model: Mapped[str] = mapped_column(String(500))
     upstream_model: Mapped[str | None] = mapped_column(String(500))
     path: Mapped[str] = mapped_column(String(200))
+    upstream_path: Mapped[str | None] = mapped_column(String(200))
+    """The path the target was sent, when relaygate translated the request to another API."""
     status: Mapped[int] = mapped_column(Integer)
     stream: Mapped[bool] = mapped_column(Boolean)
     latency_ms: Mapped[float] = mapped_column(Float)
@@ -364,3 +374,20 @@ def encrypted_columns() -> list[tuple[Table, Column[Any]]]:
         for column in table.columns
         if column.name.endswith("_encrypted")
     ]
+
+
+class StoredResponse(Base):
+    """A response relaygate produced by translating the Responses API, kept so its owner
+    can read it, delete it and continue from it (``previous_response_id``). ``data`` is
+    the encrypted JSON of ``{"input": [items], "response": {Response object}}``; the
+    conversation before it is ``previous_id``'s."""
+
+    __tablename__ = "stored_responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    previous_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(500))
+    data_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

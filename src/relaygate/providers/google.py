@@ -40,7 +40,17 @@ X_GOOG_API_KEY = AuthScheme("x-goog-api-key")
 PAGE_SIZE = "1000"
 MAX_PAGES = 100
 INFERENCE_ROUTES = RoutePolicy.of(
-    ("POST", path) for path in ("/chat/completions", "/embeddings", "/images/generations")
+    ("POST", path)
+    for path in (
+        "/chat/completions",
+        "/embeddings",
+        "/images/generations",
+        # Translated to chat completions (relaygate.proxy.translation): Gemini's OpenAI
+        # layer has neither.
+        "/responses",
+        "/messages",
+        "/messages/count_tokens",
+    )
 )
 _METHOD_CAPABILITIES = {
     "generateContent": "chat",

@@ -68,6 +68,10 @@ INFERENCE_ROUTES = RoutePolicy.of(
         "/detokenize",
         "/pooling",
         "/classify",
+        # Anthropic's Messages API: served natively by some servers (vLLM, llama.cpp),
+        # translated to chat completions for the rest (relaygate.proxy.translation).
+        "/messages",
+        "/messages/count_tokens",
     )
 )
 

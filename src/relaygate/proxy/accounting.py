@@ -46,6 +46,7 @@ class Exchange:
         "strip_usage",
         "target",
         "tokens",
+        "upstream_path",
         "upstream_status",
     )
 
@@ -75,6 +76,9 @@ class Exchange:
         self.first_byte_at = 0.0
         self.started = False
         """Whether the response has started going out to the client."""
+        self.upstream_path: str | None = None
+        """The route the target was sent when relaygate translated the request (e.g.
+        ``/chat/completions`` for a client's ``/v1/messages``), below the endpoint URL."""
         self.upstream_status = 0
         """The status of the upstream response that went out (0: none did)."""
         self.finished = False
@@ -149,6 +153,7 @@ class Accounting:
                 model=model[:500],
                 upstream_model=target.upstream_id if target is not None else None,
                 path=path[:200],
+                upstream_path=exchange.upstream_path,
                 status=status,
                 stream=exchange.stream,
                 latency_ms=latency * 1000,

@@ -18,14 +18,12 @@ from collections.abc import Hashable
 from typing import Any
 
 import aiohttp
-import orjson
 
 from relaygate.auth import authenticate, key_from_headers
 from relaygate.bodies import answer_draining
 from relaygate.budgets import Budgets
 from relaygate.errors import (
     ClientDisconnected,
-    ConcurrencyLimited,
     ModelNotFound,
     ModelUnavailable,
     Overloaded,
@@ -39,11 +37,29 @@ from relaygate.health import Health
 from relaygate.logs import REQUEST_ID, request_id
 from relaygate.metrics import Metrics
 from relaygate.proxy.accounting import Accounting, Exchange
-from relaygate.proxy.asgi import Receive, Scope, Send
-from relaygate.proxy.body import check_payload, check_references, parse_model, read_body
+from relaygate.proxy.asgi import Receive, Scope, Send, send_json
+from relaygate.proxy.body import (
+    check_payload,
+    check_references,
+    dump_body,
+    parse_model,
+    read_body,
+)
 from relaygate.proxy.checks import check_request
-from relaygate.proxy.upstream import REQUEST_ID_HEADER, Retry, Upstream
+from relaygate.proxy.headers import REQUEST_ID_HEADER
+from relaygate.proxy.in_flight import InFlight
+from relaygate.proxy.outgoing import Outgoing, ask_for_usage
+from relaygate.proxy.stored import STORED_RESPONSES, answer_stored
+from relaygate.proxy.translation import (
+    NATIVE,
+    PROBE,
+    TOKEN_COUNT_HEADER,
+    TRANSLATE,
+    Translation,
+)
+from relaygate.proxy.upstream import NotServed, Retry, Upstream
 from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter
+from relaygate.services.api_findings import ApiFindings
 from relaygate.services.api_keys import KeyActivity
 from relaygate.snapshot import Principal, Route, Snapshot, Target, needs_user_key, reachable
 from relaygate.snapshots import SnapshotStore
@@ -52,15 +68,6 @@ from relaygate.usage import UsageQueue
 log = logging.getLogger(__name__)
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-_USAGE_STREAM_PATHS = ("/chat/completions", "/completions")
-
-
-async def _send_bytes(
-    send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    out = [*_JSON_HEADERS, *headers] if headers else _JSON_HEADERS
-    await send({"type": "http.response.start", "status": status, "headers": out})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def send_error(
@@ -69,7 +76,7 @@ async def send_error(
     """Answer with ``exc`` as an OpenAI-shaped error, with the headers it calls for
     (``Retry-After``, ``Allow``) and ``extra`` ones."""
     status, body = render(exc)
-    await _send_bytes(send, status, body, exc.headers + extra if extra else exc.headers)
+    await send_json(send, status, body, exc.headers + extra if extra else exc.headers)
 
 
 async def send_error_draining(
@@ -114,6 +121,7 @@ class Proxy:
         max_per_user: int | None = None,
         max_event_bytes: int = 1024 * 1024,
         budgets: Budgets | None = None,
+        translation: Translation | None = None,
     ):
         self._snapshots = snapshots
         self._activity = activity
@@ -129,6 +137,9 @@ class Proxy:
         self._via = via.encode()
         self._upstream = Upstream(http, metrics, health, self._via, max_event_bytes)
         self._budgets = budgets
+        self._translation = translation or Translation(
+            ApiFindings(), None, max_event=max_event_bytes, max_body=max_body_bytes
+        )
         self._accounting = Accounting(metrics, usage, self._limiter, budgets)
         # Bound once: a labels() call on every request costs more than the count itself.
         self._by_class = {n: metrics.proxy_requests.labels(f"{n}xx") for n in range(1, 6)}
@@ -172,7 +183,7 @@ class Proxy:
             status = 500
             # Fails harmlessly when the response had already started.
             with contextlib.suppress(Exception):
-                await _send_bytes(
+                await send_json(
                     send,
                     500,
                     error_body("internal error; see the server log", "server_error", None),
@@ -209,7 +220,12 @@ class Proxy:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         path: str = scope["path"]
         method: str = scope["method"]
-        length = check_request(method, path, headers, snapshot.route_policy, self._via)
+        stored = method in ("GET", "DELETE") and path.startswith(STORED_RESPONSES)
+        length = (
+            None
+            if stored  # relaygate's own route: nothing goes upstream
+            else check_request(method, path, headers, snapshot.route_policy, self._via)
+        )
         principal = authenticate(snapshot, key_from_headers(headers))
         if principal.limits is not None:  # rate limits: raises RateLimited (429)
             scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
@@ -217,8 +233,10 @@ class Proxy:
         exchange.principal = principal
         self._per_key.take(principal)  # raises ConcurrencyLimited (429)
         exchange.holds_slot = True
+        if stored:
+            return await answer_stored(self._translation.responses, send, method, path, principal)
         if method in ("GET", "HEAD") and path == "/v1/models":
-            await _send_bytes(send, 200, snapshot.listing(principal))
+            await send_json(send, 200, snapshot.listing(principal))
             return 200
         if method in ("GET", "HEAD") and path.startswith("/v1/models/"):
             name = path[len("/v1/models/") :]
@@ -227,7 +245,7 @@ class Proxy:
                 if snapshot.route_for(principal, name) is not None:
                     raise ModelUnavailable(f"the model {name!r} is offline", param="model")
                 raise self._unavailable(snapshot, name)
-            await _send_bytes(send, 200, entry)
+            await send_json(send, 200, entry)
             return 200
 
         body = await read_body(receive, length, self._max_body, self._body_timeout)
@@ -236,7 +254,7 @@ class Proxy:
         exchange.model = model
         exchange.stream = payload.get("stream") is True
         check_payload(path, payload)
-        check_references(payload, body)
+        check_references(payload, body, path)
         route = snapshot.route_for(principal, model)
         if route is None:
             raise self._unavailable(snapshot, model)
@@ -326,9 +344,20 @@ class Proxy:
 
         A streamed chat or text completion that did not ask for usage is sent with
         ``stream_options.include_usage`` so its tokens can be counted, and the extra
-        usage chunk is kept from the client."""
+        usage chunk is kept from the client. A target whose endpoint does not serve the
+        client's API gets the request translated (:mod:`relaygate.proxy.translation`)."""
         task = asyncio.current_task()
-        rewrite = state.stream and _ask_for_usage(scope["path"], payload, state)
+        path: str = scope["path"]
+        translation = self._translation
+        modes = [translation.mode(path, target, payload) for target, _ in plan]
+        assert state.principal is not None
+        turn = (
+            await translation.turn(path, payload, state.principal)
+            if any(mode != NATIVE for mode in modes)
+            else None
+        )
+        rewrite = state.stream and ask_for_usage(path, payload, state)
+        out = Outgoing(payload, model, body, rewrite, state.strip_usage, turn)
 
         async def cancel_on_disconnect() -> None:
             # A client that goes away cancels the upstream request and frees its connection.
@@ -344,16 +373,11 @@ class Proxy:
             failure: RelaygateError | None = None
             last = len(plan) - 1
             for index, (target, name) in enumerate(plan):
-                if target.upstream_id != model or rewrite:
-                    payload["model"] = target.upstream_id
-                    sent = orjson.dumps(payload)
-                else:
-                    sent = body
+                state.target = target
+                state.served_model = name if name != model else None
                 try:
-                    state.target = target
-                    state.served_model = name if name != model else None
-                    return await self._upstream.attempt(
-                        scope, send, target, sent, state, final=index == last
+                    return await self._to_target(
+                        scope, send, target, name, modes[index], out, state, final=index == last
                     )
                 except Retry as retry:
                     failure = retry.error
@@ -374,23 +398,77 @@ class Proxy:
             state.finished = True
             watcher.cancel()
 
+    async def _to_target(
+        self,
+        scope: Scope,
+        send: Send,
+        target: Target,
+        name: str,
+        mode: str,
+        out: Outgoing,
+        state: Exchange,
+        *,
+        final: bool,
+    ) -> int:
+        """One attempt at ``target`` (raises :class:`Retry` to fail over): the request as
+        sent, or translated (``mode``); a probe the endpoint answers 404 or 405 is
+        translated at once, and what it found remembered."""
+        translation = self._translation
+        api = translation.api_of(scope["path"])
+        if mode != TRANSLATE:
+            state.strip_usage = out.strip
+            payload = out.payload
+            if target.upstream_id != out.model or out.rewrite:
+                payload["model"] = target.upstream_id
+                sent = dump_body(payload)
+            else:
+                sent = out.body
+            try:
+                status = await self._upstream.attempt(
+                    scope, send, target, sent, state, final=final, probe=mode == PROBE
+                )
+            except NotServed:
+                translation.note(target, api, TRANSLATE)
+            else:
+                if mode == PROBE and 200 <= state.upstream_status < 300:
+                    translation.note(target, api, NATIVE)
+                return status
+        return await self._translated(scope, send, target, name, out, state, final=final)
 
-def _ask_for_usage(path: str, payload: dict[str, Any], state: Exchange) -> bool:
-    """For a streamed chat or text completion on ``path``: make ``payload`` ask for the
-    usage chunk (``stream_options.include_usage``) when it does not, noting in ``state``
-    that the chunk is then kept from the client. Returns whether the body must be sent
-    re-serialised: always for such a stream, as relaygate read it, so that a key repeated
-    inside ``stream_options`` never reaches a parser that keeps the first copy."""
-    if not path.endswith(_USAGE_STREAM_PATHS):
-        return False
-    options = payload.get("stream_options")
-    if not isinstance(options, dict) or options.get("include_usage") is not True:
-        payload["stream_options"] = {
-            **(options if isinstance(options, dict) else {}),
-            "include_usage": True,
-        }
-        state.strip_usage = True
-    return True
+    async def _translated(
+        self,
+        scope: Scope,
+        send: Send,
+        target: Target,
+        name: str,
+        out: Outgoing,
+        state: Exchange,
+        *,
+        final: bool,
+    ) -> int:
+        """One attempt at ``target`` with the request translated to the API its endpoint
+        serves; a translated Responses answer is stored for its owner afterwards."""
+        translation = self._translation
+        conversion = translation.convert(
+            scope["path"],
+            out.payload,
+            target,
+            name,
+            out.turn,
+            usage_asked=state.stream and not out.strip,
+        )
+        if conversion.local is not None:  # nothing to ask the endpoint
+            await send_json(send, 200, conversion.local, ((TOKEN_COUNT_HEADER, b"estimate"),))
+            state.finished = True
+            return 200
+        state.strip_usage = False  # the translation reads the usage chunk itself
+        state.upstream_path = conversion.path
+        status = await self._upstream.attempt(
+            scope, send, target, conversion.body, state, final=final, conversion=conversion
+        )
+        assert state.principal is not None
+        translation.finished(conversion, out.payload, state.principal, name, out.turn)
+        return status
 
 
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -399,51 +477,6 @@ def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
         if (name == b"content-length" and value not in (b"0", b"")) or name == b"transfer-encoding":
             return True
     return False
-
-
-class InFlight:
-    """Proxied requests in flight per API key and per user (in this process), so one
-    caller's slow or stuck requests cannot take every slot: at most ``per_key`` for a key
-    and ``per_user`` for a user's keys together."""
-
-    __slots__ = ("_keys", "_per_key", "_per_user", "_users")
-
-    def __init__(self, per_key: int, per_user: int) -> None:
-        self._per_key = per_key
-        self._per_user = per_user
-        self._keys: dict[int, int] = {}
-        self._users: dict[int, int] = {}
-
-    def take(self, principal: Principal) -> None:
-        """Count a request of ``principal``; raises :class:`ConcurrencyLimited` when its
-        key or user already has its most in flight."""
-        keys, users = self._keys, self._users
-        key, user = principal.key_id, principal.user_id
-        on_key, on_user = keys.get(key, 0), users.get(user, 0)
-        if on_key >= self._per_key or on_user >= self._per_user:
-            which, limit = (
-                ("key", self._per_key)
-                if on_key >= self._per_key
-                else (
-                    "user",
-                    self._per_user,
-                )
-            )
-            raise ConcurrencyLimited(
-                f"your {which} already has {limit} requests in flight, its most at once; "
-                "retry when one has finished"
-            )
-        keys[key] = on_key + 1
-        users[user] = on_user + 1
-
-    def release(self, principal: Principal) -> None:
-        """A request counted by :meth:`take` is over."""
-        for counts, ident in ((self._keys, principal.key_id), (self._users, principal.user_id)):
-            left = counts[ident] - 1
-            if left:
-                counts[ident] = left
-            else:
-                del counts[ident]
 
 
 def _health_key(target: Target) -> Hashable:

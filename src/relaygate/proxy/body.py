@@ -160,15 +160,19 @@ _RESOURCE_FIELDS = ("previous_response_id", "conversation", "container")
 _FILE_ID = b'"file_id"'
 
 
-def check_references(payload: dict[str, Any], body: bytes) -> None:
+def check_references(payload: dict[str, Any], body: bytes, path: str) -> None:
     """Refuse a body that refers to resources of the provider account by id rather than
     carrying its content: ``previous_response_id``, ``conversation``, a stored ``prompt``
     (OpenAI Responses), a ``container`` (Anthropic), a content part or document by
     ``file_id`` (OpenAI and Anthropic), a ``file_search`` tool's vector stores, a tool's
     ``container`` by id. Until relaygate
     keeps such resources per user, they would be any user's. Raises :class:`BadRequest`
-    (code ``unsupported_reference``) naming the field."""
+    (code ``unsupported_reference``) naming the field. The one it keeps: a Responses
+    request's ``previous_response_id`` on ``/v1/responses`` names a response relaygate
+    stored for the caller (:mod:`relaygate.services.stored_responses`)."""
     for name in _RESOURCE_FIELDS:
+        if name == "previous_response_id" and path == "/v1/responses":
+            continue
         if payload.get(name) is not None:
             raise _reference(name)
     prompt = payload.get("prompt")
@@ -217,3 +221,14 @@ def _reference(field: str) -> BadRequest:
         param=field.split(" ")[0],
         code="unsupported_reference",
     )
+
+
+def dump_body(payload: dict[str, Any]) -> bytes:
+    """``payload`` as the JSON body sent upstream. Raises :class:`BadRequest` for one
+    nested deeper than a JSON writer goes (orjson writes 255 levels; it reads 1,024)."""
+    try:
+        return orjson.dumps(payload)
+    except (orjson.JSONEncodeError, RecursionError):
+        raise BadRequest(
+            "the request body is nested too deeply to forward (at most 255 levels)"
+        ) from None

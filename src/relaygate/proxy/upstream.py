@@ -9,7 +9,6 @@ import contextlib
 import logging
 import time
 from typing import NoReturn
-from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -20,63 +19,18 @@ from relaygate.health import Health, parse_retry_after
 from relaygate.metrics import Metrics
 from relaygate.proxy.accounting import Exchange
 from relaygate.proxy.asgi import Scope, Send
+from relaygate.proxy.headers import (
+    TRANSLATED_AWAY,
+    client_headers,
+    upstream_headers,
+    wire_path,
+)
+from relaygate.proxy.replies import Reply
 from relaygate.proxy.tokens import BodyTokens, StreamTokens
-from relaygate.ratelimit import add_rate_limit_headers
-from relaygate.snapshot import Target, TargetSurface
+from relaygate.proxy.translation import Conversion
+from relaygate.snapshot import Target
 
 log = logging.getLogger(__name__)
-
-# Hop-by-hop headers (RFC 9110 §7.6.1) and the ones relaygate sets itself.
-# Request headers that reach the endpoint, by allow-list: what clients send to shape an
-# answer, never what would choose another organisation, project or identity of the
-# operator's key (OpenAI-Organization, OpenAI-Project, X-Forwarded-*, method overrides).
-# The body's type is always JSON (relaygate parsed it as such), the auth header the
-# endpoint's, x-request-id and x-relaygate-via relaygate's own.
-_PASS_REQUEST = frozenset(
-    {
-        b"accept",
-        b"user-agent",
-        b"anthropic-version",
-        b"idempotency-key",
-        b"traceparent",
-        b"tracestate",
-    }
-)
-_PASS_REQUEST_PREFIXES = (b"x-stainless-",)  # the SDKs' own (language, retry count)
-_ANTHROPIC_BETA = b"anthropic-beta"
-# Anthropic betas that reach the account's resources (its files, code-execution
-# containers, skills) rather than shape one answer: removed from anthropic-beta.
-_RESOURCE_BETAS = ("files-api", "code-execution", "skills", "message-batches")
-# Query parameters forwarded: Azure's api-version, the Anthropic SDK's beta=true.
-_PASS_QUERY = frozenset({"api-version", "beta"})
-# Response headers a client may see (by allow-list: an upstream must not set a
-# client's HSTS, CORS, cookies or redirects through relaygate): the content headers,
-# retry and rate-limit headers, and the providers' request ids and timings that the
-# OpenAI and Anthropic SDKs and their users read. x-request-id and x-relaygate-* are
-# relaygate's own, set once.
-_PASS_RESPONSE = frozenset(
-    {
-        b"content-type",
-        b"content-length",
-        b"content-encoding",
-        b"content-language",
-        b"content-disposition",
-        b"cache-control",
-        b"retry-after",
-        b"retry-after-ms",
-        b"x-should-retry",
-        b"request-id",  # Anthropic's request id
-        b"openai-processing-ms",
-        b"openai-version",
-        b"anthropic-version",
-    }
-)
-_PASS_RESPONSE_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-", b"ratelimit")
-_NOSNIFF = (b"x-content-type-options", b"nosniff")
-ENDPOINT_HEADER = b"x-relaygate-endpoint"
-REQUEST_ID_HEADER = b"x-request-id"
-MODEL_HEADER = b"x-relaygate-model"
-"""Sent when a fallback model answered: the public name of the model that did."""
 
 
 class Retry(Exception):
@@ -86,6 +40,11 @@ class Retry(Exception):
     def __init__(self, error: RelaygateError):
         super().__init__(error.message)
         self.error = error
+
+
+class NotServed(Exception):
+    """Raised by :meth:`Upstream.attempt` on a probe (``auto`` mode) that the endpoint
+    answered 404 or 405: the route is not served there, so translate it."""
 
 
 class Upstream:
@@ -123,6 +82,8 @@ class Upstream:
         state: Exchange,
         *,
         final: bool,
+        conversion: Conversion | None = None,
+        probe: bool = False,
     ) -> int:
         """Send the request of ``scope`` with ``body`` to ``target`` and stream its answer
         to the client through ``send``, recording its progress in ``state``; return the
@@ -136,9 +97,17 @@ class Upstream:
         ``idle`` between two chunks, ``total`` over the whole request; ``connect`` is the
         HTTP client's. A failure once the response has started ends it: an event stream
         gets an error event and a clean end, any other body is cut off (the connection
-        closes, so the client cannot mistake it for a whole answer)."""
-        path = scope["path"][3:]
-        url = URL(target.base_url + _wire_path(scope), encoded=True)
+        closes, so the client cannot mistake it for a whole answer).
+
+        With a ``conversion``, its body goes to its path instead and the answer is
+        translated on its way (:meth:`_relay_translated`). A ``probe`` answered 404 or
+        405 raises :class:`NotServed` before anything reaches the client."""
+        if conversion is None:
+            path = scope["path"][3:]
+            url = URL(target.base_url + wire_path(scope), encoded=True)
+        else:
+            path = conversion.path
+            url = URL(target.base_url + path, encoded=True)
         timeouts = target.timeouts
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
@@ -147,6 +116,7 @@ class Upstream:
         endpoint_id = target.health_key
         user = state.principal.user_id if state.principal is not None else None
         response: aiohttp.ClientResponse | None = None
+        reply: Reply | None = None
         chunk = b""
         try:
             async with asyncio.timeout_at(
@@ -157,42 +127,44 @@ class Upstream:
                     scope["method"],
                     url,
                     data=body,
-                    headers=self._upstream_headers(scope["headers"], target.surface(path), state),
+                    headers=upstream_headers(
+                        scope["headers"], target.surface(path), state.request_id, self._via
+                    ),
                     timeout=self._client_timeout(timeouts.connect),
                     allow_redirects=False,
                 ) as response:
                     status = response.status
                     self._judge(status, response, target, user, final=final)
+                    if probe and status in (404, 405):
+                        raise NotServed
                     headers_at = time.perf_counter()
+                    content_type = response.headers.get("content-type", "")
                     stream_reader: StreamTokens | None = None
                     body_reader: BodyTokens | None = None
                     if status < 300:
-                        content_type = response.headers.get("content-type", "")
                         if content_type.startswith("text/event-stream"):
                             stream_reader = StreamTokens(state.strip_usage, self._max_event)
                             state.tokens = stream_reader.tokens
                         elif "json" in content_type:
                             body_reader = BodyTokens()
                             state.tokens = body_reader.tokens
-                    out_headers = response_headers(response.raw_headers)
-                    # What an upstream says is never a page of relaygate's origin.
-                    out_headers.append(_NOSNIFF)
+                    out_headers = client_headers(scope, response, target, state, headers_at)
+                    if conversion is not None:
+                        reply = conversion.make_reply(status, content_type)
+                        state.upstream_status = status
+                        return await self._relay_translated(
+                            send,
+                            response,
+                            reply,
+                            (stream_reader, body_reader),
+                            out_headers,
+                            state,
+                            timer,
+                            deadline,
+                            idle,
+                        )
                     if stream_reader is not None and state.strip_usage:
                         out_headers = [h for h in out_headers if h[0] != b"content-length"]
-                    out_headers.append((ENDPOINT_HEADER, target.endpoint_name.encode()))
-                    out_headers.append((REQUEST_ID_HEADER, state.request_id.encode()))
-                    out_headers.append(
-                        (
-                            b"server-timing",
-                            (
-                                f"relaygate;dur={(state.sent_at - state.arrived) * 1000:.2f}, "
-                                f"upstream;dur={(headers_at - state.sent_at) * 1000:.2f}"
-                            ).encode(),
-                        )
-                    )
-                    if state.served_model is not None:
-                        out_headers.append((MODEL_HEADER, state.served_model.encode()))
-                    add_rate_limit_headers(scope, out_headers)
                     await send(
                         {"type": "http.response.start", "status": status, "headers": out_headers}
                     )
@@ -287,13 +259,68 @@ class Upstream:
             if state.started:
                 log.warning("response from endpoint %r broke off: %s", target.endpoint_name, reason)
                 state.finished = True
-                await self._end_broken(scope, send, response, chunk, target, reason)
+                await self._end_broken(scope, send, response, chunk, target, reason, reply)
                 return 504 if kind.endswith("timeout") else 502
             error_type = UpstreamTimeout if kind.endswith("timeout") else UpstreamFailed
             self._fail(
                 error_type(f"endpoint {target.endpoint_name!r} failed: {reason}"), final=final
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _relay_translated(
+        self,
+        send: Send,
+        response: aiohttp.ClientResponse,
+        reply: Reply,
+        readers: tuple[StreamTokens | None, BodyTokens | None],
+        out_headers: list[tuple[bytes, bytes]],
+        state: Exchange,
+        timer: asyncio.Timeout,
+        deadline: float,
+        idle: float,
+    ) -> int:
+        """Stream ``response`` to the client through ``reply`` (its answer in the client's
+        API): the usage is read from the endpoint's own bytes, what ``reply`` makes of them
+        goes out as soon as it has some (a buffered reply: once whole), and the response
+        starts with the first bytes. Returns the status the client got."""
+        stream_reader, body_reader = readers
+        headers = [h for h in out_headers if h[0] not in TRANSLATED_AWAY]
+        loop = asyncio.get_running_loop()
+        slack = min(1.0, idle / 20)
+        due = min(loop.time() + idle + slack, deadline)
+        timer.reschedule(due)
+        async for chunk in response.content.iter_any():
+            if stream_reader is not None:
+                stream_reader.feed(chunk)
+            elif body_reader is not None:
+                body_reader.feed(chunk)
+            out = reply.feed(chunk)
+            if out:
+                await self._start_translated(send, reply, headers, state)
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            if loop.time() + idle > due and due < deadline:
+                due = min(loop.time() + idle + slack, deadline)
+                timer.reschedule(due)
+        if stream_reader is not None:
+            stream_reader.finish()
+        elif body_reader is not None:
+            body_reader.finish()
+        rest = reply.finish()
+        state.finished = True
+        await self._start_translated(send, reply, headers, state)
+        await send({"type": "http.response.body", "body": rest})
+        return reply.status
+
+    @staticmethod
+    async def _start_translated(
+        send: Send, reply: Reply, headers: list[tuple[bytes, bytes]], state: Exchange
+    ) -> None:
+        if state.started:
+            return
+        start = [*headers, (b"content-type", reply.content_type), *reply.headers]
+        await send({"type": "http.response.start", "status": reply.status, "headers": start})
+        state.started = True
+        state.first_byte_at = time.perf_counter()
 
     def _judge(
         self,
@@ -354,34 +381,6 @@ class Upstream:
             return
         health.succeeded(key, user)
 
-    def _upstream_headers(
-        self, headers: list[tuple[bytes, bytes]], surface: TargetSurface, state: Exchange
-    ) -> list[tuple[str, str]]:
-        out = [("content-type", "application/json"), ("x-request-id", state.request_id)]
-        sent: set[bytes] = set()
-        for name, value in headers:
-            # A client's header named like the endpoint's auth header stays behind.
-            if name in surface.header_names:
-                continue
-            if name in _PASS_REQUEST or name.startswith(_PASS_REQUEST_PREFIXES):
-                out.append((name.decode("latin-1"), value.decode("latin-1")))
-                sent.add(name)
-            elif name == _ANTHROPIC_BETA:
-                betas = _betas(value)
-                if betas:
-                    out.append(("anthropic-beta", betas))
-                    sent.add(name)
-        if self._via:
-            # The marks of the relaygates the request passed, this one's last.
-            out.append(("x-relaygate-via", _via_chain(headers, self._via)))
-        for name, value in surface.defaults:
-            if name not in sent:
-                out.append((name.decode("latin-1"), value.decode("latin-1")))
-        out.extend(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in surface.headers
-        )
-        return out
-
     @staticmethod
     async def _end_broken(
         scope: Scope,
@@ -390,6 +389,7 @@ class Upstream:
         last_chunk: bytes,
         target: Target,
         reason: str,
+        reply: Reply | None = None,
     ) -> None:
         """End a response that broke off after it started. An event stream that stopped
         between two events gets an error event (in the shape the client's SDK raises on:
@@ -399,7 +399,9 @@ class Upstream:
         if not content_type.startswith("text/event-stream"):
             return  # uvicorn closes a connection whose response did not finish
         message = f"the response from endpoint {target.endpoint_name!r} broke off: {reason}"
-        if last_chunk and not last_chunk.endswith((b"\n\n", b"\r\n\r\n")):
+        if reply is not None:
+            event = reply.fail(message)  # a translated stream goes out in whole events
+        elif last_chunk and not last_chunk.endswith((b"\n\n", b"\r\n\r\n")):
             event = b""  # mid-event: an error event would be garbled, so only end
         elif scope["path"].startswith("/v1/messages"):
             error = {"type": "error", "error": {"type": "api_error", "message": message}}
@@ -418,56 +420,6 @@ class Upstream:
         if final:
             raise error
         raise Retry(error)
-
-
-def _wire_path(scope: Scope) -> str:
-    """The request's path below ``/v1``, byte for byte as the client sent it (a ``%3F``
-    stays an escaped ``?``, never becomes a query upstream), and the query parameters
-    of :data:`_PASS_QUERY`, as sent."""
-    raw: bytes = scope.get("raw_path") or b""
-    if raw.startswith(b"/v1/"):
-        wire = raw[3:].decode("latin-1")
-    else:  # no raw path, or an escaped /v1 prefix: the checked path, escaped again
-        wire = quote(scope["path"][3:], safe="/:@!$&'()*+,;=-._~")
-    query: bytes = scope.get("query_string") or b""
-    if not query:
-        return wire
-    kept = [
-        pair for pair in query.decode("latin-1").split("&") if pair.partition("=")[0] in _PASS_QUERY
-    ]
-    return wire + "?" + "&".join(kept) if kept else wire
-
-
-def _betas(value: bytes) -> str:
-    """An ``anthropic-beta`` value less the betas that reach the account's resources."""
-    return ",".join(
-        beta
-        for beta in (part.strip() for part in value.decode("latin-1").split(","))
-        if beta and not beta.startswith(_RESOURCE_BETAS)
-    )
-
-
-def response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
-    """The headers of an upstream answer that reach the client, names lower-cased: those
-    of the allow-list, less any the upstream's own ``Connection`` header names
-    (hop-by-hop, RFC 9110 §7.6.1)."""
-    out: list[tuple[bytes, bytes]] = []
-    hop: set[bytes] | None = None
-    for name, value in raw:
-        name = name.lower()
-        if name in _PASS_RESPONSE or name.startswith(_PASS_RESPONSE_PREFIXES):
-            out.append((name, value))
-        elif name == b"connection":
-            hop = hop or set()
-            hop.update(token.strip().lower() for token in value.split(b","))
-    if hop:
-        out = [(name, value) for name, value in out if name not in hop]
-    return out
-
-
-def _via_chain(headers: list[tuple[bytes, bytes]], via: str) -> str:
-    before = [value.decode("latin-1") for name, value in headers if name == b"x-relaygate-via"]
-    return ",".join([*before, via])
 
 
 def _is_connect_timeout(exc: TimeoutError) -> bool:

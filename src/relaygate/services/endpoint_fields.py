@@ -6,11 +6,13 @@ sentence saying what to write instead."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
+from relaygate.db.tables import Endpoint
 from relaygate.errors import BadRequest
-from relaygate.settings import MAX_SYNC_INTERVAL, Settings
+from relaygate.settings import API_MODES, MAX_SYNC_INTERVAL, Settings
 
 
 def check_url(url: str) -> str:
@@ -152,3 +154,32 @@ def check_provider_key(value: str | None, param: str, limit: int) -> str | None:
             param=param,
         )
     return value or None
+
+
+def check_api_mode(param: str, mode: str) -> str:
+    """An API mode (``messages_api``, ``responses_api``, ``chat_api``): ``auto``,
+    ``native`` or ``translate``; raises :class:`BadRequest`."""
+    if mode not in API_MODES:
+        raise BadRequest(f"{param} must be one of {', '.join(API_MODES)}", param=param)
+    return mode
+
+
+@dataclass(frozen=True, slots=True)
+class ApiModes:
+    """How requests of each API reach an endpoint (``auto``, ``native``, ``translate``)
+    and what ``auto`` found since its last sync (API name → ``native``/``translate``)."""
+
+    messages_api: str
+    responses_api: str
+    chat_api: str
+    found: dict[str, str]
+
+
+def api_modes(endpoint: Endpoint) -> ApiModes:
+    """``endpoint``'s API modes as stored."""
+    return ApiModes(
+        endpoint.messages_api or "auto",
+        endpoint.responses_api or "auto",
+        endpoint.chat_api or "auto",
+        dict(endpoint.api_found or {}),
+    )

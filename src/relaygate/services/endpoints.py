@@ -20,6 +20,9 @@ from relaygate.health import Health, HealthState
 from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
 from relaygate.routes import parse_routes
 from relaygate.services.endpoint_fields import (
+    ApiModes,
+    api_modes,
+    check_api_mode,
     check_env_name,
     check_header,
     check_interval,
@@ -63,6 +66,9 @@ class EndpointInfo:
     """Endpoints of one pool serve their models of the same name together."""
     extra_routes: list[str]
     """Routes forwarded besides the provider type's, ``"METHOD /path"``."""
+    apis: ApiModes
+    """How Messages, Responses and chat-completions requests reach it, and what ``auto``
+    found since the last sync."""
     created_at: datetime
     updated_at: datetime
     sync_status: str
@@ -95,6 +101,9 @@ class EndpointChanges:
     """None (or "") takes the endpoint out of its pool."""
     extra_routes: list[str] | Unset | None = UNSET
     """Replaces the endpoint's extra routes; None or [] leaves only the provider's."""
+    messages_api: str | Unset = UNSET
+    responses_api: str | Unset = UNSET
+    chat_api: str | Unset = UNSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +140,7 @@ async def _info(session: AsyncSession, endpoint: Endpoint, health: Health) -> En
         timeouts=dict(endpoint.timeouts or {}),
         pool=endpoint.pool,
         extra_routes=list(endpoint.extra_routes or []),
+        apis=api_modes(endpoint),
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
         sync_status=endpoint.sync_status,
@@ -185,6 +195,9 @@ class EndpointSpec:
     """Endpoints of one pool serve their models of the same name together."""
     extra_routes: list[str] = field(default_factory=list)
     """Routes forwarded besides the provider type's, ``"METHOD /path"`` below the URL."""
+    messages_api: str = "auto"
+    responses_api: str = "auto"
+    chat_api: str = "auto"
 
 
 def _set_key(
@@ -218,6 +231,9 @@ def check_spec(settings: Settings, spec: EndpointSpec) -> Endpoint:
         requires_user_key=spec.requires_user_key,
         pool=check_pool(spec.pool),
         extra_routes=parse_routes(spec.extra_routes) or None,
+        messages_api=check_api_mode("messages_api", spec.messages_api),
+        responses_api=check_api_mode("responses_api", spec.responses_api),
+        chat_api=check_api_mode("chat_api", spec.chat_api),
     )
 
 
@@ -322,6 +338,11 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
                 endpoint.pool = check_pool(changes.pool)
             if not isinstance(changes.extra_routes, Unset):
                 endpoint.extra_routes = parse_routes(changes.extra_routes) or None
+            for api in ("messages_api", "responses_api", "chat_api"):
+                mode = getattr(changes, api)
+                if not isinstance(mode, Unset) and mode != getattr(endpoint, api):
+                    setattr(endpoint, api, check_api_mode(api, mode))
+                    endpoint.api_found = None  # what auto found was for the old mode
             endpoint_id, enabled = endpoint.id, endpoint.enabled
             if resync and enabled:  # synced below: not by the scheduler at the same time
                 endpoint.next_sync_at = _next_sync(ctx, endpoint)

@@ -263,6 +263,8 @@ async def _record(
                 next_sync_at=now
                 + timedelta(seconds=endpoint.sync_interval or ctx.settings.sync_interval),
                 updated_at=Endpoint.updated_at,
+                # What auto mode found about the endpoint's APIs holds until this sync.
+                **({"api_found": None} if endpoint.api_found else {}),
             )
         )
         session.add(
@@ -281,7 +283,7 @@ async def _record(
             )
         )
         changed = any(counts) or retagged > 0
-        if changed or (error is None and changes.add):
+        if changed or (error is None and changes.add) or endpoint.api_found:
             # An insert another process's sync made void still went out as a statement.
             declare(session, "endpoint", endpoint.id)
     ctx.metrics.sync_runs.labels(endpoint.name, "error" if error else "ok").inc()
