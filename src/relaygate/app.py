@@ -239,7 +239,7 @@ class RelaygateApp:
                 ctx.redis, prefix=self.settings.redis_prefix, metrics=self.metrics
             )
             findings = ApiFindings()
-            responses = ResponseStore(ctx)
+            responses = ResponseStore(ctx, self.settings.max_body_bytes)
             self.proxy = Proxy(
                 ctx.snapshots,
                 ctx.http,

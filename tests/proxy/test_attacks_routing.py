@@ -271,6 +271,11 @@ def test_case_variant_of_a_control_key_is_refused(
         ),
         ("/v1/responses", {"model": "gpt-test", "prompt": {"id": "pmpt_org"}}, "prompt.id"),
         (
+            "/v1/responses",
+            {"model": "gpt-test", "input": [{"type": "item_reference", "id": "msg_org"}]},
+            "input",
+        ),
+        (
             "/v1/chat/completions",
             {
                 "model": "gpt-test",
@@ -289,7 +294,7 @@ def test_case_variant_of_a_control_key_is_refused(
             "container",
         ),
     ],
-    ids=["vector_store", "stored_prompt", "file_id", "container"],
+    ids=["vector_store", "stored_prompt", "item_reference", "file_id", "container"],
 )
 def test_body_reference_to_an_account_resource_is_refused(
     gateway: Gateway, recorder: RecordingUpstream, path: str, body: dict[str, Any], param: str

@@ -53,11 +53,15 @@ def test_auto_mode_probes_once_then_translates_until_the_next_sync(
     assert first.content[0].type == "text" and first.content[0].text == "Hello from a chat model"
     assert first.model == MODEL and first.stop_reason == "end_turn"
     claude.messages.create(**ask)  # type: ignore[arg-type]
+    # The client's request, then relaygate's own empty probe confirming the route is
+    # missing (not just the client's content), then chat completions only.
     assert posts(scripted) == [
+        ("POST", "/v1/messages"),
         ("POST", "/v1/messages"),
         ("POST", "/v1/chat/completions"),
         ("POST", "/v1/chat/completions"),
     ]
+    assert scripted.script.requests[2].body == b"{}"
     assert found(gateway, "local") == {"messages": "translate"}
     assert not scripted.script.problems
 
@@ -65,7 +69,8 @@ def test_auto_mode_probes_once_then_translates_until_the_next_sync(
     gateway.admin.post(f"/admin/api/v1/endpoints/{endpoint['id']}/sync").raise_for_status()
     assert gateway.endpoint("local")["api_found"] == {}
     claude.messages.create(**ask)  # type: ignore[arg-type]
-    assert posts(scripted)[3:] == [
+    assert posts(scripted)[4:] == [
+        ("POST", "/v1/messages"),
         ("POST", "/v1/messages"),
         ("POST", "/v1/chat/completions"),
     ]
@@ -203,25 +208,7 @@ def test_count_tokens_estimates_without_a_tokenizer(
     assert 450 <= raw.parse().input_tokens <= 600
     eventually(lambda: gateway.endpoint("local")["api_found"], bool)
     assert claude.messages.count_tokens(**ask).input_tokens == raw.parse().input_tokens
-    assert posts(scripted) == [("POST", "/v1/tokenize")]
-
-
-def test_count_tokens_uses_the_endpoints_tokenizer(
-    gateway: Gateway, upstream: Upstream, claude: anthropic.Anthropic
-) -> None:
-    """Where the endpoint has a tokenizer (vLLM's /tokenize answering a count), the count
-    is the endpoint's own, for the translated chat messages."""
-    upstream.state.models = [MODEL]
-    gateway.add_endpoint("local", upstream.url, messages_api="translate")
-    upstream.state.reply = "ignored"
-    counted = claude.messages.with_raw_response.count_tokens(
-        model=MODEL, system="Be brief.", messages=[{"role": "user", "content": "Hi"}]
-    )
-    # The default upstream answers any route with a chat completion: no count, an estimate.
-    assert counted.headers["x-relaygate-token-count"] == "estimate"
-    seen = upstream.state.requests[-1]
-    assert seen.path == "/v1/tokenize"
-    assert seen.json["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert posts(scripted) == [("POST", "/tokenize")]  # at the server's root, as vLLM's
 
 
 def test_native_mode_forwards_messages_as_sent(

@@ -195,6 +195,7 @@ def test_auto_mode_finds_a_missing_responses_api(
     assert client.responses.create(model=MODEL, input="Hi").output_text == "ok"
     assert posts(scripted) == [
         ("POST", "/v1/responses"),
+        ("POST", "/v1/responses"),  # relaygate's own probe: the route is missing
         ("POST", "/v1/chat/completions"),
         ("POST", "/v1/chat/completions"),
     ]

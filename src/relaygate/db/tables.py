@@ -132,8 +132,8 @@ class Endpoint(Base):
     """How Anthropic Messages, OpenAI Responses and chat-completions requests reach the
     endpoint: ``native``, ``translate`` or ``auto`` (see :mod:`relaygate.proxy.translation`)."""
     api_found: Mapped[dict[str, str] | None] = mapped_column(JSON)
-    """What ``auto`` found since the last sync: API (``messages``, ``responses``,
-    ``tokenize``) to ``native`` or ``translate``."""
+    """What ``auto`` found since the last sync: route (``messages``, ``count_tokens``,
+    ``responses``, ``tokenize``) to ``native`` or ``translate``."""
     sync_status: Mapped[str] = mapped_column(String(16), default="never")
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sync_error: Mapped[str | None] = mapped_column(Text)

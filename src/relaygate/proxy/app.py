@@ -414,7 +414,6 @@ class Proxy:
         sent, or translated (``mode``); a probe the endpoint answers 404 or 405 is
         translated at once, and what it found remembered."""
         translation = self._translation
-        api = translation.api_of(scope["path"])
         if mode != TRANSLATE:
             state.strip_usage = out.strip
             payload = out.payload
@@ -427,11 +426,11 @@ class Proxy:
                 status = await self._upstream.attempt(
                     scope, send, target, sent, state, final=final, probe=mode == PROBE
                 )
-            except NotServed:
-                translation.note(target, api, TRANSLATE)
+            except NotServed:  # only a probe raises it
+                translation.note(target, translation.api_of(scope["path"]), TRANSLATE)
             else:
                 if mode == PROBE and 200 <= state.upstream_status < 300:
-                    translation.note(target, api, NATIVE)
+                    translation.note(target, translation.api_of(scope["path"]), NATIVE)
                 return status
         return await self._translated(scope, send, target, name, out, state, final=final)
 
@@ -462,7 +461,6 @@ class Proxy:
             state.finished = True
             return 200
         state.strip_usage = False  # the translation reads the usage chunk itself
-        state.upstream_path = conversion.path
         status = await self._upstream.attempt(
             scope, send, target, conversion.body, state, final=final, conversion=conversion
         )

@@ -158,14 +158,15 @@ def check_payload(path: str, payload: dict[str, Any]) -> None:
 # endpoint's shared key they would reach whichever user's resource the id names.
 _RESOURCE_FIELDS = ("previous_response_id", "conversation", "container")
 _FILE_ID = b'"file_id"'
+_ITEM_REFERENCE = b'"item_reference"'
 
 
 def check_references(payload: dict[str, Any], body: bytes, path: str) -> None:
     """Refuse a body that refers to resources of the provider account by id rather than
     carrying its content: ``previous_response_id``, ``conversation``, a stored ``prompt``
     (OpenAI Responses), a ``container`` (Anthropic), a content part or document by
-    ``file_id`` (OpenAI and Anthropic), a ``file_search`` tool's vector stores, a tool's
-    ``container`` by id. Until relaygate
+    ``file_id`` (OpenAI and Anthropic), a Responses ``item_reference`` input item, a
+    ``file_search`` tool's vector stores, a tool's ``container`` by id. Until relaygate
     keeps such resources per user, they would be any user's. Raises :class:`BadRequest`
     (code ``unsupported_reference``) naming the field. The one it keeps: a Responses
     request's ``previous_response_id`` on ``/v1/responses`` names a response relaygate
@@ -189,6 +190,16 @@ def check_references(payload: dict[str, Any], body: bytes, path: str) -> None:
         for field in ("messages", "input"):
             if _names_a_file(payload.get(field)):
                 raise _reference(f"{field} (file_id)")
+    if _ITEM_REFERENCE in body and _refers_to_an_item(payload.get("input")):
+        raise _reference("input (item_reference)")
+
+
+def _refers_to_an_item(items: Any) -> bool:
+    """Whether Responses input items include an ``item_reference`` (an item stored on
+    the provider account, named by id)."""
+    return isinstance(items, list) and any(
+        isinstance(item, dict) and item.get("type") == "item_reference" for item in items
+    )
 
 
 def _names_a_file(items: Any) -> bool:

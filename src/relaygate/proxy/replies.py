@@ -22,17 +22,21 @@ class Reply:
     """One endpoint answer on its way to the client, in the client's API: ``feed`` each
     chunk as it arrives and send what it returns, then ``finish``. ``status``,
     ``content_type`` and ``headers`` are what the client's response starts with; a
-    ``buffered`` reply returns nothing before ``finish`` and may change ``status``
-    there. ``result`` is the translated answer, once known (a stored response's)."""
+    reply that buffers returns nothing before ``finish`` and may change ``status``
+    there. ``result`` is the translated answer, once known (a stored response's);
+    ``closed``, whether it ended the client's answer early (nothing more is read)."""
 
     status: int
     content_type: bytes
-    buffered: bool
     headers: list[tuple[bytes, bytes]]
 
     @property
     def result(self) -> Json | None:
         return None
+
+    @property
+    def closed(self) -> bool:
+        return False
 
     def feed(self, chunk: bytes) -> bytes:
         raise NotImplementedError
@@ -57,7 +61,6 @@ class StreamReply(Reply):
     ) -> None:
         self.status = status
         self.content_type = _EVENT_STREAM
-        self.buffered = False
         self.headers = []
         self._stream = stream
         self._reader = EventReader(max_event)
@@ -97,6 +100,10 @@ class StreamReply(Reply):
         except Exception:
             return self._unreadable()
 
+    @property
+    def closed(self) -> bool:
+        return self._over
+
     def fail(self, message: str) -> bytes:
         if self._over:
             return b""
@@ -120,7 +127,6 @@ class JsonReply(Reply):
     ) -> None:
         self.status = status
         self.content_type = _JSON
-        self.buffered = True
         self.headers = []
         self._result: Json | None = None
         self._convert = convert

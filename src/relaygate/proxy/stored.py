@@ -5,19 +5,17 @@ account's. Shapes follow https://platform.openai.com/docs/api-reference/response
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 from relaygate.errors import MethodNotAllowed, NotFound
 from relaygate.proxy.asgi import Send, send_json
-from relaygate.services.stored_responses import ResponseStore
+from relaygate.services.stored_responses import RESPONSE_ID, ResponseStore
 from relaygate.snapshot import Principal
 
 STORED_RESPONSES = "/v1/responses/"
 """The prefix of the routes relaygate answers for stored responses (``GET``, ``DELETE``)."""
-_RESPONSE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 async def answer_stored(
@@ -30,7 +28,7 @@ async def answer_stored(
     ``response_not_found``) for an id that is not the caller's, whoever's it is, and
     :class:`MethodNotAllowed` for ``DELETE`` on the input items."""
     ident, _, tail = path[len(STORED_RESPONSES) :].partition("/")
-    if store is None or not _RESPONSE_ID.fullmatch(ident) or tail not in ("", "input_items"):
+    if store is None or not RESPONSE_ID.fullmatch(ident) or tail not in ("", "input_items"):
         raise NotFound(f"no response with id {ident[:64]!r}", code="response_not_found")
     user = principal.user_id
     if tail == "input_items":

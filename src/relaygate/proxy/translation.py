@@ -35,7 +35,7 @@ import orjson
 from relaygate.errors import BadRequest
 from relaygate.proxy.replies import JsonReply, Reply, StreamReply
 from relaygate.services.api_findings import ApiFindings
-from relaygate.services.stored_responses import ResponseStore, Saved
+from relaygate.services.stored_responses import RESPONSE_ID, ResponseStore, Saved
 from relaygate.snapshot import Principal, Target, TargetApis
 from relaygate.translate import chat_to_messages, messages_to_chat, responses_to_chat
 from relaygate.translate.base import Json, TranslationError
@@ -46,7 +46,11 @@ RESPONSES = "/v1/responses"
 CHAT = "/v1/chat/completions"
 NATIVE, TRANSLATE, PROBE = "native", "translate", "probe"
 """How one attempt goes: as sent, translated, or as sent but translated on a 404/405."""
-_API_OF = {MESSAGES: "messages", COUNT_TOKENS: "messages", RESPONSES: "responses"}
+# What ``auto`` finds is kept per route: a server may serve /messages and not its
+# count_tokens.
+_API_OF = {MESSAGES: "messages", COUNT_TOKENS: "count_tokens", RESPONSES: "responses"}
+_SAFE_NAME = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-[]")
+_MOST_DROPPED = 20
 TRANSLATED_HEADER = b"x-relaygate-translated"
 """On a translated answer: the route the endpoint was sent (e.g. ``/chat/completions``)."""
 DROPPED_HEADER = b"x-relaygate-dropped"
@@ -69,14 +73,27 @@ class Conversion:
     dropped: tuple[str, ...] = ()
     local: bytes | None = None
     answer: Reply | None = None
+    helper: bool = False
+    """A request relaygate makes for its own answer (a tokenizer's count), below the
+    server's root rather than the endpoint URL (``/v1`` left out): its failures never
+    count against the endpoint's health nor fail over."""
 
     def make_reply(self, status: int, content_type: str) -> Reply:
         """The reply for the endpoint's answer, with relaygate's translation headers."""
         reply = self.answer = self.reply(status, content_type)
         reply.headers.append((TRANSLATED_HEADER, self.path.encode()))
-        if self.dropped:
-            reply.headers.append((DROPPED_HEADER, ", ".join(self.dropped).encode()))
+        # The names come from the client's body: only plain ones, a few, go in a header.
+        named = [n for n in self.dropped if len(n) <= 64 and set(n) <= _SAFE_NAME]
+        if named:
+            header = ", ".join(dict.fromkeys(named[:_MOST_DROPPED]))
+            reply.headers.append((DROPPED_HEADER, header.encode()))
         return reply
+
+    def url(self, base_url: str) -> str:
+        """Where to send it, for an endpoint at ``base_url``."""
+        if self.helper and base_url.endswith("/v1"):
+            return base_url[:-3] + self.path
+        return base_url + self.path
 
 
 @dataclass(slots=True)
@@ -146,11 +163,11 @@ class Translation:
         if path == CHAT:
             return TRANSLATE if apis.type == "anthropic" and apis.chat == TRANSLATE else NATIVE
         api = _API_OF.get(path)
-        if api is None or apis.type == "anthropic":
-            return NATIVE
-        configured = apis.messages if api == "messages" else apis.responses
         if api == "responses" and payload.get("previous_response_id") is not None:
             return TRANSLATE
+        if api is None or apis.type == "anthropic":
+            return NATIVE
+        configured = apis.responses if api == "responses" else apis.messages
         if configured != "auto":
             return configured
         if apis.type == "google":
@@ -159,8 +176,9 @@ class Translation:
 
     @staticmethod
     def api_of(path: str) -> str:
-        """The API a finding about ``path`` is noted under."""
-        return _API_OF.get(path, "chat")
+        """The name a finding about ``path`` is noted under (``messages``,
+        ``count_tokens``, ``responses``)."""
+        return _API_OF[path]
 
     async def turn(self, path: str, payload: Json, principal: Principal) -> Turn | None:
         """For a Responses request: the conversation it continues (raises
@@ -171,7 +189,7 @@ class Translation:
         previous = payload.get("previous_response_id")
         history: list[Any] = []
         if previous is not None:
-            if not isinstance(previous, str) or not previous or len(previous) > 64:
+            if not isinstance(previous, str) or not RESPONSE_ID.fullmatch(previous):
                 raise BadRequest(
                     "previous_response_id must be the id of one of your responses",
                     param="previous_response_id",
@@ -216,7 +234,8 @@ class Translation:
 
         def reply(status: int, content_type: str) -> Reply:
             if 200 <= status < 300 and content_type.startswith("text/event-stream"):
-                return StreamReply(status, messages_to_chat.Stream(name), self._max_event)
+                stream = messages_to_chat.Stream(name)
+                return StreamReply(status, stream, self._max_event, self._max_body)
             return self._json(
                 status, lambda body: messages_to_chat.response(body, name), messages_to_chat.error
             )
@@ -239,7 +258,6 @@ class Translation:
                 stream = responses_to_chat.Stream(
                     name, request=payload, response_id=ident, created_at=created
                 )
-                # It holds the answer for response.completed: bounded like a body.
                 return StreamReply(status, stream, self._max_event, self._max_body)
             return self._json(
                 status,
@@ -263,7 +281,7 @@ class Translation:
             created = int(time.time())
             if 200 <= status < 300 and content_type.startswith("text/event-stream"):
                 stream = chat_to_messages.Stream(name, include_usage=usage, created=created)
-                return StreamReply(status, stream, self._max_event)
+                return StreamReply(status, stream, self._max_event, self._max_body)
             return self._json(
                 status,
                 lambda body: chat_to_messages.response(body, name, created=created),
@@ -287,7 +305,9 @@ class Translation:
         def reply(status: int, content_type: str) -> Reply:
             def convert(status: int, answer: Any) -> tuple[int, Json]:
                 count = _token_count(answer) if 200 <= status < 300 else None
-                if status in (404, 405):
+                if status in (401, 403, 404, 405):
+                    # No tokenizer there, or none this key may use: not asked again
+                    # until the endpoint's next sync.
                     self.note(target, "tokenize", "missing")
                 elif count is not None:
                     self.note(target, "tokenize", NATIVE)
@@ -298,7 +318,8 @@ class Translation:
             made = JsonReply(status, convert, self._max_body)
             return made
 
-        return Conversion("/tokenize", orjson.dumps(body), reply)
+        # vLLM and SGLang serve /tokenize at the server's root, beside /v1.
+        return Conversion("/tokenize", orjson.dumps(body), reply, helper=True)
 
     def _json(
         self,

@@ -107,7 +107,7 @@ class Upstream:
             url = URL(target.base_url + wire_path(scope), encoded=True)
         else:
             path = conversion.path
-            url = URL(target.base_url + path, encoded=True)
+            url = URL(conversion.url(target.base_url), encoded=True)
         timeouts = target.timeouts
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
@@ -118,6 +118,9 @@ class Upstream:
         response: aiohttp.ClientResponse | None = None
         reply: Reply | None = None
         chunk = b""
+        # What an earlier attempt learnt is not this one's.
+        state.tokens, state.upstream_status = None, 0
+        state.upstream_path = conversion.path if conversion is not None else None
         try:
             async with asyncio.timeout_at(
                 min(loop.time() + timeouts.first_byte, deadline)
@@ -134,8 +137,9 @@ class Upstream:
                     allow_redirects=False,
                 ) as response:
                     status = response.status
-                    self._judge(status, response, target, user, final=final)
-                    if probe and status in (404, 405):
+                    if conversion is None or not conversion.helper:
+                        self._judge(status, response, target, user, final=final)
+                    if probe and status in (404, 405) and await self._route_missing(target, path):
                         raise NotServed
                     headers_at = time.perf_counter()
                     content_type = response.headers.get("content-type", "")
@@ -151,7 +155,6 @@ class Upstream:
                     out_headers = client_headers(scope, response, target, state, headers_at)
                     if conversion is not None:
                         reply = conversion.make_reply(status, content_type)
-                        state.upstream_status = status
                         return await self._relay_translated(
                             send,
                             response,
@@ -267,6 +270,24 @@ class Upstream:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _route_missing(self, target: Target, path: str) -> bool:
+        """Whether ``target``'s endpoint does not serve ``path`` at all: asked with an
+        empty JSON object of relaygate's own (a route that exists refuses it 400 or 422,
+        or asks for a key) after the client's request got 404 or 405, so that neither
+        the client's content (an unknown id, model or item) nor its own key decides
+        for every user of the endpoint."""
+        try:
+            async with self._http.post(
+                URL(target.base_url + path, encoded=True),
+                data=b"{}",
+                headers=upstream_headers([], target.surface(path), "route-probe", self._via),
+                timeout=aiohttp.ClientTimeout(total=min(10.0, target.timeouts.first_byte)),
+                allow_redirects=False,
+            ) as answer:
+                return answer.status in (404, 405)
+        except (TimeoutError, aiohttp.ClientError):
+            return False  # not known: the client's own answer stands
+
     async def _relay_translated(
         self,
         send: Send,
@@ -298,6 +319,8 @@ class Upstream:
             if out:
                 await self._start_translated(send, reply, headers, state)
                 await send({"type": "http.response.body", "body": out, "more_body": True})
+            if reply.closed:
+                break  # it ended the client's stream: read no more of the endpoint's
             if loop.time() + idle > due and due < deadline:
                 due = min(loop.time() + idle + slack, deadline)
                 timer.reschedule(due)
@@ -320,6 +343,7 @@ class Upstream:
         start = [*headers, (b"content-type", reply.content_type), *reply.headers]
         await send({"type": "http.response.start", "status": reply.status, "headers": start})
         state.started = True
+        state.upstream_status = reply.status
         state.first_byte_at = time.perf_counter()
 
     def _judge(

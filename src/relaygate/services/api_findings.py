@@ -31,8 +31,9 @@ class ApiFindings:
         self.wake = asyncio.Event()
 
     def note(self, endpoint_id: int, api: str, mode: str) -> None:
-        """Note that ``api`` (``messages``, ``responses``, ``tokenize``) of the endpoint
-        is ``mode`` (``native``, ``translate``, ``missing``)."""
+        """Note that ``api`` (``messages``, ``count_tokens``, ``responses``,
+        ``tokenize``) of the endpoint is ``mode`` (``native``, ``translate``,
+        ``missing``)."""
         self._pending.setdefault(endpoint_id, {})[api] = mode
         self.wake.set()
 

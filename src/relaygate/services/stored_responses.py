@@ -9,15 +9,22 @@ is its ``previous_id``'s, so a long conversation stores each turn once.
 
 Only the owner reaches a stored response: for anyone else it does not exist (404 on
 ``GET``/``DELETE``, 400 ``previous_response_not_found`` when continued). A save is
-visible to its owner at once (kept in memory until the database has it) and written by
-:func:`write_stored_responses` off the request path.
+visible to its owner at once (kept in memory until the database has it; in this process
+only) and written by :func:`write_stored_responses` off the request path.
+
+Bounds: a response is stored only when its JSON is at most ``max_bytes`` (the
+``max_body_bytes`` setting), a conversation continued is read back to at most
+:data:`MAX_CHAIN` turns and ``max_bytes`` of stored data (past that, 400
+``conversation_too_long``), saves waiting to be written hold at most
+:data:`PENDING_BYTES`, and large rows are encrypted and decrypted off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -30,22 +37,29 @@ from relaygate.db.tables import StoredResponse, utcnow
 from relaygate.errors import BadRequest, NotFound
 
 log = logging.getLogger(__name__)
-MAX_CHAIN = 1000
+MAX_CHAIN = 256
 """The most earlier responses a ``previous_response_id`` chain is followed through."""
+PENDING_BYTES = 64 * 1024 * 1024
+"""Saves waiting for the database, in bytes of JSON; past it a save is dropped (logged)."""
+RESPONSE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a response id may look like (relaygate's are ``resp_`` and 48 hex digits)."""
 _PRUNE_EVERY = 3600.0
-_PENDING_LIMIT = 10_000
+_OFF_LOOP = 64 * 1024
+"""Rows larger than this are encrypted and decrypted in a thread, not on the loop."""
 
 
 @dataclass(frozen=True, slots=True)
 class Saved:
     """One response to store: its owner, the response it continued, the model's public
-    name, the request's input items and the Response object."""
+    name, the request's input items and the Response object; ``data`` is their JSON as
+    stored (empty until :meth:`ResponseStore.save` made it)."""
 
     user_id: int
     previous_id: str | None
     model: str
     input: list[Any]
     response: dict[str, Any]
+    data: bytes = b""
 
     @property
     def id(self) -> str:
@@ -55,18 +69,29 @@ class Saved:
 class ResponseStore:
     """Stored responses of ``ctx``'s database, per owner (see the module docstring)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, max_bytes: int) -> None:
         self._ctx = ctx
+        self._max = max_bytes
         self._pending: dict[str, Saved] = {}
+        self._pending_bytes = 0
+        # Held while a batch is written: a delete waits for it, so a response deleted
+        # while its row was on its way is not written back after.
+        self._writing = asyncio.Lock()
         self.wake = asyncio.Event()
 
     def save(self, saved: Saved) -> None:
-        """Store ``saved`` (visible to its owner now, written soon). Past 10,000 waiting
-        writes (a stalled database) a save is dropped and logged."""
-        if len(self._pending) >= _PENDING_LIMIT:
-            log.warning("stored response %s dropped: %d writes waiting", saved.id, _PENDING_LIMIT)
+        """Store ``saved`` (visible to its owner now, written soon). A response larger
+        than ``max_bytes`` is not stored, nor one past :data:`PENDING_BYTES` of saves
+        waiting (a stalled database); both are logged."""
+        data = orjson.dumps({"input": saved.input, "response": saved.response})
+        if len(data) > self._max:
+            log.info("response %s not stored: %d bytes, over %d", saved.id, len(data), self._max)
             return
-        self._pending[saved.id] = saved
+        if self._pending_bytes + len(data) > PENDING_BYTES:
+            log.warning("stored response %s dropped: the database is behind", saved.id)
+            return
+        self._pending[saved.id] = replace(saved, data=data)
+        self._pending_bytes += len(data)
         self.wake.set()
 
     async def _load(self, user_id: int, response_id: str) -> Saved | None:
@@ -77,8 +102,13 @@ class ResponseStore:
             row = await session.get(StoredResponse, response_id)
         if row is None or row.user_id != user_id or row.expires_at <= utcnow():
             return None
-        data = orjson.loads(self._ctx.vault.decrypt(row.data_encrypted))
-        return Saved(row.user_id, row.previous_id, row.model, data["input"], data["response"])
+        token = row.data_encrypted
+        if len(token) > _OFF_LOOP:
+            text = await asyncio.to_thread(self._ctx.vault.decrypt, token)
+        else:
+            text = self._ctx.vault.decrypt(token)
+        data = orjson.loads(text)
+        return Saved(row.user_id, row.previous_id, row.model, data["input"], data["response"], b"")
 
     async def get(self, user_id: int, response_id: str) -> dict[str, Any]:
         """The Response object ``response_id`` of ``user_id``; raises :class:`NotFound`
@@ -102,6 +132,7 @@ class ResponseStore:
         (``previous_response_not_found``) when it is not the user's, expired or gone."""
         turns: list[Saved] = []
         ident: str | None = response_id
+        size = 0
         while ident is not None and len(turns) < MAX_CHAIN:
             saved = await self._load(user_id, ident)
             if saved is None:
@@ -113,6 +144,14 @@ class ResponseStore:
                     )
                 break  # an earlier turn expired: the conversation starts after it
             turns.append(saved)
+            size += len(orjson.dumps(saved.input)) + len(orjson.dumps(saved.response))
+            if size > self._max:
+                raise BadRequest(
+                    f"the conversation of {response_id!r} is longer than relaygate sends "
+                    f"({self._max} bytes, setting max_body_bytes): send its items in input",
+                    param="previous_response_id",
+                    code="conversation_too_long",
+                )
             ident = saved.previous_id
         items: list[Any] = []
         for saved in reversed(turns):
@@ -125,7 +164,13 @@ class ResponseStore:
         """Delete ``user_id``'s response ``response_id``; raises :class:`NotFound`."""
         if await self._load(user_id, response_id) is None:
             raise _not_found(response_id)
-        self._pending.pop(response_id, None)
+        async with self._writing:
+            gone = self._pending.pop(response_id, None)
+            if gone is not None:
+                self._pending_bytes -= len(gone.data)
+            await self._delete_row(user_id, response_id)
+
+    async def _delete_row(self, user_id: int, response_id: str) -> None:
         async with self._ctx.sessions() as session, session.begin():
             await session.execute(
                 delete(StoredResponse).where(
@@ -134,30 +179,45 @@ class ResponseStore:
             )
 
     async def flush(self) -> None:
-        """Write the waiting saves, in one transaction."""
+        """Write the waiting saves, in one transaction; should it fail (the user was
+        deleted meanwhile), one by one, dropping (and logging) those that still fail."""
         if not self._pending:
             return
-        batch = list(self._pending.values())
+        async with self._writing:
+            batch = list(self._pending.values())
+            rows = [await self._row(saved) for saved in batch]
+            try:
+                async with self._ctx.sessions() as session, session.begin():
+                    session.add_all(rows)
+            except Exception:
+                for saved in batch:
+                    try:
+                        async with self._ctx.sessions() as session, session.begin():
+                            session.add(await self._row(saved))
+                    except Exception as exc:
+                        log.warning("stored response %s not written: %s", saved.id, exc)
+            for saved in batch:
+                if self._pending.get(saved.id) is saved:
+                    del self._pending[saved.id]
+                    self._pending_bytes -= len(saved.data)
+
+    async def _row(self, saved: Saved) -> StoredResponse:
         ctx = self._ctx
         now = utcnow()
-        expires = now + timedelta(days=ctx.settings.responses_retention_days)
-        async with ctx.sessions() as session, session.begin():
-            for saved in batch:
-                data = orjson.dumps({"input": saved.input, "response": saved.response})
-                session.add(
-                    StoredResponse(
-                        id=saved.id,
-                        user_id=saved.user_id,
-                        previous_id=saved.previous_id,
-                        model=saved.model[:500],
-                        data_encrypted=ctx.vault.encrypt(data.decode()),
-                        created_at=now,
-                        expires_at=expires,
-                    )
-                )
-        for saved in batch:
-            if self._pending.get(saved.id) is saved:
-                del self._pending[saved.id]
+        text = saved.data.decode()
+        if len(text) > _OFF_LOOP:
+            token = await asyncio.to_thread(ctx.vault.encrypt, text)
+        else:
+            token = ctx.vault.encrypt(text)
+        return StoredResponse(
+            id=saved.id,
+            user_id=saved.user_id,
+            previous_id=saved.previous_id,
+            model=saved.model[:500],
+            data_encrypted=token,
+            created_at=now,
+            expires_at=now + timedelta(days=ctx.settings.responses_retention_days),
+        )
 
     async def prune(self) -> int:
         """Delete the stored responses past their retention; returns how many."""
