@@ -139,7 +139,11 @@ class Upstream:
                     status = response.status
                     if conversion is None or not conversion.helper:
                         self._judge(status, response, target, user, final=final)
-                    if probe and status in (404, 405) and await self._route_missing(target, path):
+                    if (
+                        probe
+                        and status in (404, 405)
+                        and await self._route_missing(target, path, state.request_id)
+                    ):
                         raise NotServed
                     headers_at = time.perf_counter()
                     content_type = response.headers.get("content-type", "")
@@ -270,17 +274,18 @@ class Upstream:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _route_missing(self, target: Target, path: str) -> bool:
+    async def _route_missing(self, target: Target, path: str, request_id: str) -> bool:
         """Whether ``target``'s endpoint does not serve ``path`` at all: asked with an
         empty JSON object of relaygate's own (a route that exists refuses it 400 or 422,
         or asks for a key) after the client's request got 404 or 405, so that neither
         the client's content (an unknown id, model or item) nor its own key decides
-        for every user of the endpoint."""
+        for every user of the endpoint. It goes with the request's own id: some servers
+        (llama.cpp's) refuse an ``x-request-id`` that is not a UUID."""
         try:
             async with self._http.post(
                 URL(target.base_url + path, encoded=True),
                 data=b"{}",
-                headers=upstream_headers([], target.surface(path), "route-probe", self._via),
+                headers=upstream_headers([], target.surface(path), request_id, self._via),
                 timeout=aiohttp.ClientTimeout(total=min(10.0, target.timeouts.first_byte)),
                 allow_redirects=False,
             ) as answer:
