@@ -142,9 +142,7 @@ class EndpointCreate(Input):
     responses_api: ApiMode = Field(
         default="auto", description=API_MODE_HELP.format(api="Responses")
     )
-    chat_api: ApiMode = Field(
-        default="auto", description=API_MODE_HELP.format(api="chat-completions")
-    )
+    chat_api: ApiMode = Field(default="auto", description=API_MODE_HELP.format(api="chat"))
 
 
 class EndpointUpdate(Input):

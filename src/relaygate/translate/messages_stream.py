@@ -32,7 +32,7 @@ import orjson
 
 from relaygate.translate import sse
 from relaygate.translate.base import Json, array, count, first, obj, string
-from relaygate.translate.sse import Event
+from relaygate.translate.sse import Event, is_done, json_object
 
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -213,13 +213,10 @@ class Stream:
         a JSON object is ignored."""
         if self._closed:
             return b""
-        if event.data.strip() == "[DONE]":
+        if is_done(event):
             return self.end()
-        try:
-            chunk = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return b""
-        if not isinstance(chunk, dict):
+        chunk = json_object(event)
+        if chunk is None:
             return b""
         if event.name == "error" or chunk.get("error") is not None:
             return self._error(chunk)

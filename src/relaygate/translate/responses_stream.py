@@ -41,7 +41,7 @@ import orjson
 
 from relaygate.translate import sse
 from relaygate.translate.base import Json, array, count, first, obj, string
-from relaygate.translate.sse import Event
+from relaygate.translate.sse import Event, is_done, json_object
 
 # ResponseError.code is an enumeration; an upstream's code outside it is reported as this.
 _ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
@@ -272,13 +272,10 @@ class Stream:
         """One chat-completions event; returns the Responses events it makes."""
         if self._finished:
             return b""
-        if event.data.strip() == "[DONE]":
+        if is_done(event):
             return self._complete()
-        try:
-            chunk = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return b""
-        if not isinstance(chunk, dict):
+        chunk = json_object(event)
+        if chunk is None:
             return b""
         if chunk.get("error") is not None:
             return self._failed(*_error_of(chunk["error"]))

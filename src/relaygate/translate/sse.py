@@ -106,3 +106,17 @@ def encode(data: Any, name: str | None = None) -> bytes:
 
 DONE = b"data: [DONE]\n\n"
 """The end of an OpenAI chat-completions stream."""
+
+
+def is_done(event: Event) -> bool:
+    """Whether ``event`` is OpenAI's end of a chat-completions stream, ``[DONE]``."""
+    return event.data.strip() == "[DONE]"
+
+
+def json_object(event: Event) -> dict[str, Any] | None:
+    """``event``'s data as a JSON object; None for anything else (not JSON, an array…)."""
+    try:
+        data = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
