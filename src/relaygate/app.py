@@ -25,6 +25,7 @@ from starlette.routing import Match
 from relaygate import __version__
 from relaygate.admin import admin_router, registry_router
 from relaygate.background import flush_key_activity, follow_changes, watch_loop_lag
+from relaygate.batches.runner import BatchRunner
 from relaygate.bodies import BoundedReceive, GuardedSend
 from relaygate.budget_alerts import RETRY_DELAY, BudgetAlerts, prune_budgets, run_budget_alerts
 from relaygate.context import open_context
@@ -38,9 +39,11 @@ from relaygate.proxy.asgi import Receive, Scope, Send
 from relaygate.proxy.checks import check_header_size
 from relaygate.proxy.translation import Translation
 from relaygate.ratelimit import RateLimiter
+from relaygate.resources import BATCHES_PATH, FILES_PATH, resources_router
 from relaygate.services.api_findings import ApiFindings, write_api_findings
 from relaygate.services.api_keys import KeyActivity
 from relaygate.services.bootstrap import bootstrap
+from relaygate.services.files import prune_files
 from relaygate.services.stored_responses import ResponseStore, write_stored_responses
 from relaygate.services.usage import prune_usage
 from relaygate.settings import Settings, load_settings
@@ -58,6 +61,8 @@ _HTTP_ERRORS: dict[int, tuple[str, str | None]] = {
     405: ("invalid_request_error", "method_not_allowed"),
 }
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+UPLOAD_SLACK = 64 * 1024
+"""Bytes an upload's body may hold beyond its file: the form's boundaries and fields."""
 
 
 def _wants_console_page(request: Request) -> bool:
@@ -186,6 +191,7 @@ class RelaygateApp:
         self.api.include_router(ops_router)
         self.api.include_router(admin_router())
         self.api.include_router(registry_router())
+        self.api.include_router(resources_router())
         self.api.mount("/ui/static", console_static(), name="console-static")
         self.api.include_router(console_router())
 
@@ -198,17 +204,24 @@ class RelaygateApp:
                 await send_error(send, exc)
                 return
             path: str = scope["path"]
+            resource = path.startswith((FILES_PATH, BATCHES_PATH))
             if (
                 self.proxy is not None
                 and path.startswith("/v1/")
                 and not path.startswith("/v1/registry/")
+                and not resource
             ):
                 await self.proxy(scope, receive, send)
                 return
             settings = self.settings
-            body = BoundedReceive(
-                receive, scope["headers"], settings.max_admin_body_bytes, settings.body_timeout
-            )
+            if resource and path == FILES_PATH:  # an upload: its own bounds
+                limit, timeout = (
+                    settings.max_file_bytes + UPLOAD_SLACK,
+                    settings.file_upload_timeout,
+                )
+            else:
+                limit, timeout = settings.max_admin_body_bytes, settings.body_timeout
+            body = BoundedReceive(receive, scope["headers"], limit, timeout)
             if body.whole:
                 await self.api(scope, receive, send)
                 return
@@ -264,6 +277,9 @@ class RelaygateApp:
                     max_body=self.settings.max_body_bytes,
                 ),
             )
+            ctx.files.prepare()  # raises ConfigError naming an unwritable files_dir
+            runner = BatchRunner(ctx, self.proxy, self.metrics)
+            self.api.state.batch_runner = runner
             alerts = BudgetAlerts(self.settings.budget_alert_thresholds, self.metrics)
             ctx.budgets.on_spent = alerts.check
             stop = asyncio.Event()
@@ -280,6 +296,8 @@ class RelaygateApp:
                 asyncio.create_task(watch_loop_lag(self.metrics, stop)),
                 asyncio.create_task(write_api_findings(ctx, findings, stop)),
                 asyncio.create_task(write_stored_responses(responses, stop)),
+                asyncio.create_task(runner.run(stop)),
+                asyncio.create_task(prune_files(ctx, stop)),
             ]
             # What start-up made lives as long as the process: out of the collector's
             # sight, a full collection no longer walks it (pauses of up to 100 ms before).

@@ -26,6 +26,7 @@ from relaygate.db.engine import make_engine, make_sessionmaker
 from relaygate.db.migrate import upgrade
 from relaygate.db.tables import Meta
 from relaygate.errors import ConfigError
+from relaygate.files.storage import FileStorage
 from relaygate.health import Health
 from relaygate.loader import Loader
 from relaygate.metrics import Metrics
@@ -79,8 +80,11 @@ class Context:
     """The time budgets' periods are judged by (UTC); None: the system clock."""
     shared_budgets: bool = False
     """Whether other processes share this SQLite database's budgets (``--workers``)."""
+    files: FileStorage = field(init=False)
+    """The contents of users' files (``files_dir``)."""
 
     def __post_init__(self) -> None:
+        self.files = FileStorage(self.settings.files_path)
         self.budgets = Budgets(
             self.engine,
             self.settings,

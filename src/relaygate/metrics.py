@@ -112,6 +112,24 @@ class Metrics:
             ["relaygate_endpoint", "status"],
             registry=registry,
         )
+        self.batch_requests = Counter(
+            "relaygate_batch_requests",
+            "Batch requests by outcome: completed (a 2xx answer), failed (any other final "
+            "outcome), retried (a 429 or 5xx sent again later)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.batch_queued = Gauge(
+            "relaygate_batch_requests_queued",
+            "Batch requests waiting to be sent, across every batch (as of this process's "
+            "latest look)",
+            registry=self.registry,
+        )
+        self.batch_running = Gauge(
+            "relaygate_batch_requests_running",
+            "Batch requests this process has in flight",
+            registry=self.registry,
+        )
         self.usage_queue = Gauge(
             "relaygate_usage_queue_depth",
             "Usage records waiting to be written",

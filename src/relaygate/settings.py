@@ -206,6 +206,39 @@ class Settings(BaseModel):
     """Usage records older than this are deleted (in small batches); None keeps all."""
     responses_retention_days: float = Field(default=30.0, gt=0)
     """Responses relaygate stored for their owners (``store``) are deleted after this."""
+    files_dir: str | None = None
+    """Directory holding the contents of uploaded and batch output files; None: a
+    ``files`` directory beside the SQLite database (``./data/files`` otherwise). Replicas
+    must share it (a network volume)."""
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    """Largest file a user may upload (``POST /v1/files``); larger get 413."""
+    file_quota_bytes: int = Field(default=10 * 1024 * 1024 * 1024, gt=0)
+    """Bytes of files one user may keep at once (uploads and batch outputs)."""
+    file_retention_days: float = Field(default=30.0, gt=0)
+    """Files are deleted this long after they were made, unless uploaded with an earlier
+    ``expires_after``."""
+    file_upload_timeout: float = Field(default=3600.0, gt=0)
+    """Seconds an upload's whole body may take to arrive (408 after)."""
+    batch_max_requests: int = Field(default=50_000, gt=0)
+    """Most requests (lines) one batch input file may hold."""
+    batch_concurrency: int = Field(default=4, gt=0)
+    """Batch requests one process sends one endpoint at once, unless the endpoint sets
+    its own ``batch_concurrency``."""
+    batch_max_in_flight: int = Field(default=64, gt=0)
+    """Batch requests one process has in flight at once, over every endpoint."""
+    batch_yield_at: float = Field(default=0.5, gt=0, le=1)
+    """Fraction of ``max_concurrent_requests`` past which live requests in flight hold
+    back batch requests (none is started until live traffic falls below it)."""
+    batch_max_attempts: int = Field(default=5, gt=0, le=100)
+    """Times one batch request is sent before a 429 or 5xx answer is its final outcome."""
+    batch_retry_seconds: float = Field(default=2.0, gt=0)
+    """The first wait before a batch request is retried; it doubles on each attempt (an
+    endpoint's ``Retry-After`` is honoured up to ``max_cooldown_seconds``)."""
+    batch_lease_seconds: float = Field(default=60.0, gt=0)
+    """How long a replica's claim on a batch request (or on a batch being prepared or
+    finalized) lasts without being renewed; past it, another replica takes it over."""
+    batch_poll_interval: float = Field(default=1.0, gt=0)
+    """Seconds between looks for batch work when there was none."""
     drain_timeout: float = Field(default=30.0, ge=0)
     """Seconds a stopping server lets in-flight requests and streams finish."""
     web_session_hours: float = Field(default=12.0, gt=0)
@@ -289,6 +322,14 @@ class Settings(BaseModel):
         if value and not allowed and not is_strong_secret(value):
             raise ValueError(WEAK_SECRET_KEY)
         return value
+
+    @property
+    def files_path(self) -> Path:
+        """The directory of file contents (:attr:`files_dir`, or its default)."""
+        if self.files_dir:
+            return Path(self.files_dir)
+        database = self.sqlite_path
+        return (database.parent if database is not None else Path("data")) / "files"
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -59,6 +59,7 @@ class Gateway:
             "secret_key": secrets.token_urlsafe(32),
             "sync_interval": 3600,
             "change_poll_interval": 0.2,
+            "files_dir": str(tmp_path / "files"),
         }
         values.update(overrides)
         self.settings = load_settings(None, environ={}, **values)

@@ -38,6 +38,7 @@ from relaygate.logs import REQUEST_ID, request_id
 from relaygate.metrics import Metrics
 from relaygate.proxy.accounting import Accounting, Exchange
 from relaygate.proxy.asgi import Receive, Scope, Send, send_json
+from relaygate.proxy.batched import Answer, EndpointSlots, Gathered, batch_scope
 from relaygate.proxy.body import (
     check_payload,
     check_references,
@@ -151,9 +152,7 @@ class Proxy:
         return self._in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        arrived = time.perf_counter()
-        exchange = Exchange(arrived, request_id(scope["headers"]))
-        reply_headers = ((REQUEST_ID_HEADER, exchange.request_id.encode()),)
+        exchange = Exchange(time.perf_counter(), request_id(scope["headers"]))
         if self._in_flight >= self._max_concurrent:
             self._by_class[5].inc()
             await send_error(
@@ -162,14 +161,60 @@ class Proxy:
                     f"relaygate is serving its limit of {self._max_concurrent} requests at "
                     "once; retry shortly"
                 ),
-                reply_headers,
+                ((REQUEST_ID_HEADER, exchange.request_id.encode()),),
             )
             return
         self._in_flight += 1
+        try:
+            await self._serve(scope, receive, send, exchange, None)
+        finally:
+            self._in_flight -= 1
+
+    async def serve_batch(
+        self,
+        principal: Principal,
+        path: str,
+        body: bytes,
+        request_id: str,
+        slots: EndpointSlots,
+    ) -> Answer:
+        """Serve one batch request for ``principal``: ``POST path`` with the JSON
+        ``body``, known by ``request_id``, as a live request is served (routing, access,
+        failover, rate limits, budgets, accounting) but outside the live path's capacity,
+        holding one of ``slots``' per-endpoint slots while it is sent. Returns the
+        :class:`Answer`, errors included (never raises but for cancellation)."""
+        exchange = Exchange(time.perf_counter(), request_id)
+        exchange.slots = slots
+        gathered = Gathered(body, self._max_body)
+        scope = batch_scope(path, body, request_id)
+        await self._serve(scope, gathered.receive, gathered.send, exchange, principal)
+        tokens = exchange.tokens
+        return Answer(
+            gathered.status or 500,
+            gathered.body,
+            request_id,
+            gathered.retry_after,
+            tokens.prompt if tokens is not None else None,
+            tokens.completion if tokens is not None else None,
+            exchange.cost,
+            gathered.too_large,
+        )
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        exchange: Exchange,
+        principal: Principal | None,
+    ) -> None:
+        """Serve one request, answering any error, and account for it; ``principal``
+        stands for the API key of a batch request (None: authenticate the request's)."""
+        reply_headers = ((REQUEST_ID_HEADER, exchange.request_id.encode()),)
         token = REQUEST_ID.set(exchange.request_id)
         status = 500
         try:
-            status = await self._handle(scope, receive, send, exchange)
+            status = await self._handle(scope, receive, send, exchange, principal)
         except ClientDisconnected:
             status = 499  # nothing to answer: the client is gone
         except RelaygateError as exc:
@@ -190,7 +235,6 @@ class Proxy:
                     reply_headers,
                 )
         finally:
-            self._in_flight -= 1
             if exchange.holds_slot and exchange.principal is not None:
                 self._per_key.release(exchange.principal)
             self._by_class[min(max(status // 100, 1), 5)].inc()
@@ -215,7 +259,14 @@ class Proxy:
             )
         return ModelNotFound(f"the model {name!r} does not exist", param="model")
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> int:
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        exchange: Exchange,
+        given: Principal | None,
+    ) -> int:
         snapshot = self._snapshots.current
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         path: str = scope["path"]
@@ -226,13 +277,14 @@ class Proxy:
             if stored  # relaygate's own route: nothing goes upstream
             else check_request(method, path, headers, snapshot.route_policy, self._via)
         )
-        principal = authenticate(snapshot, key_from_headers(headers))
+        principal = given or authenticate(snapshot, key_from_headers(headers))
         if principal.limits is not None:  # rate limits: raises RateLimited (429)
             scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
         self._activity.touch(principal.key_id)
         exchange.principal = principal
-        self._per_key.take(principal)  # raises ConcurrencyLimited (429)
-        exchange.holds_slot = True
+        if given is None:  # a batch request takes none of its key's live slots
+            self._per_key.take(principal)  # raises ConcurrencyLimited (429)
+            exchange.holds_slot = True
         if stored:
             return await answer_stored(self._translation.responses, send, method, path, principal)
         if method in ("GET", "HEAD") and path == "/v1/models":
@@ -376,9 +428,14 @@ class Proxy:
                 state.target = target
                 state.served_model = name if name != model else None
                 try:
-                    return await self._to_target(
-                        scope, send, target, name, modes[index], out, state, final=index == last
-                    )
+                    if state.slots is None:
+                        return await self._to_target(
+                            scope, send, target, name, modes[index], out, state, final=index == last
+                        )
+                    async with state.slots.slot(target.endpoint_id):
+                        return await self._to_target(
+                            scope, send, target, name, modes[index], out, state, final=index == last
+                        )
                 except Retry as retry:
                     failure = retry.error
                     log.warning(

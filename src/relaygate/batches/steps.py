@@ -1,0 +1,536 @@
+"""A batch's work in the database, each step one short transaction that a replica
+claims before doing it, so replicas share batches row by row and one that dies leaves
+its work to the others once its claim (``batch_lease_seconds``) runs out:
+
+- **prepare**: a ``validating`` batch's input file is read (its checksum verified) into
+  one ``batch_requests`` row per request, then the batch is ``in_progress``;
+- **claim**: queued requests of ``in_progress`` batches (or running ones whose claim
+  ran out) become this replica's, ``running``;
+- **finish** or **retry**: a request's outcome is written the moment it is known, with
+  the batch's counts, tokens and cost in the same transaction; a request whose outcome
+  is written is never sent again;
+- **expire**: past its window, a batch's queued requests end as ``expired``;
+- **finalize**: a batch with nothing left to send (or cancelled, or expired) gets its
+  output and error files and its final status, and its rows are deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+
+from relaygate.batches.output import output_line
+from relaygate.context import Context
+from relaygate.db.tables import ApiKey, Batch, BatchRequest, Endpoint, StoredFile, utcnow
+from relaygate.files.lines import LineSplitter, parse_line
+from relaygate.services.files import new_file_id
+
+log = logging.getLogger(__name__)
+INSERT_ROWS = 1000
+"""Rows written per transaction when a batch is prepared, and read per page when it is
+finalized."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A batch request this replica claimed: its row, batch, place in the input file and
+    the attempt this is (1 for the first)."""
+
+    id: int
+    batch_id: str
+    custom_id: str
+    offset: int
+    length: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a request ended with: an answer (``status_code``, ``request_id``,
+    ``response`` as JSON text) or an error that got none (``error_code``,
+    ``error_message``), and the tokens and cost it used."""
+
+    status_code: int | None = None
+    request_id: str | None = None
+    response: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _lease(ctx: Context, now: datetime) -> datetime:
+    return now + timedelta(seconds=ctx.settings.batch_lease_seconds)
+
+
+def _free(now: datetime) -> ColumnElement[bool]:
+    """A claim that has run out (or none)."""
+    return or_(Batch.claimed_until.is_(None), Batch.claimed_until < now)
+
+
+async def claim_batch(ctx: Context, batch_id: str, status: str, new_status: str) -> bool:
+    """Claim the batch ``batch_id`` while it is ``status`` and not claimed by a live
+    replica, moving it to ``new_status``; True when this replica got it."""
+    now = utcnow()
+    values: dict[str, object] = {
+        "status": new_status,
+        "claimed_by": ctx.replica,
+        "claimed_until": _lease(ctx, now),
+    }
+    if new_status == "finalizing" and status != "finalizing":
+        values["finalizing_at"] = now
+    async with ctx.sessions.begin() as session:
+        result = await session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.status == status, _free(now))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+
+async def _fail(ctx: Context, batch_id: str, code: str, message: str) -> None:
+    now = utcnow()
+    async with ctx.sessions.begin() as session:
+        await session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.claimed_by == ctx.replica)
+            .values(
+                status="failed",
+                failed_at=now,
+                errors=[{"code": code, "message": message, "param": None, "line": None}],
+                claimed_by=None,
+                claimed_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
+
+
+async def prepare(ctx: Context, batch_id: str) -> None:
+    """Prepare a ``validating`` batch this replica claimed: one queued row per request of
+    its input file, then ``in_progress``. A file gone or changed since its upload
+    (checksum) fails the batch with an error saying so."""
+    async with ctx.sessions() as session:
+        batch = await session.get(Batch, batch_id)
+        file = await session.get(StoredFile, batch.input_file_id) if batch else None
+    if batch is None:
+        return
+    if file is None or file.user_id != batch.user_id:
+        await _fail(ctx, batch_id, "file_not_found", "the input file was deleted")
+        return
+    async with ctx.sessions.begin() as session:  # what a replica that died here left
+        await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
+    split = LineSplitter(ctx.settings.max_body_bytes)
+    rows: list[dict[str, object]] = []
+    count = 0
+    digest = hashlib.sha256()
+    try:
+        async for chunk in ctx.files.chunks(file.id):
+            digest.update(chunk)
+            for number, offset, raw in split.feed(chunk):
+                count += _add_row(rows, batch_id, number, offset, raw)
+            if len(rows) >= INSERT_ROWS:
+                await _insert(ctx, rows)
+        for number, offset, raw in split.finish():
+            count += _add_row(rows, batch_id, number, offset, raw)
+    except OSError:
+        await _fail(ctx, batch_id, "file_not_found", "the input file's contents are gone")
+        return
+    except Exception as exc:  # checked at upload: only a changed file gets here
+        await _fail(ctx, batch_id, "invalid_file", f"the input file cannot be read: {exc}")
+        return
+    if digest.hexdigest() != file.sha256:
+        await _fail(ctx, batch_id, "file_corrupt", "the input file changed since its upload")
+        return
+    await _insert(ctx, rows)
+    now = utcnow()
+    async with ctx.sessions.begin() as session:
+        await session.execute(
+            update(Batch)
+            .where(
+                Batch.id == batch_id,
+                Batch.status == "validating",
+                Batch.claimed_by == ctx.replica,
+            )
+            .values(
+                status="in_progress",
+                in_progress_at=now,
+                total=count,
+                claimed_by=None,
+                claimed_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _add_row(
+    rows: list[dict[str, object]], batch_id: str, number: int, offset: int, raw: bytes
+) -> int:
+    line = parse_line(number, offset, raw)
+    if line is None:
+        return 0
+    rows.append(
+        {
+            "batch_id": batch_id,
+            "line": number,
+            "custom_id": line.custom_id,
+            "offset": offset,
+            "length": line.length,
+            "state": "queued",
+            "attempts": 0,
+        }
+    )
+    return 1
+
+
+async def _insert(ctx: Context, rows: list[dict[str, object]]) -> None:
+    if not rows:
+        return
+    async with ctx.sessions.begin() as session:
+        await session.execute(insert(BatchRequest), rows)
+    rows.clear()
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """A request to send now: queued and due, or running under a claim that ran out."""
+    return or_(
+        and_(
+            BatchRequest.state == "queued",
+            or_(BatchRequest.next_at.is_(None), BatchRequest.next_at <= now),
+        ),
+        and_(BatchRequest.state == "running", BatchRequest.claimed_until < now),
+    )
+
+
+async def claim_requests(ctx: Context, limit: int) -> list[Claimed]:
+    """Claim up to ``limit`` requests to send, oldest first, for ``batch_lease_seconds``
+    (renewed by :func:`renew` while they run). On PostgreSQL rows another replica is
+    claiming are skipped (``FOR UPDATE SKIP LOCKED``); on SQLite the one writer at a
+    time does the same."""
+    now = utcnow()
+    pick = (
+        select(BatchRequest.id)
+        .join(Batch, Batch.id == BatchRequest.batch_id)
+        .where(Batch.status == "in_progress", _due(now))
+        .order_by(BatchRequest.id)
+        .limit(limit)
+    )
+    if ctx.engine.dialect.name == "postgresql":
+        pick = pick.with_for_update(of=BatchRequest, skip_locked=True)
+    async with ctx.sessions.begin() as session:
+        ids = list((await session.scalars(pick)).all())
+        if not ids:
+            return []
+        found = await session.execute(
+            update(BatchRequest)
+            .where(BatchRequest.id.in_(ids), _due(now))
+            .values(
+                state="running",
+                claimed_by=ctx.replica,
+                claimed_until=_lease(ctx, now),
+                attempts=BatchRequest.attempts + 1,
+            )
+            .returning(
+                BatchRequest.id,
+                BatchRequest.batch_id,
+                BatchRequest.custom_id,
+                BatchRequest.offset,
+                BatchRequest.length,
+                BatchRequest.attempts,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return [Claimed(*row) for row in found]
+
+
+def _mine(claimed: Claimed, replica: str) -> ColumnElement[bool]:
+    return and_(
+        BatchRequest.id == claimed.id,
+        BatchRequest.claimed_by == replica,
+        BatchRequest.state == "running",
+    )
+
+
+async def renew(ctx: Context, ids: Sequence[int]) -> None:
+    """Extend this replica's claims on the running requests ``ids``."""
+    if not ids:
+        return
+    async with ctx.sessions.begin() as session:
+        await session.execute(
+            update(BatchRequest)
+            .where(
+                BatchRequest.id.in_(list(ids)),
+                BatchRequest.claimed_by == ctx.replica,
+                BatchRequest.state == "running",
+            )
+            .values(claimed_until=_lease(ctx, utcnow()))
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def finish(ctx: Context, claimed: Claimed, outcome: Outcome) -> bool:
+    """Write ``claimed``'s outcome, and count it in its batch, in one transaction;
+    False when this replica no longer held it (another took it over: its outcome wins)."""
+    state = "done" if outcome.succeeded else "failed"
+    async with ctx.sessions.begin() as session:
+        result = await session.execute(
+            update(BatchRequest)
+            .where(_mine(claimed, ctx.replica))
+            .values(
+                state=state,
+                status_code=outcome.status_code,
+                request_id=outcome.request_id,
+                response=outcome.response,
+                error_code=outcome.error_code,
+                error_message=outcome.error_message,
+                claimed_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        counted = Batch.completed if outcome.succeeded else Batch.failed
+        await session.execute(
+            update(Batch)
+            .where(Batch.id == claimed.batch_id)
+            .values(
+                {
+                    counted: counted + 1,
+                    Batch.prompt_tokens: Batch.prompt_tokens + outcome.prompt_tokens,
+                    Batch.completion_tokens: Batch.completion_tokens + outcome.completion_tokens,
+                    Batch.cost: Batch.cost + outcome.cost,
+                }
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return True
+
+
+async def retry_later(
+    ctx: Context, claimed: Claimed, seconds: float, *, attempted: bool = True
+) -> None:
+    """Queue ``claimed`` again, to be sent in ``seconds``; ``attempted`` False gives back
+    the attempt it was claimed for (it was never sent)."""
+    values: dict[object, object] = {
+        BatchRequest.state: "queued",
+        BatchRequest.next_at: utcnow() + timedelta(seconds=seconds),
+        BatchRequest.claimed_by: None,
+        BatchRequest.claimed_until: None,
+    }
+    if not attempted:
+        values[BatchRequest.attempts] = BatchRequest.attempts - 1
+    async with ctx.sessions.begin() as session:
+        await session.execute(
+            update(BatchRequest)
+            .where(_mine(claimed, ctx.replica))
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def expire_due(ctx: Context) -> None:
+    """End the queued requests of batches past their window as ``expired``."""
+    now = utcnow()
+    late = select(Batch.id).where(Batch.status == "in_progress", Batch.expires_at <= now)
+    async with ctx.sessions.begin() as session:
+        await session.execute(
+            update(BatchRequest)
+            .where(BatchRequest.batch_id.in_(late), BatchRequest.state == "queued")
+            .values(state="expired")
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def batches_to_step(ctx: Context) -> tuple[list[str], list[tuple[str, str]]]:
+    """The batches a replica may step now: ``validating`` ones to prepare, and (id,
+    status) of those ready to finalize (nothing left to send, or cancelled or expired
+    with nothing running, or being finalized by a replica whose claim ran out)."""
+    now = utcnow()
+    # In progress: anything queued or running; cancelled: running under a live claim
+    # (what a dead replica held is written as cancelled).
+    unsettled = (
+        select(BatchRequest.batch_id)
+        .where(
+            BatchRequest.batch_id == Batch.id,
+            or_(
+                and_(
+                    Batch.status == "in_progress",
+                    BatchRequest.state.in_(("queued", "running")),
+                ),
+                and_(BatchRequest.state == "running", BatchRequest.claimed_until >= now),
+            ),
+        )
+        .exists()
+    )
+    async with ctx.sessions() as session:
+        validating = list(
+            (
+                await session.scalars(
+                    select(Batch.id).where(Batch.status == "validating", _free(now))
+                )
+            ).all()
+        )
+        ready = await session.execute(
+            select(Batch.id, Batch.status).where(
+                or_(
+                    and_(Batch.status.in_(("in_progress", "cancelling")), ~unsettled),
+                    and_(Batch.status == "finalizing", _free(now)),
+                )
+            )
+        )
+        return validating, [(batch_id, status) for batch_id, status in ready]
+
+
+async def finalize(ctx: Context, batch_id: str) -> None:
+    """Write the output and error files of a batch this replica claimed (``finalizing``),
+    then give it its final status (``completed``, ``expired`` or ``cancelled``) and
+    delete its rows. Files written under a claim that was lost meanwhile are deleted."""
+    async with ctx.sessions() as session:
+        batch = await session.get(Batch, batch_id)
+    if batch is None:
+        return
+    unsent = "cancelled" if batch.cancelling_at is not None else "expired"
+    final = unsent
+    outputs = {True: ctx.files.writer(new_file_id()), False: ctx.files.writer(new_file_id())}
+    ids = {good: writer.file_id for good, writer in outputs.items()}
+    written = {True: 0, False: 0}
+    after = 0
+    try:
+        while True:
+            async with ctx.sessions() as session:
+                page = list(
+                    (
+                        await session.scalars(
+                            select(BatchRequest)
+                            .where(BatchRequest.batch_id == batch_id, BatchRequest.id > after)
+                            .order_by(BatchRequest.id)
+                            .limit(INSERT_ROWS)
+                        )
+                    ).all()
+                )
+            if not page:
+                break
+            for row in page:
+                good, line = output_line(row, unsent)
+                await outputs[good].write(line)
+                written[good] += 1
+            after = page[-1].id
+        if batch.cancelling_at is None and not await _any_unsent(ctx, batch_id):
+            final = "completed"
+        for good in (True, False):
+            if written[good]:
+                await outputs[good].commit()
+            else:
+                await outputs[good].abort()
+    except BaseException:
+        for writer in outputs.values():
+            await writer.abort()
+        raise
+    now = utcnow()
+    kept = {good: ids[good] for good in (True, False) if written[good]}
+    retention = ctx.settings.file_retention_days * 86400
+    async with ctx.sessions.begin() as session:
+        result = await session.execute(
+            update(Batch)
+            .where(
+                Batch.id == batch_id,
+                Batch.status == "finalizing",
+                Batch.claimed_by == ctx.replica,
+            )
+            .values(
+                {
+                    Batch.status: final,
+                    Batch.output_file_id: kept.get(True),
+                    Batch.error_file_id: kept.get(False),
+                    Batch.claimed_by: None,
+                    Batch.claimed_until: None,
+                    _final_time(final): now,
+                }
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) == 1:
+            for good, file_id in kept.items():
+                writer = outputs[good]
+                session.add(
+                    StoredFile(
+                        id=file_id,
+                        user_id=batch.user_id,
+                        filename=f"{batch_id}_{'output' if good else 'error'}.jsonl",
+                        purpose="batch_output",
+                        bytes=writer.size,
+                        sha256=writer.sha256,
+                        created_at=now,
+                        expires_at=now + timedelta(seconds=retention),
+                    )
+                )
+            await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
+            return
+    for file_id in kept.values():  # another replica finalized it meanwhile
+        await ctx.files.delete(file_id)
+
+
+def _final_time(final: str) -> object:
+    return {
+        "completed": Batch.completed_at,
+        "expired": Batch.expired_at,
+        "cancelled": Batch.cancelled_at,
+    }[final]
+
+
+async def _any_unsent(ctx: Context, batch_id: str) -> bool:
+    async with ctx.sessions() as session:
+        left = await session.scalar(
+            select(func.count())
+            .select_from(BatchRequest)
+            .where(
+                BatchRequest.batch_id == batch_id,
+                BatchRequest.state.notin_(("done", "failed")),
+            )
+        )
+    return bool(left)
+
+
+async def endpoint_limits(ctx: Context) -> dict[int, int]:
+    """Each endpoint's own ``batch_concurrency``, where it sets one."""
+    async with ctx.sessions() as session:
+        found = await session.execute(
+            select(Endpoint.id, Endpoint.batch_concurrency).where(
+                Endpoint.batch_concurrency.is_not(None)
+            )
+        )
+        return {endpoint_id: limit for endpoint_id, limit in found if limit is not None}
+
+
+async def queued_count(ctx: Context) -> int:
+    """Batch requests waiting to be sent, across every batch."""
+    async with ctx.sessions() as session:
+        return int(
+            await session.scalar(
+                select(func.count()).select_from(BatchRequest).where(BatchRequest.state == "queued")
+            )
+            or 0
+        )
+
+
+def new_request_id() -> str:
+    """The id a batch request goes by upstream (a UUID: some servers take no other)."""
+    return str(uuid.uuid4())
+
+
+async def key_hash_of(ctx: Context, key_id: int) -> str | None:
+    """The hash of API key ``key_id`` (None when it is gone)."""
+    async with ctx.sessions() as session:
+        return await session.scalar(select(ApiKey.key_hash).where(ApiKey.id == key_id))
