@@ -38,6 +38,9 @@ class Counts:
     status: int | None = None
     """A status to answer every request with (None: answer normally)."""
     delay: float = 0.0
+    hold_after: int | None = None
+    """Once this many requests completed, later ones are held (not answered) until it is
+    set back to None; a held request whose client leaves is never completed."""
     in_flight: int = 0
     most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,6 +82,13 @@ class BatchUpstream:
             try:
                 if counts.delay:
                     await asyncio.sleep(counts.delay)
+                while (
+                    counts.hold_after is not None
+                    and sum(counts.completed.values()) >= counts.hold_after
+                ):
+                    if await request.is_disconnected():
+                        return Response(status_code=499)
+                    await asyncio.sleep(0.01)
                 if await request.is_disconnected():
                     return Response(status_code=499)
                 if status is not None:

@@ -3,6 +3,16 @@ run over the endpoint's chat completions, output files in OpenAI's line format."
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from sqlalchemy import update
+
+from relaygate.db.tables import Batch
 from tests.batches.conftest import (
     MODEL,
     BatchUpstream,
@@ -50,3 +60,177 @@ def test_a_batch_of_200_requests_completes_with_one_output_line_each(
     usage = done.usage
     assert usage is not None and usage.input_tokens == 7 * 200
     assert usage.output_tokens == 3 * 200
+
+
+def test_a_failing_endpoint_fails_over_then_leaves_error_lines(
+    tmp_path: Path, upstream: BatchUpstream
+) -> None:
+    """Batch requests fail over as live ones do: with the model's first endpoint failing,
+    a second endpoint answers them all; with every endpoint failing, each request is
+    retried ``batch_max_attempts`` times and ends as an error line carrying the answer."""
+    broken = BatchUpstream().start()
+    broken.counts.status = 500
+    gateway = Gateway(
+        tmp_path, batch_poll_interval=0.05, batch_retry_seconds=0.01, batch_max_attempts=2
+    ).start()
+    try:
+        gateway.add_endpoint("broken", broken.url, pool="batch")
+        gateway.add_endpoint("local", upstream.url, pool="batch")
+        client = gateway.openai()
+        batch = client.batches.create(
+            input_file_id=upload(client, chat_lines(20)),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        done = wait_for(client, batch.id, ("completed",))
+        assert done.request_counts.completed == 20
+        assert len(output_lines(client, done.output_file_id)) == 20
+        assert sum(upstream.counts.completed.values()) == 20
+        assert sum(broken.counts.received.values()) >= 1  # tried, then failed over
+
+        upstream.counts.status = 503
+        failing = client.batches.create(
+            input_file_id=upload(client, chat_lines(5, prefix="bad")),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        ended = wait_for(client, failing.id, ("completed",))
+        assert ended.request_counts.failed == 5
+        assert ended.output_file_id is None
+        errors = output_lines(client, ended.error_file_id)
+        assert sorted(e["custom_id"] for e in errors) == [f"bad-{n}" for n in range(5)]
+        for error in errors:
+            assert error["response"]["status_code"] in (500, 503)
+            assert error["response"]["body"]["error"]
+        for n in range(5):
+            # Two attempts, each to at most both endpoints (a cooling one is skipped, and
+            # with both cooling relaygate answers 503 itself without sending).
+            tries = broken.counts.received[f"bad-{n}"] + upstream.counts.received[f"bad-{n}"]
+            assert tries <= 4
+    finally:
+        gateway.stop()
+        broken.stop()
+
+
+def test_429_and_5xx_answers_are_retried_with_backoff(
+    gateway: Gateway, upstream: BatchUpstream
+) -> None:
+    """A request answered 429 then 503 is sent again until it is answered; its line
+    holds the final answer, and it was received three times, completed once."""
+    upstream.counts.fail_with["req-3"] = [429, 503]
+    client = gateway.openai()
+    batch = client.batches.create(
+        input_file_id=upload(client, chat_lines(6)),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    done = wait_for(client, batch.id, ("completed",))
+    assert done.request_counts.completed == 6
+    assert upstream.counts.received["req-3"] == 3
+    assert upstream.counts.completed["req-3"] == 1
+    line = next(x for x in output_lines(client, done.output_file_id) if x["custom_id"] == "req-3")
+    assert line["response"]["status_code"] == 200
+
+
+def test_a_cancelled_batch_stops_sending_and_keeps_what_was_done(
+    tmp_path: Path, upstream: BatchUpstream
+) -> None:
+    """Cancelling mid-way sends nothing more: the batch ends cancelled, answered
+    requests are in its output file, the others in its error file as batch_cancelled,
+    and the upstream received only the answered ones."""
+    upstream.counts.delay = 0.1
+    gateway = Gateway(tmp_path, batch_poll_interval=0.05, batch_concurrency=2).start()
+    try:
+        gateway.add_endpoint("local", upstream.url)
+        client = gateway.openai()
+        batch = client.batches.create(
+            input_file_id=upload(client, chat_lines(60)),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        deadline = time.monotonic() + 30
+        while sum(upstream.counts.completed.values()) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        cancelling = client.batches.cancel(batch.id)
+        assert cancelling.status in ("cancelling", "cancelled")
+        done = wait_for(client, batch.id, ("cancelled",))
+        answered = output_lines(client, done.output_file_id)
+        unsent = output_lines(client, done.error_file_id)
+        assert 4 <= len(answered) < 60
+        assert len(answered) + len(unsent) == 60
+        assert {e["error"]["code"] for e in unsent} == {"batch_cancelled"}
+        assert sum(upstream.counts.received.values()) == len(answered)
+        assert done.request_counts.completed == len(answered)
+        assert upstream.counts.most_in_flight <= 2  # the endpoint's batch concurrency
+    finally:
+        gateway.stop()
+
+
+def test_a_batch_past_its_window_expires_with_what_it_has_done(
+    tmp_path: Path, upstream: BatchUpstream
+) -> None:
+    """Past its completion window a batch ends expired: answered requests in its output
+    file, the rest in its error file as batch_expired."""
+    upstream.counts.delay = 0.1
+    gateway = Gateway(tmp_path, batch_poll_interval=0.05, batch_concurrency=1).start()
+    try:
+        gateway.add_endpoint("local", upstream.url)
+        client = gateway.openai()
+        batch = client.batches.create(
+            input_file_id=upload(client, chat_lines(40)),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        deadline = time.monotonic() + 30
+        while sum(upstream.counts.completed.values()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+        async def window_ends() -> None:
+            async with gateway.ctx.sessions.begin() as session:
+                await session.execute(
+                    update(Batch)
+                    .where(Batch.id == batch.id)
+                    .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+                )
+
+        gateway.on_loop(window_ends)
+        done = wait_for(client, batch.id, ("expired",))
+        answered = output_lines(client, done.output_file_id)
+        late = output_lines(client, done.error_file_id)
+        assert len(answered) >= 2
+        assert len(answered) + len(late) == 40
+        assert {e["error"]["code"] for e in late} == {"batch_expired"}
+        assert done.expired_at is not None
+    finally:
+        gateway.stop()
+
+
+def test_batches_are_refused_clear_errors(gateway: Gateway) -> None:
+    """Creating a batch from a file of another route, with an unknown endpoint or
+    window, or from an unknown file is refused with a clear 4xx."""
+    client = gateway.openai()
+    file_id = upload(client, chat_lines(2))
+    for fields, words in (
+        ({"endpoint": "/v1/embeddings"}, "go to /v1/chat/completions"),
+        ({"endpoint": "/v1/files"}, "'endpoint' must be one of"),
+        ({"completion_window": "1h"}, "'completion_window' must be '24h'"),
+    ):
+        arguments: dict[str, Any] = {
+            "input_file_id": file_id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+            **fields,
+        }
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.batches.create(**arguments)
+        assert words in str(refused.value)
+    with pytest.raises(openai.NotFoundError):
+        client.batches.create(
+            input_file_id="file-" + "0" * 24,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve("batch_nope")

@@ -29,9 +29,9 @@ Verdicts: ``OPENAI_FORWARDED`` and ``ANTHROPIC_FORWARDED`` are everything an end
 ``openai`` or ``anthropic`` forwards: the forwarded routes of the table plus routes the
 reference does not list (``SELF_HOSTED_EXTRA``: extensions of self-hosted OpenAI-compatible
 servers; ``ANTHROPIC_OPENAI_COMPAT``: Anthropic's OpenAI SDK compatibility layer).
-``ANSWERED_BY_RELAYGATE`` holds the routes relaygate answers itself: the model list, and
-the responses it stored for their owners (a response of the provider's account is never
-reached). Every other
+``ANSWERED_BY_RELAYGATE`` holds the routes relaygate answers itself: the model list, the
+responses it stored for their owners, and the files and batches it keeps per user (those
+of the provider's account are never reached). Every other
 route of a table must be refused.
 """
 
@@ -499,6 +499,15 @@ ANSWERED_BY_RELAYGATE: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/responses/{response_id}"),
         ("GET", "/v1/responses/{response_id}/input_items"),
         ("DELETE", "/v1/responses/{response_id}"),
+        ("GET", "/v1/files"),
+        ("POST", "/v1/files"),
+        ("GET", "/v1/files/{file_id}"),
+        ("GET", "/v1/files/{file_id}/content"),
+        ("DELETE", "/v1/files/{file_id}"),
+        ("GET", "/v1/batches"),
+        ("POST", "/v1/batches"),
+        ("GET", "/v1/batches/{batch_id}"),
+        ("POST", "/v1/batches/{batch_id}/cancel"),
     }
 )
 

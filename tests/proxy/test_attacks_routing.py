@@ -46,7 +46,7 @@ def send_raw(gateway: Gateway, key: str, method: str, path: str) -> httpx.Respon
 
 # (method, path as sent, status, error code); None for HEAD, whose answer has no body.
 PATH_TRICKS: list[tuple[str, str, int, str | None]] = [
-    ("POST", "/v1/files", 404, "unsupported_route"),
+    ("POST", "/v1/files", 415, "unsupported_media_type"),  # relaygate's own: multipart
     ("POST", "/v1/chat/completions/", 404, "unsupported_route"),
     ("POST", "/v1/Chat/Completions", 404, "unsupported_route"),
     ("POST", "/v1//chat/completions", 404, "unsupported_route"),

@@ -64,7 +64,9 @@ def check_routes(
         response = client.request(method, sent, json={"model": model, "input": "x"})
         arrived = upstream.requests[before:]
         if (method, path) in ANSWERED_BY_RELAYGATE:
-            if response.status_code not in (200, 404) or arrived:
+            # Its own answer: found, not found (another user's or no such id), or this
+            # body refused (a file upload is multipart, a batch names its input file).
+            if response.status_code not in (200, 400, 404, 415) or arrived:
                 wrong.append(f"{method} {path}: {response.status_code}, {len(arrived)} upstream")
         elif (method, path) in forwarded:
             if [(s.method, s.path) for s in arrived] != [(method, sent)]:
@@ -110,21 +112,22 @@ def test_only_anthropic_inference_routes_are_forwarded(
     assert not wrong, "\n".join(wrong)
 
 
-def test_refused_route_names_itself_and_sdk_sees_not_found(
+def test_files_and_batches_never_reach_the_operators_account(
     gateway: Gateway, recorder: RecordingUpstream
 ) -> None:
-    """The openai SDK listing files or creating a batch gets 404 unsupported_route naming
-    the route, and the operator's account is never asked."""
+    """The openai SDK listing files or creating a batch gets relaygate's own Files and
+    Batch APIs, never the provider account behind the operator's key: the user lists
+    only their own files (none), a batch naming a file that is not theirs is 404
+    file_not_found, and the endpoint is never asked."""
     endpoint = gateway.add_endpoint("openai", recorder.url, api_key="sk-operator-secret")
     client = gateway.openai(user_with_one_grant(gateway, endpoint["id"], "gpt-test"))
-    with pytest.raises(openai.NotFoundError) as listed:
-        client.files.list()
-    assert listed.value.code == "unsupported_route"
-    assert "GET /v1/files" in listed.value.message
-    with pytest.raises(openai.NotFoundError):
+    assert list(client.files.list()) == []
+    assert list(client.batches.list()) == []
+    with pytest.raises(openai.NotFoundError) as refused:
         client.batches.create(
             completion_window="24h", endpoint="/v1/chat/completions", input_file_id="file-1"
         )
+    assert refused.value.code == "file_not_found"
     assert recorder.state.requests == []
 
 

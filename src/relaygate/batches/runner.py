@@ -37,12 +37,13 @@ from relaygate.batches.steps import (
     queued_count,
     renew,
     retry_later,
+    withdrawn,
 )
 from relaygate.context import Context
 from relaygate.db.tables import Batch
 from relaygate.metrics import Metrics
 from relaygate.proxy import Proxy
-from relaygate.proxy.batched import Answer, EndpointSlots
+from relaygate.proxy.batched import Answer, EndpointSlots, Ticket
 from relaygate.snapshot import Principal
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,13 @@ class BatchRunner:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._batches: dict[str, _BatchInfo] = {}
         self._wake = asyncio.Event()
-        self._stepping: set[str] = set()
+        self._step_now = False
         metrics.batch_running.set_function(lambda: len(self._running))
 
     def wake(self) -> None:
+        """Look for work now (and for batches cancelled here)."""
         self._wake.set()
+        self._step_now = True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Step batches and send their requests until ``stop``; then cancel what is in
@@ -91,8 +94,8 @@ class BatchRunner:
             while not stop.is_set():
                 self._wake.clear()
                 now = time.monotonic()
-                if now - stepped >= settings.batch_poll_interval:
-                    stepped = now
+                if self._step_now or now - stepped >= settings.batch_poll_interval:
+                    stepped, self._step_now = now, False
                     await self._guarded(self._step_batches())
                 if now - renewed >= renew_every:
                     renewed = now
@@ -150,6 +153,7 @@ class BatchRunner:
         await self.slots.set_limits(await endpoint_limits(ctx))
         self._metrics.batch_queued.set(await queued_count(ctx))
         await expire_due(ctx)
+        await self.slots.withdraw(await withdrawn(ctx, list(self._batches)))
         validating, ready = await batches_to_step(ctx)
         for batch_id in validating:
             if await claim_batch(ctx, batch_id, "validating", "validating"):
@@ -211,8 +215,15 @@ class BatchRunner:
                 )
                 return
             answer = await self._proxy.serve_batch(
-                principal, info.endpoint, body, new_request_id(), self.slots
+                principal,
+                info.endpoint,
+                body,
+                new_request_id(),
+                Ticket(self.slots, item.batch_id),
             )
+            if answer.withdrawn:  # its batch ended while it waited: written as it ended
+                await retry_later(ctx, item, 0, attempted=False)
+                return
             if _retryable(answer) and item.attempt < ctx.settings.batch_max_attempts:
                 metrics.batch_requests.labels("retried").inc()
                 await retry_later(ctx, item, self._backoff(item.attempt, answer.retry_after))

@@ -534,3 +534,18 @@ async def key_hash_of(ctx: Context, key_id: int) -> str | None:
     """The hash of API key ``key_id`` (None when it is gone)."""
     async with ctx.sessions() as session:
         return await session.scalar(select(ApiKey.key_hash).where(ApiKey.id == key_id))
+
+
+async def withdrawn(ctx: Context, batch_ids: list[str]) -> frozenset[str]:
+    """Those of ``batch_ids`` that no longer send requests: ended, cancelled, or past
+    their window."""
+    if not batch_ids:
+        return frozenset()
+    async with ctx.sessions() as session:
+        found = await session.scalars(
+            select(Batch.id).where(
+                Batch.id.in_(batch_ids),
+                or_(Batch.status != "in_progress", Batch.expires_at <= utcnow()),
+            )
+        )
+        return frozenset(found)

@@ -9,7 +9,7 @@ import time
 
 from relaygate.budgets import Budgets, Reservation
 from relaygate.metrics import Metrics
-from relaygate.proxy.batched import EndpointSlots
+from relaygate.proxy.batched import Ticket
 from relaygate.proxy.tokens import Tokens
 from relaygate.ratelimit import RateLimiter
 from relaygate.snapshot import Principal, Target
@@ -42,11 +42,11 @@ class Exchange:
         "routed",
         "sent_at",
         "served_model",
-        "slots",
         "started",
         "stream",
         "strip_usage",
         "target",
+        "ticket",
         "tokens",
         "upstream_path",
         "upstream_status",
@@ -92,8 +92,8 @@ class Exchange:
         """What the request holds of its budgets, until settled."""
         self.cost: float | None = None
         """The answer's cost, once recorded (None: unknown or free)."""
-        self.slots: EndpointSlots | None = None
-        """For a batch request, the per-endpoint slots it must hold to be sent."""
+        self.ticket: Ticket | None = None
+        """For a batch request, its batch and the per-endpoint slots it must hold."""
 
 
 class Accounting:

@@ -38,7 +38,7 @@ from relaygate.logs import REQUEST_ID, request_id
 from relaygate.metrics import Metrics
 from relaygate.proxy.accounting import Accounting, Exchange
 from relaygate.proxy.asgi import Receive, Scope, Send, send_json
-from relaygate.proxy.batched import Answer, EndpointSlots, Gathered, batch_scope
+from relaygate.proxy.batched import Answer, Gathered, Ticket, batch_scope
 from relaygate.proxy.body import (
     check_payload,
     check_references,
@@ -176,15 +176,15 @@ class Proxy:
         path: str,
         body: bytes,
         request_id: str,
-        slots: EndpointSlots,
+        ticket: Ticket,
     ) -> Answer:
         """Serve one batch request for ``principal``: ``POST path`` with the JSON
         ``body``, known by ``request_id``, as a live request is served (routing, access,
         failover, rate limits, budgets, accounting) but outside the live path's capacity,
-        holding one of ``slots``' per-endpoint slots while it is sent. Returns the
+        holding one of the ``ticket``'s per-endpoint slots while it is sent. Returns the
         :class:`Answer`, errors included (never raises but for cancellation)."""
         exchange = Exchange(time.perf_counter(), request_id)
-        exchange.slots = slots
+        exchange.ticket = ticket
         gathered = Gathered(body, self._max_body)
         scope = batch_scope(path, body, request_id)
         await self._serve(scope, gathered.receive, gathered.send, exchange, principal)
@@ -193,6 +193,7 @@ class Proxy:
             gathered.status or 500,
             gathered.body,
             request_id,
+            gathered.withdrawn,
             gathered.retry_after,
             tokens.prompt if tokens is not None else None,
             tokens.completion if tokens is not None else None,
@@ -428,11 +429,12 @@ class Proxy:
                 state.target = target
                 state.served_model = name if name != model else None
                 try:
-                    if state.slots is None:
+                    ticket = state.ticket
+                    if ticket is None:
                         return await self._to_target(
                             scope, send, target, name, modes[index], out, state, final=index == last
                         )
-                    async with state.slots.slot(target.endpoint_id):
+                    async with ticket.slots.slot(target.endpoint_id, ticket.batch_id):
                         return await self._to_target(
                             scope, send, target, name, modes[index], out, state, final=index == last
                         )

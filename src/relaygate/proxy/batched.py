@@ -11,17 +11,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import orjson
+
+from relaygate.errors import Conflict
 from relaygate.health import parse_retry_after
 from relaygate.proxy.asgi import Message, Scope
+
+WITHDRAWN = "batch_withdrawn"
+"""The error code of a batch request withdrawn before it was sent (its batch was
+cancelled or expired while it waited for a slot)."""
 
 
 class EndpointSlots:
     """How many batch requests each endpoint is sent at once: ``limits`` per endpoint id,
-    ``default`` for the others. :meth:`slot` waits for one."""
+    ``default`` for the others. :meth:`slot` waits for one; a request of a batch in
+    ``withdrawn`` (cancelled or expired meanwhile) stops waiting."""
 
     def __init__(self, default: int) -> None:
         self.default = default
         self.limits: dict[int, int] = {}
+        self.withdrawn: frozenset[str] = frozenset()
         self._used: dict[int, int] = {}
         self._freed = asyncio.Condition()
 
@@ -38,11 +47,30 @@ class EndpointSlots:
         async with self._freed:
             self._freed.notify_all()
 
-    @asynccontextmanager
-    async def slot(self, endpoint_id: int) -> AsyncIterator[None]:
-        """Hold one of ``endpoint_id``'s slots for the block, waiting for one."""
+    async def withdraw(self, batch_ids: frozenset[str]) -> None:
+        """Stop the requests of ``batch_ids`` that wait for a slot (and any later one)."""
+        if batch_ids == self.withdrawn:
+            return
+        self.withdrawn = batch_ids
         async with self._freed:
-            await self._freed.wait_for(lambda: self.busy(endpoint_id) < self.limit(endpoint_id))
+            self._freed.notify_all()
+
+    @asynccontextmanager
+    async def slot(self, endpoint_id: int, batch_id: str) -> AsyncIterator[None]:
+        """Hold one of ``endpoint_id``'s slots for the block, waiting for one. Raises
+        :class:`Conflict` (code :data:`WITHDRAWN`) when the batch ``batch_id`` is
+        withdrawn before one is free."""
+        async with self._freed:
+            await self._freed.wait_for(
+                lambda: (
+                    batch_id in self.withdrawn or self.busy(endpoint_id) < self.limit(endpoint_id)
+                )
+            )
+            if batch_id in self.withdrawn:
+                raise Conflict(
+                    "the batch was cancelled or expired before this request was sent",
+                    code=WITHDRAWN,
+                )
             self._used[endpoint_id] = self.busy(endpoint_id) + 1
         try:
             yield
@@ -50,6 +78,15 @@ class EndpointSlots:
             self._used[endpoint_id] -= 1
             async with self._freed:
                 self._freed.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What a batch request carries through the proxy: the per-endpoint ``slots`` and
+    the id of its batch."""
+
+    slots: EndpointSlots
+    batch_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +99,7 @@ class Answer:
     status: int
     body: bytes
     request_id: str
+    withdrawn: bool
     retry_after: float | None
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -132,3 +170,11 @@ class Gathered:
     @property
     def body(self) -> bytes:
         return b"".join(self._parts)
+
+    @property
+    def withdrawn(self) -> bool:
+        """Whether the answer is the refusal of a request withdrawn before it was sent."""
+        if self.status != Conflict.status or WITHDRAWN.encode() not in self.body:
+            return False
+        error = orjson.loads(self.body).get("error")
+        return isinstance(error, dict) and error.get("code") == WITHDRAWN
