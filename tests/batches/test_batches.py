@@ -10,9 +10,9 @@ from typing import Any
 
 import openai
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from relaygate.db.tables import Batch
+from relaygate.db.tables import Batch, BatchRequest
 from tests.batches.conftest import (
     MODEL,
     BatchUpstream,
@@ -234,3 +234,38 @@ def test_batches_are_refused_clear_errors(gateway: Gateway) -> None:
         )
     with pytest.raises(openai.NotFoundError):
         client.batches.retrieve("batch_nope")
+
+
+def test_the_callers_rate_limit_holds_batch_requests_back_without_failing_them(
+    gateway: Gateway, upstream: BatchUpstream
+) -> None:
+    """Batch requests count against their key's rate limits: past the key's requests per
+    minute the rest wait (queued, no attempt spent) instead of failing."""
+    user = gateway.create_user("limited")
+    key = gateway.create_key(name="k", user_id=user["id"], requests_per_minute=3)["key"]
+    client = gateway.openai(key)
+    batch = client.batches.create(
+        input_file_id=upload(client, chat_lines(5)),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    deadline = time.monotonic() + 20
+    while sum(upstream.counts.completed.values()) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    async def waiting() -> list[tuple[str, int]]:
+        async with gateway.ctx.sessions() as session:
+            rows = await session.execute(
+                select(BatchRequest.state, BatchRequest.attempts).where(
+                    BatchRequest.batch_id == batch.id, BatchRequest.state != "done"
+                )
+            )
+            return [(state, attempts) for state, attempts in rows]
+
+    time.sleep(0.5)  # several polls: the held-back requests stay queued
+    assert sum(upstream.counts.received.values()) == 3
+    assert gateway.on_loop(waiting) == [("queued", 0), ("queued", 0)]
+    current = client.batches.retrieve(batch.id)
+    assert current.status == "in_progress"
+    assert current.request_counts.failed == 0

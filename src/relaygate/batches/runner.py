@@ -224,6 +224,11 @@ class BatchRunner:
             if answer.withdrawn:  # its batch ended while it waited: written as it ended
                 await retry_later(ctx, item, 0, attempted=False)
                 return
+            if _held_back(answer):  # the caller's rate limits: wait, it costs no attempt
+                metrics.batch_requests.labels("retried").inc()
+                wait = self._backoff(1, answer.retry_after)
+                await retry_later(ctx, item, wait, attempted=False)
+                return
             if _retryable(answer) and item.attempt < ctx.settings.batch_max_attempts:
                 metrics.batch_requests.labels("retried").inc()
                 await retry_later(ctx, item, self._backoff(item.attempt, answer.retry_after))
@@ -250,6 +255,16 @@ class BatchRunner:
         if retry_after is not None:
             wait = max(wait, min(retry_after, settings.max_cooldown_seconds))
         return min(wait, settings.max_cooldown_seconds)
+
+
+def _held_back(answer: Answer) -> bool:
+    """Whether relaygate itself held the request back for the caller's rate limits or
+    concurrency (not sent: retried without counting an attempt)."""
+    return (
+        not answer.sent
+        and answer.status == 429
+        and answer.code in ("rate_limit_exceeded", "concurrency_limit_exceeded")
+    )
 
 
 def _retryable(answer: Answer) -> bool:

@@ -92,15 +92,20 @@ class Ticket:
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What one batch request got: the ``status``, the response ``body`` (empty when it
-    was larger than the bound), the ``request_id`` it went by, the endpoint's
+    was larger than the bound), the ``request_id`` it went by, whether it was ``sent``
+    and refused ``withdrawn`` before it was, the endpoint's
     ``retry_after`` in seconds (None: not said), and its tokens and cost (None: not
     reported)."""
 
     status: int
     body: bytes
     request_id: str
+    sent: bool
+    """Whether an endpoint answered (else the answer is relaygate's own refusal)."""
     withdrawn: bool
     retry_after: float | None
+    code: str | None
+    """The error code of an error answer."""
     prompt_tokens: int | None
     completion_tokens: int | None
     cost: float | None
@@ -171,10 +176,18 @@ class Gathered:
     def body(self) -> bytes:
         return b"".join(self._parts)
 
+    def code(self) -> str | None:
+        """The ``code`` of an OpenAI-shaped error answer (None for any other)."""
+        if self.status < 400 or b'"code"' not in self.body:
+            return None
+        try:
+            error = orjson.loads(self.body).get("error")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        code = error.get("code") if isinstance(error, dict) else None
+        return code if isinstance(code, str) else None
+
     @property
     def withdrawn(self) -> bool:
         """Whether the answer is the refusal of a request withdrawn before it was sent."""
-        if self.status != Conflict.status or WITHDRAWN.encode() not in self.body:
-            return False
-        error = orjson.loads(self.body).get("error")
-        return isinstance(error, dict) and error.get("code") == WITHDRAWN
+        return self.status == Conflict.status and self.code() == WITHDRAWN
