@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+from sqlalchemy import update
 
+from relaygate.db.tables import StoredFile
+from relaygate.services.files import ORPHAN_GRACE_SECONDS, prune_once
 from tests.batches.conftest import MODEL, BatchUpstream, chat_lines, upload
 from tests.support.gateway import Gateway
 
@@ -194,4 +200,33 @@ def test_uploads_that_are_not_batch_files_are_refused(gateway: Gateway) -> None:
         "/v1/files", content=cut, headers={"content-type": "multipart/form-data; boundary=b"}
     )
     assert response.status_code == 400
+    assert stored(gateway) == []
+
+
+def test_expired_and_orphaned_contents_are_swept(gateway: Gateway) -> None:
+    """A file past its expiry is 404 at once and its contents are deleted by the next
+    sweep; so are the contents of a deleted user's files (their rows went with the user)."""
+    alice = gateway.create_user("alice")
+    alice_key = gateway.create_key(name="a", user_id=alice["id"])["key"]
+    bob_key = user_key(gateway, "bob")
+    kept = upload(gateway.openai(alice_key), chat_lines(1))
+    expiring = upload(gateway.openai(bob_key), chat_lines(1))
+
+    async def expire() -> None:
+        async with gateway.ctx.sessions.begin() as session:
+            await session.execute(
+                update(StoredFile)
+                .where(StoredFile.id == expiring)
+                .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+
+    gateway.on_loop(expire)
+    with pytest.raises(openai.NotFoundError):
+        gateway.openai(bob_key).files.retrieve(expiring)
+    gateway.admin.delete(f"/admin/api/v1/users/{alice['id']}").raise_for_status()
+    assert gateway.on_loop(lambda: prune_once(gateway.ctx)) == (1, 0)  # alice's is too new
+    assert stored(gateway) == [kept]
+    old = time.time() - ORPHAN_GRACE_SECONDS - 60
+    os.utime(Path(gateway.settings.files_path) / kept, (old, old))
+    assert gateway.on_loop(lambda: prune_once(gateway.ctx)) == (0, 1)
     assert stored(gateway) == []

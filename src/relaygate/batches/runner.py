@@ -268,6 +268,9 @@ def _held_back(answer: Answer) -> bool:
 
 
 def _retryable(answer: Answer) -> bool:
+    """Whether to send again: a 429 or 5xx, but for a spent budget (final at once)."""
+    if not answer.sent and answer.code == "budget_exceeded":
+        return False
     return answer.status == 429 or answer.status >= 500
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.batches.output import output_line
 from relaygate.context import Context
@@ -142,9 +143,11 @@ async def prepare(ctx: Context, batch_id: str) -> None:
             for number, offset, raw in split.feed(chunk):
                 count += _add_row(rows, batch_id, number, offset, raw)
             if len(rows) >= INSERT_ROWS:
-                await _insert(ctx, rows)
+                await _insert(ctx, batch_id, rows)
         for number, offset, raw in split.finish():
             count += _add_row(rows, batch_id, number, offset, raw)
+    except ClaimLost:
+        return  # cancelled meanwhile (its rows are written as cancelled), or taken over
     except OSError:
         await _fail(ctx, batch_id, "file_not_found", "the input file's contents are gone")
         return
@@ -154,7 +157,10 @@ async def prepare(ctx: Context, batch_id: str) -> None:
     if digest.hexdigest() != file.sha256:
         await _fail(ctx, batch_id, "file_corrupt", "the input file changed since its upload")
         return
-    await _insert(ctx, rows)
+    try:
+        await _insert(ctx, batch_id, rows)
+    except ClaimLost:
+        return
     now = utcnow()
     async with ctx.sessions.begin() as session:
         await session.execute(
@@ -195,12 +201,29 @@ def _add_row(
     return 1
 
 
-async def _insert(ctx: Context, rows: list[dict[str, object]]) -> None:
-    if not rows:
-        return
+class ClaimLost(Exception):
+    """This replica's claim on a batch ran out, or the batch was cancelled, mid-step."""
+
+
+async def _insert(ctx: Context, batch_id: str, rows: list[dict[str, object]]) -> None:
+    """Write ``rows`` and renew this replica's claim on the batch in one transaction.
+    Raises :class:`ClaimLost` (writing nothing) when the claim is no longer held."""
     async with ctx.sessions.begin() as session:
-        await session.execute(insert(BatchRequest), rows)
+        await _renew_batch(ctx, session, batch_id, "validating")
+        if rows:
+            await session.execute(insert(BatchRequest), rows)
     rows.clear()
+
+
+async def _renew_batch(ctx: Context, session: AsyncSession, batch_id: str, status: str) -> None:
+    result = await session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.status == status, Batch.claimed_by == ctx.replica)
+        .values(claimed_until=_lease(ctx, utcnow()))
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise ClaimLost(batch_id)
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -422,6 +445,8 @@ async def finalize(ctx: Context, batch_id: str) -> None:
                 )
             if not page:
                 break
+            async with ctx.sessions.begin() as session:  # raises ClaimLost
+                await _renew_batch(ctx, session, batch_id, "finalizing")
             for row in page:
                 good, line = output_line(row, unsent)
                 await outputs[good].write(line)
@@ -434,9 +459,11 @@ async def finalize(ctx: Context, batch_id: str) -> None:
                 await outputs[good].commit()
             else:
                 await outputs[good].abort()
-    except BaseException:
+    except BaseException as exc:
         for writer in outputs.values():
             await writer.abort()
+        if isinstance(exc, ClaimLost):
+            return
         raise
     now = utcnow()
     kept = {good: ids[good] for good in (True, False) if written[good]}

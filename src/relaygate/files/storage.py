@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -77,6 +78,24 @@ class FileStorage:
                 yield data
         finally:
             await asyncio.to_thread(handle.close)
+
+    async def ids_older_than(self, seconds: float) -> list[str]:
+        """Ids of the whole contents stored, last written more than ``seconds`` ago."""
+
+        def scan() -> list[str]:
+            limit = time.time() - seconds
+            if not self.root.is_dir():
+                return []
+            return [
+                entry.name
+                for entry in os.scandir(self.root)
+                if entry.is_file()
+                and not entry.name.startswith(".")
+                and not entry.name.endswith(_PART)
+                and entry.stat().st_mtime < limit
+            ]
+
+        return await asyncio.to_thread(scan)
 
     async def delete(self, file_id: str) -> None:
         """Delete the contents of ``file_id`` (nothing when already gone)."""

@@ -200,25 +200,58 @@ async def delete_file(ctx: Context, user_id: int | None, file_id: str) -> None:
     await ctx.files.delete(row.id)
 
 
+ORPHAN_GRACE_SECONDS = 3600.0
+"""Contents older than this with no row (their user was deleted) are swept; younger ones
+may be an upload or a batch output whose row is being written."""
+
+
+async def _orphans(ctx: Context) -> list[str]:
+    """Ids of contents in the file store that no row names, older than the grace."""
+    stored = await ctx.files.ids_older_than(ORPHAN_GRACE_SECONDS)
+    if not stored:
+        return []
+    known: set[str] = set()
+    async with ctx.sessions() as session:
+        for start in range(0, len(stored), 500):
+            chunk = stored[start : start + 500]
+            found = await session.scalars(select(StoredFile.id).where(StoredFile.id.in_(chunk)))
+            known.update(found)
+    return [file_id for file_id in stored if file_id not in known]
+
+
+async def prune_once(ctx: Context) -> tuple[int, int]:
+    """Delete expired files (rows and contents) and contents no row names any more (a
+    deleted user's, older than :data:`ORPHAN_GRACE_SECONDS`); returns how many of each."""
+    async with ctx.sessions.begin() as session:
+        gone = list(
+            (
+                await session.scalars(
+                    delete(StoredFile)
+                    .where(StoredFile.expires_at <= utcnow())
+                    .returning(StoredFile.id)
+                )
+            ).all()
+        )
+    for file_id in gone:
+        await ctx.files.delete(file_id)
+    orphans = await _orphans(ctx)
+    for file_id in orphans:
+        await ctx.files.delete(file_id)
+    return len(gone), len(orphans)
+
+
 async def prune_files(ctx: Context, stop: asyncio.Event, every: float = 600.0) -> None:
-    """Delete expired files, rows and contents, at start and then every ``every``
-    seconds until ``stop``; failures are logged and retried next time."""
+    """:func:`prune_once` at start and then every ``every`` seconds until ``stop``;
+    failures are logged and retried next time."""
     while not stop.is_set():
         try:
-            async with ctx.sessions.begin() as session:
-                gone = list(
-                    (
-                        await session.scalars(
-                            delete(StoredFile)
-                            .where(StoredFile.expires_at <= utcnow())
-                            .returning(StoredFile.id)
-                        )
-                    ).all()
+            expired, orphans = await prune_once(ctx)
+            if expired or orphans:
+                log.info(
+                    "deleted %d expired files and the contents of %d no longer recorded",
+                    expired,
+                    orphans,
                 )
-            for file_id in gone:
-                await ctx.files.delete(file_id)
-            if gone:
-                log.info("deleted %d expired files", len(gone))
         except Exception:
             log.exception("could not delete expired files; will retry")
         with contextlib.suppress(TimeoutError):
