@@ -234,6 +234,9 @@ class Settings(BaseModel):
     batch_retry_seconds: float = Field(default=2.0, gt=0)
     """The first wait before a batch request is retried; it doubles on each attempt (an
     endpoint's ``Retry-After`` is honoured up to ``max_cooldown_seconds``)."""
+    batch_max_response_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    """Largest answer kept for one batch request (each in flight is held whole until it
+    is written); a larger one ends the request with the error ``response_too_large``."""
     batch_lease_seconds: float = Field(default=60.0, gt=0)
     """How long a replica's claim on a batch request (or on a batch being prepared or
     finalized) lasts without being renewed; past it, another replica takes it over."""

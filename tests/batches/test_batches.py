@@ -269,3 +269,26 @@ def test_the_callers_rate_limit_holds_batch_requests_back_without_failing_them(
     current = client.batches.retrieve(batch.id)
     assert current.status == "in_progress"
     assert current.request_counts.failed == 0
+
+
+def test_an_answer_over_the_bound_ends_its_request_with_an_error(
+    tmp_path: Path, upstream: BatchUpstream
+) -> None:
+    """An upstream cannot make relaygate hold more than ``batch_max_response_bytes`` of
+    one answer: a larger answer ends its request as the error response_too_large."""
+    gateway = Gateway(tmp_path, batch_poll_interval=0.05, batch_max_response_bytes=100).start()
+    try:
+        gateway.add_endpoint("local", upstream.url)
+        client = gateway.openai()
+        batch = client.batches.create(
+            input_file_id=upload(client, chat_lines(3)),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        done = wait_for(client, batch.id, ("completed",))
+        assert done.request_counts.failed == 3
+        errors = output_lines(client, done.error_file_id)
+        assert {e["error"]["code"] for e in errors} == {"response_too_large"}
+        assert all(e["response"] is None for e in errors)
+    finally:
+        gateway.stop()

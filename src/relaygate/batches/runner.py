@@ -220,6 +220,7 @@ class BatchRunner:
                 body,
                 new_request_id(),
                 Ticket(self.slots, item.batch_id),
+                ctx.settings.batch_max_response_bytes,
             )
             if answer.withdrawn:  # its batch ended while it waited: written as it ended
                 await retry_later(ctx, item, 0, attempted=False)
@@ -278,7 +279,7 @@ def _outcome(answer: Answer) -> Outcome:
     if answer.too_large:
         return Outcome(
             error_code="response_too_large",
-            error_message="the answer was larger than max_body_bytes",
+            error_message="the answer was larger than batch_max_response_bytes",
             prompt_tokens=answer.prompt_tokens or 0,
             completion_tokens=answer.completion_tokens or 0,
             cost=answer.cost or 0.0,

@@ -177,15 +177,17 @@ class Proxy:
         body: bytes,
         request_id: str,
         ticket: Ticket,
+        max_answer: int,
     ) -> Answer:
         """Serve one batch request for ``principal``: ``POST path`` with the JSON
         ``body``, known by ``request_id``, as a live request is served (routing, access,
         failover, rate limits, budgets, accounting) but outside the live path's capacity,
-        holding one of the ``ticket``'s per-endpoint slots while it is sent. Returns the
+        holding one of the ``ticket``'s per-endpoint slots while it is sent, its answer
+        kept up to ``max_answer`` bytes (``too_large`` past it). Returns the
         :class:`Answer`, errors included (never raises but for cancellation)."""
         exchange = Exchange(time.perf_counter(), request_id)
         exchange.ticket = ticket
-        gathered = Gathered(body, self._max_body)
+        gathered = Gathered(body, max_answer)
         scope = batch_scope(path, body, request_id)
         await self._serve(scope, gathered.receive, gathered.send, exchange, principal)
         tokens = exchange.tokens
