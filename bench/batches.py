@@ -99,17 +99,20 @@ class Server:
         self.pid = self.serve.process.pid
         auth = {"Authorization": f"Bearer {key}"}
         self.client = httpx.Client(base_url=self.serve.url, headers=auth, timeout=120)
-        self.call(
-            "POST", "/admin/api/v1/endpoints", json={"name": "nginx", "url": nginx.base(False)}
-        )
         url = self.serve.url + "/v1/chat/completions"
         self.gateway = Gateway(name, url, url, {"json": auth}, [self.serve.process])
-        deadline = time.monotonic() + 60
-        while MODEL not in {m["id"] for m in self.call("GET", "/v1/models")["data"]}:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"relaygate does not list {MODEL}")
-            time.sleep(0.2)
-        check(self.gateway, False, request_body(False))
+        try:
+            endpoint = {"name": "nginx", "url": nginx.base(False)}
+            self.call("POST", "/admin/api/v1/endpoints", json=endpoint)
+            deadline = time.monotonic() + 60
+            while MODEL not in {m["id"] for m in self.call("GET", "/v1/models")["data"]}:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"relaygate does not list {MODEL}")
+                time.sleep(0.2)
+            check(self.gateway, False, request_body(False))
+        except BaseException:
+            self.stop()
+            raise
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.client.request(method, path, **kwargs)
@@ -258,6 +261,7 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     work = pathlib.Path(tempfile.mkdtemp(prefix="relaygate-batches-"))
+    work.chmod(0o755)  # nginx's workers run as another user
     nginx = Nginx(work, [MODEL], ["bench-stream"])
     big, small = write_jsonl(work, args.requests), write_jsonl(work, args.small)
     results: dict[str, Any] = {"alone": [], "with_batch": [], "fresh": [], "logs": {}}

@@ -49,6 +49,8 @@ from relaygate.snapshot import Principal
 log = logging.getLogger(__name__)
 CLAIM_AT_ONCE = 64
 """Most requests claimed in one transaction."""
+QUEUED_COUNT_SECONDS = 10.0
+"""Seconds between counts of the queued requests (for the metric)."""
 
 
 class _BatchInfo:
@@ -76,6 +78,7 @@ class BatchRunner:
         self._batches: dict[str, _BatchInfo] = {}
         self._wake = asyncio.Event()
         self._step_now = False
+        self._counted = 0.0
         metrics.batch_running.set_function(lambda: len(self._running))
 
     def wake(self) -> None:
@@ -151,9 +154,15 @@ class BatchRunner:
     async def _step_batches(self) -> None:
         ctx = self._ctx
         await self.slots.set_limits(await endpoint_limits(ctx))
-        self._metrics.batch_queued.set(await queued_count(ctx))
+        now = time.monotonic()
+        if now - self._counted >= QUEUED_COUNT_SECONDS:
+            self._counted = now
+            self._metrics.batch_queued.set(await queued_count(ctx))
         await expire_due(ctx)
-        await self.slots.withdraw(await withdrawn(ctx, list(self._batches)))
+        stopped, ended = await withdrawn(ctx, list(self._batches))
+        await self.slots.withdraw(stopped)
+        for batch_id in ended:  # no request of it is left to send
+            self._batches.pop(batch_id, None)
         validating, ready = await batches_to_step(ctx)
         for batch_id in validating:
             if await claim_batch(ctx, batch_id, "validating", "validating"):

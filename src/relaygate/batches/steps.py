@@ -33,6 +33,7 @@ from relaygate.files.lines import LineSplitter, parse_line
 from relaygate.services.files import new_file_id
 
 log = logging.getLogger(__name__)
+ENDED = ("completed", "failed", "expired", "cancelled")
 INSERT_ROWS = 1000
 """Rows written per transaction when a batch is prepared, and read per page when it is
 finalized."""
@@ -563,16 +564,21 @@ async def key_hash_of(ctx: Context, key_id: int) -> str | None:
         return await session.scalar(select(ApiKey.key_hash).where(ApiKey.id == key_id))
 
 
-async def withdrawn(ctx: Context, batch_ids: list[str]) -> frozenset[str]:
-    """Those of ``batch_ids`` that no longer send requests: ended, cancelled, or past
-    their window."""
+async def withdrawn(ctx: Context, batch_ids: list[str]) -> tuple[frozenset[str], list[str]]:
+    """Those of ``batch_ids`` that send no more requests (cancelled, past their window,
+    or ended), and those of them that have ended."""
     if not batch_ids:
-        return frozenset()
+        return frozenset(), []
     async with ctx.sessions() as session:
-        found = await session.scalars(
-            select(Batch.id).where(
-                Batch.id.in_(batch_ids),
-                or_(Batch.status != "in_progress", Batch.expires_at <= utcnow()),
+        found = list(
+            await session.execute(
+                select(Batch.id, Batch.status).where(
+                    Batch.id.in_(batch_ids),
+                    or_(Batch.status != "in_progress", Batch.expires_at <= utcnow()),
+                )
             )
         )
-        return frozenset(found)
+    return (
+        frozenset(batch_id for batch_id, _ in found),
+        [batch_id for batch_id, status in found if status in ENDED],
+    )
