@@ -41,6 +41,8 @@ class Counts:
     hold_after: int | None = None
     """Once this many requests completed, later ones are held (not answered) until it is
     set back to None; a held request whose client leaves is never completed."""
+    held: set[str] = field(default_factory=set)
+    """Tags whose requests wait (unanswered) while they are in the set."""
     in_flight: int = 0
     most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,7 +84,7 @@ class BatchUpstream:
             try:
                 if counts.delay:
                     await asyncio.sleep(counts.delay)
-                while (
+                while tag in counts.held or (
                     counts.hold_after is not None
                     and sum(counts.completed.values()) >= counts.hold_after
                 ):

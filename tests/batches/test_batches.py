@@ -4,6 +4,7 @@ run over the endpoint's chat completions, output files in OpenAI's line format."
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -291,4 +292,59 @@ def test_an_answer_over_the_bound_ends_its_request_with_an_error(
         assert {e["error"]["code"] for e in errors} == {"response_too_large"}
         assert all(e["response"] is None for e in errors)
     finally:
+        gateway.stop()
+
+
+def test_batch_requests_yield_to_live_traffic_and_never_take_its_slots(
+    tmp_path: Path, upstream: BatchUpstream
+) -> None:
+    """While live requests in flight are at ``batch_yield_at`` of the process's limit no
+    batch request starts, and batch requests in flight never count against the live
+    limit: a live request is served whatever the batch is doing."""
+    gateway = Gateway(
+        tmp_path,
+        batch_poll_interval=0.05,
+        max_concurrent_requests=4,
+        batch_yield_at=0.5,
+        batch_concurrency=8,
+    ).start()
+    pool = ThreadPoolExecutor(4)
+    try:
+        gateway.add_endpoint("local", upstream.url)
+        client = gateway.openai()
+
+        def live(tag: str) -> str | None:
+            reply = client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": tag}]
+            )
+            return reply.choices[0].message.content
+
+        upstream.counts.held.update({"live-0", "live-1"})
+        held = [pool.submit(live, f"live-{n}") for n in range(2)]
+        deadline = time.monotonic() + 10
+        while upstream.counts.in_flight < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        batch = client.batches.create(
+            input_file_id=upload(client, chat_lines(12)),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        wait_for(client, batch.id, ("in_progress",))
+        time.sleep(0.5)  # many polls of the runner: none may start a batch request
+        assert not any(tag.startswith("req-") for tag in upstream.counts.received)
+        upstream.counts.held.clear()
+        assert [f.result(10) for f in held] == ["echo live-0", "echo live-1"]
+
+        upstream.counts.held.update(f"req-{n}" for n in range(12))  # batch requests wait
+        deadline = time.monotonic() + 10
+        while upstream.counts.in_flight < 8:  # the batch holds 8 upstream, live holds none
+            assert time.monotonic() < deadline, upstream.counts.in_flight
+            time.sleep(0.02)
+        assert [live(f"more-{n}") for n in range(3)] == [f"echo more-{n}" for n in range(3)]
+        upstream.counts.held.clear()
+        assert wait_for(client, batch.id, ("completed",)).request_counts.completed == 12
+    finally:
+        upstream.counts.held.clear()
+        pool.shutdown()
         gateway.stop()
