@@ -18,7 +18,10 @@ from sqlalchemy import select
 from relaygate.context import SECRET_CHECK_KEY
 from relaygate.db.engine import make_engine, make_sessionmaker
 from relaygate.db.tables import Endpoint, Meta
+from relaygate.errors import ConfigError
+from relaygate.settings import load_settings
 from relaygate.vault import CHECK_PLAINTEXT, Vault
+from tests.batches.conftest import chat_lines, upload
 from tests.conftest import Upstream
 from tests.support import databases
 from tests.support.gateway import Gateway
@@ -334,3 +337,96 @@ def test_timeouts_fallback_and_prices(
         m["upstream_id"]: m for m in json.loads(ok(tmp_path, env, "models", "list", "--json"))
     }
     assert listed["m-1"]["fallback_model"] == "m-2"
+
+
+def test_endpoint_batch_concurrency(
+    tmp_path: Path, env: dict[str, str], upstream: Upstream
+) -> None:
+    """`endpoints add/update --batch-concurrency N` sets it, `--clear-batch-concurrency`
+    follows the setting again, a value out of range is a one-line error, and the config
+    file seeds it."""
+    added = ok(
+        tmp_path,
+        env,
+        "endpoints",
+        "add",
+        "local",
+        upstream.url,
+        "--batch-concurrency",
+        "8",
+        "--no-sync",
+        "--json",
+    )
+    assert json.loads(added)["batch_concurrency"] == 8
+    assert "batch_concurrency  8" in ok(tmp_path, env, "endpoints", "show", "local")
+    updated = ok(
+        tmp_path, env, "endpoints", "update", "local", "--batch-concurrency", "2", "--json"
+    )
+    assert json.loads(updated)["batch_concurrency"] == 2
+    for bad in ("0", "1001"):
+        wrong = relaygate(
+            tmp_path, "endpoints", "update", "local", "--batch-concurrency", bad, env=env
+        )
+        assert wrong.returncode == 1
+        assert wrong.stderr.startswith("error: batch_concurrency must be a whole number from 1")
+    cleared = ok(
+        tmp_path, env, "endpoints", "update", "local", "--clear-batch-concurrency", "--json"
+    )
+    assert json.loads(cleared)["batch_concurrency"] is None
+    assert "batch_concurrency  settings" in ok(tmp_path, env, "endpoints", "show", "local")
+
+    seeded = [{"name": "seeded", "url": upstream.url, "batch_concurrency": 16}]
+    running = Gateway(tmp_path / "seed", endpoints=seeded).start()
+    try:
+        assert running.endpoint("seeded")["batch_concurrency"] == 16
+    finally:
+        running.stop()
+    with pytest.raises(ConfigError, match="batch_concurrency"):
+        load_settings(None, environ={}, endpoints=[{**seeded[0], "batch_concurrency": 0}])
+
+
+def test_batches_list_and_cancel(tmp_path: Path, upstream: Upstream) -> None:
+    """`batches list` shows a batch a user created through the API with its owner,
+    status and counts (filtered by --user and --status), and `batches cancel` cancels it."""
+    # No batch work after start-up: the batch stays validating while the CLI looks.
+    gateway = Gateway(tmp_path, batch_poll_interval=3600).start()
+    try:
+        gateway.add_endpoint("local", upstream.url)
+        ann = gateway.create_user("ann")
+        client = gateway.openai(gateway.create_key(user_id=ann["id"])["key"])
+        file_id = upload(client, chat_lines(2, model="gpt-test"))
+        batch = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        env = cli_env(
+            tmp_path,
+            RELAYGATE_DATABASE_URL=gateway.settings.database_url,
+            RELAYGATE_SECRET_KEY=gateway.settings.secret_key or "",
+        )
+        table = ok(tmp_path, env, "batches", "list").splitlines()
+        assert table[0].split() == [
+            "ID",
+            "USER",
+            "STATUS",
+            "COMPLETED/FAILED/TOTAL",
+            "CREATED",
+            "COST",
+        ]
+        assert table[1].split()[:4] == [batch.id, "ann", "validating", "0/0/2"]
+        [item] = json.loads(ok(tmp_path, env, "batches", "list", "--user", "ann", "--json"))
+        assert (item["id"], item["user_id"], item["user_name"]) == (batch.id, ann["id"], "ann")
+        assert ok(tmp_path, env, "batches", "list", "--user", str(ann["id"])).count(batch.id) == 1
+        assert ok(tmp_path, env, "batches", "list", "--status", "completed").strip() == "(none)"
+        nobody = relaygate(tmp_path, "batches", "list", "--user", "nobody", env=env)
+        assert (nobody.returncode, nobody.stderr.strip()) == (1, "error: no user 'nobody'")
+        wrong = relaygate(tmp_path, "batches", "list", "--status", "done", env=env)
+        assert wrong.returncode == 1 and "--status must be one of" in wrong.stderr
+
+        cancelled = ok(tmp_path, env, "batches", "cancel", batch.id)
+        assert cancelled.strip() == f"batch {batch.id} is cancelling"
+        assert client.batches.retrieve(batch.id).status == "cancelling"
+        assert "cancelling" in ok(tmp_path, env, "batches", "list", "--status", "cancelling")
+        unknown = relaygate(tmp_path, "batches", "cancel", "batch_" + "0" * 24, env=env)
+        assert unknown.returncode == 1 and "no batch" in unknown.stderr
+    finally:
+        gateway.stop()

@@ -35,6 +35,8 @@ DEFAULT_DATABASE_URL = "sqlite:///./data/relaygate.db"
 MAX_SYNC_INTERVAL = 365 * 24 * 3600.0
 """The longest interval between two syncs of an endpoint (a year): the next sync's time
 must stay a representable date."""
+MAX_BATCH_CONCURRENCY = 1000
+"""The most batch requests an endpoint may be given to run at once per process."""
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 MIN_SECRET_BYTES = 32
@@ -125,6 +127,8 @@ class EndpointSeed(BaseModel):
     messages_api: ApiMode = "auto"
     responses_api: ApiMode = "auto"
     chat_api: ApiMode = "auto"
+    batch_concurrency: int | None = Field(default=None, ge=1, le=MAX_BATCH_CONCURRENCY)
+    """Batch requests one process sends the endpoint at once; None: the setting's."""
 
 
 class Settings(BaseModel):

@@ -231,3 +231,35 @@ def test_same_name_of_another_endpoint_is_a_conflict_until_pooled(
         response = gateway.admin.patch(f"{API}/endpoints/{endpoint['id']}", json={"pool": "p"})
         assert response.status_code == 200, response.text
     assert [m["conflict"] for m in gateway.admin.get(f"{API}/models").json()] == [None, None]
+
+
+def test_batch_concurrency_is_set_shown_and_cleared(gateway: Gateway, upstream: Upstream) -> None:
+    """``batch_concurrency`` given at creation shows in the endpoint object, a PATCH
+    changes it, and a PATCH to null follows the setting again (the object says null)."""
+    created = gateway.add_endpoint("local", upstream.url, batch_concurrency=2)
+    assert created["batch_concurrency"] == 2
+    path = f"{API}/endpoints/{created['id']}"
+    assert gateway.admin.get(path).json()["batch_concurrency"] == 2
+    changed = gateway.admin.patch(path, json={"batch_concurrency": 1000})
+    assert changed.status_code == 200 and changed.json()["batch_concurrency"] == 1000
+    untouched = gateway.admin.patch(path, json={"pool": "p"})
+    assert untouched.json()["batch_concurrency"] == 1000
+    cleared = gateway.admin.patch(path, json={"batch_concurrency": None})
+    assert cleared.status_code == 200 and cleared.json()["batch_concurrency"] is None
+    assert gateway.admin.get(path).json()["batch_concurrency"] is None
+    assert gateway.add_endpoint("other", upstream.url, pool="p")["batch_concurrency"] is None
+
+
+def test_batch_concurrency_out_of_range_is_400(gateway: Gateway, upstream: Upstream) -> None:
+    """0, 1001, a fraction, a string or a boolean is a 400 naming the field, on create
+    and on PATCH, and changes nothing."""
+    created = gateway.add_endpoint("local", upstream.url, batch_concurrency=3)
+    for bad in (0, -1, 1001, 2.5, "4", True):
+        for method, path, body in (
+            ("POST", f"{API}/endpoints", {"name": "x", "url": upstream.url}),
+            ("PATCH", f"{API}/endpoints/{created['id']}", {}),
+        ):
+            response = gateway.admin.request(method, path, json={**body, "batch_concurrency": bad})
+            assert response.status_code == 400, (method, bad)
+            assert response.json()["error"]["param"] == "batch_concurrency", response.text
+    assert [e["batch_concurrency"] for e in gateway.admin.get(f"{API}/endpoints").json()] == [3]

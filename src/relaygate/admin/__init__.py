@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from relaygate.admin import endpoints, groups, keys, me, models, registry, usage, users
+from relaygate.admin import batches, endpoints, groups, keys, me, models, registry, usage, users
 
 PREFIX = "/admin/api/v1"
 
@@ -12,7 +12,7 @@ PREFIX = "/admin/api/v1"
 def admin_router() -> APIRouter:
     """Every admin route under :data:`PREFIX`."""
     router = APIRouter(prefix=PREFIX)
-    for module in (endpoints, models, users, groups, keys, me, registry, usage):
+    for module in (endpoints, models, users, groups, keys, me, registry, usage, batches):
         router.include_router(module.router)
     router.include_router(usage.me_router)
     return router

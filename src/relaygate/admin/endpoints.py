@@ -7,7 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import (
+from relaygate.admin.endpoint_schemas import (
     EndpointCreate,
     EndpointDeleted,
     EndpointOut,
@@ -50,6 +50,7 @@ def endpoint_out(info: EndpointInfo) -> EndpointOut:
         responses_api=info.apis.responses_api,
         chat_api=info.apis.chat_api,
         api_found=info.apis.found,
+        batch_concurrency=info.batch_concurrency,
         created_at=info.created_at,
         updated_at=info.updated_at,
         sync=SyncState(

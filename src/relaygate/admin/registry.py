@@ -7,8 +7,8 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.admin.endpoint_schemas import HostOut, RegistryRefreshOut, RegistryStatusOut
 from relaygate.admin.endpoints import endpoint_out, sync_out
-from relaygate.admin.schemas import HostOut, RegistryRefreshOut, RegistryStatusOut
 from relaygate.context import Context
 from relaygate.db.tables import utcnow
 from relaygate.services import registry as service

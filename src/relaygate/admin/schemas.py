@@ -1,5 +1,7 @@
 """The admin API's request and response bodies (DESIGN.md, "The contract"), and the
-field types that keep what a client sends within what the database can store."""
+field types that keep what a client sends within what the database can store. Those of
+endpoints and the registry are in :mod:`.endpoint_schemas`, of budgets in
+:mod:`.budget_schemas`, of batches in :mod:`.batch_schemas`."""
 
 from __future__ import annotations
 
@@ -18,8 +20,6 @@ from relaygate.admin.budget_schemas import (
     budget_field,
 )
 from relaygate.ratelimit import MAX_LIMIT
-from relaygate.routes import MAX_EXTRA_ROUTES
-from relaygate.settings import MAX_SYNC_INTERVAL
 
 ID_MAX = 2**31 - 1
 """The largest row id: ids are INTEGER columns, 32-bit on PostgreSQL."""
@@ -55,10 +55,6 @@ Timestamp = Annotated[datetime, AfterValidator(_utc)]
 conversion leaves Python's years 1 to 9999 is a 400, not an OverflowError."""
 
 
-SyncInterval = Annotated[float, Field(gt=0, le=MAX_SYNC_INTERVAL)]
-"""Seconds between two syncs of an endpoint: more than zero, at most a year."""
-
-
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,185 +77,6 @@ def _tpm(of: str) -> Any:
         strict=True,
         description=f"Tokens (prompt + completion) per minute {of}; null: no limit",
     )
-
-
-class Timeouts(Input):
-    """An endpoint's own timeouts in seconds; a timeout left out follows the settings."""
-
-    connect: float | None = Field(default=None, gt=0, le=86400)
-    first_byte: float | None = Field(
-        default=None, gt=0, le=86400, description="From the request to the response headers"
-    )
-    idle: float | None = Field(
-        default=None, gt=0, le=86400, description="Between two chunks of the response"
-    )
-    total: float | None = Field(default=None, gt=0, le=86400)
-
-    def chosen(self) -> dict[str, float]:
-        return {name: value for name, value in self.model_dump().items() if value is not None}
-
-
-POOL_HELP = "Endpoints of one pool serve their models of the same name together; null: none"
-ROUTES_HELP = "Routes forwarded besides the provider type's, e.g. 'POST /tokenize'"
-
-
-API_MODE_HELP = (
-    "How {api} requests reach the endpoint: native (as sent), translate (to the API it "
-    "serves), or auto (native until it answers 404/405 for the route, then translated "
-    "until its next sync)"
-)
-ApiMode = Literal["auto", "native", "translate"]
-
-
-class EndpointCreate(Input):
-    name: Text = Field(min_length=1, max_length=200)
-    type: Text = "openai"
-    url: Text = Field(max_length=2000, examples=["https://api.openai.com/v1"])
-    api_key: Text | None = None
-    api_key_env: Text | None = Field(
-        default=None,
-        max_length=200,
-        description="Read the key from this environment variable instead",
-    )
-    auth_header: Text | None = Field(default=None, description="Custom auth header, e.g. api-key")
-    auth_prefix: Text | None = Field(default=None, description="Prefix before the key, e.g. ''")
-    model_filter: list[Text] = Field(default_factory=list)
-    enabled: bool = True
-    requires_user_key: bool = Field(
-        default=False, description="No shared key: each user must set their own"
-    )
-    groups: list[Text] = Field(
-        default_factory=lambda: ["everyone"], description="Groups granted the whole endpoint"
-    )
-    sync: bool = Field(default=True, description="Sync the endpoint's models right away")
-    sync_interval: SyncInterval | None = None
-    timeouts: Timeouts | None = None
-    pool: Text | None = Field(default=None, max_length=200, description=POOL_HELP)
-    extra_routes: list[Text] = Field(
-        default_factory=list, max_length=MAX_EXTRA_ROUTES, description=ROUTES_HELP
-    )
-    messages_api: ApiMode = Field(default="auto", description=API_MODE_HELP.format(api="Messages"))
-    responses_api: ApiMode = Field(
-        default="auto", description=API_MODE_HELP.format(api="Responses")
-    )
-    chat_api: ApiMode = Field(default="auto", description=API_MODE_HELP.format(api="chat"))
-
-
-class EndpointUpdate(Input):
-    """Only the fields sent are changed; ``api_key: null`` clears the stored key."""
-
-    name: Text | None = Field(default=None, min_length=1, max_length=200)
-    url: Text | None = Field(default=None, max_length=2000)
-    api_key: Text | None = None
-    api_key_env: Text | None = Field(default=None, max_length=200)
-    auth_header: Text | None = None
-    auth_prefix: Text | None = None
-    model_filter: list[Text] | None = None
-    enabled: bool | None = None
-    requires_user_key: bool | None = None
-    sync_interval: SyncInterval | None = None
-    timeouts: Timeouts | None = Field(
-        default=None, description="Replaces the endpoint's own timeouts; null clears them"
-    )
-    pool: Text | None = Field(default=None, max_length=200, description=POOL_HELP)
-    extra_routes: list[Text] | None = Field(
-        default=None, max_length=MAX_EXTRA_ROUTES, description=ROUTES_HELP
-    )
-    messages_api: ApiMode | None = None
-    responses_api: ApiMode | None = None
-    chat_api: ApiMode | None = None
-
-
-class EndpointValidate(Input):
-    type: Text = "openai"
-    url: Text = Field(max_length=2000, examples=["https://api.openai.com/v1"])
-    api_key: Text | None = None
-    auth_header: Text | None = None
-    auth_prefix: Text | None = None
-
-
-class SyncState(BaseModel):
-    status: Literal["never", "ok", "error"]
-    last_synced_at: datetime | None
-    error: str | None
-    models_online: int
-    models_offline: int
-
-
-class HealthOut(BaseModel):
-    """Passive health as this process sees it: ``cooling_down`` endpoints are skipped."""
-
-    state: Literal["healthy", "failing", "cooling_down"]
-    consecutive_failures: int
-    cooldown_until: datetime | None
-    last_error: str | None
-    last_failure_at: datetime | None
-
-
-class EndpointOut(BaseModel):
-    id: int
-    name: str
-    type: str
-    url: str
-    enabled: bool
-    has_api_key: bool
-    api_key_source: Literal["stored", "env", "none"]
-    api_key_env: str | None
-    api_key_hint: str | None
-    auth_header: str | None
-    auth_prefix: str | None
-    requires_user_key: bool
-    model_filter: list[str]
-    sync_interval: float | None
-    timeouts: dict[str, float]
-    pool: str | None
-    extra_routes: list[str]
-    messages_api: str
-    responses_api: str
-    chat_api: str
-    api_found: dict[str, str]
-    created_at: datetime
-    updated_at: datetime
-    sync: SyncState
-    health: HealthOut
-
-
-class EndpointDeleted(BaseModel):
-    id: int
-    deleted: bool = True
-    models_deleted: int
-
-
-class ValidationOut(BaseModel):
-    ok: bool
-    models: list[str]
-    error: str | None
-
-
-class SyncOut(BaseModel):
-    endpoint_id: int
-    endpoint: str
-    status: Literal["ok", "error"]
-    added: int
-    reactivated: int
-    deactivated: int
-    total: int
-    synced_at: datetime
-    error: str | None
-
-
-class SyncRunOut(BaseModel):
-    id: int
-    trigger: str
-    started_at: datetime
-    finished_at: datetime
-    status: Literal["ok", "error"]
-    added: int
-    reactivated: int
-    deactivated: int
-    total: int
-    error: str | None
-    replica: str | None
 
 
 class ModelConflictOut(BaseModel):
@@ -407,27 +224,6 @@ class KeyOut(BudgetOut):
 
 class KeyCreated(KeyOut):
     key: str = Field(description="The API key itself, shown this once")
-
-
-class RegistryRefreshOut(BaseModel):
-    refreshed_at: datetime
-    results: list[SyncOut]
-
-
-class HostOut(BaseModel):
-    platform: str
-    python: str
-    cpus: int
-    gpus: list[str]
-    relaygate: str
-
-
-class RegistryStatusOut(BaseModel):
-    last_refresh_at: datetime | None
-    endpoints: list[EndpointOut]
-    models_online: int
-    models_offline: int
-    host: HostOut
 
 
 class GroupCreate(Input):

@@ -1,3 +1,15 @@
 """Batches run by relaygate: their work in the database, claimed row by row so replicas
 share it (:mod:`.steps`), the output files (:mod:`.output`), and the loop that sends
 each request through the proxy (:mod:`.runner`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def wake_runner(state: Any) -> None:
+    """Make this process's batch runner (``state.batch_runner`` of the app, once it
+    runs) look for work at once: a batch was created or cancelled here."""
+    runner = getattr(state, "batch_runner", None)
+    if runner is not None:
+        runner.wake()

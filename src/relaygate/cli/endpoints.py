@@ -56,6 +56,13 @@ ExtraRoute = Annotated[
         "--route", help="Forward this route too, 'METHOD /path' below the URL; repeatable"
     ),
 ]
+BatchConcurrency = Annotated[
+    int | None,
+    typer.Option(
+        help="Batch requests one process sends it at once, 1 to 1000 (default: the "
+        "batch_concurrency setting)"
+    ),
+]
 
 
 def _row(info: EndpointInfo) -> dict[str, Any]:
@@ -66,6 +73,7 @@ def _row(info: EndpointInfo) -> dict[str, Any]:
     if info.health.last_error:
         row["health"] += f" ({info.health.consecutive_failures} failures: {info.health.last_error})"
     row["timeouts"] = ", ".join(f"{k}={v:g}" for k, v in info.timeouts.items()) or "settings"
+    row["batch_concurrency"] = info.batch_concurrency or "settings"
     return row
 
 
@@ -95,6 +103,7 @@ def _show(info: EndpointInfo, as_json: bool) -> None:
                 "pool",
                 "extra_routes",
                 "apis",
+                "batch_concurrency",
                 "health",
             )
         }
@@ -155,6 +164,7 @@ def add(
     messages_api: MessagesApi = None,
     responses_api: ResponsesApi = None,
     chat_api: ChatApi = None,
+    batch_concurrency: BatchConcurrency = None,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="Do not sync now")] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -183,6 +193,7 @@ def add(
                 messages_api=messages_api or "auto",
                 responses_api=responses_api or "auto",
                 chat_api=chat_api or "auto",
+                batch_concurrency=batch_concurrency,
             ),
             sync=not no_sync,
         ),
@@ -254,6 +265,10 @@ def update(
     messages_api: MessagesApi = None,
     responses_api: ResponsesApi = None,
     chat_api: ChatApi = None,
+    batch_concurrency: BatchConcurrency = None,
+    clear_batch_concurrency: Annotated[
+        bool, typer.Option(help="Follow the batch_concurrency setting again")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Change an endpoint; a new URL, key or filter syncs it again. ``--timeout`` sets
@@ -288,6 +303,8 @@ def update(
         changes.responses_api = responses_api
     if chat_api is not None:
         changes.chat_api = chat_api
+    if batch_concurrency is not None or clear_batch_concurrency:
+        changes.batch_concurrency = None if clear_batch_concurrency else batch_concurrency
     if clear_timeouts:
         changes.timeouts = None
     elif timeout:

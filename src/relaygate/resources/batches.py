@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaygate.admin.deps import get_ctx, get_principal
+from relaygate.batches import wake_runner
 from relaygate.context import Context
 from relaygate.services import batches as service
 from relaygate.snapshot import Principal
@@ -26,12 +27,6 @@ class BatchCreate(BaseModel):
     endpoint: str = Field(max_length=64)
     completion_window: str = Field(max_length=16)
     metadata: dict[str, Any] | None = None
-
-
-def _wake(request: Request) -> None:
-    runner = getattr(request.app.state, "batch_runner", None)
-    if runner is not None:
-        runner.wake()
 
 
 @router.post("")
@@ -53,7 +48,7 @@ async def create_batch(
             metadata=service.check_metadata(body.metadata),
         ),
     )
-    _wake(request)
+    wake_runner(request.app.state)
     return service.batch_object(row)
 
 
@@ -94,5 +89,5 @@ async def cancel_batch(
     """Cancel the caller's batch ``batch_id``; returns it ``cancelling`` (or as it is
     when already cancelled)."""
     row = await service.cancel_batch(ctx, caller.user_id, batch_id)
-    _wake(request)
+    wake_runner(request.app.state)
     return service.batch_object(row)

@@ -33,6 +33,9 @@ MAX_OPEN_BATCHES = 100
 """Batches one user may have that are not finished yet."""
 OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 ENDED = ("completed", "failed", "expired", "cancelled")
+STATUSES = OPEN + ENDED
+CANCELLABLE = ("validating", "in_progress")
+"""Statuses :func:`cancel_batch` moves to ``cancelling``."""
 
 
 def new_batch_id() -> str:
@@ -241,6 +244,13 @@ async def owner_names(ctx: Context, rows: list[Batch]) -> dict[int, str]:
         return {user_id: name for user_id, name in found}
 
 
+async def admin_objects(ctx: Context, rows: list[Batch]) -> list[dict[str, Any]]:
+    """The admin Batch objects of ``rows`` (:func:`batch_object` with ``admin``), each
+    with its owner's ``user_name``."""
+    names = await owner_names(ctx, rows)
+    return [{**batch_object(row, admin=True), "user_name": names.get(row.user_id)} for row in rows]
+
+
 async def cancel_batch(ctx: Context, user_id: int | None, batch_id: str) -> Batch:
     """Cancel the batch: no request of it is sent from now on, those in flight finish,
     then it is finalized as ``cancelled`` with what was done. Cancelling a batch being
@@ -254,7 +264,7 @@ async def cancel_batch(ctx: Context, user_id: int | None, batch_id: str) -> Batc
     async with ctx.sessions.begin() as session:
         result = await session.execute(
             update(Batch)
-            .where(Batch.id == row.id, Batch.status.in_(("validating", "in_progress")))
+            .where(Batch.id == row.id, Batch.status.in_(CANCELLABLE))
             .values(status="cancelling", cancelling_at=now, claimed_until=None)
             .execution_options(synchronize_session=False)
         )

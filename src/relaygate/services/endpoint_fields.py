@@ -1,7 +1,7 @@
 """The fields of an endpoint, checked: what an operator may give its URL, name, pool,
-timeouts, sync interval, key, key variable and custom auth header. Each check returns
-the value as stored and raises :class:`BadRequest` (``param`` naming the field) with a
-sentence saying what to write instead."""
+timeouts, sync interval, batch concurrency, key, key variable and custom auth header.
+Each check returns the value as stored and raises :class:`BadRequest` (``param`` naming
+the field) with a sentence saying what to write instead."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from relaygate.db.tables import Endpoint
 from relaygate.errors import BadRequest
-from relaygate.settings import API_MODES, MAX_SYNC_INTERVAL, Settings
+from relaygate.settings import API_MODES, MAX_BATCH_CONCURRENCY, MAX_SYNC_INTERVAL, Settings
 
 
 def check_url(url: str) -> str:
@@ -92,6 +92,23 @@ def check_interval(value: float | None) -> float | None:
         raise BadRequest(
             "sync_interval must be a positive number of seconds, at most a year",
             param="sync_interval",
+        )
+    return value
+
+
+def check_batch_concurrency(value: int | None) -> int | None:
+    """Batch requests one process may send the endpoint at once: a whole number from 1
+    to :data:`MAX_BATCH_CONCURRENCY`, or None to follow the ``batch_concurrency``
+    setting; raises :class:`BadRequest`."""
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_BATCH_CONCURRENCY
+    ):
+        raise BadRequest(
+            f"batch_concurrency must be a whole number from 1 to {MAX_BATCH_CONCURRENCY}, "
+            "or null to follow the batch_concurrency setting",
+            param="batch_concurrency",
         )
     return value
 

@@ -23,6 +23,7 @@ from relaygate.services.endpoint_fields import (
     ApiModes,
     api_modes,
     check_api_mode,
+    check_batch_concurrency,
     check_env_name,
     check_header,
     check_interval,
@@ -69,6 +70,8 @@ class EndpointInfo:
     apis: ApiModes
     """How Messages, Responses and chat-completions requests reach it, and what ``auto``
     found since the last sync."""
+    batch_concurrency: int | None
+    """Batch requests one process sends it at once; None: the setting's."""
     created_at: datetime
     updated_at: datetime
     sync_status: str
@@ -104,6 +107,8 @@ class EndpointChanges:
     messages_api: str | Unset = UNSET
     responses_api: str | Unset = UNSET
     chat_api: str | Unset = UNSET
+    batch_concurrency: int | Unset | None = UNSET
+    """None follows the ``batch_concurrency`` setting again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,7 @@ async def _info(session: AsyncSession, endpoint: Endpoint, health: Health) -> En
         pool=endpoint.pool,
         extra_routes=list(endpoint.extra_routes or []),
         apis=api_modes(endpoint),
+        batch_concurrency=endpoint.batch_concurrency,
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
         sync_status=endpoint.sync_status,
@@ -198,6 +204,8 @@ class EndpointSpec:
     messages_api: str = "auto"
     responses_api: str = "auto"
     chat_api: str = "auto"
+    batch_concurrency: int | None = None
+    """Batch requests one process sends it at once; None: the setting's."""
 
 
 def _set_key(
@@ -234,6 +242,7 @@ def check_spec(settings: Settings, spec: EndpointSpec) -> Endpoint:
         messages_api=check_api_mode("messages_api", spec.messages_api),
         responses_api=check_api_mode("responses_api", spec.responses_api),
         chat_api=check_api_mode("chat_api", spec.chat_api),
+        batch_concurrency=check_batch_concurrency(spec.batch_concurrency),
     )
 
 
@@ -338,6 +347,8 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
                 endpoint.pool = check_pool(changes.pool)
             if not isinstance(changes.extra_routes, Unset):
                 endpoint.extra_routes = parse_routes(changes.extra_routes) or None
+            if not isinstance(changes.batch_concurrency, Unset):
+                endpoint.batch_concurrency = check_batch_concurrency(changes.batch_concurrency)
             for api in ("messages_api", "responses_api", "chat_api"):
                 mode = getattr(changes, api)
                 if not isinstance(mode, Unset) and mode != getattr(endpoint, api):

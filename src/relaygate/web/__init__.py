@@ -9,7 +9,17 @@ from fastapi import APIRouter
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from relaygate.web import account, auth, budgets, endpoints, models, people, status, usage
+from relaygate.web import (
+    account,
+    auth,
+    batches,
+    budgets,
+    endpoints,
+    models,
+    people,
+    status,
+    usage,
+)
 from relaygate.web.render import add_filters
 
 HERE = Path(__file__).parent
@@ -18,7 +28,7 @@ HERE = Path(__file__).parent
 def console_router() -> APIRouter:
     """Every console page and form handler."""
     router = APIRouter(prefix="/ui", include_in_schema=False)
-    for module in (auth, endpoints, models, people, budgets, account, usage, status):
+    for module in (auth, endpoints, models, people, budgets, account, usage, batches, status):
         router.include_router(module.router)
     return router
 

@@ -1,6 +1,6 @@
 """Console: "My account" for every user — own usage over the last 7 days (chart and table
-by model), own API keys (shown once at creation), own provider keys (hints only), and the
-models they may use with ready-to-copy snippets."""
+by model), own API keys (shown once at creation), own provider keys (hints only), own
+batches, and the models they may use with ready-to-copy snippets."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from relaygate.errors import RelaygateError
 from relaygate.services import api_keys, budgets, provider_keys
+from relaygate.services import batches as batch_service
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import users as user_service
 from relaygate.web.auth import Checked, Session, context_of
@@ -20,6 +21,7 @@ from relaygate.web.usage import last_days, usage_view
 router = APIRouter()
 PAGE = "/ui/account"
 USAGE_DAYS = 7
+BATCHES_SHOWN = 20
 
 
 async def _account(request: Request, session: Session, new_key: str | None = None) -> Response:
@@ -36,6 +38,9 @@ async def _account(request: Request, session: Session, new_key: str | None = Non
     ]
     own = {k.endpoint_id: k for k in await provider_keys.list_own_keys(ctx, principal.user_id)}
     shown = {e.id for e in endpoints}
+    batches, more_batches = await batch_service.list_batches(
+        ctx, principal.user_id, limit=BATCHES_SHOWN
+    )
     return page(
         request,
         "account.html",
@@ -52,6 +57,8 @@ async def _account(request: Request, session: Session, new_key: str | None = Non
         usage_window=window,
         usage=await usage_view(ctx, window, group_by="model", user_id=principal.user_id),
         budgets=await budgets.own_budgets(ctx, principal),
+        batches=batches,
+        more_batches=more_batches,
     )
 
 

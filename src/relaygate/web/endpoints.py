@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response
 
-from relaygate.errors import RelaygateError
+from relaygate.errors import BadRequest, RelaygateError
 from relaygate.providers import PROVIDER_TYPES
 from relaygate.services import endpoints as service
 from relaygate.services import registry
@@ -26,6 +26,20 @@ def _filter(text: str) -> list[str]:
     return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
 
 
+def _concurrency(text: str) -> int | None:
+    """The batch concurrency field: blank for the setting's; raises :class:`BadRequest`
+    for anything but a whole number (its range is the service's to check)."""
+    if not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise BadRequest(
+            "batch concurrency must be a whole number, or blank for the setting's",
+            param="batch_concurrency",
+        ) from None
+
+
 async def sync_summary(request: Request, result: SyncResult) -> dict[str, Any]:
     """What the page shows after a sync, as JSON for its script: the result and the
     endpoint's model counts now."""
@@ -39,7 +53,14 @@ async def sync_summary(request: Request, result: SyncResult) -> dict[str, Any]:
 @router.get("/endpoints")
 async def endpoints_page(request: Request, session: Admin) -> Response:
     found = await service.list_endpoints(context_of(request))
-    return page(request, "endpoints.html", session, endpoints=found, types=PROVIDER_TYPES)
+    return page(
+        request,
+        "endpoints.html",
+        session,
+        endpoints=found,
+        types=PROVIDER_TYPES,
+        batch_default=context_of(request).settings.batch_concurrency,
+    )
 
 
 @router.post("/endpoints")
@@ -101,6 +122,7 @@ async def edit_endpoint(
     api_key: Annotated[str, Form()] = "",
     clear_key: Annotated[str, Form()] = "",
     model_filter: Annotated[str, Form()] = "",
+    batch_concurrency: Annotated[str, Form()] = "",
 ) -> Response:
     changes = EndpointChanges(name=name, url=url, model_filter=_filter(model_filter))
     if clear_key:
@@ -108,6 +130,7 @@ async def edit_endpoint(
     elif api_key:  # the key field is write-only: blank keeps the stored key
         changes.api_key = api_key
     try:
+        changes.batch_concurrency = _concurrency(batch_concurrency)
         info = await service.update_endpoint(context_of(request), endpoint_id, changes)
     except RelaygateError as exc:
         return back(PAGE, exc.message, "error")

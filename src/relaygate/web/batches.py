@@ -1,0 +1,52 @@
+"""Console: every user's batches (admins, ``/ui/batches``) — owner, progress, tokens and
+cost, and a cancel button for those still running. "My account" lists a user's own."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from relaygate.batches import wake_runner
+from relaygate.errors import RelaygateError
+from relaygate.services import batches as service
+from relaygate.web.auth import Admin, AdminChecked, context_of
+from relaygate.web.render import back, page
+
+router = APIRouter()
+PAGE = "/ui/batches"
+PAGE_SIZE = 50
+
+
+@router.get("/batches")
+async def batches_page(
+    request: Request, session: Admin, status: str = "", after: str = ""
+) -> Response:
+    ctx = context_of(request)
+    chosen = status if status in service.STATUSES else None
+    try:
+        rows, more = await service.list_batches(
+            ctx, None, after=after or None, limit=PAGE_SIZE, status=chosen
+        )
+    except RelaygateError as exc:  # a stale ``after``: its batch was deleted
+        return back(PAGE, exc.message, "error")
+    return page(
+        request,
+        "batches.html",
+        session,
+        batches=rows,
+        names=await service.owner_names(ctx, rows),
+        status=chosen,
+        statuses=service.STATUSES,
+        cancellable=service.CANCELLABLE,
+        next_after=rows[-1].id if more else None,
+    )
+
+
+@router.post("/batches/{batch_id}/cancel")
+async def cancel_batch(request: Request, batch_id: str, _: AdminChecked) -> Response:
+    try:
+        row = await service.cancel_batch(context_of(request), None, batch_id)
+    except RelaygateError as exc:
+        return back(PAGE, exc.message, "error")
+    wake_runner(request.app.state)
+    return back(PAGE, f"batch {row.id} is {row.status}")
