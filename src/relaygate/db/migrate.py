@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0012"
+HEAD = "0013"
 """The newest revision in ``migrations/versions`` (a test keeps the two in step)."""
 
 
