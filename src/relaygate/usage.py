@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class UsageEntry:
     """One proxied request, as stored in ``usage_records``. Times in milliseconds;
-    ``cost`` in the currency of the model's prices, or None when it has none."""
+    ``cost`` in the currency of the model's prices, or None when it has none;
+    ``audio_seconds`` what an answer billed by the audio's length reported (a
+    transcription's ``usage.seconds``)."""
 
     created_at: datetime
     request_id: str | None
@@ -49,6 +51,7 @@ class UsageEntry:
     completion_tokens: int | None
     total_tokens: int | None
     cost: float | None
+    audio_seconds: float | None = None
 
 
 def cost_of(

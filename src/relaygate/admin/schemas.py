@@ -286,6 +286,7 @@ class UsageRowOut(BaseModel):
     completion_tokens: int
     total_tokens: int
     cost: float
+    audio_seconds: float = 0.0
 
 
 class UsageOut(BaseModel):

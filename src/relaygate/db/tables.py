@@ -340,6 +340,8 @@ class UsageRecord(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     total_tokens: Mapped[int | None] = mapped_column(Integer)
     cost: Mapped[float | None] = mapped_column(Float)
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
+    """The seconds of audio an answer billed by duration reported (a transcription's)."""
 
 
 class BudgetCounter(Base):

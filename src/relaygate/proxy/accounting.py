@@ -128,8 +128,10 @@ class Accounting:
         latency = ended - exchange.arrived
         ttfb = exchange.first_byte_at - exchange.arrived if exchange.first_byte_at else None
         prompt = completion = total = None
+        seconds: float | None = None
         if tokens is not None:
             prompt, completion, total = tokens.prompt, tokens.completion, tokens.total
+            seconds = tokens.seconds
         bound = self._metrics.for_model(model if exchange.routed else "", endpoint)
         bound.request(status).inc()
         if target is not None:
@@ -166,6 +168,7 @@ class Accounting:
                 completion_tokens=completion,
                 total_tokens=total,
                 cost=cost,
+                audio_seconds=seconds,
             )
         )
 

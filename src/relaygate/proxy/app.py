@@ -4,7 +4,8 @@ Per request: authenticate from the snapshot, read and parse the body once, look
 up the model, rewrite ``model`` to the upstream id, forward over the shared
 aiohttp client and stream the answer back chunk by chunk. No database access.
 The upstream requests are :mod:`relaygate.proxy.upstream`'s, the accounting once
-the answer is out :mod:`relaygate.proxy.accounting`'s.
+the answer is out :mod:`relaygate.proxy.accounting`'s; a multipart form (a file
+upload) is read and sent on by :mod:`relaygate.proxy.multipart`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from relaygate.proxy.body import (
 from relaygate.proxy.checks import check_request
 from relaygate.proxy.headers import REQUEST_ID_HEADER
 from relaygate.proxy.in_flight import InFlight
+from relaygate.proxy.multipart import Form, Spliced, read_form
 from relaygate.proxy.outgoing import Outgoing, ask_for_usage
 from relaygate.proxy.stored import STORED_RESPONSES, answer_stored
 from relaygate.proxy.translation import (
@@ -277,8 +279,8 @@ class Proxy:
         path: str = scope["path"]
         method: str = scope["method"]
         stored = method in ("GET", "DELETE") and path.startswith(STORED_RESPONSES)
-        length = (
-            None
+        length, form_type = (
+            (None, None)
             if stored  # relaygate's own route: nothing goes upstream
             else check_request(method, path, headers, snapshot.route_policy, self._via)
         )
@@ -307,11 +309,17 @@ class Proxy:
 
         body = await read_body(receive, length, self._max_body, self._body_timeout)
         exchange.body_whole = True
-        payload, model = parse_model(body)
+        form = None if form_type is None else read_form(body, form_type)
+        payload: dict[str, Any]
+        if form is None:
+            payload, model = parse_model(body)
+        else:  # a form's payload is its model: all a budget's estimate reads of it
+            model, payload = form.model, {"model": form.model}
         exchange.model = model
-        exchange.stream = payload.get("stream") is True
-        check_payload(path, payload)
-        check_references(payload, body, path)
+        exchange.stream = payload.get("stream") is True if form is None else form.stream
+        if form is None:
+            check_payload(path, payload)
+            check_references(payload, body, path)
         route = snapshot.route_for(principal, model)
         if route is None:
             raise self._unavailable(snapshot, model)
@@ -320,10 +328,12 @@ class Proxy:
         budgets = self._budgets
         if budgets is not None and budgets.has_budget(snapshot, principal):
             # Raises BudgetExceeded (429) when a budget has not enough left.
+            # A form's files are no prompt tokens: its text fields are counted.
+            size = len(body) if form is None else form.text_bytes
             exchange.reservation = await budgets.reserve(
-                snapshot, principal, [target for target, _ in plan], path, payload, len(body)
+                snapshot, principal, [target for target, _ in plan], path, payload, size
             )
-        return await self._forward(scope, receive, send, plan, payload, model, body, exchange)
+        return await self._forward(scope, receive, send, plan, payload, model, body, exchange, form)
 
     def _plan(
         self, snapshot: Snapshot, principal: Principal, route: Route, method: str, path: str
@@ -393,6 +403,7 @@ class Proxy:
         model: str,
         body: bytes,
         state: Exchange,
+        form: Form | None = None,
     ) -> int:
         """Try the ``plan`` in turn until a target answers; fail over on connection
         errors, timeouts before the first byte, 5xx, 429 and refused provider keys — never
@@ -402,19 +413,23 @@ class Proxy:
         A streamed chat or text completion that did not ask for usage is sent with
         ``stream_options.include_usage`` so its tokens can be counted, and the extra
         usage chunk is kept from the client. A target whose endpoint does not serve the
-        client's API gets the request translated (:mod:`relaygate.proxy.translation`)."""
+        client's API gets the request translated (:mod:`relaygate.proxy.translation`);
+        a multipart ``form`` never is."""
         task = asyncio.current_task()
         path: str = scope["path"]
         translation = self._translation
-        modes = [translation.mode(path, target, payload) for target, _ in plan]
+        modes = [
+            NATIVE if form is not None else translation.mode(path, target, payload)
+            for target, _ in plan
+        ]
         assert state.principal is not None
         turn = (
             await translation.turn(path, payload, state.principal)
             if any(mode != NATIVE for mode in modes)
             else None
         )
-        rewrite = state.stream and ask_for_usage(path, payload, state)
-        out = Outgoing(payload, model, body, rewrite, state.strip_usage, turn)
+        rewrite = form is None and state.stream and ask_for_usage(path, payload, state)
+        out = Outgoing(payload, model, body, rewrite, state.strip_usage, turn, form)
 
         async def cancel_on_disconnect() -> None:
             # A client that goes away cancels the upstream request and frees its connection.
@@ -480,11 +495,12 @@ class Proxy:
         if mode != TRANSLATE:
             state.strip_usage = out.strip
             payload = out.payload
-            if target.upstream_id != out.model or out.rewrite:
+            sent: bytes | Spliced = out.body
+            if out.form is not None:  # the form's own bytes, around the new model
+                sent = out.form.with_model(target.upstream_id)
+            elif target.upstream_id != out.model or out.rewrite:
                 payload["model"] = target.upstream_id
                 sent = dump_body(payload)
-            else:
-                sent = out.body
             try:
                 status = await self._upstream.attempt(
                     scope, send, target, sent, state, final=final, probe=mode == PROBE

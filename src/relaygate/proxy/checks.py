@@ -8,8 +8,9 @@ type's inference routes, plus endpoints' extra routes; :mod:`relaygate.routes`).
 Any other path is answered 404 ``unsupported_route`` naming it, and another method
 on a forwarded path 405 with the methods it takes in ``allow``; ``/v1/models`` and
 ``/v1/models/{model}`` take ``GET`` and ``HEAD`` only. relaygate picks an endpoint by
-the ``model`` of a JSON request body, so a ``GET``, ``HEAD`` or ``DELETE`` without
-one is answered 405 too, with a message saying why.
+the ``model`` of a JSON request body (a form field on the routes that take
+``multipart/form-data``, :mod:`relaygate.proxy.multipart`), so a ``GET``, ``HEAD`` or
+``DELETE`` without one is answered 405 too, with a message saying why.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from relaygate.errors import (
     UnsupportedMediaType,
     UnsupportedRoute,
 )
+from relaygate.proxy.multipart import FORM_PATHS, form_boundary
 from relaygate.routes import RoutePolicy
 
 VIA_HEADER = b"x-relaygate-via"
@@ -39,6 +41,7 @@ _PLAIN = b"text/plain"
 _JSON_SUFFIX = b"+json"
 _MULTIPART = b"multipart/form-data"
 _FORM = b"application/x-www-form-urlencoded"
+_FORM_ROUTES = ", ".join(f"POST {path}" for path in sorted(FORM_PATHS))
 
 
 def check_header_size(headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
@@ -57,19 +60,24 @@ def check_request(
     headers: Iterable[tuple[bytes, bytes]],
     routes: RoutePolicy,
     via: bytes,
-) -> int | None:
+) -> tuple[int | None, bytes | None]:
     """Check a ``/v1/...`` request before it is authenticated or its body read.
 
     Takes the ASGI method, the decoded path, the raw headers (lower-case names), the
     ``routes`` some endpoint is sent (paths below its URL) and this installation's
-    ``via`` mark; returns the declared ``content-length`` (None when absent). Raises
+    ``via`` mark; returns the declared ``content-length`` (None when absent) and, for a
+    ``multipart/form-data`` request to a route that takes one
+    (:data:`~relaygate.proxy.multipart.FORM_PATHS`), its Content-Type (else None). Raises
     :class:`LoopDetected` (508) for a request that already passed through this
     relaygate (``via`` in its :data:`VIA_HEADER`), :class:`UnsupportedRoute` (404)
     for a route no endpoint is sent, :class:`MethodNotAllowed` (405, see the module
     docstring), :class:`BadRequest` for a ``.`` or ``..`` path segment (which would
     climb out of the endpoint's URL once forwarded), and
     :class:`UnsupportedMediaType` (415) for a content type other than none,
-    ``application/json``, ``*/*+json`` and ``text/plain``.
+    ``application/json``, ``*/*+json`` and ``text/plain`` (and ``multipart/form-data``
+    on the routes that take it), and :class:`BadRequest` for a multipart request with a
+    second Content-Type header or without a usable boundary
+    (:func:`~relaygate.proxy.multipart.form_boundary`).
     """
     if path == _MODELS or path.startswith(_MODELS_PREFIX):
         if method not in ("GET", "HEAD"):
@@ -80,15 +88,19 @@ def check_request(
         for name, value in headers:
             if name == VIA_HEADER:
                 _check_loop(value, via)
-        return None
+        return None, None
     if "." in path or "%" in path:
         _check_segments(path)
     _check_route(method, path, routes)
     length: int | None = None
+    form: bytes | None = None
+    types = 0
     chunked = False
     for name, value in headers:
         if name == b"content-type":
-            _check_content_type(value)
+            types += 1
+            if _check_content_type(value, path):
+                form = value
         elif name == b"content-length":
             # The server has already refused a content-length that is not a number.
             length = int(value) if value.isdigit() else None
@@ -99,7 +111,7 @@ def check_request(
         elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
             raise UnsupportedMediaType(
                 f"Content-Encoding {value.decode('latin-1')!r} is not supported: send the "
-                "JSON body uncompressed"
+                "body uncompressed"
             )
     if method in _NEVER_ROUTED or (method in _ROUTED_WITH_BODY and not length and not chunked):
         raise MethodNotAllowed(
@@ -107,7 +119,10 @@ def check_request(
             "of a JSON request body, so send POST with a JSON body",
             allow="POST",
         )
-    return length
+    if form is not None and types > 1:
+        # The boundary relaygate splits the body on must be the one the endpoint gets.
+        raise BadRequest("a multipart request must have one Content-Type header")
+    return length, form
 
 
 def _check_route(method: str, path: str, routes: RoutePolicy) -> None:
@@ -147,17 +162,22 @@ def _check_segments(path: str) -> None:
             )
 
 
-def _check_content_type(value: bytes) -> None:
+def _check_content_type(value: bytes, path: str) -> bool:
+    """Whether ``value`` is multipart/form-data on a route that takes it; raises
+    :class:`UnsupportedMediaType` for a type relaygate does not read."""
     media = value.partition(b";")[0].strip().lower()
     if not media or media in (_JSON, _PLAIN):
-        return
+        return False
     if media.endswith(_JSON_SUFFIX) and b"/" in media:
-        return
+        return False
     if media == _MULTIPART:
+        if path in FORM_PATHS:
+            form_boundary(value)  # raises BadRequest for none, or one not every parser reads
+            return True
         raise UnsupportedMediaType(
-            "multipart/form-data is not supported (so neither are file uploads such as "
-            "audio transcriptions): relaygate routes by the 'model' of a JSON body; send "
-            "'Content-Type: application/json'"
+            f"multipart/form-data is not supported on {path}: relaygate reads a form's "
+            f"'model' only on the routes that take file uploads ({_FORM_ROUTES}); send "
+            "this route a JSON body with 'Content-Type: application/json'"
         )
     hint = ""
     if media == _FORM:

@@ -17,8 +17,9 @@ from relaygate.snapshot import Target, TargetSurface
 # Request headers that reach the endpoint, by allow-list: what clients send to shape an
 # answer, never what would choose another organisation, project or identity of the
 # operator's key (OpenAI-Organization, OpenAI-Project, X-Forwarded-*, method overrides).
-# The body's type is always JSON (relaygate parsed it as such), the auth header the
-# endpoint's, x-request-id and x-relaygate-via relaygate's own.
+# The body's type is JSON (relaygate parsed it as such) or the client's multipart type
+# with the boundary relaygate split it on, the auth header the endpoint's, x-request-id
+# and x-relaygate-via relaygate's own.
 _PASS_REQUEST = frozenset(
     {
         b"accept",
@@ -66,17 +67,22 @@ ENDPOINT_HEADER = b"x-relaygate-endpoint"
 REQUEST_ID_HEADER = b"x-request-id"
 MODEL_HEADER = b"x-relaygate-model"
 """Sent when a fallback model answered: the public name of the model that did."""
+JSON_TYPE = "application/json"
 
 
 def upstream_headers(
-    headers: list[tuple[bytes, bytes]], surface: TargetSurface, request_id: str, via: str
+    headers: list[tuple[bytes, bytes]],
+    surface: TargetSurface,
+    request_id: str,
+    via: str,
+    content_type: str = JSON_TYPE,
 ) -> list[tuple[str, str]]:
-    """The headers a request sends the endpoint: JSON's content type, relaygate's request
-    id, the client's headers of the allow-list (``anthropic-beta`` less the betas that
-    reach account resources), the ``x-relaygate-via`` chain ending with ``via``, and the
-    endpoint surface's auth and default headers; never a client's header named like the
-    surface's own."""
-    out = [("content-type", "application/json"), ("x-request-id", request_id)]
+    """The headers a request sends the endpoint: ``content_type`` (JSON's unless the
+    body is a form), relaygate's request id, the client's headers of the allow-list
+    (``anthropic-beta`` less the betas that reach account resources), the
+    ``x-relaygate-via`` chain ending with ``via``, and the endpoint surface's auth and
+    default headers; never a client's header named like the surface's own."""
+    out = [("content-type", content_type), ("x-request-id", request_id)]
     sent: set[bytes] = set()
     for name, value in headers:
         # A client's header named like the endpoint's auth header stays behind.

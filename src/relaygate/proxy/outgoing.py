@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relaygate.proxy.accounting import Exchange
+from relaygate.proxy.multipart import Form
 from relaygate.proxy.translation import Turn
 
 _USAGE_STREAM_PATHS = ("/chat/completions", "/completions")
@@ -17,7 +18,9 @@ class Outgoing:
     ``model`` rewritten per target), the public ``model`` name it asked for, the ``body``
     as it came, whether it must go re-serialised even to a target of the same name
     (``rewrite``), whether relaygate asked for the usage chunk and keeps it from the
-    client (``strip``), and the Responses conversation it continues (``turn``)."""
+    client (``strip``), the Responses conversation it continues (``turn``), and for a
+    multipart request the ``form`` read from ``body`` (``payload`` then holds only its
+    ``model``)."""
 
     payload: dict[str, Any]
     model: str
@@ -25,6 +28,7 @@ class Outgoing:
     rewrite: bool
     strip: bool
     turn: Turn | None
+    form: Form | None = None
 
 
 def ask_for_usage(path: str, payload: dict[str, Any], state: Exchange) -> bool:

@@ -14,10 +14,17 @@ Formats followed:
   ``usage.output_tokens`` (https://docs.anthropic.com/en/api/messages-streaming).
 - Gemini: ``usageMetadata.promptTokenCount`` / ``candidatesTokenCount`` /
   ``totalTokenCount`` (https://ai.google.dev/api/generate-content#UsageMetadata).
+- OpenAI audio transcriptions: ``usage`` is ``{"type": "tokens", "input_tokens",
+  "output_tokens", "total_tokens"}`` or ``{"type": "duration", "seconds"}`` (models billed
+  by the audio's length), in the answer or in a stream's ``transcript.text.done`` event
+  (https://platform.openai.com/docs/api-reference/audio/json-object); image edits report
+  ``usage.input_tokens`` / ``output_tokens`` / ``total_tokens``
+  (https://platform.openai.com/docs/api-reference/images/object).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -29,18 +36,30 @@ _MAX_CARRY = 1024 * 1024
 
 
 class Tokens:
-    """Prompt, completion and total tokens found so far (None: not reported)."""
+    """Prompt, completion and total tokens found so far, and the ``seconds`` of audio an
+    answer billed by duration reports (None: not reported)."""
 
-    __slots__ = ("completion", "prompt", "total")
+    __slots__ = ("completion", "prompt", "seconds", "total")
 
     def __init__(self) -> None:
         self.prompt: int | None = None
         self.completion: int | None = None
         self.total: int | None = None
+        self.seconds: float | None = None
 
     def take(self, usage: Any, gemini: bool = False) -> None:
         """Read one ``usage`` object (any of the formats above); later values win."""
         if not isinstance(usage, dict):
+            return
+        if usage.get("type") == "duration":
+            seconds = usage.get("seconds")
+            if (
+                isinstance(seconds, int | float)
+                and not isinstance(seconds, bool)
+                and math.isfinite(seconds)
+                and seconds >= 0
+            ):
+                self.seconds = float(seconds)
             return
         if gemini:
             prompt, completion = usage.get("promptTokenCount"), usage.get("candidatesTokenCount")

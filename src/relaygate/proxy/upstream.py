@@ -20,11 +20,13 @@ from relaygate.metrics import Metrics
 from relaygate.proxy.accounting import Exchange
 from relaygate.proxy.asgi import Scope, Send
 from relaygate.proxy.headers import (
+    JSON_TYPE,
     TRANSLATED_AWAY,
     client_headers,
     upstream_headers,
     wire_path,
 )
+from relaygate.proxy.multipart import Spliced
 from relaygate.proxy.replies import Reply
 from relaygate.proxy.tokens import BodyTokens, StreamTokens
 from relaygate.proxy.translation import Conversion
@@ -78,7 +80,7 @@ class Upstream:
         scope: Scope,
         send: Send,
         target: Target,
-        body: bytes,
+        body: bytes | Spliced,
         state: Exchange,
         *,
         final: bool,
@@ -88,6 +90,8 @@ class Upstream:
         """Send the request of ``scope`` with ``body`` to ``target`` and stream its answer
         to the client through ``send``, recording its progress in ``state``; return the
         status the client got (502 or 504 when the answer broke off after it started).
+        A :class:`Spliced` body (a multipart form) goes as its pieces, with its own
+        Content-Type and its size as the Content-Length.
 
         Raises :class:`Retry` for a failure before the response started, unless
         ``final``: the last target raises the error itself (:class:`UpstreamFailed` or
@@ -121,6 +125,16 @@ class Upstream:
         # What an earlier attempt learnt is not this one's.
         state.tokens, state.upstream_status = None, 0
         state.upstream_path = conversion.path if conversion is not None else None
+        data: object = body
+        content_type = JSON_TYPE
+        if isinstance(body, Spliced):
+            # Each attempt writes the same buffer afresh, a bounded piece at a time.
+            data, content_type = body.pieces(), body.content_type
+        headers = upstream_headers(
+            scope["headers"], target.surface(path), state.request_id, self._via, content_type
+        )
+        if isinstance(body, Spliced):
+            headers.append(("content-length", str(body.size)))
         try:
             async with asyncio.timeout_at(
                 min(loop.time() + timeouts.first_byte, deadline)
@@ -129,10 +143,8 @@ class Upstream:
                 async with self._http.request(
                     scope["method"],
                     url,
-                    data=body,
-                    headers=upstream_headers(
-                        scope["headers"], target.surface(path), state.request_id, self._via
-                    ),
+                    data=data,
+                    headers=headers,
                     timeout=self._client_timeout(timeouts.connect),
                     allow_redirects=False,
                 ) as response:

@@ -27,7 +27,8 @@ PRUNE_BATCH = 1000
 class UsageRow:
     """One group of a usage report. ``group`` is the user, key or endpoint id, the model
     name, or the day (``YYYY-MM-DD``, UTC); ``name`` the user's, key's or endpoint's name.
-    ``cost`` sums the records that have one (models with prices), in the prices' currency."""
+    ``cost`` sums the records that have one (models with prices), in the prices' currency;
+    ``audio_seconds`` the seconds of audio that answers billed by duration reported."""
 
     group: int | str | None
     name: str | None
@@ -37,6 +38,7 @@ class UsageRow:
     completion_tokens: int
     total_tokens: int
     cost: float
+    audio_seconds: float = 0.0
 
 
 def total_of(rows: Sequence[UsageRow], name: str | None = None) -> UsageRow:
@@ -50,6 +52,7 @@ def total_of(rows: Sequence[UsageRow], name: str | None = None) -> UsageRow:
         completion_tokens=sum(r.completion_tokens for r in rows),
         total_tokens=sum(r.total_tokens for r in rows),
         cost=sum(r.cost for r in rows),
+        audio_seconds=sum(r.audio_seconds for r in rows),
     )
 
 
@@ -112,6 +115,7 @@ async def usage_report(
             func.coalesce(func.sum(record.completion_tokens), 0),
             func.coalesce(func.sum(record.total_tokens), 0),
             cost,
+            func.coalesce(func.sum(record.audio_seconds), 0.0),
         )
         .where(record.created_at >= start, record.created_at < end)
         .group_by(key)
@@ -142,6 +146,7 @@ async def usage_report(
             completion_tokens=int(row[4]),
             total_tokens=int(row[5]),
             cost=float(row[6]),
+            audio_seconds=float(row[7]),
         )
         for row in rows
     ]
