@@ -19,9 +19,11 @@ key. Then, in ``--rounds`` rounds (default 3; medians reported):
 3. **Batches alone**, each on a fresh relaygate: 1,000 requests and 10,000 requests at
    the default ``RELAYGATE_BATCH_CONCURRENCY`` (4), and 10,000 at 16: RSS before, peak
    RSS sampled and VmHWM (the kernel's high-water mark), the rate between 10% and 90%,
-   the time to ``completed`` and relaygate's CPU use meanwhile.
+   the time to ``completed``, relaygate's CPU use meanwhile, and the requests sent upstream
+   twice (usage records beyond one per request, read from its SQLite file once stopped).
 
-Every batch must end ``completed`` with all its requests answered 200.
+Every batch must end ``completed`` with none failed. Each relaygate's log records are
+counted (numbers masked) at the end.
 
     bench/setup.sh   # nginx and wrk (once)
     PYTHONPATH=. .venv/bin/python bench/batches.py [--rounds 3] [--duration 20]
@@ -32,15 +34,19 @@ Prints markdown tables and writes ``bench/out/batches-<UTC time>.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import pathlib
+import re
 import secrets
+import sqlite3
 import statistics
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,11 +143,16 @@ class Server:
         )
         return batch["id"], started
 
-    def stop(self) -> tuple[int, list[str]]:
-        """Stop it; its exit code and the lines it logged."""
+    def stop(self) -> dict[str, Any]:
+        """Stop it; its exit code, usage records (one per request sent upstream) and log
+        records (their first lines, numbers masked, counted)."""
         self.client.close()
         code = self.serve.stop()
-        return code, [line for line in self.serve.output.splitlines() if line.strip()]
+        with contextlib.closing(sqlite3.connect(self.dir / "data" / "relaygate.db")) as db:
+            usage = db.execute("SELECT count(*) FROM usage_records").fetchone()[0]
+        lines = self.serve.output.splitlines()
+        records = Counter(re.sub(r"\d+", "N", x[24:140]) for x in lines if x[:2] == "20")
+        return {"exit": code, "usage_rows": usage, "log_lines": len(lines), "records": records}
 
 
 @dataclass
@@ -212,6 +223,7 @@ def run_batch(server: Server, path: pathlib.Path, count: int, live_s: float) -> 
     batch_id, started = server.start_batch(path)
     watch = Watch(server, batch_id, started).start()
     result: dict[str, Any] = {"requests": count, "rss_before_mb": rss_before}
+    result["created_unix"] = time.time() - (time.monotonic() - started)
     if live_s:
         result["in_progress_after_s"] = watch.wait_status("in_progress")
         before, cpu = watch.samples[-1], cpu_seconds(server.pid)
@@ -283,7 +295,8 @@ def main() -> None:
                     row = run_batch(fresh, small if count == args.small else big, count, 0)
                     results["fresh"].append({**row, "concurrency": concurrency})
                 finally:
-                    results["logs"][name] = fresh.stop()
+                    results["logs"][name] = log = fresh.stop()
+                    results["fresh"][-1]["sent_twice"] = log["usage_rows"] - 1 - count
     finally:
         nginx.stop()
     results["load_average"] = {"before": load_before, "after": os.getloadavg()}
@@ -330,9 +343,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print("\n**Batches alone, each on a fresh relaygate** (median (rounds))\n")
     print(
         "| requests | concurrency | RSS before | peak RSS | VmHWM | peak - before "
-        "| req/s 10-90% | create to completed | relaygate CPU (cores) |"
+        "| req/s 10-90% | create to completed | relaygate CPU (cores) | sent twice |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for count, concurrency in sorted({(r["requests"], r["concurrency"]) for r in results["fresh"]}):
         rows = [
             r for r in results["fresh"] if (r["requests"], r["concurrency"]) == (count, concurrency)
@@ -343,14 +356,16 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f"| {count:,} | {concurrency} | {med(rows, 'rss_before_mb'):.1f} MB "
             f"| {med(rows, 'rss_peak_mb'):.1f} MB | {cell(rows, 'vm_hwm_mb', unit=' MB')} "
             f"| {cell(rows, 'growth_mb', unit=' MB')} | {cell(rows, 'rps_10_90', fmt='{:.0f}')} "
-            f"| {cell(rows, 'to_completed_wall_s', unit=' s')} | {med(rows, 'cpu_10_90'):.2f} |"
+            f"| {cell(rows, 'to_completed_wall_s', unit=' s')} | {med(rows, 'cpu_10_90'):.2f} "
+            f"| {sum(r['sent_twice'] for r in rows)} |"
         )
     print(
         f"\nload average before {results['load_average']['before']}, after "
         f"{results['load_average']['after']}"
     )
-    for name, (code, lines) in results["logs"].items():
-        print(f"{name}: exit {code}, {len(lines)} log lines", *lines[:5], sep="\n    ")
+    for name, log in results["logs"].items():
+        print(f"{name}: exit {log['exit']}, {log['usage_rows']} usage records, log records:")
+        print("".join(f"    {n} x {text}\n" for text, n in log["records"].most_common()))
 
 
 if __name__ == "__main__":
