@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
-from collections.abc import Hashable
 from typing import Any
 
 import aiohttp
@@ -25,12 +23,9 @@ from relaygate.bodies import answer_draining
 from relaygate.budgets import Budgets
 from relaygate.errors import (
     ClientDisconnected,
-    ModelNotFound,
     ModelUnavailable,
     Overloaded,
-    PermissionDenied,
     RelaygateError,
-    UnsupportedRoute,
     error_body,
     render,
 )
@@ -52,6 +47,7 @@ from relaygate.proxy.headers import REQUEST_ID_HEADER
 from relaygate.proxy.in_flight import InFlight
 from relaygate.proxy.multipart import Form, Spliced, read_form
 from relaygate.proxy.outgoing import Outgoing, ask_for_usage
+from relaygate.proxy.plan import plan_for, unavailable
 from relaygate.proxy.stored import STORED_RESPONSES, answer_stored
 from relaygate.proxy.translation import (
     NATIVE,
@@ -64,7 +60,7 @@ from relaygate.proxy.upstream import NotServed, Retry, Upstream
 from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter
 from relaygate.services.api_findings import ApiFindings
 from relaygate.services.api_keys import KeyActivity
-from relaygate.snapshot import Principal, Route, Snapshot, Target, needs_user_key, reachable
+from relaygate.snapshot import Principal, Target
 from relaygate.snapshots import SnapshotStore
 from relaygate.usage import UsageQueue
 
@@ -255,17 +251,6 @@ class Proxy:
                 await self._accounting.settle(exchange, status)
             REQUEST_ID.reset(token)
 
-    @staticmethod
-    def _unavailable(snapshot: Snapshot, name: str) -> RelaygateError:
-        """403 for a model that exists but the caller may not use, else 404."""
-        if name in snapshot.models:
-            return PermissionDenied(
-                f"you do not have access to the model {name!r}; ask an admin to grant it",
-                param="model",
-                code="model_not_allowed",
-            )
-        return ModelNotFound(f"the model {name!r} does not exist", param="model")
-
     async def _handle(
         self,
         scope: Scope,
@@ -303,7 +288,7 @@ class Proxy:
             if entry is None:
                 if snapshot.route_for(principal, name) is not None:
                     raise ModelUnavailable(f"the model {name!r} is offline", param="model")
-                raise self._unavailable(snapshot, name)
+                raise unavailable(snapshot, name)
             await send_json(send, 200, entry)
             return 200
 
@@ -322,9 +307,9 @@ class Proxy:
             check_references(payload, body, path)
         route = snapshot.route_for(principal, model)
         if route is None:
-            raise self._unavailable(snapshot, model)
+            raise unavailable(snapshot, model)
         exchange.routed = True
-        plan = self._plan(snapshot, principal, route, method, path)
+        plan = plan_for(snapshot, self._health, principal, route, method, path)
         budgets = self._budgets
         if budgets is not None and budgets.has_budget(snapshot, principal):
             # Raises BudgetExceeded (429) when a budget has not enough left.
@@ -334,64 +319,6 @@ class Proxy:
                 snapshot, principal, [target for target, _ in plan], path, payload, size
             )
         return await self._forward(scope, receive, send, plan, payload, model, body, exchange, form)
-
-    def _plan(
-        self, snapshot: Snapshot, principal: Principal, route: Route, method: str, path: str
-    ) -> list[tuple[Target, str]]:
-        """The (target, public model name) pairs to try in order for ``method`` on
-        ``path``: the route's targets the caller may use that are sent that route and are
-        not cooling down, round-robin, then those of its fallback model when the caller
-        may use it (fallbacks are not chained). Raises the error to answer when there
-        are none."""
-        health = self._health
-        below = path[3:]
-        user = principal.user_id
-        targets = reachable(route, principal)
-        plan = [
-            (t, route.name)
-            for t in health.partition(route.rotate(targets), _health_key, user)
-            if t.routes.allows(method, below)
-        ]
-        named = principal.user.access.fallback_of(route) if route.fallbacks else None
-        fallback = snapshot.route_for(principal, named) if named else None
-        if fallback is not None:
-            plan.extend(
-                (t, fallback.name)
-                for t in health.partition(
-                    fallback.rotate(reachable(fallback, principal)), _health_key, user
-                )
-                if t.routes.allows(method, below)
-            )
-        if plan:
-            return plan
-        if targets and not any(t.routes.allows(method, below) for t in targets):
-            raise UnsupportedRoute(
-                f"the model {route.name!r} is not served on {method} {path}: its endpoint "
-                "does not take that route",
-                param="model",
-            )
-        if targets:
-            wait = health.retry_in([t.health_key for t in targets], user)
-            raise Overloaded(
-                f"every endpoint serving the model {route.name!r} is cooling down after "
-                f"failures; retry in {math.ceil(wait)} s",
-                retry_after=wait,
-                param="model",
-                code="endpoints_cooling_down",
-            )
-        keyed = needs_user_key(route, principal)
-        if keyed is not None:
-            raise PermissionDenied(
-                f"the model {route.name!r} is served by endpoint {keyed.endpoint_name!r}, "
-                "which requires your own provider key: set it with PUT "
-                f"/admin/api/v1/me/provider-keys/{keyed.endpoint_id}",
-                param="model",
-                code="provider_key_required",
-            )
-        raise ModelUnavailable(
-            f"the model {route.name!r} is offline: its endpoint failed its last sync",
-            param="model",
-        )
 
     async def _forward(
         self,
@@ -554,7 +481,3 @@ def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
         if (name == b"content-length" and value not in (b"0", b"")) or name == b"transfer-encoding":
             return True
     return False
-
-
-def _health_key(target: Target) -> Hashable:
-    return target.health_key
