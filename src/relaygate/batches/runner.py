@@ -130,7 +130,11 @@ class BatchRunner:
 
     async def _claim(self) -> int:
         """Claim and start requests while there is room; the number started."""
-        room = self._ctx.settings.batch_max_in_flight - len(self._running)
+        most = self._ctx.settings.batch_max_in_flight
+        room = most - len(self._running)
+        # Claimed a few at a time, not one per request done: a claim is a transaction.
+        if room < max(1, most // 4) and self._running:
+            return 0
         if room <= 0 or self._proxy.in_flight >= self._yield_at:
             return 0
         try:

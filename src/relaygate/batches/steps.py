@@ -369,6 +369,8 @@ async def expire_due(ctx: Context) -> None:
     now = utcnow()
     late = select(Batch.id).where(Batch.status == "in_progress", Batch.expires_at <= now)
     async with ctx.sessions.begin() as session:
+        if await session.scalar(late.limit(1)) is None:
+            return  # the common case costs a read, never a write
         await session.execute(
             update(BatchRequest)
             .where(BatchRequest.batch_id.in_(late), BatchRequest.state == "queued")
