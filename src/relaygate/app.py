@@ -30,6 +30,7 @@ from relaygate.bodies import BoundedReceive, GuardedSend
 from relaygate.budget_alerts import RETRY_DELAY, BudgetAlerts, prune_budgets, run_budget_alerts
 from relaygate.context import open_context
 from relaygate.errors import RelaygateError, error_body, render
+from relaygate.files.upload import UploadSlots
 from relaygate.logs import configure_logging
 from relaygate.metrics import Metrics
 from relaygate.ops import router as ops_router
@@ -187,6 +188,7 @@ class RelaygateApp:
         )
         self.api.state.metrics = self.metrics
         self.api.state.templates = console_templates()
+        self.api.state.uploads = UploadSlots()
         _install_error_handlers(self.api)
         self.api.include_router(ops_router)
         self.api.include_router(admin_router())

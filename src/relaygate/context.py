@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -82,9 +83,13 @@ class Context:
     """Whether other processes share this SQLite database's budgets (``--workers``)."""
     files: FileStorage = field(init=False)
     """The contents of users' files (``files_dir``)."""
+    claimant: str = field(init=False)
+    """This process as the holder of batch claims: ``replica`` and a random part, so two
+    processes with one host name and pid (containers) never hold each other's claims."""
 
     def __post_init__(self) -> None:
         self.files = FileStorage(self.settings.files_path)
+        self.claimant = f"{self.replica}/{secrets.token_hex(4)}"
         self.budgets = Budgets(
             self.engine,
             self.settings,

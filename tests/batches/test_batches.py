@@ -348,3 +348,37 @@ def test_batch_requests_yield_to_live_traffic_and_never_take_its_slots(
         upstream.counts.held.clear()
         pool.shutdown()
         gateway.stop()
+
+
+def test_a_later_small_batch_is_not_held_back_by_an_earlier_large_one(
+    tmp_path: Path, upstream: BatchUpstream
+) -> None:
+    """Claims share the room between batches: a 3-request batch created after a
+    100-request one completes while the large one is still running."""
+    upstream.counts.delay = 0.05
+    gateway = Gateway(
+        tmp_path, batch_poll_interval=0.05, batch_concurrency=2, batch_max_in_flight=4
+    ).start()
+    try:
+        gateway.add_endpoint("local", upstream.url)
+        client = gateway.openai()
+        large = client.batches.create(
+            input_file_id=upload(client, chat_lines(100)),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        wait_for(client, large.id, ("in_progress",))
+        small = client.batches.create(
+            input_file_id=upload(client, chat_lines(3, prefix="small")),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            output_expires_after={"anchor": "created_at", "seconds": 7200},
+        )
+        done = wait_for(client, small.id, ("completed",))
+        assert client.batches.retrieve(large.id).status == "in_progress"
+        output = client.files.retrieve(done.output_file_id or "")
+        assert output.expires_at is not None
+        assert output.expires_at - output.created_at == 7200
+        assert done.usage is not None and done.usage.input_tokens_details.cached_tokens == 0
+    finally:
+        gateway.stop()

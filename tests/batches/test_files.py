@@ -6,11 +6,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from sqlalchemy import update
@@ -230,3 +234,69 @@ def test_expired_and_orphaned_contents_are_swept(gateway: Gateway) -> None:
     os.utime(Path(gateway.settings.files_path) / kept, (old, old))
     assert gateway.on_loop(lambda: prune_once(gateway.ctx)) == (0, 1)
     assert stored(gateway) == []
+
+
+def test_the_input_file_of_a_running_batch_cannot_be_deleted(gateway: Gateway) -> None:
+    """Deleting the input file of a batch that has not ended is refused (409
+    file_in_use); once the batch ended the file can go."""
+    client = gateway.openai(user_key(gateway, "alice"))
+    file_id = upload(client, chat_lines(2))
+    gateway.app.api.state.batch_runner = None  # the batch stays validating until woken
+    batch = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    with pytest.raises(openai.ConflictError) as refused:
+        client.files.delete(file_id)
+    assert isinstance(refused.value.body, dict)
+    assert refused.value.body["code"] == "file_in_use"
+    client.batches.cancel(batch.id)
+    deadline = time.monotonic() + 30
+    while client.batches.retrieve(batch.id).status != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.files.delete(file_id).deleted is True
+
+
+def test_a_user_has_at_most_two_uploads_arriving_at_once(gateway: Gateway) -> None:
+    """A third upload of one user while two are still arriving is refused 429; another
+    user's upload is not held back, and once one ends the user may upload again."""
+    key = user_key(gateway, "alice")
+    release = threading.Event()
+    head = (
+        b'--b\r\ncontent-disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        b'--b\r\ncontent-disposition: form-data; name="file"; filename="a.jsonl"\r\n\r\n'
+    )
+    tail = chat_lines(1) + b"\r\n--b--\r\n"
+
+    def slow_body() -> Iterator[bytes]:
+        yield head
+        release.wait(20)
+        yield tail
+
+    def slow_upload() -> int:
+        with httpx.Client(base_url=gateway.url, timeout=30) as http:
+            return http.post(
+                "/v1/files",
+                content=slow_body(),
+                headers={
+                    "authorization": f"Bearer {key}",
+                    "content-type": "multipart/form-data; boundary=b",
+                },
+            ).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        arriving = [pool.submit(slow_upload) for _ in range(2)]
+        slots = gateway.app.api.state.uploads
+        deadline = time.monotonic() + 10
+        while sum(slots._by_user.values()) < 2:  # both are being read
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        third = gateway.client_for(key).post(
+            "/v1/files", data={"purpose": "batch"}, files={"file": ("x", chat_lines(1))}
+        )
+        assert third.status_code == 429, third.text
+        assert third.json()["error"]["code"] == "concurrency_limit_exceeded"
+        assert upload(gateway.openai(user_key(gateway, "bob")), chat_lines(1))
+        release.set()
+        assert [f.result(30) for f in arriving] == [200, 200]
+    assert upload(gateway.openai(key), chat_lines(1))

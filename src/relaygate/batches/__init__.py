@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+OPEN = ("validating", "in_progress", "finalizing", "cancelling")
+"""The statuses of a batch that has not ended."""
+ENDED = ("completed", "failed", "expired", "cancelled")
+"""The statuses a batch ends in."""
+
 
 def wake_runner(state: Any) -> None:
     """Make this process's batch runner (``state.batch_runner`` of the app, once it

@@ -90,19 +90,15 @@ class BatchRunner:
         """Step batches and send their requests until ``stop``; then cancel what is in
         flight and give its requests back (queued, their attempt not counted)."""
         settings = self._ctx.settings
-        renew_every = settings.batch_lease_seconds / 3
-        renewed = time.monotonic()
         stepped = 0.0
+        renewer = asyncio.create_task(self._renew_claims(stop))
         try:
             while not stop.is_set():
                 self._wake.clear()
-                now = time.monotonic()
-                if self._step_now or now - stepped >= settings.batch_poll_interval:
-                    stepped, self._step_now = now, False
+                if self._step_now or time.monotonic() - stepped >= settings.batch_poll_interval:
+                    self._step_now = False
                     await self._guarded(self._step_batches())
-                if now - renewed >= renew_every:
-                    renewed = now
-                    await self._guarded(renew(self._ctx, list(self._running)))
+                    stepped = time.monotonic()
                 claimed = await self._claim()
                 if claimed:
                     continue
@@ -112,6 +108,17 @@ class BatchRunner:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+
+    async def _renew_claims(self, stop: asyncio.Event) -> None:
+        """Renew the claims on the requests in flight every third of a lease, apart from
+        the loop (a long prepare or finalize there never lets them lapse)."""
+        every = self._ctx.settings.batch_lease_seconds / 3
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            await self._guarded(renew(self._ctx, list(self._running)))
 
     async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
@@ -143,6 +150,8 @@ class BatchRunner:
             log.exception("could not claim batch requests; trying again shortly")
             return 0
         for item in claimed:
+            if item.id in self._running:  # never two sends of one request here
+                continue
             task = asyncio.create_task(self._send(item))
             self._running[item.id] = task
             task.add_done_callback(self._done_callback(item.id))
@@ -253,9 +262,18 @@ class BatchRunner:
                 await asyncio.shield(retry_later(ctx, item, 0, attempted=False))
             raise
         except Exception:
-            log.exception("batch request %d failed unexpectedly; it will be retried", item.id)
+            log.exception("batch request %d failed unexpectedly", item.id)
             with contextlib.suppress(Exception):
-                await retry_later(ctx, item, self._backoff(item.attempt, None))
+                if item.attempt < ctx.settings.batch_max_attempts:
+                    await retry_later(ctx, item, self._backoff(item.attempt, None))
+                else:
+                    await self._end(
+                        item,
+                        Outcome(
+                            error_code="internal_error",
+                            error_message="relaygate could not send this request; see its log",
+                        ),
+                    )
 
     async def _end(self, item: Claimed, outcome: Outcome) -> None:
         if await finish(self._ctx, item, outcome):

@@ -16,16 +16,19 @@ its work to the others once its claim (``batch_lease_seconds``) runs out:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaygate.batches import ENDED
 from relaygate.batches.output import output_line
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, Batch, BatchRequest, Endpoint, StoredFile, utcnow
@@ -33,7 +36,6 @@ from relaygate.files.lines import LineSplitter, parse_line
 from relaygate.services.files import new_file_id
 
 log = logging.getLogger(__name__)
-ENDED = ("completed", "failed", "expired", "cancelled")
 INSERT_ROWS = 1000
 """Rows written per transaction when a batch is prepared, and read per page when it is
 finalized."""
@@ -87,7 +89,7 @@ async def claim_batch(ctx: Context, batch_id: str, status: str, new_status: str)
     now = utcnow()
     values: dict[str, object] = {
         "status": new_status,
-        "claimed_by": ctx.replica,
+        "claimed_by": ctx.claimant,
         "claimed_until": _lease(ctx, now),
     }
     if new_status == "finalizing" and status != "finalizing":
@@ -103,11 +105,17 @@ async def claim_batch(ctx: Context, batch_id: str, status: str, new_status: str)
 
 
 async def _fail(ctx: Context, batch_id: str, code: str, message: str) -> None:
+    """Fail a ``validating`` batch this process holds (and drop the rows it wrote);
+    nothing when it no longer holds it."""
     now = utcnow()
     async with ctx.sessions.begin() as session:
-        await session.execute(
+        result = await session.execute(
             update(Batch)
-            .where(Batch.id == batch_id, Batch.claimed_by == ctx.replica)
+            .where(
+                Batch.id == batch_id,
+                Batch.status == "validating",
+                Batch.claimed_by == ctx.claimant,
+            )
             .values(
                 status="failed",
                 failed_at=now,
@@ -117,7 +125,8 @@ async def _fail(ctx: Context, batch_id: str, code: str, message: str) -> None:
             )
             .execution_options(synchronize_session=False)
         )
-        await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
+        if getattr(result, "rowcount", 0) == 1:
+            await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
 
 
 async def prepare(ctx: Context, batch_id: str) -> None:
@@ -132,19 +141,24 @@ async def prepare(ctx: Context, batch_id: str) -> None:
     if file is None or file.user_id != batch.user_id:
         await _fail(ctx, batch_id, "file_not_found", "the input file was deleted")
         return
-    async with ctx.sessions.begin() as session:  # what a replica that died here left
-        await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
     split = LineSplitter(ctx.settings.max_body_bytes)
     rows: list[dict[str, object]] = []
     count = 0
     digest = hashlib.sha256()
+    renew_every = ctx.settings.batch_lease_seconds / 3
     try:
-        async for chunk in ctx.files.chunks(file.id):
-            digest.update(chunk)
-            for number, offset, raw in split.feed(chunk):
-                count += _add_row(rows, batch_id, number, offset, raw)
-            if len(rows) >= INSERT_ROWS:
-                await _insert(ctx, batch_id, rows)
+        async with ctx.sessions.begin() as session:  # what a replica that died here left
+            await _renew_batch(ctx, session, batch_id, "validating")
+            await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
+        renewed = time.monotonic()
+        async with contextlib.aclosing(ctx.files.chunks(file.id)) as chunks:
+            async for chunk in chunks:
+                digest.update(chunk)
+                for number, offset, raw in split.feed(chunk):
+                    count += _add_row(rows, batch_id, number, offset, raw)
+                if len(rows) >= INSERT_ROWS or time.monotonic() - renewed > renew_every:
+                    await _insert(ctx, batch_id, rows)  # renews the claim too
+                    renewed = time.monotonic()
         for number, offset, raw in split.finish():
             count += _add_row(rows, batch_id, number, offset, raw)
     except ClaimLost:
@@ -169,7 +183,7 @@ async def prepare(ctx: Context, batch_id: str) -> None:
             .where(
                 Batch.id == batch_id,
                 Batch.status == "validating",
-                Batch.claimed_by == ctx.replica,
+                Batch.claimed_by == ctx.claimant,
             )
             .values(
                 status="in_progress",
@@ -219,7 +233,7 @@ async def _insert(ctx: Context, batch_id: str, rows: list[dict[str, object]]) ->
 async def _renew_batch(ctx: Context, session: AsyncSession, batch_id: str, status: str) -> None:
     result = await session.execute(
         update(Batch)
-        .where(Batch.id == batch_id, Batch.status == status, Batch.claimed_by == ctx.replica)
+        .where(Batch.id == batch_id, Batch.status == status, Batch.claimed_by == ctx.claimant)
         .values(claimed_until=_lease(ctx, utcnow()))
         .execution_options(synchronize_session=False)
     )
@@ -227,27 +241,60 @@ async def _renew_batch(ctx: Context, session: AsyncSession, batch_id: str, statu
         raise ClaimLost(batch_id)
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
-    """A request to send now: queued and due, or running under a claim that ran out."""
+def _due(now: datetime, claimant: str) -> ColumnElement[bool]:
+    """A request to send now: queued and due, or running under another process's claim
+    that ran out (never one this process still runs, however late its renewal)."""
     return or_(
         and_(
             BatchRequest.state == "queued",
             or_(BatchRequest.next_at.is_(None), BatchRequest.next_at <= now),
         ),
-        and_(BatchRequest.state == "running", BatchRequest.claimed_until < now),
+        and_(
+            BatchRequest.state == "running",
+            BatchRequest.claimed_until < now,
+            BatchRequest.claimed_by != claimant,
+        ),
     )
 
 
+FAIR_BATCHES = 8
+"""Batches a claim shares its room between, oldest first."""
+
+
 async def claim_requests(ctx: Context, limit: int) -> list[Claimed]:
-    """Claim up to ``limit`` requests to send, oldest first, for ``batch_lease_seconds``
-    (renewed by :func:`renew` while they run). On PostgreSQL rows another replica is
-    claiming are skipped (``FOR UPDATE SKIP LOCKED``); on SQLite the one writer at a
-    time does the same."""
+    """Claim up to ``limit`` requests to send for ``batch_lease_seconds`` (renewed by
+    :func:`renew` while they run), the room shared between the :data:`FAIR_BATCHES`
+    oldest batches with requests due (so one large batch does not hold back every later
+    one), each batch's oldest first. On PostgreSQL rows another replica is claiming are
+    skipped (``FOR UPDATE SKIP LOCKED``); on SQLite the one writer at a time does so."""
     now = utcnow()
+    due = _due(now, ctx.claimant)
+    waiting = (
+        select(Batch.id)
+        .where(
+            Batch.status == "in_progress",
+            select(BatchRequest.id).where(BatchRequest.batch_id == Batch.id, due).exists(),
+        )
+        .order_by(Batch.created_at, Batch.id)
+        .limit(FAIR_BATCHES)
+    )
+    claimed: list[Claimed] = []
+    async with ctx.sessions() as session:
+        batch_ids = list((await session.scalars(waiting)).all())
+    for index, batch_id in enumerate(batch_ids):
+        share = -(-(limit - len(claimed)) // (len(batch_ids) - index))  # ceiling
+        if share > 0:
+            claimed.extend(await _claim_of(ctx, batch_id, share, now))
+    return claimed
+
+
+async def _claim_of(ctx: Context, batch_id: str, limit: int, now: datetime) -> list[Claimed]:
+    """Claim up to ``limit`` due requests of one batch, oldest first."""
+    due = _due(now, ctx.claimant)
     pick = (
         select(BatchRequest.id)
         .join(Batch, Batch.id == BatchRequest.batch_id)
-        .where(Batch.status == "in_progress", _due(now))
+        .where(BatchRequest.batch_id == batch_id, Batch.status == "in_progress", due)
         .order_by(BatchRequest.id)
         .limit(limit)
     )
@@ -259,10 +306,10 @@ async def claim_requests(ctx: Context, limit: int) -> list[Claimed]:
             return []
         found = await session.execute(
             update(BatchRequest)
-            .where(BatchRequest.id.in_(ids), _due(now))
+            .where(BatchRequest.id.in_(ids), due)
             .values(
                 state="running",
-                claimed_by=ctx.replica,
+                claimed_by=ctx.claimant,
                 claimed_until=_lease(ctx, now),
                 attempts=BatchRequest.attempts + 1,
             )
@@ -296,7 +343,7 @@ async def renew(ctx: Context, ids: Sequence[int]) -> None:
             update(BatchRequest)
             .where(
                 BatchRequest.id.in_(list(ids)),
-                BatchRequest.claimed_by == ctx.replica,
+                BatchRequest.claimed_by == ctx.claimant,
                 BatchRequest.state == "running",
             )
             .values(claimed_until=_lease(ctx, utcnow()))
@@ -311,7 +358,7 @@ async def finish(ctx: Context, claimed: Claimed, outcome: Outcome) -> bool:
     async with ctx.sessions.begin() as session:
         result = await session.execute(
             update(BatchRequest)
-            .where(_mine(claimed, ctx.replica))
+            .where(_mine(claimed, ctx.claimant))
             .values(
                 state=state,
                 status_code=outcome.status_code,
@@ -358,19 +405,28 @@ async def retry_later(
     async with ctx.sessions.begin() as session:
         await session.execute(
             update(BatchRequest)
-            .where(_mine(claimed, ctx.replica))
+            .where(_mine(claimed, ctx.claimant))
             .values(values)
             .execution_options(synchronize_session=False)
         )
 
 
 async def expire_due(ctx: Context) -> None:
-    """End the queued requests of batches past their window as ``expired``."""
+    """End the queued requests of batches past their window as ``expired`` (and a batch
+    still ``validating`` then, as a whole)."""
     now = utcnow()
     late = select(Batch.id).where(Batch.status == "in_progress", Batch.expires_at <= now)
+    stale = select(Batch.id).where(Batch.status == "validating", Batch.expires_at <= now)
     async with ctx.sessions.begin() as session:
+        if await session.scalar(stale.limit(1)) is not None:  # never prepared in its window
+            await session.execute(
+                update(Batch)
+                .where(Batch.status == "validating", Batch.expires_at <= now)
+                .values(status="expired", expired_at=now, claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
         if await session.scalar(late.limit(1)) is None:
-            return  # the common case costs a read, never a write
+            return  # the common case costs two reads, never a write
         await session.execute(
             update(BatchRequest)
             .where(BatchRequest.batch_id.in_(late), BatchRequest.state == "queued")
@@ -432,29 +488,13 @@ async def finalize(ctx: Context, batch_id: str) -> None:
     outputs = {True: ctx.files.writer(new_file_id()), False: ctx.files.writer(new_file_id())}
     ids = {good: writer.file_id for good, writer in outputs.items()}
     written = {True: 0, False: 0}
-    after = 0
+    failed = 0
     try:
-        while True:
-            async with ctx.sessions() as session:
-                page = list(
-                    (
-                        await session.scalars(
-                            select(BatchRequest)
-                            .where(BatchRequest.batch_id == batch_id, BatchRequest.id > after)
-                            .order_by(BatchRequest.id)
-                            .limit(INSERT_ROWS)
-                        )
-                    ).all()
-                )
-            if not page:
-                break
-            async with ctx.sessions.begin() as session:  # raises ClaimLost
-                await _renew_batch(ctx, session, batch_id, "finalizing")
-            for row in page:
-                good, line = output_line(row, unsent)
-                await outputs[good].write(line)
-                written[good] += 1
-            after = page[-1].id
+        async for row in _rows_of(ctx, batch_id):
+            good, line = output_line(row, unsent)
+            await outputs[good].write(line)
+            written[good] += 1
+            failed += not good and row.state in ("done", "failed")
         if batch.cancelling_at is None and not await _any_unsent(ctx, batch_id):
             final = "completed"
         for good in (True, False):
@@ -471,17 +511,22 @@ async def finalize(ctx: Context, batch_id: str) -> None:
     now = utcnow()
     kept = {good: ids[good] for good in (True, False) if written[good]}
     retention = ctx.settings.file_retention_days * 86400
+    if batch.output_expires_seconds is not None:
+        retention = min(retention, batch.output_expires_seconds)
     async with ctx.sessions.begin() as session:
         result = await session.execute(
             update(Batch)
             .where(
                 Batch.id == batch_id,
                 Batch.status == "finalizing",
-                Batch.claimed_by == ctx.replica,
+                Batch.claimed_by == ctx.claimant,
             )
             .values(
                 {
                     Batch.status: final,
+                    # As written: an answer that came in after its row was read is not.
+                    Batch.completed: written[True],
+                    Batch.failed: failed,
                     Batch.output_file_id: kept.get(True),
                     Batch.error_file_id: kept.get(False),
                     Batch.claimed_by: None,
@@ -510,6 +555,52 @@ async def finalize(ctx: Context, batch_id: str) -> None:
             return
     for file_id in kept.values():  # another replica finalized it meanwhile
         await ctx.files.delete(file_id)
+
+
+PAGE_BYTES = 16 * 1024 * 1024
+"""Bytes of answers read at once when a batch is finalized (with one row past it)."""
+
+
+async def _rows_of(ctx: Context, batch_id: str) -> AsyncIterator[BatchRequest]:
+    """The rows of a batch being finalized, in input order, read a few at a time (at
+    most :data:`PAGE_BYTES` of answers and one more), renewing this process's claim on
+    it before each read. Raises :class:`ClaimLost` when the claim is gone."""
+    size = func.coalesce(func.length(BatchRequest.response), 0)
+    after = 0
+    while True:
+        async with ctx.sessions() as session:
+            page = list(
+                await session.execute(
+                    select(BatchRequest.id, size)
+                    .where(BatchRequest.batch_id == batch_id, BatchRequest.id > after)
+                    .order_by(BatchRequest.id)
+                    .limit(INSERT_ROWS)
+                )
+            )
+        if not page:
+            return
+        after = page[-1][0]
+        group: list[int] = []
+        held = 0
+        for index, (row_id, length) in enumerate(page):
+            group.append(row_id)
+            held += length
+            if held < PAGE_BYTES and index < len(page) - 1:
+                continue
+            async with ctx.sessions.begin() as session:
+                await _renew_batch(ctx, session, batch_id, "finalizing")
+                rows = list(
+                    (
+                        await session.scalars(
+                            select(BatchRequest)
+                            .where(BatchRequest.id.in_(group))
+                            .order_by(BatchRequest.id)
+                        )
+                    ).all()
+                )
+            for row in rows:
+                yield row
+            group, held = [], 0
 
 
 def _final_time(final: str) -> object:

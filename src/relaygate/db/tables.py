@@ -432,6 +432,8 @@ class Batch(Base):
     endpoint: Mapped[str] = mapped_column(String(64))
     completion_window: Mapped[str] = mapped_column(String(16))
     metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON)
+    output_expires_seconds: Mapped[int | None] = mapped_column(Integer)
+    """Seconds its output and error files are kept (None: ``file_retention_days``)."""
     status: Mapped[str] = mapped_column(String(16), index=True)
     errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     output_file_id: Mapped[str | None] = mapped_column(String(64))

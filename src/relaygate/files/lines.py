@@ -14,6 +14,7 @@ string, ``method`` POST, ``url`` one of :data:`BATCH_URLS` and the same on every
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -144,7 +145,8 @@ class BatchLines:
         self._max_lines = max_lines
         self._model_error = model_error
         self._models: dict[str, str | None] = {}
-        self._ids: set[str] = set()
+        self._ids: set[bytes] = set()
+        """Digests of the custom_ids seen (16 bytes each, however long the ids)."""
         self.count = 0
         self.url: str | None = None
 
@@ -169,9 +171,10 @@ class BatchLines:
         self.count += 1
         if self.count > self._max_lines:
             raise line_error(number, f"a batch holds at most {self._max_lines} requests")
-        if line.custom_id in self._ids:
+        seen = hashlib.blake2b(line.custom_id.encode(), digest_size=16).digest()
+        if seen in self._ids:
             raise line_error(number, f"custom_id {line.custom_id!r} is used on an earlier line")
-        self._ids.add(line.custom_id)
+        self._ids.add(seen)
         url = line.url
         if self.url is None:
             self.url = url

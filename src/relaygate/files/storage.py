@@ -2,8 +2,9 @@
 
 Contents are written under a temporary name and renamed into place once whole, so a
 reader never sees half a file and a process killed mid-write leaves only a ``.part``
-file (swept at start-up). Every disk operation runs in a worker thread, off the event
-loop. Replicas share the directory (a network volume) to share files.
+file (swept once older than any live upload). Every disk operation runs in a worker
+thread, off the event loop. Replicas share the directory (a network volume) to share
+files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,15 +32,13 @@ class FileStorage:
         self.root = root
 
     def prepare(self) -> None:
-        """Create the directory and drop what a process killed mid-write left. Raises
+        """Create the directory and check it can be written. Raises
         :class:`ConfigError` naming the directory when it cannot be created or written."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".probe-{secrets.token_hex(4)}"
             probe.write_bytes(b"")
             probe.unlink()
-            for leftover in self.root.glob(f"*{_PART}"):
-                leftover.unlink(missing_ok=True)
         except OSError as exc:
             raise ConfigError(
                 f"files_dir {str(self.root)!r} cannot be written ({exc.strerror}): set "
@@ -66,7 +65,7 @@ class FileStorage:
 
         return await asyncio.to_thread(read)
 
-    async def chunks(self, file_id: str, chunk: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
+    async def chunks(self, file_id: str, chunk: int = CHUNK_BYTES) -> AsyncGenerator[bytes]:
         """The contents of ``file_id``, ``chunk`` bytes at a time. Raises :class:`OSError`
         when they are gone."""
         handle: BinaryIO = await asyncio.to_thread(self.path(file_id).open, "rb")
@@ -96,6 +95,23 @@ class FileStorage:
             ]
 
         return await asyncio.to_thread(scan)
+
+    async def drop_parts_older_than(self, seconds: float) -> int:
+        """Delete what writes cut short left (``.part`` files last written more than
+        ``seconds`` ago: no live upload is that slow); returns how many."""
+
+        def sweep() -> int:
+            limit = time.time() - seconds
+            if not self.root.is_dir():
+                return 0
+            dropped = 0
+            for entry in os.scandir(self.root):
+                if entry.name.endswith(_PART) and entry.stat().st_mtime < limit:
+                    Path(entry.path).unlink(missing_ok=True)
+                    dropped += 1
+            return dropped
+
+        return await asyncio.to_thread(sweep)
 
     async def delete(self, file_id: str) -> None:
         """Delete the contents of ``file_id`` (nothing when already gone)."""

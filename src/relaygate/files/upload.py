@@ -1,7 +1,8 @@
 """An upload (``POST /v1/files``) read from its ``multipart/form-data`` body as it
 arrives: the ``file`` part goes straight to its :class:`~relaygate.files.storage.Writer`
 and through a line check, the other parts (``purpose``, ``expires_after[...]``) are
-kept as short text fields. Nothing holds more than one chunk of the file.
+kept as short text fields. Nothing holds more of the file than a chunk (and the line
+check its longest line).
 
 The form follows https://platform.openai.com/docs/api-reference/files/create ; the
 multipart body is parsed by the ``python-multipart`` library.
@@ -14,12 +15,44 @@ from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from relaygate.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from relaygate.errors import (
+    BadRequest,
+    ConcurrencyLimited,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from relaygate.files.storage import Writer
 
 MAX_PARTS = 16
+MAX_UPLOADS_PER_USER = 2
+"""Uploads one user may have arriving at once in one process (more get 429)."""
 MAX_FIELD_BYTES = 1024
 MAX_FILENAME = 255
+
+
+class UploadSlots:
+    """The uploads arriving now in this process, per user: :meth:`take` refuses one past
+    :data:`MAX_UPLOADS_PER_USER` (each may be ``max_file_bytes``, checked against the
+    quota only once whole)."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[int, int] = {}
+
+    def take(self, user_id: int) -> None:
+        """Count one more upload of ``user_id``; raises :class:`ConcurrencyLimited`."""
+        held = self._by_user.get(user_id, 0)
+        if held >= MAX_UPLOADS_PER_USER:
+            raise ConcurrencyLimited(
+                f"you have {MAX_UPLOADS_PER_USER} uploads arriving already; retry when one is done"
+            )
+        self._by_user[user_id] = held + 1
+
+    def release(self, user_id: int) -> None:
+        held = self._by_user.get(user_id, 0) - 1
+        if held > 0:
+            self._by_user[user_id] = held
+        else:
+            self._by_user.pop(user_id, None)
 
 
 @dataclass

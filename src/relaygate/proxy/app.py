@@ -163,10 +163,7 @@ class Proxy:
             )
             return
         self._in_flight += 1
-        try:
-            await self._serve(scope, receive, send, exchange, None)
-        finally:
-            self._in_flight -= 1
+        await self._serve(scope, receive, send, exchange, None)
 
     async def serve_batch(
         self,
@@ -212,7 +209,8 @@ class Proxy:
         principal: Principal | None,
     ) -> None:
         """Serve one request, answering any error, and account for it; ``principal``
-        stands for the API key of a batch request (None: authenticate the request's)."""
+        stands for the API key of a batch request (None: a live request, counted in
+        :attr:`in_flight` by the caller, authenticated from its own key)."""
         reply_headers = ((REQUEST_ID_HEADER, exchange.request_id.encode()),)
         token = REQUEST_ID.set(exchange.request_id)
         status = 500
@@ -238,6 +236,8 @@ class Proxy:
                     reply_headers,
                 )
         finally:
+            if principal is None:  # a live request: its slot is free once it is answered
+                self._in_flight -= 1
             if exchange.holds_slot and exchange.principal is not None:
                 self._per_key.release(exchange.principal)
             self._by_class[min(max(status // 100, 1), 5)].inc()

@@ -4,7 +4,7 @@ endpoint (:mod:`relaygate.batches`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +18,16 @@ from relaygate.snapshot import Principal
 router = APIRouter(prefix="/batches", tags=["batches"])
 
 
+class OutputExpiresAfter(BaseModel):
+    """How long the output and error files are kept, from their making (at most
+    ``file_retention_days``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anchor: Literal["created_at"]
+    seconds: int = Field(ge=3600, le=30 * 86400)
+
+
 class BatchCreate(BaseModel):
     """The body of ``POST /v1/batches``."""
 
@@ -27,6 +37,7 @@ class BatchCreate(BaseModel):
     endpoint: str = Field(max_length=64)
     completion_window: str = Field(max_length=16)
     metadata: dict[str, Any] | None = None
+    output_expires_after: OutputExpiresAfter | None = None
 
 
 @router.post("")
@@ -46,6 +57,9 @@ async def create_batch(
             endpoint=body.endpoint,
             completion_window=body.completion_window,
             metadata=service.check_metadata(body.metadata),
+            output_expires_seconds=(
+                body.output_expires_after.seconds if body.output_expires_after else None
+            ),
         ),
     )
     wake_runner(request.app.state)

@@ -17,7 +17,7 @@ from relaygate.admin.deps import get_ctx, get_principal
 from relaygate.context import Context
 from relaygate.errors import BadRequest, ClientDisconnected, PayloadTooLarge
 from relaygate.files.lines import BatchLines
-from relaygate.files.upload import read_upload
+from relaygate.files.upload import UploadSlots, read_upload
 from relaygate.services import files as service
 from relaygate.snapshot import Principal, Snapshot
 
@@ -91,7 +91,17 @@ async def upload_file(
     ``expires_after[anchor]``/``expires_after[seconds]``); returns its File object.
     Raises :class:`BadRequest` for a malformed form or a bad line (named by number,
     code ``invalid_batch_line``), :class:`PayloadTooLarge` over ``max_file_bytes``
-    (``request_too_large``) or the quota (``file_quota_exceeded``)."""
+    (``request_too_large``) or the quota (``file_quota_exceeded``), and
+    :class:`ConcurrencyLimited` (429) past two uploads of one user at once."""
+    slots: UploadSlots = request.app.state.uploads
+    slots.take(caller.user_id)  # raises ConcurrencyLimited (429)
+    try:
+        return await _upload(request, caller, ctx)
+    finally:
+        slots.release(caller.user_id)
+
+
+async def _upload(request: Request, caller: Principal, ctx: Context) -> dict[str, Any]:
     settings = ctx.settings
     room = await service.room_left(ctx, caller.user_id)
     limit = min(settings.max_file_bytes, room)

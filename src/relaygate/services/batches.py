@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from relaygate.batches import ENDED, OPEN
 from relaygate.context import Context
 from relaygate.db.tables import Batch, BatchRequest, User, utcnow
 from relaygate.errors import BadRequest, Conflict, NotFound
@@ -31,8 +32,6 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 MAX_OPEN_BATCHES = 100
 """Batches one user may have that are not finished yet."""
-OPEN = ("validating", "in_progress", "finalizing", "cancelling")
-ENDED = ("completed", "failed", "expired", "cancelled")
 STATUSES = OPEN + ENDED
 CANCELLABLE = ("validating", "in_progress")
 """Statuses :func:`cancel_batch` moves to ``cancelling``."""
@@ -85,7 +84,9 @@ def batch_object(row: Batch, *, admin: bool = False) -> dict[str, Any]:
         "metadata": row.metadata_,
         "usage": {
             "input_tokens": row.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": row.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": row.prompt_tokens + row.completion_tokens,
         },
     }
@@ -134,6 +135,7 @@ class NewBatch:
     endpoint: str
     completion_window: str
     metadata: dict[str, str] | None
+    output_expires_seconds: int | None = None
 
 
 async def create_batch(ctx: Context, new: NewBatch) -> Batch:
@@ -179,6 +181,7 @@ async def create_batch(ctx: Context, new: NewBatch) -> Batch:
             endpoint=new.endpoint,
             completion_window=new.completion_window,
             metadata_=new.metadata,
+            output_expires_seconds=new.output_expires_seconds,
             status="validating",
             total=file.lines,
             completed=0,

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 
+from relaygate.batches import ENDED, OPEN
 from relaygate.context import Context
-from relaygate.db.tables import StoredFile, utcnow
-from relaygate.errors import NotFound, PayloadTooLarge
+from relaygate.db.tables import Batch, StoredFile, utcnow
+from relaygate.errors import Conflict, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 FILE_ID_PREFIX = "file-"
@@ -191,11 +192,24 @@ async def list_files(
     return rows[:limit], len(rows) > limit
 
 
+def _in_use() -> Select[Any]:
+    """The input files of batches that have not ended (kept while they run)."""
+    return select(Batch.input_file_id).where(Batch.status.in_(OPEN))
+
+
 async def delete_file(ctx: Context, user_id: int | None, file_id: str) -> None:
     """Delete ``user_id``'s file ``file_id``, row and contents. Raises
-    :class:`NotFound` as :func:`get_file` does."""
+    :class:`NotFound` as :func:`get_file` does, and :class:`Conflict` for the input
+    file of a batch that has not ended."""
     row = await get_file(ctx, user_id, file_id)
     async with ctx.sessions.begin() as session:
+        if await session.scalar(_in_use().where(Batch.input_file_id == row.id).limit(1)):
+            raise Conflict(
+                f"file {file_id!r} is the input of a batch that has not ended: cancel it or "
+                "wait for it to end",
+                param="file_id",
+                code="file_in_use",
+            )
         await session.execute(delete(StoredFile).where(StoredFile.id == row.id))
     await ctx.files.delete(row.id)
 
@@ -222,12 +236,13 @@ async def _orphans(ctx: Context) -> list[str]:
 async def prune_once(ctx: Context) -> tuple[int, int]:
     """Delete expired files (rows and contents) and contents no row names any more (a
     deleted user's, older than :data:`ORPHAN_GRACE_SECONDS`); returns how many of each."""
+    now = utcnow()
     async with ctx.sessions.begin() as session:
         gone = list(
             (
                 await session.scalars(
                     delete(StoredFile)
-                    .where(StoredFile.expires_at <= utcnow())
+                    .where(StoredFile.expires_at <= now, ~StoredFile.id.in_(_in_use()))
                     .returning(StoredFile.id)
                 )
             ).all()
@@ -237,6 +252,14 @@ async def prune_once(ctx: Context) -> tuple[int, int]:
     orphans = await _orphans(ctx)
     for file_id in orphans:
         await ctx.files.delete(file_id)
+    await ctx.files.drop_parts_older_than(ctx.settings.file_upload_timeout + ORPHAN_GRACE_SECONDS)
+    async with ctx.sessions.begin() as session:  # ended batches, as long as their files
+        await session.execute(
+            delete(Batch).where(
+                Batch.status.in_(ENDED),
+                Batch.created_at <= now - timedelta(days=ctx.settings.file_retention_days),
+            )
+        )
     return len(gone), len(orphans)
 
 

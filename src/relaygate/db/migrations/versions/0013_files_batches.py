@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("endpoint", sa.String(length=64), nullable=False),
         sa.Column("completion_window", sa.String(length=16), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=True),
+        sa.Column("output_expires_seconds", sa.Integer(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False, index=True),
         sa.Column("errors", sa.JSON(), nullable=True),
         sa.Column("output_file_id", sa.String(length=64), nullable=True),
