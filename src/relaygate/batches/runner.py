@@ -79,6 +79,7 @@ class BatchRunner:
         self._wake = asyncio.Event()
         self._step_now = False
         self._counted = 0.0
+        self._turn = 0
         metrics.batch_running.set_function(lambda: len(self._running))
 
     def wake(self) -> None:
@@ -145,7 +146,10 @@ class BatchRunner:
         if room <= 0 or self._proxy.in_flight >= self._yield_at:
             return 0
         try:
-            claimed = await claim_requests(self._ctx, min(room, CLAIM_AT_ONCE))
+            self._turn += 1
+            claimed = await claim_requests(
+                self._ctx, min(room, CLAIM_AT_ONCE), busy=list(self._running), turn=self._turn
+            )
         except Exception:
             log.exception("could not claim batch requests; trying again shortly")
             return 0
@@ -212,6 +216,7 @@ class BatchRunner:
     async def _send(self, item: Claimed) -> None:
         ctx = self._ctx
         metrics = self._metrics
+        answered = False
         try:
             info = await self._info(item.batch_id)
             if info is None:
@@ -244,6 +249,7 @@ class BatchRunner:
                 Ticket(self.slots, item.batch_id),
                 ctx.settings.batch_max_response_bytes,
             )
+            answered = answer.sent
             if answer.withdrawn:  # its batch ended while it waited: written as it ended
                 await retry_later(ctx, item, 0, attempted=False)
                 return
@@ -263,6 +269,8 @@ class BatchRunner:
             raise
         except Exception:
             log.exception("batch request %d failed unexpectedly", item.id)
+            if answered:  # left running: once its claim runs out it is sent again
+                return
             with contextlib.suppress(Exception):
                 if item.attempt < ctx.settings.batch_max_attempts:
                     await retry_later(ctx, item, self._backoff(item.attempt, None))
@@ -276,7 +284,21 @@ class BatchRunner:
                     )
 
     async def _end(self, item: Claimed, outcome: Outcome) -> None:
-        if await finish(self._ctx, item, outcome):
+        """Write ``item``'s outcome, trying again for a while when the database fails
+        (an answer in hand is never sent again for a write that failed once)."""
+        wait = 0.05
+        deadline = time.monotonic() + self._ctx.settings.batch_lease_seconds / 2
+        while True:
+            try:
+                written = await finish(self._ctx, item, outcome)
+                break
+            except Exception as exc:
+                if time.monotonic() + wait > deadline:
+                    raise
+                log.warning("could not write a batch outcome (%s); trying again", exc)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 2.0)
+        if written:
             self._metrics.batch_requests.labels(
                 "completed" if outcome.succeeded else "failed"
             ).inc()

@@ -21,9 +21,10 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -241,19 +242,18 @@ async def _renew_batch(ctx: Context, session: AsyncSession, batch_id: str, statu
         raise ClaimLost(batch_id)
 
 
-def _due(now: datetime, claimant: str) -> ColumnElement[bool]:
-    """A request to send now: queued and due, or running under another process's claim
-    that ran out (never one this process still runs, however late its renewal)."""
+def _due(now: datetime, busy: Collection[int]) -> ColumnElement[bool]:
+    """A request to send now: queued and due, or running under a claim that ran out
+    (never one of ``busy``, those this process is sending, however late their renewal)."""
+    lapsed = and_(BatchRequest.state == "running", BatchRequest.claimed_until < now)
+    if busy:
+        lapsed = and_(lapsed, BatchRequest.id.notin_(list(busy)))
     return or_(
         and_(
             BatchRequest.state == "queued",
             or_(BatchRequest.next_at.is_(None), BatchRequest.next_at <= now),
         ),
-        and_(
-            BatchRequest.state == "running",
-            BatchRequest.claimed_until < now,
-            BatchRequest.claimed_by != claimant,
-        ),
+        lapsed,
     )
 
 
@@ -261,14 +261,16 @@ FAIR_BATCHES = 8
 """Batches a claim shares its room between, oldest first."""
 
 
-async def claim_requests(ctx: Context, limit: int) -> list[Claimed]:
+async def claim_requests(
+    ctx: Context, limit: int, busy: Collection[int] = (), turn: int = 0
+) -> list[Claimed]:
     """Claim up to ``limit`` requests to send for ``batch_lease_seconds`` (renewed by
-    :func:`renew` while they run), the room shared between the :data:`FAIR_BATCHES`
-    oldest batches with requests due (so one large batch does not hold back every later
-    one), each batch's oldest first. On PostgreSQL rows another replica is claiming are
-    skipped (``FOR UPDATE SKIP LOCKED``); on SQLite the one writer at a time does so."""
+    :func:`renew` while they run), none of ``busy`` (those this process is sending), the
+    room shared between the :data:`FAIR_BATCHES` oldest batches with requests due (so
+    one large batch does not hold back every later one), each batch's oldest first; the
+    batch served first (and given any rounding) goes round with ``turn``."""
     now = utcnow()
-    due = _due(now, ctx.claimant)
+    due = _due(now, busy)
     waiting = (
         select(Batch.id)
         .where(
@@ -281,16 +283,24 @@ async def claim_requests(ctx: Context, limit: int) -> list[Claimed]:
     claimed: list[Claimed] = []
     async with ctx.sessions() as session:
         batch_ids = list((await session.scalars(waiting)).all())
+    if batch_ids:
+        start = turn % len(batch_ids)
+        batch_ids = batch_ids[start:] + batch_ids[:start]
     for index, batch_id in enumerate(batch_ids):
         share = -(-(limit - len(claimed)) // (len(batch_ids) - index))  # ceiling
         if share > 0:
-            claimed.extend(await _claim_of(ctx, batch_id, share, now))
+            claimed.extend(await _claim_of(ctx, batch_id, share, now, busy))
     return claimed
 
 
-async def _claim_of(ctx: Context, batch_id: str, limit: int, now: datetime) -> list[Claimed]:
-    """Claim up to ``limit`` due requests of one batch, oldest first."""
-    due = _due(now, ctx.claimant)
+async def _claim_of(
+    ctx: Context, batch_id: str, limit: int, now: datetime, busy: Collection[int]
+) -> list[Claimed]:
+    """Claim up to ``limit`` due requests of one batch, oldest first. On SQLite in one
+    statement, a write from its start (a read upgraded to a write fails at once when
+    another writer came first); on PostgreSQL rows another replica is claiming are
+    skipped (``FOR UPDATE SKIP LOCKED``)."""
+    due = _due(now, busy)
     pick = (
         select(BatchRequest.id)
         .join(Batch, Batch.id == BatchRequest.batch_id)
@@ -298,15 +308,18 @@ async def _claim_of(ctx: Context, batch_id: str, limit: int, now: datetime) -> l
         .order_by(BatchRequest.id)
         .limit(limit)
     )
-    if ctx.engine.dialect.name == "postgresql":
-        pick = pick.with_for_update(of=BatchRequest, skip_locked=True)
     async with ctx.sessions.begin() as session:
-        ids = list((await session.scalars(pick)).all())
-        if not ids:
-            return []
+        chosen: Any = pick
+        if ctx.engine.dialect.name == "postgresql":
+            # Locked first, then updated: PostgreSQL does not keep a LIMIT inside a
+            # locking IN (…) subquery of an UPDATE, and has no read to upgrade.
+            locked = pick.with_for_update(of=BatchRequest, skip_locked=True)
+            chosen = list((await session.scalars(locked)).all())
+            if not chosen:
+                return []
         found = await session.execute(
             update(BatchRequest)
-            .where(BatchRequest.id.in_(ids), due)
+            .where(BatchRequest.id.in_(chosen), due)
             .values(
                 state="running",
                 claimed_by=ctx.claimant,
@@ -323,7 +336,7 @@ async def _claim_of(ctx: Context, batch_id: str, limit: int, now: datetime) -> l
             )
             .execution_options(synchronize_session=False)
         )
-        return [Claimed(*row) for row in found]
+        return sorted((Claimed(*row) for row in found), key=lambda c: c.id)
 
 
 def _mine(claimed: Claimed, replica: str) -> ColumnElement[bool]:
