@@ -17,10 +17,11 @@ key. Then, in ``--rounds`` rounds (default 3; medians reported):
    live p50/p99, the batch's requests per second while wrk ran and between 10% and 90%
    of its requests done, the time from create to ``completed``, and the peak RSS.
 3. **Batches alone**, each on a fresh relaygate: 1,000 requests and 10,000 requests at
-   the default ``RELAYGATE_BATCH_CONCURRENCY`` (4), and 10,000 at 16: RSS before, peak
-   RSS sampled and VmHWM (the kernel's high-water mark), the rate between 10% and 90%,
-   the time to ``completed``, relaygate's CPU use meanwhile, and the requests sent upstream
-   twice (usage records beyond one per request, read from its SQLite file once stopped).
+   the default ``RELAYGATE_BATCH_CONCURRENCY`` (4), and 10,000 at 16: RSS before, at 10,
+   50 and 90% done and at its peak, VmHWM (the kernel's high-water mark), the rate
+   between 10% and 90%, the time to ``completed``, relaygate's CPU use meanwhile, and the
+   requests sent upstream twice (usage records beyond one per request, read from its
+   SQLite file once stopped).
 
 Every batch must end ``completed`` with none failed. Each relaygate's log records are
 counted (numbers masked) at the end.
@@ -28,6 +29,8 @@ counted (numbers masked) at the end.
     bench/setup.sh   # nginx and wrk (once)
     PYTHONPATH=. .venv/bin/python bench/batches.py [--rounds 3] [--duration 20]
 
+``--requests`` and ``--small`` change the two sizes (10,000 and 1,000); ``--skip-live``
+runs only step 3 (e.g. ``--rounds 1 --skip-live --small 10000 --requests 30000``).
 Prints markdown tables and writes ``bench/out/batches-<UTC time>.json``.
 """
 
@@ -94,13 +97,8 @@ class Server:
         self.dir = home = work / name
         home.mkdir()
         key = "rg-" + secrets.token_urlsafe(32)
-        env = cli_env(
-            home,
-            RELAYGATE_ADMIN_KEY=key,
-            RELAYGATE_SECRET_KEY=SECRET_KEY,
-            RELAYGATE_LOG_LEVEL="warning",
-            **extra,
-        )
+        extra.update(RELAYGATE_ADMIN_KEY=key, RELAYGATE_SECRET_KEY=SECRET_KEY)
+        env = cli_env(home, RELAYGATE_LOG_LEVEL="warning", **extra)
         self.serve = ServeProcess(home, env).wait_ready()
         self.pid = self.serve.process.pid
         auth = {"Authorization": f"Bearer {key}"}
@@ -132,15 +130,8 @@ class Server:
             files = {"file": (path.name, handle, "application/jsonl")}
             uploaded = self.call("POST", "/v1/files", data={"purpose": "batch"}, files=files)
         started = time.monotonic()
-        batch = self.call(
-            "POST",
-            "/v1/batches",
-            json={
-                "input_file_id": uploaded["id"],
-                "endpoint": "/v1/chat/completions",
-                "completion_window": "24h",
-            },
-        )
+        body = {"input_file_id": uploaded["id"], "completion_window": "24h"}
+        batch = self.call("POST", "/v1/batches", json={**body, "endpoint": "/v1/chat/completions"})
         return batch["id"], started
 
     def stop(self) -> dict[str, Any]:
@@ -188,10 +179,10 @@ class Watch:
                 batch = c.get(f"/v1/batches/{self.batch_id}").json()
                 counts = batch["request_counts"]
                 done = counts["completed"] + counts["failed"]
-                pid = self.server.pid
-                sample = Sample(now - self.started, rss_mb(pid), cpu_seconds(pid), done, "")
-                sample.status = batch["status"]
-                self.samples.append(sample)
+                pid, status = self.server.pid, batch["status"]
+                self.samples.append(
+                    Sample(now - self.started, rss_mb(pid), cpu_seconds(pid), done, status)
+                )
                 if batch["status"] in FINAL:
                     self.final = batch
                     return
@@ -226,28 +217,28 @@ def run_batch(server: Server, path: pathlib.Path, count: int, live_s: float) -> 
     result["created_unix"] = time.time() - (time.monotonic() - started)
     if live_s:
         result["in_progress_after_s"] = watch.wait_status("in_progress")
-        before, cpu = watch.samples[-1], cpu_seconds(server.pid)
-        live = wrk(server.dir, server.gateway, False, LIVE_CONCURRENCY, live_s, request_body(False))
-        live["relaygate_cpu"] = (cpu_seconds(server.pid) - cpu) / live_s
+        before = watch.samples[-1]
+        live = live_load(server, live_s)
         after = watch.samples[-1]
         live["batch_rps_meanwhile"] = (after.done - before.done) / (after.t - before.t)
         live["batch_ran_throughout"] = after.status == "in_progress" and after.done < count
         result["live"] = live
-    final = watch.join()
+    watch.join()
     low, high = watch.at(0.1, count), watch.at(0.9, count)
     result.update(
         rps_10_90=(high.done - low.done) / (high.t - low.t),
         cpu_10_90=(high.cpu_s - low.cpu_s) / (high.t - low.t),
-        to_completed_s=final["completed_at"] - final["created_at"],
         to_completed_wall_s=watch.samples[-1].t,
         rss_peak_mb=max(s.rss_mb for s in watch.samples),
+        rss_at_mb=[watch.at(f, count).rss_mb for f in (0.1, 0.5, 0.9)],
         vm_hwm_mb=vm_hwm_mb(server.pid),
         samples=[[s.t, s.rss_mb, s.cpu_s, s.done, s.status] for s in watch.samples],
     )
     return result
 
 
-def live_alone(server: Server, seconds: float) -> dict[str, Any]:
+def live_load(server: Server, seconds: float) -> dict[str, Any]:
+    """wrk's JSON chat completions at ``LIVE_CONCURRENCY``, and relaygate's CPU meanwhile."""
     cpu = cpu_seconds(server.pid)
     result = wrk(server.dir, server.gateway, False, LIVE_CONCURRENCY, seconds, request_body(False))
     result["relaygate_cpu"] = (cpu_seconds(server.pid) - cpu) / seconds
@@ -270,6 +261,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--skip-live", action="store_true", help="only the batches alone")
     args = parser.parse_args()
     load_before = os.getloadavg()
     work = pathlib.Path(tempfile.mkdtemp(prefix="relaygate-batches-"))
@@ -280,9 +272,9 @@ def main() -> None:
     try:
         server = Server(work, nginx, "live")
         try:
-            for round_ in range(args.rounds):
+            for round_ in range(0 if args.skip_live else args.rounds):
                 print(f"round {round_ + 1}: live alone, then live with a batch", flush=True)
-                results["alone"].append(live_alone(server, args.duration))
+                results["alone"].append(live_load(server, args.duration))
                 results["with_batch"].append(run_batch(server, big, args.requests, args.duration))
         finally:
             results["logs"]["live"] = server.stop()
@@ -293,10 +285,10 @@ def main() -> None:
                 fresh = Server(work, nginx, name, RELAYGATE_BATCH_CONCURRENCY=str(concurrency))
                 try:
                     row = run_batch(fresh, small if count == args.small else big, count, 0)
-                    results["fresh"].append({**row, "concurrency": concurrency})
                 finally:
                     results["logs"][name] = log = fresh.stop()
-                    results["fresh"][-1]["sent_twice"] = log["usage_rows"] - 1 - count
+                twice = log["usage_rows"] - 1 - count  # one request by hand (``check``)
+                results["fresh"].append({**row, "concurrency": concurrency, "sent_twice": twice})
     finally:
         nginx.stop()
     results["load_average"] = {"before": load_before, "after": os.getloadavg()}
@@ -317,43 +309,49 @@ def cell(rows: list[dict[str, Any]], *keys: str, fmt: str = "{:.1f}", unit: str 
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     alone, loaded = results["alone"], results["with_batch"]
     live = [row["live"] for row in loaded]
-    print(f"\n**Live, c={LIVE_CONCURRENCY}, {args.duration:g} s** (median (rounds))\n")
-    print("| live load | req/s | p50 | p99 | relaygate CPU (cores) | non-2xx |")
-    print("|---|---|---|---|---|---|")
-    for name, rows in (("alone", alone), ("while a batch runs", live)):
+    if alone:
+        print(f"\n**Live, c={LIVE_CONCURRENCY}, {args.duration:g} s** (median (rounds))\n")
+        print("| live load | req/s | p50 | p99 | relaygate CPU (cores) | non-2xx |")
+        print("|---|---|---|---|---|---|")
+        for name, rows in (("alone", alone), ("while a batch runs", live)):
+            print(
+                f"| {name} | {cell(rows, 'rps', fmt='{:,.0f}')} "
+                f"| {cell(rows, 'p50_ms', fmt='{:.2f}', unit=' ms')} "
+                f"| {cell(rows, 'p99_ms', fmt='{:.2f}', unit=' ms')} "
+                f"| {cell(rows, 'relaygate_cpu', fmt='{:.2f}')} "
+                f"| {sum(r['non_2xx'] for r in rows)} |"
+            )
+        ratio = [{"r": b["p99_ms"] / a["p99_ms"]} for a, b in zip(alone, live, strict=True)]
+        print(f"\np99 with a batch / alone: {cell(ratio, 'r', fmt='{:.2f}')}; target <= 1.5")
+        print(f"\n**The {args.requests:,}-request batch under that live load**\n")
+        print("| batch req/s during wrk | 10-90% | create to completed | peak RSS | RSS before |")
+        print("|---|---|---|---|---|")
         print(
-            f"| {name} | {cell(rows, 'rps', fmt='{:,.0f}')} "
-            f"| {cell(rows, 'p50_ms', fmt='{:.2f}', unit=' ms')} "
-            f"| {cell(rows, 'p99_ms', fmt='{:.2f}', unit=' ms')} "
-            f"| {cell(rows, 'relaygate_cpu', fmt='{:.2f}')} | {sum(r['non_2xx'] for r in rows)} |"
+            f"| {cell(live, 'batch_rps_meanwhile', fmt='{:.0f}')} "
+            f"| {cell(loaded, 'rps_10_90', fmt='{:.0f}')} "
+            f"| {cell(loaded, 'to_completed_wall_s', unit=' s')} "
+            f"| {cell(loaded, 'rss_peak_mb', unit=' MB')} | {cell(loaded, 'rss_before_mb')} |"
         )
-    ratio = [{"r": b["p99_ms"] / a["p99_ms"]} for a, b in zip(alone, live, strict=True)]
-    print(f"\np99 with a batch / alone: {cell(ratio, 'r', fmt='{:.2f}')}; target <= 1.5")
-    print(f"\n**The {args.requests:,}-request batch under that live load**\n")
-    print("| batch req/s during wrk | 10-90% | create to completed | peak RSS | RSS before |")
-    print("|---|---|---|---|---|")
-    print(
-        f"| {cell(live, 'batch_rps_meanwhile', fmt='{:.0f}')} "
-        f"| {cell(loaded, 'rps_10_90', fmt='{:.0f}')} "
-        f"| {cell(loaded, 'to_completed_wall_s', unit=' s')} "
-        f"| {cell(loaded, 'rss_peak_mb', unit=' MB')} | {cell(loaded, 'rss_before_mb')} |"
-    )
-    throughout = sum(bool(r["batch_ran_throughout"]) for r in live)
-    print(f"\nThe batch ran throughout wrk's run in {throughout} of {len(live)} rounds.")
+        throughout = sum(bool(r["batch_ran_throughout"]) for r in live)
+        print(f"\nThe batch ran throughout wrk's run in {throughout} of {len(live)} rounds.")
     print("\n**Batches alone, each on a fresh relaygate** (median (rounds))\n")
     print(
-        "| requests | concurrency | RSS before | peak RSS | VmHWM | peak - before "
-        "| req/s 10-90% | create to completed | relaygate CPU (cores) | sent twice |"
+        "| requests | concurrency | RSS before | RSS at 10 / 50 / 90% done | peak RSS | VmHWM "
+        "| peak - before | req/s 10-90% | create to completed | relaygate CPU | sent twice |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for count, concurrency in sorted({(r["requests"], r["concurrency"]) for r in results["fresh"]}):
         rows = [
             r for r in results["fresh"] if (r["requests"], r["concurrency"]) == (count, concurrency)
         ]
         for r in rows:
             r["growth_mb"] = r["rss_peak_mb"] - r["rss_before_mb"]
+        at = " / ".join(
+            f"{statistics.median(r['rss_at_mb'][i] for r in rows):.1f}" for i in range(3)
+        )
         print(
             f"| {count:,} | {concurrency} | {med(rows, 'rss_before_mb'):.1f} MB "
+            f"| {at} MB "
             f"| {med(rows, 'rss_peak_mb'):.1f} MB | {cell(rows, 'vm_hwm_mb', unit=' MB')} "
             f"| {cell(rows, 'growth_mb', unit=' MB')} | {cell(rows, 'rps_10_90', fmt='{:.0f}')} "
             f"| {cell(rows, 'to_completed_wall_s', unit=' s')} | {med(rows, 'cpu_10_90'):.2f} "
