@@ -379,6 +379,12 @@ def test_endpoint_batch_concurrency(
     running = Gateway(tmp_path / "seed", endpoints=seeded).start()
     try:
         assert running.endpoint("seeded")["batch_concurrency"] == 16
+        deadline = time.monotonic() + 20
+        # Its first sync runs at start-up: stopping in the middle of it would compare
+        # the snapshot with one rebuilt from a database the sync is still changing.
+        while running.endpoint("seeded")["sync"]["status"] == "never":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
     finally:
         running.stop()
     with pytest.raises(ConfigError, match="batch_concurrency"):
@@ -390,6 +396,7 @@ def test_batches_list_and_cancel(tmp_path: Path, upstream: Upstream) -> None:
     status and counts (filtered by --user and --status), and `batches cancel` cancels it."""
     # No batch work after start-up: the batch stays validating while the CLI looks.
     gateway = Gateway(tmp_path, batch_poll_interval=3600).start()
+    gateway.app.api.state.batch_runner = None  # nothing wakes it before its hour is up
     try:
         gateway.add_endpoint("local", upstream.url)
         ann = gateway.create_user("ann")
