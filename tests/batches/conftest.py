@@ -39,10 +39,13 @@ class Counts:
     """A status to answer every request with (None: answer normally)."""
     delay: float = 0.0
     hold_after: int | None = None
-    """Once this many requests completed, later ones are held (not answered) until it is
-    set back to None; a held request whose client leaves is never completed."""
+    """Once this many requests were let through, later ones are held (not answered)
+    until it is set back to None; a held request whose client leaves is never
+    completed."""
     held: set[str] = field(default_factory=set)
     """Tags whose requests wait (unanswered) while they are in the set."""
+    passed: int = 0
+    """Requests let through the holds so far."""
     in_flight: int = 0
     most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,10 +87,14 @@ class BatchUpstream:
             try:
                 if counts.delay:
                     await asyncio.sleep(counts.delay)
-                while tag in counts.held or (
-                    counts.hold_after is not None
-                    and sum(counts.completed.values()) >= counts.hold_after
-                ):
+                while True:
+                    with counts.lock:  # let through at most hold_after, counted at once
+                        hold = tag in counts.held or (
+                            counts.hold_after is not None and counts.passed >= counts.hold_after
+                        )
+                        if not hold:
+                            counts.passed += 1
+                            break
                     if await request.is_disconnected():
                         return Response(status_code=499)
                     await asyncio.sleep(0.01)
