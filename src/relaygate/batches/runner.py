@@ -20,7 +20,9 @@ from collections.abc import Callable
 
 import orjson
 
+from relaygate.batches.finalize import finalize
 from relaygate.batches.output import response_text
+from relaygate.batches.prepare import prepare
 from relaygate.batches.steps import (
     Claimed,
     Outcome,
@@ -29,11 +31,9 @@ from relaygate.batches.steps import (
     claim_requests,
     endpoint_limits,
     expire_due,
-    finalize,
     finish,
     key_hash_of,
     new_request_id,
-    prepare,
     queued_count,
     renew,
     retry_later,

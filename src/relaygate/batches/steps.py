@@ -2,39 +2,35 @@
 claims before doing it, so replicas share batches row by row and one that dies leaves
 its work to the others once its claim (``batch_lease_seconds``) runs out:
 
-- **prepare**: a ``validating`` batch's input file is read (its checksum verified) into
-  one ``batch_requests`` row per request, then the batch is ``in_progress``;
+- **prepare** (:mod:`.prepare`): a ``validating`` batch's input file is read (its
+  checksum verified) into one ``batch_requests`` row per request, then the batch is
+  ``in_progress``;
 - **claim**: queued requests of ``in_progress`` batches (or running ones whose claim
   ran out) become this replica's, ``running``;
 - **finish** or **retry**: a request's outcome is written the moment it is known, with
   the batch's counts, tokens and cost in the same transaction; a request whose outcome
   is written is never sent again;
 - **expire**: past its window, a batch's queued requests end as ``expired``;
-- **finalize**: a batch with nothing left to send (or cancelled, or expired) gets its
-  output and error files and its final status, and its rows are deleted.
+- **finalize** (:mod:`.finalize`): a batch with nothing left to send (or cancelled, or
+  expired) gets its output and error files and its final status, and its rows are
+  deleted.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.batches import ENDED
-from relaygate.batches.output import output_line
 from relaygate.context import Context
-from relaygate.db.tables import ApiKey, Batch, BatchRequest, Endpoint, StoredFile, utcnow
-from relaygate.files.lines import LineSplitter, parse_line
-from relaygate.services.files import new_file_id
+from relaygate.db.tables import ApiKey, Batch, BatchRequest, Endpoint, utcnow
 
 log = logging.getLogger(__name__)
 INSERT_ROWS = 1000
@@ -105,133 +101,21 @@ async def claim_batch(ctx: Context, batch_id: str, status: str, new_status: str)
         return getattr(result, "rowcount", 0) == 1
 
 
-async def _fail(ctx: Context, batch_id: str, code: str, message: str) -> None:
-    """Fail a ``validating`` batch this process holds (and drop the rows it wrote);
-    nothing when it no longer holds it."""
-    now = utcnow()
-    async with ctx.sessions.begin() as session:
-        result = await session.execute(
-            update(Batch)
-            .where(
-                Batch.id == batch_id,
-                Batch.status == "validating",
-                Batch.claimed_by == ctx.claimant,
-            )
-            .values(
-                status="failed",
-                failed_at=now,
-                errors=[{"code": code, "message": message, "param": None, "line": None}],
-                claimed_by=None,
-                claimed_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 0) == 1:
-            await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
-
-
-async def prepare(ctx: Context, batch_id: str) -> None:
-    """Prepare a ``validating`` batch this replica claimed: one queued row per request of
-    its input file, then ``in_progress``. A file gone or changed since its upload
-    (checksum) fails the batch with an error saying so."""
-    async with ctx.sessions() as session:
-        batch = await session.get(Batch, batch_id)
-        file = await session.get(StoredFile, batch.input_file_id) if batch else None
-    if batch is None:
-        return
-    if file is None or file.user_id != batch.user_id:
-        await _fail(ctx, batch_id, "file_not_found", "the input file was deleted")
-        return
-    split = LineSplitter(ctx.settings.max_body_bytes)
-    rows: list[dict[str, object]] = []
-    count = 0
-    digest = hashlib.sha256()
-    renew_every = ctx.settings.batch_lease_seconds / 3
-    try:
-        async with ctx.sessions.begin() as session:  # what a replica that died here left
-            await _renew_batch(ctx, session, batch_id, "validating")
-            await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
-        renewed = time.monotonic()
-        async with contextlib.aclosing(ctx.files.chunks(file.id)) as chunks:
-            async for chunk in chunks:
-                digest.update(chunk)
-                for number, offset, raw in split.feed(chunk):
-                    count += _add_row(rows, batch_id, number, offset, raw)
-                if len(rows) >= INSERT_ROWS or time.monotonic() - renewed > renew_every:
-                    await _insert(ctx, batch_id, rows)  # renews the claim too
-                    renewed = time.monotonic()
-        for number, offset, raw in split.finish():
-            count += _add_row(rows, batch_id, number, offset, raw)
-    except ClaimLost:
-        return  # cancelled meanwhile (its rows are written as cancelled), or taken over
-    except OSError:
-        await _fail(ctx, batch_id, "file_not_found", "the input file's contents are gone")
-        return
-    except Exception as exc:  # checked at upload: only a changed file gets here
-        await _fail(ctx, batch_id, "invalid_file", f"the input file cannot be read: {exc}")
-        return
-    if digest.hexdigest() != file.sha256:
-        await _fail(ctx, batch_id, "file_corrupt", "the input file changed since its upload")
-        return
-    try:
-        await _insert(ctx, batch_id, rows)
-    except ClaimLost:
-        return
-    now = utcnow()
-    async with ctx.sessions.begin() as session:
-        await session.execute(
-            update(Batch)
-            .where(
-                Batch.id == batch_id,
-                Batch.status == "validating",
-                Batch.claimed_by == ctx.claimant,
-            )
-            .values(
-                status="in_progress",
-                in_progress_at=now,
-                total=count,
-                claimed_by=None,
-                claimed_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-
-
-def _add_row(
-    rows: list[dict[str, object]], batch_id: str, number: int, offset: int, raw: bytes
-) -> int:
-    line = parse_line(number, offset, raw)
-    if line is None:
-        return 0
-    rows.append(
-        {
-            "batch_id": batch_id,
-            "line": number,
-            "custom_id": line.custom_id,
-            "offset": offset,
-            "length": line.length,
-            "state": "queued",
-            "attempts": 0,
-        }
-    )
-    return 1
-
-
 class ClaimLost(Exception):
     """This replica's claim on a batch ran out, or the batch was cancelled, mid-step."""
 
 
-async def _insert(ctx: Context, batch_id: str, rows: list[dict[str, object]]) -> None:
+async def insert_rows(ctx: Context, batch_id: str, rows: list[dict[str, object]]) -> None:
     """Write ``rows`` and renew this replica's claim on the batch in one transaction.
     Raises :class:`ClaimLost` (writing nothing) when the claim is no longer held."""
     async with ctx.sessions.begin() as session:
-        await _renew_batch(ctx, session, batch_id, "validating")
+        await renew_batch(ctx, session, batch_id, "validating")
         if rows:
             await session.execute(insert(BatchRequest), rows)
     rows.clear()
 
 
-async def _renew_batch(ctx: Context, session: AsyncSession, batch_id: str, status: str) -> None:
+async def renew_batch(ctx: Context, session: AsyncSession, batch_id: str, status: str) -> None:
     result = await session.execute(
         update(Batch)
         .where(Batch.id == batch_id, Batch.status == status, Batch.claimed_by == ctx.claimant)
@@ -486,155 +370,6 @@ async def batches_to_step(ctx: Context) -> tuple[list[str], list[tuple[str, str]
             )
         )
         return validating, [(batch_id, status) for batch_id, status in ready]
-
-
-async def finalize(ctx: Context, batch_id: str) -> None:
-    """Write the output and error files of a batch this replica claimed (``finalizing``),
-    then give it its final status (``completed``, ``expired`` or ``cancelled``) and
-    delete its rows. Files written under a claim that was lost meanwhile are deleted."""
-    async with ctx.sessions() as session:
-        batch = await session.get(Batch, batch_id)
-    if batch is None:
-        return
-    unsent = "cancelled" if batch.cancelling_at is not None else "expired"
-    final = unsent
-    outputs = {True: ctx.files.writer(new_file_id()), False: ctx.files.writer(new_file_id())}
-    ids = {good: writer.file_id for good, writer in outputs.items()}
-    written = {True: 0, False: 0}
-    failed = 0
-    try:
-        async for row in _rows_of(ctx, batch_id):
-            good, line = output_line(row, unsent)
-            await outputs[good].write(line)
-            written[good] += 1
-            failed += not good and row.state in ("done", "failed")
-        if batch.cancelling_at is None and not await _any_unsent(ctx, batch_id):
-            final = "completed"
-        for good in (True, False):
-            if written[good]:
-                await outputs[good].commit()
-            else:
-                await outputs[good].abort()
-    except BaseException as exc:
-        for writer in outputs.values():
-            await writer.abort()
-        if isinstance(exc, ClaimLost):
-            return
-        raise
-    now = utcnow()
-    kept = {good: ids[good] for good in (True, False) if written[good]}
-    retention = ctx.settings.file_retention_days * 86400
-    if batch.output_expires_seconds is not None:
-        retention = min(retention, batch.output_expires_seconds)
-    async with ctx.sessions.begin() as session:
-        result = await session.execute(
-            update(Batch)
-            .where(
-                Batch.id == batch_id,
-                Batch.status == "finalizing",
-                Batch.claimed_by == ctx.claimant,
-            )
-            .values(
-                {
-                    Batch.status: final,
-                    # As written: an answer that came in after its row was read is not.
-                    Batch.completed: written[True],
-                    Batch.failed: failed,
-                    Batch.output_file_id: kept.get(True),
-                    Batch.error_file_id: kept.get(False),
-                    Batch.claimed_by: None,
-                    Batch.claimed_until: None,
-                    _final_time(final): now,
-                }
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 0) == 1:
-            for good, file_id in kept.items():
-                writer = outputs[good]
-                session.add(
-                    StoredFile(
-                        id=file_id,
-                        user_id=batch.user_id,
-                        filename=f"{batch_id}_{'output' if good else 'error'}.jsonl",
-                        purpose="batch_output",
-                        bytes=writer.size,
-                        sha256=writer.sha256,
-                        created_at=now,
-                        expires_at=now + timedelta(seconds=retention),
-                    )
-                )
-            await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
-            return
-    for file_id in kept.values():  # another replica finalized it meanwhile
-        await ctx.files.delete(file_id)
-
-
-PAGE_BYTES = 16 * 1024 * 1024
-"""Bytes of answers read at once when a batch is finalized (with one row past it)."""
-
-
-async def _rows_of(ctx: Context, batch_id: str) -> AsyncIterator[BatchRequest]:
-    """The rows of a batch being finalized, in input order, read a few at a time (at
-    most :data:`PAGE_BYTES` of answers and one more), renewing this process's claim on
-    it before each read. Raises :class:`ClaimLost` when the claim is gone."""
-    size = func.coalesce(func.length(BatchRequest.response), 0)
-    after = 0
-    while True:
-        async with ctx.sessions() as session:
-            page = list(
-                await session.execute(
-                    select(BatchRequest.id, size)
-                    .where(BatchRequest.batch_id == batch_id, BatchRequest.id > after)
-                    .order_by(BatchRequest.id)
-                    .limit(INSERT_ROWS)
-                )
-            )
-        if not page:
-            return
-        after = page[-1][0]
-        group: list[int] = []
-        held = 0
-        for index, (row_id, length) in enumerate(page):
-            group.append(row_id)
-            held += length
-            if held < PAGE_BYTES and index < len(page) - 1:
-                continue
-            async with ctx.sessions.begin() as session:
-                await _renew_batch(ctx, session, batch_id, "finalizing")
-                rows = list(
-                    (
-                        await session.scalars(
-                            select(BatchRequest)
-                            .where(BatchRequest.id.in_(group))
-                            .order_by(BatchRequest.id)
-                        )
-                    ).all()
-                )
-            for row in rows:
-                yield row
-            group, held = [], 0
-
-
-def _final_time(final: str) -> object:
-    return {
-        "completed": Batch.completed_at,
-        "expired": Batch.expired_at,
-        "cancelled": Batch.cancelled_at,
-    }[final]
-
-
-async def _any_unsent(ctx: Context, batch_id: str) -> bool:
-    async with ctx.sessions() as session:
-        left = await session.scalar(
-            select(func.count())
-            .select_from(BatchRequest)
-            .where(
-                BatchRequest.batch_id == batch_id,
-                BatchRequest.state.notin_(("done", "failed")),
-            )
-        )
-    return bool(left)
 
 
 async def endpoint_limits(ctx: Context) -> dict[int, int]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from relaygate.admin.deps import get_ctx, get_principal
 from relaygate.batches import wake_runner
 from relaygate.context import Context
+from relaygate.resources.lists import list_object
 from relaygate.services import batches as service
 from relaygate.snapshot import Principal
 
@@ -75,14 +76,7 @@ async def list_batches(
 ) -> dict[str, Any]:
     """The caller's batches, newest first, as OpenAI's list object."""
     rows, more = await service.list_batches(ctx, caller.user_id, after=after, limit=limit)
-    data = [service.batch_object(row) for row in rows]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": more,
-    }
+    return list_object([service.batch_object(row) for row in rows], more)
 
 
 @router.get("/{batch_id}")

@@ -18,6 +18,7 @@ from relaygate.context import Context
 from relaygate.errors import BadRequest, ClientDisconnected, PayloadTooLarge
 from relaygate.files.lines import BatchLines
 from relaygate.files.upload import UploadSlots, read_upload
+from relaygate.resources.lists import list_object
 from relaygate.services import files as service
 from relaygate.snapshot import Principal, Snapshot
 
@@ -165,14 +166,7 @@ async def list_files(
     rows, more = await service.list_files(
         ctx, caller.user_id, purpose=purpose, after=after, limit=limit, order=order
     )
-    data = [service.file_object(row) for row in rows]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": more,
-    }
+    return list_object([service.file_object(row) for row in rows], more)
 
 
 @router.get("/{file_id}")
