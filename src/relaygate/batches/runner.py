@@ -21,6 +21,7 @@ from collections.abc import Callable
 import orjson
 
 from relaygate.batches.finalize import finalize
+from relaygate.batches.outcomes import OutcomeWriter
 from relaygate.batches.output import response_text
 from relaygate.batches.prepare import prepare
 from relaygate.batches.steps import (
@@ -31,7 +32,6 @@ from relaygate.batches.steps import (
     claim_requests,
     endpoint_limits,
     expire_due,
-    finish,
     key_hash_of,
     new_request_id,
     queued_count,
@@ -80,6 +80,7 @@ class BatchRunner:
         self._step_now = False
         self._counted = 0.0
         self._turn = 0
+        self._writer = OutcomeWriter(ctx)
         metrics.batch_running.set_function(lambda: len(self._running))
 
     def wake(self) -> None:
@@ -93,6 +94,7 @@ class BatchRunner:
         settings = self._ctx.settings
         stepped = 0.0
         renewer = asyncio.create_task(self._renew_claims(stop))
+        writer = asyncio.create_task(self._writer.run(stop))
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -110,7 +112,12 @@ class BatchRunner:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
+            writer.cancel()
+            await asyncio.gather(renewer, writer, return_exceptions=True)
+            try:  # the answers in hand of the requests just cancelled
+                await self._writer.flush()
+            except Exception:
+                log.exception("could not write the last batch outcomes")
 
     async def _renew_claims(self, stop: asyncio.Event) -> None:
         """Renew the claims on the requests in flight every third of a lease, apart from
@@ -264,8 +271,9 @@ class BatchRunner:
                 return
             await self._end(item, _outcome(answer))
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(retry_later(ctx, item, 0, attempted=False))
+            if not self._writer.holds(item.id):  # else its outcome is written at the stop
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(retry_later(ctx, item, 0, attempted=False))
             raise
         except Exception:
             log.exception("batch request %d failed unexpectedly", item.id)
@@ -284,21 +292,8 @@ class BatchRunner:
                     )
 
     async def _end(self, item: Claimed, outcome: Outcome) -> None:
-        """Write ``item``'s outcome, trying again for a while when the database fails
-        (an answer in hand is never sent again for a write that failed once)."""
-        wait = 0.05
-        deadline = time.monotonic() + self._ctx.settings.batch_lease_seconds / 2
-        while True:
-            try:
-                written = await finish(self._ctx, item, outcome)
-                break
-            except Exception as exc:
-                if time.monotonic() + wait > deadline:
-                    raise
-                log.warning("could not write a batch outcome (%s); trying again", exc)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 2.0)
-        if written:
+        """Write ``item``'s outcome (with others known at the same moment)."""
+        if await self._writer.write(item, outcome):
             self._metrics.batch_requests.labels(
                 "completed" if outcome.succeeded else "failed"
             ).inc()

@@ -7,9 +7,10 @@ its work to the others once its claim (``batch_lease_seconds``) runs out:
   ``in_progress``;
 - **claim**: queued requests of ``in_progress`` batches (or running ones whose claim
   ran out) become this replica's, ``running``;
-- **finish** or **retry**: a request's outcome is written the moment it is known, with
-  the batch's counts, tokens and cost in the same transaction; a request whose outcome
-  is written is never sent again;
+- **finish** (:mod:`.outcomes`) or **retry**: a request's outcome is written as soon as
+  it is known, together with the others known then, with their batches' counts, tokens
+  and cost in the same transaction; a request whose outcome is written is never sent
+  again;
 - **expire**: past its window, a batch's queued requests end as ``expired``;
 - **finalize** (:mod:`.finalize`): a batch with nothing left to send (or cancelled, or
   expired) gets its output and error files and its final status, and its rows are
@@ -126,19 +127,21 @@ async def renew_batch(ctx: Context, session: AsyncSession, batch_id: str, status
         raise ClaimLost(batch_id)
 
 
-def _due(now: datetime, busy: Collection[int]) -> ColumnElement[bool]:
-    """A request to send now: queued and due, or running under a claim that ran out
-    (never one of ``busy``, those this process is sending, however late their renewal)."""
+def _queued_due(now: datetime) -> ColumnElement[bool]:
+    """A queued request whose time has come (never tried, or its retry is due)."""
+    return and_(
+        BatchRequest.state == "queued",
+        or_(BatchRequest.next_at.is_(None), BatchRequest.next_at <= now),
+    )
+
+
+def _lapsed(now: datetime, busy: Collection[int]) -> ColumnElement[bool]:
+    """A request running under a claim that ran out (never one of ``busy``, those this
+    process is sending, however late their renewal)."""
     lapsed = and_(BatchRequest.state == "running", BatchRequest.claimed_until < now)
     if busy:
         lapsed = and_(lapsed, BatchRequest.id.notin_(list(busy)))
-    return or_(
-        and_(
-            BatchRequest.state == "queued",
-            or_(BatchRequest.next_at.is_(None), BatchRequest.next_at <= now),
-        ),
-        lapsed,
-    )
+    return lapsed
 
 
 FAIR_BATCHES = 8
@@ -154,12 +157,18 @@ async def claim_requests(
     one large batch does not hold back every later one), each batch's oldest first; the
     batch served first (and given any rounding) goes round with ``turn``."""
     now = utcnow()
-    due = _due(now, busy)
     waiting = (
         select(Batch.id)
         .where(
             Batch.status == "in_progress",
-            select(BatchRequest.id).where(BatchRequest.batch_id == Batch.id, due).exists(),
+            # Two tests, each read by (batch, state): one over both parts read every
+            # request of the batch that was done before reaching a queued one.
+            or_(
+                *(
+                    select(BatchRequest.id).where(BatchRequest.batch_id == Batch.id, due).exists()
+                    for due in (_queued_due(now), _lapsed(now, busy))
+                )
+            ),
         )
         .order_by(Batch.created_at, Batch.id)
         .limit(FAIR_BATCHES)
@@ -180,47 +189,70 @@ async def claim_requests(
 async def _claim_of(
     ctx: Context, batch_id: str, limit: int, now: datetime, busy: Collection[int]
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due requests of one batch, oldest first. On SQLite in one
-    statement, a write from its start (a read upgraded to a write fails at once when
+    """Claim up to ``limit`` due requests of one batch in one transaction: those whose
+    claim ran out first, then the queued ones, each oldest first. Each part is read in
+    the order of ``ix_batch_requests_batch_state_id``, so a claim reads about as many rows
+    as it takes, however large the batch (an ``OR`` of both parts made the database
+    read and sort every row of the batch each time). On SQLite each part is one
+    ``UPDATE``, a write from its start (a read upgraded to a write fails at once when
     another writer came first); on PostgreSQL rows another replica is claiming are
     skipped (``FOR UPDATE SKIP LOCKED``)."""
-    due = _due(now, busy)
+    async with ctx.sessions.begin() as session:
+        claimed = await _claim_part(ctx, session, batch_id, _lapsed(now, busy), limit, now)
+        if len(claimed) < limit:
+            due = _queued_due(now)
+            claimed += await _claim_part(ctx, session, batch_id, due, limit - len(claimed), now)
+    return claimed
+
+
+async def _claim_part(
+    ctx: Context,
+    session: AsyncSession,
+    batch_id: str,
+    due: ColumnElement[bool],
+    limit: int,
+    now: datetime,
+) -> list[Claimed]:
     pick = (
         select(BatchRequest.id)
-        .join(Batch, Batch.id == BatchRequest.batch_id)
-        .where(BatchRequest.batch_id == batch_id, Batch.status == "in_progress", due)
+        .where(
+            BatchRequest.batch_id == batch_id,
+            due,
+            select(Batch.id).where(Batch.id == batch_id, Batch.status == "in_progress").exists(),
+        )
         .order_by(BatchRequest.id)
         .limit(limit)
     )
-    async with ctx.sessions.begin() as session:
-        chosen: Any = pick
-        if ctx.engine.dialect.name == "postgresql":
-            # Locked first, then updated: PostgreSQL does not keep a LIMIT inside a
-            # locking IN (…) subquery of an UPDATE, and has no read to upgrade.
-            locked = pick.with_for_update(of=BatchRequest, skip_locked=True)
-            chosen = list((await session.scalars(locked)).all())
-            if not chosen:
-                return []
-        found = await session.execute(
-            update(BatchRequest)
-            .where(BatchRequest.id.in_(chosen), due)
-            .values(
-                state="running",
-                claimed_by=ctx.claimant,
-                claimed_until=_lease(ctx, now),
-                attempts=BatchRequest.attempts + 1,
-            )
-            .returning(
-                BatchRequest.id,
-                BatchRequest.batch_id,
-                BatchRequest.custom_id,
-                BatchRequest.offset,
-                BatchRequest.length,
-                BatchRequest.attempts,
-            )
-            .execution_options(synchronize_session=False)
+    chosen: Any = pick
+    if ctx.engine.dialect.name == "postgresql":
+        # Locked first, then updated: PostgreSQL does not keep a LIMIT inside a
+        # locking IN (…) subquery of an UPDATE, and has no read to upgrade.
+        locked = pick.with_for_update(of=BatchRequest, skip_locked=True)
+        chosen = list((await session.scalars(locked)).all())
+        if not chosen:
+            return []
+    # No second test of ``due`` here: on SQLite the statement is one write, on
+    # PostgreSQL the rows are locked; and with it SQLite read by state, every queued row.
+    found = await session.execute(
+        update(BatchRequest)
+        .where(BatchRequest.id.in_(chosen))
+        .values(
+            state="running",
+            claimed_by=ctx.claimant,
+            claimed_until=_lease(ctx, now),
+            attempts=BatchRequest.attempts + 1,
         )
-        return sorted((Claimed(*row) for row in found), key=lambda c: c.id)
+        .returning(
+            BatchRequest.id,
+            BatchRequest.batch_id,
+            BatchRequest.custom_id,
+            BatchRequest.offset,
+            BatchRequest.length,
+            BatchRequest.attempts,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return sorted((Claimed(*row) for row in found), key=lambda c: c.id)
 
 
 def _mine(claimed: Claimed, replica: str) -> ColumnElement[bool]:
@@ -246,44 +278,6 @@ async def renew(ctx: Context, ids: Sequence[int]) -> None:
             .values(claimed_until=_lease(ctx, utcnow()))
             .execution_options(synchronize_session=False)
         )
-
-
-async def finish(ctx: Context, claimed: Claimed, outcome: Outcome) -> bool:
-    """Write ``claimed``'s outcome, and count it in its batch, in one transaction;
-    False when this replica no longer held it (another took it over: its outcome wins)."""
-    state = "done" if outcome.succeeded else "failed"
-    async with ctx.sessions.begin() as session:
-        result = await session.execute(
-            update(BatchRequest)
-            .where(_mine(claimed, ctx.claimant))
-            .values(
-                state=state,
-                status_code=outcome.status_code,
-                request_id=outcome.request_id,
-                response=outcome.response,
-                error_code=outcome.error_code,
-                error_message=outcome.error_message,
-                claimed_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 0) != 1:
-            return False
-        counted = Batch.completed if outcome.succeeded else Batch.failed
-        await session.execute(
-            update(Batch)
-            .where(Batch.id == claimed.batch_id)
-            .values(
-                {
-                    counted: counted + 1,
-                    Batch.prompt_tokens: Batch.prompt_tokens + outcome.prompt_tokens,
-                    Batch.completion_tokens: Batch.completion_tokens + outcome.completion_tokens,
-                    Batch.cost: Batch.cost + outcome.cost,
-                }
-            )
-            .execution_options(synchronize_session=False)
-        )
-    return True
 
 
 async def retry_later(
@@ -339,19 +333,22 @@ async def batches_to_step(ctx: Context) -> tuple[list[str], list[tuple[str, str]
     now = utcnow()
     # In progress: anything queued or running; cancelled: running under a live claim
     # (what a dead replica held is written as cancelled).
-    unsettled = (
-        select(BatchRequest.batch_id)
+    # Two tests, each read by (batch, state): one over both read every request of the
+    # batch that was done before reaching an unsettled one.
+    unsettled = or_(
+        and_(
+            Batch.status == "in_progress",
+            select(BatchRequest.id)
+            .where(BatchRequest.batch_id == Batch.id, BatchRequest.state.in_(("queued", "running")))
+            .exists(),
+        ),
+        select(BatchRequest.id)
         .where(
             BatchRequest.batch_id == Batch.id,
-            or_(
-                and_(
-                    Batch.status == "in_progress",
-                    BatchRequest.state.in_(("queued", "running")),
-                ),
-                and_(BatchRequest.state == "running", BatchRequest.claimed_until >= now),
-            ),
+            BatchRequest.state == "running",
+            BatchRequest.claimed_until >= now,
         )
-        .exists()
+        .exists(),
     )
     async with ctx.sessions() as session:
         validating = list(
