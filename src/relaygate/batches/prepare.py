@@ -68,8 +68,12 @@ async def prepare(ctx: Context, batch_id: str) -> None:
                 digest.update(chunk)
                 for number, offset, raw in split.feed(chunk):
                     count += _add_row(rows, batch_id, number, offset, raw)
-                if len(rows) >= INSERT_ROWS or time.monotonic() - renewed > renew_every:
-                    await insert_rows(ctx, batch_id, rows)  # renews the claim too
+                    # Written as they fill, not per chunk: a chunk holds thousands.
+                    if len(rows) >= INSERT_ROWS:
+                        await insert_rows(ctx, batch_id, rows)  # renews the claim too
+                        renewed = time.monotonic()
+                if time.monotonic() - renewed > renew_every:
+                    await insert_rows(ctx, batch_id, rows)
                     renewed = time.monotonic()
         for number, offset, raw in split.finish():
             count += _add_row(rows, batch_id, number, offset, raw)

@@ -467,6 +467,7 @@ class BatchRequest(Base):
     __tablename__ = "batch_requests"
     __table_args__ = (
         Index("ix_batch_requests_batch_state_id", "batch_id", "state", "id"),
+        Index("ix_batch_requests_batch_id", "batch_id", "id"),
         Index("ix_batch_requests_state_next", "state", "next_at"),
     )
 

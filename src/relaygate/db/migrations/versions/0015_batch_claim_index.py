@@ -1,7 +1,7 @@
-"""Batch claims read in id order: the index on a batch's requests by state carries the
-request id, so a claim of the oldest due requests reads about as many rows as it takes
-(without it PostgreSQL sorted every row of the state; SQLite's rowid made the order
-implicit, but not for the ``OR`` the claim used to be).
+"""Batch requests read in id order: the index on a batch's requests by state carries the
+request id, so a claim of the oldest due requests reads about as many rows as it takes,
+and a second index on (batch, id) serves the pages of a batch being finalized (without
+them each claim and each page read and sorted every row of the batch).
 
 Revision ID: 0015
 Revises: 0014
@@ -20,9 +20,11 @@ def upgrade() -> None:
     op.create_index(
         "ix_batch_requests_batch_state_id", "batch_requests", ["batch_id", "state", "id"]
     )
+    op.create_index("ix_batch_requests_batch_id", "batch_requests", ["batch_id", "id"])
     op.drop_index("ix_batch_requests_batch_state", table_name="batch_requests")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_batch_requests_batch_id", table_name="batch_requests")
     op.create_index("ix_batch_requests_batch_state", "batch_requests", ["batch_id", "state"])
     op.drop_index("ix_batch_requests_batch_state_id", table_name="batch_requests")
