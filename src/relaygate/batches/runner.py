@@ -112,7 +112,8 @@ class BatchRunner:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             renewer.cancel()
-            writer.cancel()
+            if not stop.is_set():  # cancelled: else the writer ends its write, then stops
+                writer.cancel()
             await asyncio.gather(renewer, writer, return_exceptions=True)
             try:  # the answers in hand of the requests just cancelled
                 await self._writer.flush()
