@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import databases
 from tests.support.gateway import Gateway
 from tests.support.servers import ServerThread
 from tests.support.upstream import UpstreamState, make_upstream
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the migrated template the run's databases were copied from."""
+    databases.drop_template()
 
 
 class Upstream:

@@ -1,13 +1,21 @@
 """The database a test runs on: a SQLite file, or — when the suite runs against
 PostgreSQL (RELAYGATE_TEST_BACKEND=postgresql, with RELAYGATE_TEST_DATABASE_URL naming
-the server) — a fresh PostgreSQL database created for the test and dropped after it."""
+the server) — a fresh PostgreSQL database created for the test and dropped after it.
+
+A test that starts relaygate gets its database already migrated: a copy of one template
+migrated once per test run (a file copy on SQLite, ``CREATE DATABASE … TEMPLATE`` on
+PostgreSQL), which saves each such test the migrations' 0.3 s or more. Tests of the
+migrations themselves take an empty database (:func:`database_url`)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +71,62 @@ def database_url(tmp_path: Path, name: str = "relaygate.db") -> str:
     if ON_POSTGRES:
         return create_postgres_database()
     return f"sqlite:///{tmp_path / name}"
+
+
+async def _migrate(url: str) -> None:
+    from relaygate.db.engine import make_engine
+    from relaygate.db.migrate import upgrade
+
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@functools.cache
+def _template() -> str:
+    """The URL of this test run's migrated template database (made at the first call;
+    :func:`drop_template` removes it)."""
+    if ON_POSTGRES:
+        url = create_postgres_database()
+    else:
+        folder = tempfile.mkdtemp(prefix="relaygate-template-")
+        url = f"sqlite:///{folder}/template.db"
+    _run(_migrate(url))
+    if not ON_POSTGRES:  # one file to copy: the write-ahead log folded in
+        connection = sqlite3.connect(url.split(":///", 1)[1])
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.close()
+    return url
+
+
+def drop_template() -> None:
+    """Drop the run's template database, if one was made (at the end of the run)."""
+    if _template.cache_info().currsize == 0:
+        return
+    url = _template()
+    _template.cache_clear()
+    if url.startswith("postgresql"):
+        drop_postgres_database(url)
+    else:
+        shutil.rmtree(Path(url.split(":///", 1)[1]).parent, ignore_errors=True)
+
+
+def migrated_database_url(tmp_path: Path, name: str = "relaygate.db") -> str:
+    """A fresh database for one test, at relaygate's newest revision and otherwise
+    empty (a copy of the run's template): PostgreSQL when the suite runs on it, else
+    SQLite."""
+    template = _template()
+    if ON_POSTGRES:
+        name = "rg_test_" + secrets.token_hex(6)
+        template_name = template.rpartition("/")[2]
+        _run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"'))
+        return _with_database(template, name)
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template.split(":///", 1)[1], path)
+    return f"sqlite:///{path}"
 
 
 def drop(url: str) -> None:

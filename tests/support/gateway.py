@@ -52,7 +52,9 @@ class Gateway:
     ):
         self.admin_key = "rg-" + secrets.token_urlsafe(32)
         self._own_database = "database_url" not in overrides
-        self.database_url = overrides.pop("database_url", None) or databases.database_url(tmp_path)
+        self.database_url = overrides.pop("database_url", None) or databases.migrated_database_url(
+            tmp_path
+        )
         values: dict[str, Any] = {
             "database_url": self.database_url,
             "admin_key": self.admin_key,
