@@ -305,3 +305,21 @@ def test_recent_requests_show_the_playground_request_and_filter(
     bad = page.goto(f"{metered.url}/ui/requests?from=yesterday")
     assert bad is not None and bad.status == 400
     expect(page.locator("main")).to_contain_text("from must be a date and time")
+
+
+def test_stop_cancels_the_request_upstream(
+    page: Page, gateway: Gateway, upstream: Upstream
+) -> None:
+    """Stop, pressed while the reply streams, ends the upstream request too."""
+    gateway.add_endpoint("local", upstream.url)
+    _, key = user_key(gateway, "stu")
+    upstream.state.hold_stream = threading.Event()
+    sign_in(page, gateway, key)
+    page.goto(gateway.url + "/ui/playground")
+    page.fill("textarea[name=message]", "a long story")
+    page.click("#play-send")
+    expect(page.locator("#play-reply")).to_have_text("c0")
+    page.click("#play-stop")
+    expect(page.locator("#play-error")).to_have_text("stopped")
+    assert upstream.state.stream_cancelled.wait(5), "the upstream stream was not cancelled"
+    expect(page.locator("#play-send")).to_be_enabled()
