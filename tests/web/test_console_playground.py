@@ -20,7 +20,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import Upstream
 from tests.support.gateway import Gateway
-from tests.web.conftest import csrf_of, past_usage, signed_in, wait_for_usage, write_usage
+from tests.web.conftest import (
+    console,
+    csrf_of,
+    past_usage,
+    signed_in,
+    wait_for_usage,
+    write_usage,
+)
 
 CHROMIUM = os.environ.get("RELAYGATE_TEST_CHROMIUM") or shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
@@ -323,3 +330,20 @@ def test_stop_cancels_the_request_upstream(
     expect(page.locator("#play-error")).to_have_text("stopped")
     assert upstream.state.stream_cancelled.wait(5), "the upstream stream was not cancelled"
     expect(page.locator("#play-send")).to_be_enabled()
+
+
+def test_playground_keeps_the_keys_rate_limit(gateway: Gateway, upstream: Upstream) -> None:
+    """The playground is no way around a limit: a key allowed one request a minute gets
+    its second chat refused with the proxy's 429, as it would on /v1."""
+    gateway.add_endpoint("local", upstream.url)
+    user = gateway.create_user("lim")
+    key = gateway.create_key(user_id=user["id"], requests_per_minute=1)["key"]
+    with console(gateway, key) as client:
+        headers = {"x-csrf-token": csrf_of(client, "/ui/playground"), "accept": "application/json"}
+        chat = {"model": "gpt-test", "message": "hi"}
+        first = client.post("/ui/playground/chat", json=chat, headers=headers)
+        assert first.status_code == 200 and "data: [DONE]" in first.text
+        second = client.post("/ui/playground/chat", json=chat, headers=headers)
+    assert second.status_code == 429, second.text
+    assert second.json()["error"]["code"] == "rate_limit_exceeded"
+    assert len(upstream.state.requests) == 1
