@@ -279,6 +279,7 @@ class RelaygateApp:
                     max_body=self.settings.max_body_bytes,
                 ),
             )
+            self.api.state.proxy = self.proxy  # the console's playground sends through it
             ctx.files.prepare()  # raises ConfigError naming an unwritable files_dir
             runner = BatchRunner(ctx, self.proxy, self.metrics)
             self.api.state.batch_runner = runner
@@ -314,7 +315,7 @@ class RelaygateApp:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 ctx.budgets.on_spent = None
-                self.proxy = None
+                self.proxy = self.api.state.proxy = None
                 self.limiter = None
 
 

@@ -150,6 +150,15 @@ class Proxy:
         return self._in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.serve_live(scope, receive, send)
+
+    async def serve_live(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal | None = None
+    ) -> None:
+        """Serve one live ``/v1`` request: authenticated by its own key, or, given
+        ``principal``, made for it by relaygate itself (the console's playground, whose
+        page holds no key) — either way within the live path's capacity and the key's
+        concurrency, rate limits and budgets, and recorded in its usage."""
         exchange = Exchange(time.perf_counter(), request_id(scope["headers"]))
         if self._in_flight >= self._max_concurrent:
             self._by_class[5].inc()
@@ -163,7 +172,7 @@ class Proxy:
             )
             return
         self._in_flight += 1
-        await self._serve(scope, receive, send, exchange, None)
+        await self._serve(scope, receive, send, exchange, principal, live=True)
 
     async def serve_batch(
         self,
@@ -184,7 +193,7 @@ class Proxy:
         exchange.ticket = ticket
         gathered = Gathered(body, max_answer)
         scope = batch_scope(path, body, request_id)
-        await self._serve(scope, gathered.receive, gathered.send, exchange, principal)
+        await self._serve(scope, gathered.receive, gathered.send, exchange, principal, live=False)
         tokens = exchange.tokens
         return Answer(
             gathered.status or 500,
@@ -207,15 +216,18 @@ class Proxy:
         send: Send,
         exchange: Exchange,
         principal: Principal | None,
+        *,
+        live: bool,
     ) -> None:
         """Serve one request, answering any error, and account for it; ``principal``
-        stands for the API key of a batch request (None: a live request, counted in
-        :attr:`in_flight` by the caller, authenticated from its own key)."""
+        stands for the request's API key (None: authenticated from its own key). A
+        ``live`` request is counted in :attr:`in_flight` by the caller; a batch request
+        is not."""
         reply_headers = ((REQUEST_ID_HEADER, exchange.request_id.encode()),)
         token = REQUEST_ID.set(exchange.request_id)
         status = 500
         try:
-            status = await self._handle(scope, receive, send, exchange, principal)
+            status = await self._handle(scope, receive, send, exchange, principal, live)
         except ClientDisconnected:
             status = 499  # nothing to answer: the client is gone
         except RelaygateError as exc:
@@ -236,7 +248,7 @@ class Proxy:
                     reply_headers,
                 )
         finally:
-            if principal is None:  # a live request: its slot is free once it is answered
+            if live:  # its slot is free once it is answered
                 self._in_flight -= 1
             if exchange.holds_slot and exchange.principal is not None:
                 self._per_key.release(exchange.principal)
@@ -258,6 +270,7 @@ class Proxy:
         send: Send,
         exchange: Exchange,
         given: Principal | None,
+        live: bool,
     ) -> int:
         snapshot = self._snapshots.current
         headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -274,7 +287,7 @@ class Proxy:
             scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
         self._activity.touch(principal.key_id)
         exchange.principal = principal
-        if given is None:  # a batch request takes none of its key's live slots
+        if live:  # a batch request takes none of its key's live slots
             self._per_key.take(principal)  # raises ConcurrencyLimited (429)
             exchange.holds_slot = True
         if stored:

@@ -17,6 +17,8 @@ from relaygate.web import (
     endpoints,
     models,
     people,
+    playground,
+    requests,
     status,
     usage,
 )
@@ -28,7 +30,19 @@ HERE = Path(__file__).parent
 def console_router() -> APIRouter:
     """Every console page and form handler."""
     router = APIRouter(prefix="/ui", include_in_schema=False)
-    for module in (auth, endpoints, models, people, budgets, account, usage, batches, status):
+    for module in (
+        auth,
+        endpoints,
+        models,
+        people,
+        budgets,
+        account,
+        usage,
+        batches,
+        status,
+        playground,
+        requests,
+    ):
         router.include_router(module.router)
     return router
 
