@@ -19,6 +19,7 @@ from relaygate.web import (
     people,
     status,
     usage,
+    users,
 )
 from relaygate.web.render import add_filters
 
@@ -28,7 +29,18 @@ HERE = Path(__file__).parent
 def console_router() -> APIRouter:
     """Every console page and form handler."""
     router = APIRouter(prefix="/ui", include_in_schema=False)
-    for module in (auth, endpoints, models, people, budgets, account, usage, batches, status):
+    for module in (
+        auth,
+        endpoints,
+        models,
+        people,
+        users,
+        budgets,
+        account,
+        usage,
+        batches,
+        status,
+    ):
         router.include_router(module.router)
     return router
 

@@ -91,6 +91,7 @@ def protect(response: Response) -> None:
 
 def back(to: str, message: str | None = None, kind: str = "ok") -> RedirectResponse:
     """A 303 to a console page, carrying a one-line message to show there."""
-    joiner = "&" if "?" in to else "?"
+    path, hash_, fragment = to.partition("#")  # the query goes before any #fragment
+    joiner = "&" if "?" in path else "?"
     query = f"{joiner}{urlencode({'flash': message, 'kind': kind})}" if message else ""
-    return RedirectResponse(to + query, status_code=303)
+    return RedirectResponse(path + query + hash_ + fragment, status_code=303)
