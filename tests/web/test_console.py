@@ -70,16 +70,16 @@ def test_sign_in_add_endpoint_and_sync(page: Page, gateway: Gateway, upstream: U
     expect(page.locator("#test-result")).to_contain_text("2 models found")
     expect(page.locator("#test-result li")).to_have_text(["alpha", "beta"])
     page.click("#add-endpoint button:has-text('Add endpoint')")
-    expect(page.locator(".flash")).to_contain_text("endpoint 'local' synced")
+    expect(page.locator(".flash")).to_have_text("endpoint 'local' synced: 2 models (alpha, beta)")
     row = page.locator("tr[data-endpoint]")
-    expect(row.locator("[data-role=counts]")).to_have_text("2 online / 0 offline")
+    expect(row.locator("[data-role=counts]")).to_have_text("2 models online, 0 offline")
     expect(row.locator("[data-role=status]")).to_have_text("ok")
 
     upstream.state.models = ["alpha"]
     page.evaluate("window.marker = 'same page'")
     row.locator("button.sync").click()
     expect(row.locator("[data-role=result]")).to_contain_text("deactivated 1")
-    expect(row.locator("[data-role=counts]")).to_have_text("1 online / 1 offline")
+    expect(row.locator("[data-role=counts]")).to_have_text("1 model online, 1 offline")
     assert page.evaluate("window.marker") == "same page"  # no reload happened
     shot(page, "endpoints")
     page.goto(gateway.url + "/ui/models?status=offline")
@@ -149,7 +149,7 @@ def test_form_without_csrf_token_is_refused(
     assert gateway.admin.get("/admin/api/v1/endpoints/1").status_code == 200
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("form.confirm button:has-text('Delete')").click()
-    expect(page.locator(".flash")).to_contain_text("deleted with its 1 models")
+    expect(page.locator(".flash")).to_contain_text("deleted with its 1 model")
 
 
 def test_people_and_status_pages(page: Page, gateway: Gateway, upstream: Upstream) -> None:

@@ -85,7 +85,8 @@ def test_signed_out_or_revoked_sessions_end(gateway: Gateway) -> None:
 
 
 def test_endpoints_page_shows_health(gateway: Gateway) -> None:
-    """An endpoint that keeps failing shows as cooling down, with its last error."""
+    """An endpoint that keeps failing shows as unhealthy, skipped for a cool-down, with its
+    failures in a row and its last error."""
     gateway.add_endpoint("gone", "http://127.0.0.1:9/v1", sync=False)
     endpoint_id = gateway.endpoint("gone")["id"]
     for _ in range(3):
@@ -93,8 +94,8 @@ def test_endpoints_page_shows_health(gateway: Gateway) -> None:
     client, _ = signed_in(gateway)
     page = client.get("/ui/endpoints").text
     client.close()
-    assert "cooling down" in page
-    assert "3 failures" in page and "connection refused" in page
+    assert ">unhealthy<" in page and "skipped until" in page
+    assert "3 failures in a row" in page and "connection refused" in page
 
 
 def day_groups(page: str) -> dict[str, int]:

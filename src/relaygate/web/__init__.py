@@ -21,6 +21,7 @@ from relaygate.web import (
     requests,
     status,
     usage,
+    users,
 )
 from relaygate.web.render import add_filters
 
@@ -35,6 +36,7 @@ def console_router() -> APIRouter:
         endpoints,
         models,
         people,
+        users,
         budgets,
         account,
         usage,

@@ -3,6 +3,7 @@ shown on the users & groups page."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -20,6 +21,12 @@ from relaygate.web.render import back
 router = APIRouter()
 PAGE = "/ui/people#budgets"
 KINDS = ("user", "group", "key")
+RETURN_TO = re.compile(r"/ui/users/[0-9]{1,18}")
+"""The pages besides :data:`PAGE` a budget form may return to (never another site)."""
+
+
+def _return_to(text: str) -> str:
+    return text if RETURN_TO.fullmatch(text) else PAGE
 
 
 def _amount(text: str) -> float | None:
@@ -49,10 +56,13 @@ async def set_budget(
     _: AdminChecked,
     budget: Annotated[str, Form()] = "",
     budget_period: Annotated[str, Form()] = "monthly",
+    return_to: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    """Set (or, with an empty amount, clear) the budget of a user, group or key."""
+    """Set (or, with an empty amount, clear) the budget of a user, group or key; back to
+    the users page, or to the user's own page when ``return_to`` names it."""
+    to = _return_to(return_to)
     if kind not in KINDS:
-        return back(PAGE, f"no budgets on {kind!r}", "error")
+        return back(to, f"no budgets on {kind!r}", "error")
     try:
         amount = _amount(budget)
         await _update(
@@ -63,9 +73,9 @@ async def set_budget(
             budget_period=budget_period if amount is not None else None,
         )
     except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
+        return back(to, exc.message, "error")
     return back(
-        PAGE, f"{budget_service.WHAT[kind]} budget {'saved' if amount is not None else 'cleared'}"
+        to, f"{budget_service.WHAT[kind]} budget {'saved' if amount is not None else 'cleared'}"
     )
 
 

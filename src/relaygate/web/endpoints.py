@@ -9,35 +9,40 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response
 
-from relaygate.errors import BadRequest, RelaygateError
+from relaygate.errors import RelaygateError
 from relaygate.providers import PROVIDER_TYPES
 from relaygate.services import endpoints as service
+from relaygate.services import groups as group_service
+from relaygate.services import models as model_service
 from relaygate.services import registry
-from relaygate.services.endpoints import EndpointChanges, EndpointSpec
+from relaygate.services.endpoint_fields import TIMEOUT_NAMES
+from relaygate.services.endpoints import EndpointChanges, EndpointInfo
+from relaygate.settings import API_MODES
 from relaygate.sync.service import SyncResult
 from relaygate.web.auth import Admin, AdminChecked, context_of
+from relaygate.web.endpoint_form import EndpointForm, changes_of, spec_of
 from relaygate.web.render import back, page
+from relaygate.web.states import health_state, model_counts, plural, sync_state
 
 router = APIRouter()
 PAGE = "/ui/endpoints"
+NAMES_SHOWN = 8
+"""Model names the message after adding an endpoint lists before "…"."""
 
 
-def _filter(text: str) -> list[str]:
-    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
-
-
-def _concurrency(text: str) -> int | None:
-    """The batch concurrency field: blank for the setting's; raises :class:`BadRequest`
-    for anything but a whole number (its range is the service's to check)."""
-    if not text.strip():
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise BadRequest(
-            "batch concurrency must be a whole number, or blank for the setting's",
-            param="batch_concurrency",
-        ) from None
+async def found_message(request: Request, info: EndpointInfo) -> tuple[str, str]:
+    """The message after adding ``info`` and its kind: what its first sync found
+    (``synced: 3 models (a, b, c)``) or why it failed."""
+    if info.sync_status == "error":
+        return f"endpoint {info.name!r} added, but its sync failed: {info.sync_error}", "error"
+    if info.sync_status != "ok":
+        return f"endpoint {info.name!r} added (disabled: not synced)", "ok"
+    found = await model_service.list_models(context_of(request), endpoint_id=info.id)
+    names = [m.alias or m.upstream_id for m in found if m.status == "online"]
+    if not names:
+        return f"endpoint {info.name!r} synced: it lists no models", "error"
+    shown = ", ".join(names[:NAMES_SHOWN]) + (", …" if len(names) > NAMES_SHOWN else "")
+    return f"endpoint {info.name!r} synced: {plural(len(names), 'model')} ({shown})", "ok"
 
 
 async def sync_summary(request: Request, result: SyncResult) -> dict[str, Any]:
@@ -47,6 +52,9 @@ async def sync_summary(request: Request, result: SyncResult) -> dict[str, Any]:
     fields["synced_at"] = result.synced_at.isoformat()
     info = await service.get_endpoint(context_of(request), result.endpoint_id)
     fields["models_online"], fields["models_offline"] = info.models_online, info.models_offline
+    fields["counts"] = model_counts(info.models_online, info.models_offline)
+    fields["sync"] = asdict(sync_state(info.sync_status, info.sync_error))
+    fields["health"] = asdict(health_state(info))
     return fields
 
 
@@ -59,39 +67,22 @@ async def endpoints_page(request: Request, session: Admin) -> Response:
         session,
         endpoints=found,
         types=PROVIDER_TYPES,
-        batch_default=context_of(request).settings.batch_concurrency,
+        groups=await group_service.list_groups(context_of(request)),
+        api_modes=API_MODES,
+        timeout_names=TIMEOUT_NAMES,
+        settings=context_of(request).settings,
     )
 
 
 @router.post("/endpoints")
 async def add_endpoint(
-    request: Request,
-    _: AdminChecked,
-    name: Annotated[str, Form()],
-    url: Annotated[str, Form()],
-    type: Annotated[str, Form()] = "openai",
-    api_key: Annotated[str, Form()] = "",
-    model_filter: Annotated[str, Form()] = "",
+    request: Request, _: AdminChecked, form: Annotated[EndpointForm, Form()]
 ) -> Response:
     try:
-        info = await service.create_endpoint(
-            context_of(request),
-            EndpointSpec(
-                name=name,
-                url=url,
-                type=type,
-                api_key=api_key or None,
-                model_filter=_filter(model_filter),
-            ),
-        )
+        info = await service.create_endpoint(context_of(request), spec_of(form))
     except RelaygateError as exc:
         return back(PAGE, exc.message, "error")
-    state = (
-        "synced" if info.sync_status == "ok" else f"added, but its sync failed: {info.sync_error}"
-    )
-    return back(
-        PAGE, f"endpoint {info.name!r} {state}", "ok" if info.sync_status == "ok" else "error"
-    )
+    return back(PAGE, *await found_message(request, info))
 
 
 @router.post("/endpoints/test")
@@ -114,24 +105,12 @@ async def test_connection(
 
 @router.post("/endpoints/{endpoint_id}/edit")
 async def edit_endpoint(
-    request: Request,
-    endpoint_id: int,
-    _: AdminChecked,
-    name: Annotated[str, Form()],
-    url: Annotated[str, Form()],
-    api_key: Annotated[str, Form()] = "",
-    clear_key: Annotated[str, Form()] = "",
-    model_filter: Annotated[str, Form()] = "",
-    batch_concurrency: Annotated[str, Form()] = "",
+    request: Request, endpoint_id: int, _: AdminChecked, form: Annotated[EndpointForm, Form()]
 ) -> Response:
-    changes = EndpointChanges(name=name, url=url, model_filter=_filter(model_filter))
-    if clear_key:
-        changes.api_key = None
-    elif api_key:  # the key field is write-only: blank keeps the stored key
-        changes.api_key = api_key
+    ctx = context_of(request)
     try:
-        changes.batch_concurrency = _concurrency(batch_concurrency)
-        info = await service.update_endpoint(context_of(request), endpoint_id, changes)
+        current = await service.get_endpoint(ctx, endpoint_id)
+        info = await service.update_endpoint(ctx, endpoint_id, changes_of(form, current))
     except RelaygateError as exc:
         return back(PAGE, exc.message, "error")
     return back(PAGE, f"endpoint {info.name!r} saved")
@@ -156,7 +135,7 @@ async def delete_endpoint(request: Request, endpoint_id: int, _: AdminChecked) -
         removed = await service.delete_endpoint(context_of(request), endpoint_id)
     except RelaygateError as exc:
         return back(PAGE, exc.message, "error")
-    return back(PAGE, f"endpoint deleted with its {removed} models")
+    return back(PAGE, f"endpoint deleted with its {plural(removed, 'model')}")
 
 
 @router.post("/endpoints/{endpoint_id}/sync")

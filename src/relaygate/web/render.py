@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment
 
 from relaygate.services.web_sessions import ConsoleSession
+from relaygate.web.states import health_state, model_counts, plural, sync_state
 
 
 def ago(value: datetime | None) -> str:
@@ -49,6 +50,10 @@ def add_filters(env: Environment) -> None:
     env.filters["ago"] = ago
     env.filters["thousands"] = thousands
     env.filters["money"] = money
+    env.filters["plural"] = plural
+    env.globals["sync_state"] = sync_state
+    env.globals["health_state"] = health_state
+    env.globals["model_counts"] = model_counts
 
 
 def page(
@@ -86,6 +91,7 @@ def protect(response: Response) -> None:
 
 def back(to: str, message: str | None = None, kind: str = "ok") -> RedirectResponse:
     """A 303 to a console page, carrying a one-line message to show there."""
-    joiner = "&" if "?" in to else "?"
+    path, hash_, fragment = to.partition("#")  # the query goes before any #fragment
+    joiner = "&" if "?" in path else "?"
     query = f"{joiner}{urlencode({'flash': message, 'kind': kind})}" if message else ""
-    return RedirectResponse(to + query, status_code=303)
+    return RedirectResponse(path + query + hash_ + fragment, status_code=303)

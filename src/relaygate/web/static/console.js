@@ -12,24 +12,46 @@
   }
 
   function describe(result) {
-    if (result.status !== "ok") return "error: " + (result.error || "sync failed");
+    if (result.status !== "ok") return "sync failing: " + (result.error || "sync failed");
     return "added " + result.added + " · reactivated " + result.reactivated +
-      " · deactivated " + result.deactivated + " (" + result.total + " models)";
+      " · deactivated " + result.deactivated + " (" + result.total +
+      (result.total === 1 ? " model)" : " models)");
+  }
+
+  // The server sends each state already worded (relaygate.web.states): one vocabulary.
+  function showState(row, role, state) {
+    if (!state) return;
+    const cell = row.querySelector("[data-role=" + role + "]");
+    if (!cell) return;
+    const badge = cell.querySelector(".badge");
+    badge.textContent = state.label;
+    badge.className = "badge " + state.kind;
+    const reason = cell.querySelector(".reason");
+    reason.textContent = state.detail || "";
+    reason.title = state.detail || "";
+    reason.className = "reason " + state.kind;
+    reason.hidden = !state.detail || (role === "sync" && state.kind === "idle");
   }
 
   function showSync(row, result) {
     const out = row.querySelector("[data-role=result]");
     out.textContent = describe(result);
     out.classList.toggle("error", result.status !== "ok");
-    const badge = row.querySelector("[data-role=status]");
-    badge.textContent = result.status;
-    badge.className = "badge " + result.status;
+    showState(row, "sync", result.sync || { label: "failing", kind: "bad", detail: result.error });
+    showState(row, "health", result.health);
     if (result.synced_at) row.querySelector("[data-role=synced]").textContent = "just now";
-    if (result.models_online !== undefined) {
-      row.querySelector("[data-role=counts]").textContent =
-        result.models_online + " online / " + result.models_offline + " offline";
-    }
+    if (result.counts) row.querySelector("[data-role=counts]").textContent = result.counts;
   }
+
+  document.querySelectorAll("button.edit-toggle").forEach(function (button) {
+    button.addEventListener("click", function () {
+      const target = document.getElementById(button.getAttribute("aria-controls"));
+      const open = target.hidden;
+      target.hidden = !open;
+      button.setAttribute("aria-expanded", String(open));
+      button.textContent = open ? "Close" : "Edit";
+    });
+  });
 
   document.querySelectorAll("button.sync").forEach(function (button) {
     button.addEventListener("click", async function () {
@@ -49,7 +71,8 @@
         if (row) showSync(row, result);
       });
       document.getElementById("sync-all-result").textContent =
-        "synced " + answer.results.length + " endpoint(s)";
+        "synced " + answer.results.length +
+        (answer.results.length === 1 ? " endpoint" : " endpoints");
     } finally { syncAll.disabled = false; }
   });
 
@@ -64,7 +87,8 @@
       out.textContent = "";
       const line = document.createElement("p");
       line.className = "flash " + (result.ok ? "ok" : "error");
-      line.textContent = result.ok ? "Connection works: " + result.models.length + " models found"
+      line.textContent = result.ok ? "Connection works: " + result.models.length +
+                                       (result.models.length === 1 ? " model" : " models") + " found"
                                    : "Connection failed: " + result.error;
       out.appendChild(line);
       if (result.ok) {

@@ -1,0 +1,142 @@
+"""The console's add/edit endpoint form: every field the admin API's endpoint takes, read
+from a submitted form into the same :class:`EndpointSpec` and :class:`EndpointChanges`
+the admin API and the CLI use. Blank fields mean "none" or "the setting's"."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from relaygate.errors import BadRequest
+from relaygate.services.endpoint_fields import TIMEOUT_NAMES
+from relaygate.services.endpoints import EndpointChanges, EndpointInfo, EndpointSpec
+
+Short = Field(default="", max_length=200)
+Long = Field(default="", max_length=4000)
+
+
+class EndpointForm(BaseModel):
+    """The form's fields as typed, all text (checkboxes: present or not); each bounded so
+    that a hostile post is refused by size before anything reads it."""
+
+    name: str = Field(max_length=200)
+    url: str = Field(max_length=2000)
+    type: str = Field(default="openai", max_length=20)
+    api_key: str = Long
+    api_key_env: str = Short
+    clear_key: str = Short
+    requires_user_key: str = Short
+    model_filter: str = Long
+    groups: list[str] = Field(default_factory=list, max_length=200)
+    pool: str = Short
+    sync_interval: str = Short
+    timeout_connect: str = Short
+    timeout_first_byte: str = Short
+    timeout_idle: str = Short
+    timeout_total: str = Short
+    auth_header: str = Short
+    auth_prefix: str = Short
+    extra_routes: str = Long
+    messages_api: str = Field(default="auto", max_length=20)
+    responses_api: str = Field(default="auto", max_length=20)
+    chat_api: str = Field(default="auto", max_length=20)
+    batch_concurrency: str = Short
+
+
+def _list(text: str) -> list[str]:
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _number(text: str, param: str, what: str) -> float | None:
+    """A blank field is None; anything but a number raises :class:`BadRequest`."""
+    if not text.strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise BadRequest(f"{what} must be a number, or blank", param=param) from None
+
+
+def _whole(text: str, param: str, what: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise BadRequest(f"{what} must be a whole number, or blank", param=param) from None
+
+
+def _timeouts(form: EndpointForm) -> dict[str, float] | None:
+    """The four timeout fields; the service checks their ranges. None when all blank."""
+    chosen: dict[str, float] = {}
+    for name in TIMEOUT_NAMES:
+        seconds = _number(
+            getattr(form, f"timeout_{name}"), f"timeouts.{name}", f"the {name} timeout"
+        )
+        if seconds is not None:
+            chosen[name] = seconds
+    return chosen or None
+
+
+def _blank_none(text: str) -> str | None:
+    return text.strip() or None
+
+
+def spec_of(form: EndpointForm) -> EndpointSpec:
+    """A new endpoint from the add form; raises :class:`BadRequest` for unreadable numbers."""
+    return EndpointSpec(
+        name=form.name,
+        url=form.url,
+        type=form.type,
+        api_key=form.api_key or None,
+        api_key_env=_blank_none(form.api_key_env),
+        auth_header=_blank_none(form.auth_header),
+        auth_prefix=_blank_none(form.auth_prefix),
+        model_filter=_list(form.model_filter),
+        sync_interval=_number(form.sync_interval, "sync_interval", "the sync interval"),
+        timeouts=_timeouts(form),
+        requires_user_key=bool(form.requires_user_key),
+        groups=list(dict.fromkeys(form.groups)),
+        pool=_blank_none(form.pool),
+        extra_routes=_lines(form.extra_routes),
+        messages_api=form.messages_api,
+        responses_api=form.responses_api,
+        chat_api=form.chat_api,
+        batch_concurrency=_whole(form.batch_concurrency, "batch_concurrency", "batch concurrency"),
+    )
+
+
+def changes_of(form: EndpointForm, current: EndpointInfo) -> EndpointChanges:
+    """The changes the edit form asks of ``current``. The key field is write-only: blank
+    keeps the stored key; a new variable name replaces a stored key; ``clear_key`` leaves
+    the endpoint without a key. Raises :class:`BadRequest` for unreadable numbers."""
+    changes = EndpointChanges(
+        name=form.name,
+        url=form.url,
+        model_filter=_list(form.model_filter),
+        requires_user_key=bool(form.requires_user_key),
+        auth_header=_blank_none(form.auth_header),
+        auth_prefix=_blank_none(form.auth_prefix),
+        sync_interval=_number(form.sync_interval, "sync_interval", "the sync interval"),
+        timeouts=_timeouts(form),
+        pool=_blank_none(form.pool),
+        extra_routes=_lines(form.extra_routes),
+        messages_api=form.messages_api,
+        responses_api=form.responses_api,
+        chat_api=form.chat_api,
+        batch_concurrency=_whole(form.batch_concurrency, "batch_concurrency", "batch concurrency"),
+    )
+    env = _blank_none(form.api_key_env)
+    if form.clear_key:
+        if current.api_key_source == "env":
+            changes.api_key_env = None
+        else:
+            changes.api_key = None
+    elif form.api_key:
+        changes.api_key = form.api_key
+    elif env != current.api_key_env:
+        changes.api_key_env = env
+    return changes
