@@ -107,6 +107,7 @@ def serve(
     except ConfigError as exc:
         fail(exc.message, code=2)
     run_in_child(preflight)
+    typer.echo(start_banner(settings.host, settings.port, ctx.obj.config if ctx.obj else None))
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -136,6 +137,21 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     uvicorn.Server(server_config).run(sockets=[sock])
+
+
+def start_banner(host: str, port: int, config: str | None) -> str:
+    """What ``serve`` prints once before serving: where the console and the API are, and
+    the command to run next (with ``--config`` when one was given)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+    cli = "relaygate" + (f" --config {config}" if config else "")
+    return (
+        f"\nrelaygate {__version__} serving on {base}\n"
+        f"  console:  {base}/ui/  (sign in with an admin API key)\n"
+        f"  API:      {base}/v1  (the base URL for OpenAI and Anthropic clients)\n"
+        f"  next:     {cli} endpoints add NAME URL  (e.g. http://127.0.0.1:11434/v1 for "
+        "Ollama)\n"
+    )
 
 
 @db.command("upgrade")
