@@ -12,6 +12,7 @@ from relaygate.cli.runner import (
     fail,
     print_json,
     print_record,
+    plural,
     print_table,
     read_secret_from_stdin,
     run,
@@ -113,7 +114,7 @@ def _show(info: EndpointInfo, as_json: bool) -> None:
 def _print_sync(result: SyncResult) -> None:
     if result.status == "ok":
         typer.echo(
-            f"synced {result.endpoint_name!r}: {result.total} models ({result.added} added, "
+            f"synced {result.endpoint_name!r}: {plural(result.total, 'model')} ({result.added} added, "
             f"{result.reactivated} reactivated, {result.deactivated} deactivated)"
         )
     else:
@@ -143,9 +144,10 @@ def add(
     model_filter: Annotated[
         list[str] | None, typer.Option("--filter", help="Model id or glob; repeatable")
     ] = None,
-    disabled: Annotated[bool, typer.Option(help="Create it disabled")] = False,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled")] = False,
     requires_user_key: Annotated[
-        bool, typer.Option(help="No shared key: each user must set their own")
+        bool,
+        typer.Option("--requires-user-key", help="No shared key: each user must set their own"),
     ] = False,
     group: Annotated[
         list[str] | None,
@@ -228,7 +230,9 @@ def update(
     url: Annotated[str | None, typer.Option(help="New API base URL")] = None,
     api_key: Annotated[str | None, typer.Option(help="New provider key")] = None,
     api_key_stdin: KeyStdin = False,
-    clear_api_key: Annotated[bool, typer.Option(help="Remove the stored key")] = False,
+    clear_api_key: Annotated[
+        bool, typer.Option("--clear-api-key", help="Remove the stored key")
+    ] = False,
     api_key_env: ApiKeyEnv = None,
     auth_header: AuthHeader = None,
     auth_prefix: AuthPrefix = None,
@@ -237,12 +241,13 @@ def update(
         typer.Option("--requires-user-key/--shared-key", help="Whether users need their own key"),
     ] = None,
     clear_auth_header: Annotated[
-        bool, typer.Option(help="Go back to the provider's own auth header")
+        bool,
+        typer.Option("--clear-auth-header", help="Go back to the provider's own auth header"),
     ] = False,
     model_filter: Annotated[
         list[str] | None, typer.Option("--filter", help="Replace the filter; repeatable")
     ] = None,
-    clear_filter: Annotated[bool, typer.Option(help="Sync every model")] = False,
+    clear_filter: Annotated[bool, typer.Option("--clear-filter", help="Sync every model")] = False,
     sync_interval: Annotated[float | None, typer.Option(help="Seconds between syncs")] = None,
     timeout: Annotated[
         list[str] | None,
@@ -252,7 +257,8 @@ def update(
         ),
     ] = None,
     clear_timeouts: Annotated[
-        bool, typer.Option(help="Follow the global timeout settings again")
+        bool,
+        typer.Option("--clear-timeouts", help="Follow the global timeout settings again"),
     ] = False,
     pool: Annotated[str | None, typer.Option(help="Put it in this pool ('' for none)")] = None,
     route: Annotated[
@@ -260,19 +266,22 @@ def update(
         typer.Option("--route", help="Replace the extra routes, 'METHOD /path'; repeatable"),
     ] = None,
     clear_routes: Annotated[
-        bool, typer.Option(help="Forward only the provider type's routes")
+        bool, typer.Option("--clear-routes", help="Forward only the provider type's routes")
     ] = False,
     messages_api: MessagesApi = None,
     responses_api: ResponsesApi = None,
     chat_api: ChatApi = None,
     batch_concurrency: BatchConcurrency = None,
     clear_batch_concurrency: Annotated[
-        bool, typer.Option(help="Follow the batch_concurrency setting again")
+        bool,
+        typer.Option(
+            "--clear-batch-concurrency", help="Follow the batch_concurrency setting again"
+        ),
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change an endpoint; a new URL, key or filter syncs it again. ``--timeout`` sets
-    the given timeouts and keeps the endpoint's others."""
+    """Change an endpoint (by id or name); a new URL, key or filter syncs it again.
+    --timeout sets the given timeouts and keeps the endpoint's others."""
     changes = EndpointChanges()
     if name is not None:
         changes.name = name
@@ -356,9 +365,11 @@ def remove(
     info = run(ctx, lambda c: service.get_endpoint(c, endpoint))
     count = info.models_online + info.models_offline
     if not yes:
-        typer.confirm(f"Delete endpoint {info.name!r} and its {count} models?", abort=True)
+        typer.confirm(
+            f"Delete endpoint {info.name!r} and its {plural(count, 'model')}?", abort=True
+        )
     removed = run(ctx, lambda c: service.delete_endpoint(c, info.id))
-    typer.echo(f"deleted endpoint {info.name!r} and {removed} models")
+    typer.echo(f"deleted endpoint {info.name!r} and {plural(removed, 'model')}")
 
 
 @app.command("sync")
