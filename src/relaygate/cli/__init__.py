@@ -210,8 +210,8 @@ def secrets_rotate(
     else:
         count = run(ctx, lambda c: rotate_secret(c, secret), allow_weak_secret_key=True)
         typer.echo(
-            f"re-encrypted {plural(count, 'provider key')}. Set RELAYGATE_SECRET_KEY to the new key "
-            "on every replica and restart them."
+            f"re-encrypted {plural(count, 'provider key')}. Set RELAYGATE_SECRET_KEY to the "
+            "new key on every replica and restart them."
         )
         if new_key is None:
             typer.echo(f"new secret key: {secret}")

@@ -10,9 +10,9 @@ from relaygate.cli.runner import (
     JsonFlag,
     as_dict,
     fail,
+    plural,
     print_json,
     print_record,
-    plural,
     print_table,
     read_secret_from_stdin,
     run,
@@ -114,8 +114,8 @@ def _show(info: EndpointInfo, as_json: bool) -> None:
 def _print_sync(result: SyncResult) -> None:
     if result.status == "ok":
         typer.echo(
-            f"synced {result.endpoint_name!r}: {plural(result.total, 'model')} ({result.added} added, "
-            f"{result.reactivated} reactivated, {result.deactivated} deactivated)"
+            f"synced {result.endpoint_name!r}: {plural(result.total, 'model')} "
+            f"({result.added} added, {result.reactivated} reactivated, {result.deactivated} deactivated)"
         )
     else:
         typer.echo(f"error: {result.error}", err=True)
