@@ -115,7 +115,8 @@ def _print_sync(result: SyncResult) -> None:
     if result.status == "ok":
         typer.echo(
             f"synced {result.endpoint_name!r}: {plural(result.total, 'model')} "
-            f"({result.added} added, {result.reactivated} reactivated, {result.deactivated} deactivated)"
+            f"({result.added} added, {result.reactivated} reactivated, "
+            f"{result.deactivated} deactivated)"
         )
     else:
         typer.echo(f"error: {result.error}", err=True)
