@@ -27,6 +27,7 @@ from relaygate.cli.runner import (
     print_table,
     run,
     run_in_child,
+    server_url,
     settings_from,
 )
 from relaygate.cli.usage import usage
@@ -36,7 +37,7 @@ from relaygate.logs import configure_logging
 from relaygate.server import ServerConfig, bind
 from relaygate.services.bootstrap import bootstrap, check_seeds
 from relaygate.services.rotation import rotate_secret
-from relaygate.settings import SECRET_KEY_RULE, is_strong_secret
+from relaygate.settings import SECRET_KEY_RULE, Settings, is_strong_secret
 from relaygate.vault import generate_secret, secret_file_path, write_secret_file
 
 app = typer.Typer(
@@ -118,7 +119,7 @@ def serve(
     except ConfigError as exc:
         fail(exc.message, code=2)
     run_in_child(preflight)
-    typer.echo(start_banner(settings.host, settings.port, ctx.obj.config if ctx.obj else None))
+    typer.echo(start_banner(settings, ctx.obj.config if ctx.obj else None))
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -150,11 +151,10 @@ def serve(
     uvicorn.Server(server_config).run(sockets=[sock])
 
 
-def start_banner(host: str, port: int, config: str | None) -> str:
+def start_banner(settings: Settings, config: str | None) -> str:
     """What ``serve`` prints once before serving: where the console and the API are, and
     the command to run next (with ``--config`` when one was given)."""
-    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+    base = server_url(settings)
     cli = "relaygate" + (f" --config {config}" if config else "")
     return (
         f"\nrelaygate {__version__} serving on {base}\n"

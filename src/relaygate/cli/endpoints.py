@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -16,9 +17,11 @@ from relaygate.cli.runner import (
     print_table,
     read_secret_from_stdin,
     run,
+    settings_from,
 )
 from relaygate.services import endpoints as service
 from relaygate.services.endpoints import EndpointChanges, EndpointInfo, EndpointSpec
+from relaygate.settings import read_env_key
 from relaygate.sync.service import SyncResult
 
 app = typer.Typer(help="Manage endpoints (model sources).", no_args_is_help=True)
@@ -124,7 +127,48 @@ def _print_sync(result: SyncResult) -> None:
 
 
 def _key(api_key: str | None, from_stdin: bool) -> str | None:
-    return read_secret_from_stdin() if from_stdin else api_key
+    """The key given, or read from stdin; exits with one line when stdin is empty."""
+    if not from_stdin:
+        return api_key
+    if api_key is not None:
+        fail("give --api-key or --api-key-stdin, not both")
+    key = read_secret_from_stdin()
+    if not key:
+        fail('--api-key-stdin read no key: pipe it in, e.g. echo "$KEY" | relaygate ...')
+    return key
+
+
+def _server_sync(ctx: typer.Context, info: EndpointInfo, since: datetime | None) -> EndpointInfo:
+    """After a change to an endpoint whose key is in the environment (``api_key_env``):
+    the CLI does not sync it with its own environment; a running server, which reads the
+    variable from its own, syncs it now. Warns (stderr) when that sync says the server
+    lacks the variable, or when no server synced it."""
+    name = info.api_key_env or ""
+    if not info.enabled:
+        return info
+    claim_within = 2 * settings_from(ctx).change_poll_interval + 1.5
+    synced = run(
+        ctx,
+        lambda c: service.wait_for_server_sync(c, info.id, since, claim_within=claim_within),
+    )
+    if synced is None:
+        here = "" if read_env_key(name) else f"; {name} is not set in this shell either"
+        typer.echo(
+            f"warning: no running relaygate server synced endpoint {info.name!r}: a server "
+            f"syncs it when it starts, reading {name} from its own environment{here}",
+            err=True,
+        )
+        return info
+    if synced.sync_status == "error" and name in (synced.sync_error or ""):
+        typer.echo(
+            f"warning: the server does not have {name} in its environment and cannot use "
+            f"endpoint {synced.name!r} ({synced.sync_error}); set it where relaygate serve "
+            "runs and restart it",
+            err=True,
+        )
+    elif synced.sync_status == "error":
+        typer.echo(f"warning: the server's sync failed: {synced.sync_error}", err=True)
+    return synced
 
 
 @app.command("add")
@@ -198,9 +242,11 @@ def add(
                 chat_api=chat_api or "auto",
                 batch_concurrency=batch_concurrency,
             ),
-            sync=not no_sync,
+            sync=not no_sync and not api_key_env,
         ),
     )
+    if api_key_env and not no_sync:
+        info = _server_sync(ctx, info, None)
     _show(info, as_json)
 
 
@@ -320,7 +366,12 @@ def update(
     elif timeout:
         current = run(ctx, lambda c: service.get_endpoint(c, endpoint)).timeouts
         changes.timeouts = {**current, **(_timeouts(timeout) or {})}
-    _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)
+    before = run(ctx, lambda c: service.get_endpoint(c, endpoint)) if api_key_env else None
+    if before is None or before.api_key_env == api_key_env:
+        _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)
+        return
+    info = run(ctx, lambda c: service.update_endpoint(c, endpoint, changes, sync=False))
+    _show(_server_sync(ctx, info, before.last_synced_at), as_json)
 
 
 def _timeouts(pairs: list[str] | None) -> dict[str, float] | None:

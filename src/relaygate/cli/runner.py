@@ -46,6 +46,14 @@ def settings_from(
         fail(exc.message, code=2)
 
 
+def server_url(settings: Settings) -> str:
+    """The base URL a client on this machine reaches the configured server at
+    (``http://127.0.0.1:8000`` for the wildcard address 0.0.0.0)."""
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+    host = wildcard.get(settings.host, settings.host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+
+
 def fail(message: str, *, code: int = 1) -> NoReturn:
     """Print ``error: message`` to stderr and exit with ``code``."""
     typer.echo(f"error: {message}", err=True)
