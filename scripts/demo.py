@@ -1,9 +1,16 @@
-"""Start llama.cpp (SmolLM2) and relaygate, add the endpoint, chat through relaygate."""
+"""Start llama.cpp (SmolLM2) and relaygate, add the endpoint, chat through relaygate.
+
+``--port N`` / ``RELAYGATE_DEMO_PORT`` (relaygate, default 18000) and ``--llama-port N`` /
+``RELAYGATE_DEMO_LLAMA_PORT`` (llama.cpp, default 18081) choose the ports; a busy one is
+refused with one line before anything starts (``--check-ports`` checks and exits).
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,23 +22,65 @@ from openai import OpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 LLAMA_PYTHON = ROOT / ".venv-llama" / "bin" / "python"
-LLAMA_PORT, RELAYGATE_PORT = 18081, 18000
+
+
+def say(text: str) -> None:
+    print(f"demo: {text}", flush=True)
+
+
+def options(argv: list[str]) -> argparse.Namespace:
+    """The demo's ports from the command line, else the environment, else the defaults."""
+    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
+    env = os.environ.get
+    parser.add_argument(
+        "--port", type=int, default=int(env("RELAYGATE_DEMO_PORT") or 18000), help="relaygate"
+    )
+    parser.add_argument(
+        "--llama-port",
+        type=int,
+        default=int(env("RELAYGATE_DEMO_LLAMA_PORT") or 18081),
+        help="llama.cpp's server",
+    )
+    parser.add_argument("--check-ports", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def check_free(port: int, what: str, option: str) -> None:
+    """Exit with one line when ``port`` on 127.0.0.1 is taken (never use another's server)."""
+    if not 0 < port < 65536:
+        sys.exit(f"demo: {option} {port} is not a port (1 to 65535)")
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sys.exit(
+                f"demo: port {port} ({what}) is busy; choose another with {option} N "
+                f"or {'RELAYGATE_DEMO_PORT' if option == '--port' else 'RELAYGATE_DEMO_LLAMA_PORT'}"
+            )
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            sys.exit(f"{what} exited early")
+            sys.exit(f"demo: {what} exited early (code {process.returncode})")
         try:
             if httpx.get(url, timeout=1).status_code < 500:
                 return
         except httpx.HTTPError:
             time.sleep(0.2)
-    sys.exit(f"{what} did not start")
+    sys.exit(f"demo: {what} did not start within 120 s")
 
 
 def main() -> None:
+    args = options(sys.argv[1:])
+    if args.port == args.llama_port:
+        sys.exit("demo: --port and --llama-port must differ")
+    check_free(args.port, "relaygate", "--port")
+    check_free(args.llama_port, "llama.cpp", "--llama-port")
+    if args.check_ports:
+        return
+    llama_port, gateway_port = args.llama_port, args.port
     model = subprocess.run(
         [
             str(LLAMA_PYTHON),
@@ -50,6 +99,7 @@ def main() -> None:
         "RELAYGATE_ADMIN_KEY": admin_key,
         "RELAYGATE_DATABASE_URL": f"sqlite:///{workdir}/relaygate.db",
     }
+    say(f"[3/4] starting llama.cpp's server (SmolLM2) on 127.0.0.1:{llama_port}...")
     llama = subprocess.Popen(
         [
             str(LLAMA_PYTHON),
@@ -62,7 +112,7 @@ def main() -> None:
             "--host",
             "127.0.0.1",
             "--port",
-            str(LLAMA_PORT),
+            str(llama_port),
             "--verbose",
             "False",
         ],
@@ -70,21 +120,25 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "relaygate", "serve", "--port", str(RELAYGATE_PORT)],
+        [sys.executable, "-m", "relaygate", "serve", "--port", str(gateway_port)],
         env=env,
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(f"http://127.0.0.1:{LLAMA_PORT}/v1/models", llama, "llama.cpp server")
-        wait_for(f"http://127.0.0.1:{RELAYGATE_PORT}/readyz", gateway, "relaygate")
-        base = f"http://127.0.0.1:{RELAYGATE_PORT}"
-        created = httpx.post(
+        wait_for(f"http://127.0.0.1:{llama_port}/v1/models", llama, "llama.cpp server")
+        say(f"[4/4] starting relaygate on 127.0.0.1:{gateway_port}...")
+        wait_for(f"http://127.0.0.1:{gateway_port}/readyz", gateway, "relaygate")
+        base = f"http://127.0.0.1:{gateway_port}"
+        answer = httpx.post(
             f"{base}/admin/api/v1/endpoints",
             headers={"authorization": f"Bearer {admin_key}"},
-            json={"name": "llama-local", "url": f"http://127.0.0.1:{LLAMA_PORT}/v1"},
-        ).json()
+            json={"name": "llama-local", "url": f"http://127.0.0.1:{llama_port}/v1"},
+        )
+        if answer.status_code != 201:
+            sys.exit(f"demo: adding the endpoint failed: {answer.status_code} {answer.text[:200]}")
+        created = answer.json()
         print(
             f"endpoint {created['name']!r}: sync {created['sync']['status']}, "
             f"{created['sync']['models_online']} model(s) online"

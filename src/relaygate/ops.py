@@ -1,11 +1,12 @@
-"""Operations routes: ``/healthz`` (alive), ``/readyz`` (database and snapshot), ``/metrics``."""
+"""Operations routes: ``/`` (to the console), ``/healthz`` (alive), ``/readyz`` (database and
+snapshot), ``/metrics``."""
 
 from __future__ import annotations
 
 import time
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -13,6 +14,12 @@ from relaygate.context import Context
 from relaygate.metrics import Metrics
 
 router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    """A browser opening the server's address lands on the console (302 to ``/ui/``)."""
+    return RedirectResponse("/ui/", status_code=302)
 
 
 @router.get("/healthz", include_in_schema=False)

@@ -18,14 +18,16 @@ from relaygate.cli.accounts import keys, users
 from relaygate.cli.batches import app as batches
 from relaygate.cli.endpoints import app as endpoints
 from relaygate.cli.groups import app as groups
+from relaygate.cli.help import tidy
+from relaygate.cli.models import app as models
 from relaygate.cli.runner import (
     CliState,
-    as_dict,
     fail,
-    print_json,
+    plural,
     print_table,
     run,
     run_in_child,
+    server_url,
     settings_from,
 )
 from relaygate.cli.usage import usage
@@ -33,11 +35,9 @@ from relaygate.context import open_context
 from relaygate.errors import ConfigError
 from relaygate.logs import configure_logging
 from relaygate.server import ServerConfig, bind
-from relaygate.services import models as models_service
 from relaygate.services.bootstrap import bootstrap, check_seeds
-from relaygate.services.patch import UNSET, Unset
 from relaygate.services.rotation import rotate_secret
-from relaygate.settings import SECRET_KEY_RULE, is_strong_secret
+from relaygate.settings import SECRET_KEY_RULE, Settings, is_strong_secret
 from relaygate.vault import generate_secret, secret_file_path, write_secret_file
 
 app = typer.Typer(
@@ -47,7 +47,6 @@ app = typer.Typer(
 )
 db = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 secrets = typer.Typer(help="The secret key that encrypts provider keys.", no_args_is_help=True)
-models = typer.Typer(help="Inspect and configure models.", no_args_is_help=True)
 app.add_typer(endpoints, name="endpoints")
 app.add_typer(models, name="models")
 app.add_typer(users, name="users")
@@ -63,10 +62,23 @@ app.command("usage")(usage)
 def main_options(
     ctx: typer.Context,
     config: Annotated[
-        str | None, typer.Option("--config", "-c", help="Config file (default relaygate.yaml)")
+        str | None,
+        typer.Option("--config", "-c", metavar="FILE", help="Config file (default relaygate.yaml)"),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit"
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = CliState(config=config)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"relaygate {__version__}")
+        raise typer.Exit()
 
 
 @app.command()
@@ -107,6 +119,7 @@ def serve(
     except ConfigError as exc:
         fail(exc.message, code=2)
     run_in_child(preflight)
+    typer.echo(start_banner(settings, ctx.obj.config if ctx.obj else None))
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -136,6 +149,20 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     uvicorn.Server(server_config).run(sockets=[sock])
+
+
+def start_banner(settings: Settings, config: str | None) -> str:
+    """What ``serve`` prints once before serving: where the console and the API are, and
+    the command to run next (with ``--config`` when one was given)."""
+    base = server_url(settings)
+    cli = "relaygate" + (f" --config {config}" if config else "")
+    return (
+        f"\nrelaygate {__version__} serving on {base}\n"
+        f"  console:  {base}/ui/  (sign in with an admin API key)\n"
+        f"  API:      {base}/v1  (the base URL for OpenAI and Anthropic clients)\n"
+        f"  next:     {cli} endpoints add NAME URL  (e.g. http://127.0.0.1:11434/v1 for "
+        "Ollama)\n"
+    )
 
 
 @db.command("upgrade")
@@ -179,92 +206,16 @@ def secrets_rotate(
         write_secret_file(pending, secret)
         count = run(ctx, lambda c: rotate_secret(c, secret), allow_weak_secret_key=True)
         pending.replace(path)
-        typer.echo(f"re-encrypted {count} provider keys; the new secret key is in {path}")
+        typer.echo(f"re-encrypted {plural(count, 'provider key')}; the new secret key is in {path}")
     else:
         count = run(ctx, lambda c: rotate_secret(c, secret), allow_weak_secret_key=True)
         typer.echo(
-            f"re-encrypted {count} provider keys. Set RELAYGATE_SECRET_KEY to the new key "
-            "on every replica and restart them."
+            f"re-encrypted {plural(count, 'provider key')}. Set RELAYGATE_SECRET_KEY to the "
+            "new key on every replica and restart them."
         )
         if new_key is None:
             typer.echo(f"new secret key: {secret}")
     typer.echo("Restart running relaygate servers so they use the new key.")
-
-
-@models.command("list")
-def models_list(
-    ctx: typer.Context,
-    endpoint: Annotated[int | None, typer.Option(help="Endpoint id")] = None,
-    status: Annotated[str | None, typer.Option(help="online or offline")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """List models with their status, and the conflict of any that serves nothing because
-    another endpoint's model holds its name."""
-    found = run(ctx, lambda c: models_service.list_models(c, endpoint_id=endpoint, status=status))
-    if as_json:
-        print_json([as_dict(m) for m in found])
-        return
-    rows = [
-        {**as_dict(m), "conflict": m.conflict.describe() if m.conflict else None} for m in found
-    ]
-    print_table(
-        rows, ["id", "endpoint_id", "upstream_id", "alias", "status", "enabled", "conflict"]
-    )
-
-
-@models.command("update")
-def models_update(
-    ctx: typer.Context,
-    model_id: int,
-    alias: Annotated[str | None, typer.Option(help="Public name ('' clears it)")] = None,
-    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
-    fallback: Annotated[
-        str | None,
-        typer.Option(help="Model tried when every endpoint of this one fails ('' clears it)"),
-    ] = None,
-    input_price: Annotated[
-        float | None, typer.Option(help="Price per million prompt tokens (-1 clears it)")
-    ] = None,
-    output_price: Annotated[
-        float | None, typer.Option(help="Price per million completion tokens (-1 clears it)")
-    ] = None,
-) -> None:
-    """Set a model's alias, fallback model or prices, or enable/disable it."""
-
-    def price(value: float | None) -> float | Unset | None:
-        return UNSET if value is None else (None if value < 0 else value)
-
-    info = run(
-        ctx,
-        lambda c: models_service.update_model(
-            c,
-            model_id,
-            alias=UNSET if alias is None else alias,
-            enabled=UNSET if enabled is None else enabled,
-            fallback_model=UNSET if fallback is None else fallback,
-            input_cost_per_million_tokens=price(input_price),
-            output_cost_per_million_tokens=price(output_price),
-        ),
-    )
-    typer.echo(
-        f"model {info.id}: {info.alias or info.upstream_id} "
-        f"({'enabled' if info.enabled else 'disabled'}, {info.status})"
-    )
-
-
-@models.command("alias")
-def models_alias(
-    ctx: typer.Context,
-    model_id: int,
-    alias: Annotated[str | None, typer.Argument(help="The public name; omit with --clear")] = None,
-    clear: Annotated[bool, typer.Option("--clear", help="Remove the alias")] = False,
-) -> None:
-    """Give a model a public name (models of different endpoints may share one), or clear it."""
-    if (alias is None) == (not clear):
-        fail("give an alias, or --clear")
-    info = run(ctx, lambda c: models_service.update_model(c, model_id, alias=alias))
-    shown = info.alias or f"{info.upstream_id} (no alias)"
-    typer.echo(f"model {info.id} answers to {shown}")
 
 
 @app.command()
@@ -275,7 +226,7 @@ def version() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    tidy(typer.main.get_command(app))()
 
 
 __all__ = ["Path", "app", "main", "print_table"]

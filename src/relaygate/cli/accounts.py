@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from relaygate.cli.budgets import (
@@ -15,7 +17,15 @@ from relaygate.cli.budgets import (
     budget_change,
     budget_text,
 )
-from relaygate.cli.runner import JsonFlag, as_dict, print_json, print_table, run
+from relaygate.cli.runner import (
+    JsonFlag,
+    as_dict,
+    print_json,
+    print_table,
+    run,
+    server_url,
+    settings_from,
+)
 from relaygate.services import api_keys as keys_service
 from relaygate.services import budgets as budgets_service
 from relaygate.services import users as users_service
@@ -184,12 +194,40 @@ def create_key(
             budget_period=budget_period,
         ),
     )
+    _wait_until_usable(ctx, created.key)
     typer.echo(
         f"created key {created.info.id} ({created.info.name!r}, {budget_text(created.info)}) "
         f"for user {created.info.user_id}; it is shown this once:",
         err=True,
     )
     typer.echo(created.key)
+
+
+def _wait_until_usable(ctx: typer.Context, key: str) -> None:
+    """Return once the server at the configured address accepts ``key`` (it applies the
+    CLI's changes within ``change_poll_interval``), so that ``keys create && curl`` works;
+    at once when no server answers there. It asks ``GET /admin/api/v1/me``, which
+    authenticates as the proxy does but counts against no rate limit."""
+    settings = settings_from(ctx)
+    base = server_url(settings)
+    url = f"{base}/admin/api/v1/me"
+    deadline = time.monotonic() + 2 * settings.change_poll_interval + 1.0
+    headers = {"authorization": f"Bearer {key}"}
+    with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as client:
+        while True:
+            try:
+                if client.get(url, headers=headers).status_code != 401:
+                    return
+            except httpx.HTTPError:
+                return  # no relaygate listens there: nothing to wait for
+            if time.monotonic() > deadline:
+                typer.echo(
+                    f"warning: the server at {base} does not "
+                    "accept the new key yet; it may follow another database",
+                    err=True,
+                )
+                return
+            time.sleep(0.05)
 
 
 @keys.command("list")

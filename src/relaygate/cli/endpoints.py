@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -10,14 +11,17 @@ from relaygate.cli.runner import (
     JsonFlag,
     as_dict,
     fail,
+    plural,
     print_json,
     print_record,
     print_table,
     read_secret_from_stdin,
     run,
+    settings_from,
 )
 from relaygate.services import endpoints as service
 from relaygate.services.endpoints import EndpointChanges, EndpointInfo, EndpointSpec
+from relaygate.settings import read_env_key
 from relaygate.sync.service import SyncResult
 
 app = typer.Typer(help="Manage endpoints (model sources).", no_args_is_help=True)
@@ -113,8 +117,9 @@ def _show(info: EndpointInfo, as_json: bool) -> None:
 def _print_sync(result: SyncResult) -> None:
     if result.status == "ok":
         typer.echo(
-            f"synced {result.endpoint_name!r}: {result.total} models ({result.added} added, "
-            f"{result.reactivated} reactivated, {result.deactivated} deactivated)"
+            f"synced {result.endpoint_name!r}: {plural(result.total, 'model')} "
+            f"({result.added} added, {result.reactivated} reactivated, "
+            f"{result.deactivated} deactivated)"
         )
     else:
         typer.echo(f"error: {result.error}", err=True)
@@ -122,7 +127,48 @@ def _print_sync(result: SyncResult) -> None:
 
 
 def _key(api_key: str | None, from_stdin: bool) -> str | None:
-    return read_secret_from_stdin() if from_stdin else api_key
+    """The key given, or read from stdin; exits with one line when stdin is empty."""
+    if not from_stdin:
+        return api_key
+    if api_key is not None:
+        fail("give --api-key or --api-key-stdin, not both")
+    key = read_secret_from_stdin()
+    if not key:
+        fail('--api-key-stdin read no key: pipe it in, e.g. echo "$KEY" | relaygate ...')
+    return key
+
+
+def _server_sync(ctx: typer.Context, info: EndpointInfo, since: datetime | None) -> EndpointInfo:
+    """After a change to an endpoint whose key is in the environment (``api_key_env``):
+    the CLI does not sync it with its own environment; a running server, which reads the
+    variable from its own, syncs it now. Warns (stderr) when that sync says the server
+    lacks the variable, or when no server synced it."""
+    name = info.api_key_env or ""
+    if not info.enabled:
+        return info
+    claim_within = 2 * settings_from(ctx).change_poll_interval + 1.5
+    synced = run(
+        ctx,
+        lambda c: service.wait_for_server_sync(c, info.id, since, claim_within=claim_within),
+    )
+    if synced is None:
+        here = "" if read_env_key(name) else f"; {name} is not set in this shell either"
+        typer.echo(
+            f"warning: no running relaygate server synced endpoint {info.name!r}: a server "
+            f"syncs it when it starts, reading {name} from its own environment{here}",
+            err=True,
+        )
+        return info
+    if synced.sync_status == "error" and name in (synced.sync_error or ""):
+        typer.echo(
+            f"warning: the server does not have {name} in its environment and cannot use "
+            f"endpoint {synced.name!r} ({synced.sync_error}); set it where relaygate serve "
+            "runs and restart it",
+            err=True,
+        )
+    elif synced.sync_status == "error":
+        typer.echo(f"warning: the server's sync failed: {synced.sync_error}", err=True)
+    return synced
 
 
 @app.command("add")
@@ -143,9 +189,10 @@ def add(
     model_filter: Annotated[
         list[str] | None, typer.Option("--filter", help="Model id or glob; repeatable")
     ] = None,
-    disabled: Annotated[bool, typer.Option(help="Create it disabled")] = False,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled")] = False,
     requires_user_key: Annotated[
-        bool, typer.Option(help="No shared key: each user must set their own")
+        bool,
+        typer.Option("--requires-user-key", help="No shared key: each user must set their own"),
     ] = False,
     group: Annotated[
         list[str] | None,
@@ -195,9 +242,11 @@ def add(
                 chat_api=chat_api or "auto",
                 batch_concurrency=batch_concurrency,
             ),
-            sync=not no_sync,
+            sync=not no_sync and not api_key_env,
         ),
     )
+    if api_key_env and not no_sync:
+        info = _server_sync(ctx, info, None)
     _show(info, as_json)
 
 
@@ -228,7 +277,9 @@ def update(
     url: Annotated[str | None, typer.Option(help="New API base URL")] = None,
     api_key: Annotated[str | None, typer.Option(help="New provider key")] = None,
     api_key_stdin: KeyStdin = False,
-    clear_api_key: Annotated[bool, typer.Option(help="Remove the stored key")] = False,
+    clear_api_key: Annotated[
+        bool, typer.Option("--clear-api-key", help="Remove the stored key")
+    ] = False,
     api_key_env: ApiKeyEnv = None,
     auth_header: AuthHeader = None,
     auth_prefix: AuthPrefix = None,
@@ -237,12 +288,13 @@ def update(
         typer.Option("--requires-user-key/--shared-key", help="Whether users need their own key"),
     ] = None,
     clear_auth_header: Annotated[
-        bool, typer.Option(help="Go back to the provider's own auth header")
+        bool,
+        typer.Option("--clear-auth-header", help="Go back to the provider's own auth header"),
     ] = False,
     model_filter: Annotated[
         list[str] | None, typer.Option("--filter", help="Replace the filter; repeatable")
     ] = None,
-    clear_filter: Annotated[bool, typer.Option(help="Sync every model")] = False,
+    clear_filter: Annotated[bool, typer.Option("--clear-filter", help="Sync every model")] = False,
     sync_interval: Annotated[float | None, typer.Option(help="Seconds between syncs")] = None,
     timeout: Annotated[
         list[str] | None,
@@ -252,7 +304,8 @@ def update(
         ),
     ] = None,
     clear_timeouts: Annotated[
-        bool, typer.Option(help="Follow the global timeout settings again")
+        bool,
+        typer.Option("--clear-timeouts", help="Follow the global timeout settings again"),
     ] = False,
     pool: Annotated[str | None, typer.Option(help="Put it in this pool ('' for none)")] = None,
     route: Annotated[
@@ -260,19 +313,22 @@ def update(
         typer.Option("--route", help="Replace the extra routes, 'METHOD /path'; repeatable"),
     ] = None,
     clear_routes: Annotated[
-        bool, typer.Option(help="Forward only the provider type's routes")
+        bool, typer.Option("--clear-routes", help="Forward only the provider type's routes")
     ] = False,
     messages_api: MessagesApi = None,
     responses_api: ResponsesApi = None,
     chat_api: ChatApi = None,
     batch_concurrency: BatchConcurrency = None,
     clear_batch_concurrency: Annotated[
-        bool, typer.Option(help="Follow the batch_concurrency setting again")
+        bool,
+        typer.Option(
+            "--clear-batch-concurrency", help="Follow the batch_concurrency setting again"
+        ),
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change an endpoint; a new URL, key or filter syncs it again. ``--timeout`` sets
-    the given timeouts and keeps the endpoint's others."""
+    """Change an endpoint (by id or name); a new URL, key or filter syncs it again.
+    --timeout sets the given timeouts and keeps the endpoint's others."""
     changes = EndpointChanges()
     if name is not None:
         changes.name = name
@@ -310,7 +366,12 @@ def update(
     elif timeout:
         current = run(ctx, lambda c: service.get_endpoint(c, endpoint)).timeouts
         changes.timeouts = {**current, **(_timeouts(timeout) or {})}
-    _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)
+    before = run(ctx, lambda c: service.get_endpoint(c, endpoint)) if api_key_env else None
+    if before is None or before.api_key_env == api_key_env:
+        _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)
+        return
+    info = run(ctx, lambda c: service.update_endpoint(c, endpoint, changes, sync=False))
+    _show(_server_sync(ctx, info, before.last_synced_at), as_json)
 
 
 def _timeouts(pairs: list[str] | None) -> dict[str, float] | None:
@@ -356,9 +417,11 @@ def remove(
     info = run(ctx, lambda c: service.get_endpoint(c, endpoint))
     count = info.models_online + info.models_offline
     if not yes:
-        typer.confirm(f"Delete endpoint {info.name!r} and its {count} models?", abort=True)
+        typer.confirm(
+            f"Delete endpoint {info.name!r} and its {plural(count, 'model')}?", abort=True
+        )
     removed = run(ctx, lambda c: service.delete_endpoint(c, info.id))
-    typer.echo(f"deleted endpoint {info.name!r} and {removed} models")
+    typer.echo(f"deleted endpoint {info.name!r} and {plural(removed, 'model')}")
 
 
 @app.command("sync")

@@ -16,14 +16,20 @@ from relaygate.cli.budgets import (
     budget_text,
 )
 from relaygate.cli.runner import JsonFlag, as_dict, fail, print_json, print_record, print_table, run
+from relaygate.context import Context
 from relaygate.services import budgets as budgets_service
 from relaygate.services import groups as service
+from relaygate.services.endpoints import get_endpoint
 from relaygate.services.groups import GroupInfo
+from relaygate.services.models import find_model_id
 from relaygate.services.patch import UNSET
 
 app = typer.Typer(help="Manage groups and which models they may use.", no_args_is_help=True)
-ModelOpt = Annotated[int | None, typer.Option("--model", help="Model id")]
-EndpointOpt = Annotated[int | None, typer.Option("--endpoint", help="Endpoint id (all its models)")]
+ModelOpt = Annotated[str | None, typer.Option("--model", metavar="MODEL", help="Model id or name")]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option("--endpoint", metavar="ENDPOINT", help="Endpoint id or name (all its models)"),
+]
 
 
 def _summary(group: GroupInfo) -> dict[str, object]:
@@ -136,17 +142,22 @@ def remove_user(ctx: typer.Context, group: str, user: str) -> None:
 
 
 def _grant(
-    ctx: typer.Context, group: str, model: int | None, endpoint: int | None, granted: bool
+    ctx: typer.Context, group: str, model: str | None, endpoint: str | None, granted: bool
 ) -> None:
     if (model is None) == (endpoint is None):
-        fail("give exactly one of --model ID or --endpoint ID")
-    if model is not None:
-        run(ctx, lambda c: service.set_model_grant(c, group, model, granted))
-        what = f"model {model}"
-    else:
+        fail("give exactly one of --model MODEL or --endpoint ENDPOINT")
+
+    async def change(c: Context) -> str:
+        if model is not None:
+            model_id = await find_model_id(c, model)
+            await service.set_model_grant(c, group, model_id, granted)
+            return f"model {model_id}"
         assert endpoint is not None
-        run(ctx, lambda c: service.set_endpoint_grant(c, group, endpoint, granted))
-        what = f"endpoint {endpoint}"
+        found = await get_endpoint(c, endpoint)
+        await service.set_endpoint_grant(c, group, found.id, granted)
+        return f"endpoint {found.name!r}"
+
+    what = run(ctx, change)
     typer.echo(
         f"{'granted' if granted else 'revoked'} {what} {'to' if granted else 'from'} {group!r}"
     )

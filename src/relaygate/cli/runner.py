@@ -46,6 +46,14 @@ def settings_from(
         fail(exc.message, code=2)
 
 
+def server_url(settings: Settings) -> str:
+    """The base URL a client on this machine reaches the configured server at
+    (``http://127.0.0.1:8000`` for the wildcard address 0.0.0.0)."""
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+    host = wildcard.get(settings.host, settings.host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+
+
 def fail(message: str, *, code: int = 1) -> NoReturn:
     """Print ``error: message`` to stderr and exit with ``code``."""
     typer.echo(f"error: {message}", err=True)
@@ -134,6 +142,11 @@ def _plain(value: Any) -> Any:
 def as_dict(item: Any) -> dict[str, Any]:
     """A dataclass as a dict of JSON-friendly values."""
     return {key: _plain(value) for key, value in dataclasses.asdict(item).items()}
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 model``, ``2 models``, ``0 models``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def print_json(value: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -293,8 +294,12 @@ async def create_endpoint(ctx: Context, spec: EndpointSpec, *, sync: bool = True
     return await get_endpoint(ctx, endpoint.id)
 
 
-async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChanges) -> EndpointInfo:
-    """Apply ``changes``; re-sync when the URL, key or filter changed or it was enabled.
+async def update_endpoint(
+    ctx: Context, ident: int | str, changes: EndpointChanges, *, sync: bool = True
+) -> EndpointInfo:
+    """Apply ``changes``; re-sync when the URL, key or filter changed or it was enabled
+    (here with ``sync``; else the scheduler of a running server syncs it as soon as it
+    sees the change).
 
     Raises :class:`NotFound`, :class:`BadRequest` or :class:`Conflict` (name taken).
     """
@@ -355,13 +360,45 @@ async def update_endpoint(ctx: Context, ident: int | str, changes: EndpointChang
                     setattr(endpoint, api, check_api_mode(api, mode))
                     endpoint.api_found = None  # what auto found was for the old mode
             endpoint_id, enabled = endpoint.id, endpoint.enabled
-            if resync and enabled:  # synced below: not by the scheduler at the same time
-                endpoint.next_sync_at = _next_sync(ctx, endpoint)
+            if resync and enabled:
+                # Synced below, not by the scheduler at the same time; or due at once.
+                endpoint.next_sync_at = _next_sync(ctx, endpoint) if sync else None
     except IntegrityError:
         raise Conflict(f"an endpoint named {changes.name!r} already exists", param="name") from None
-    if resync and enabled:
+    if resync and enabled and sync:
         await sync_endpoint(ctx, endpoint_id, trigger="updated")
     return await get_endpoint(ctx, endpoint_id)
+
+
+async def wait_for_server_sync(
+    ctx: Context, endpoint_id: int, since: datetime | None, *, claim_within: float
+) -> EndpointInfo | None:
+    """Wait for another process (a running server's scheduler) to sync an endpoint that
+    is due now: returns the endpoint once its last sync is no longer ``since``, or None
+    when no process claimed the sync within ``claim_within`` seconds (no server follows
+    this database) or the claimed sync did not end within ``sync_timeout`` more."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    deadline = start + claim_within
+    claimed = False
+    while loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        async with ctx.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Endpoint.next_sync_at, Endpoint.last_synced_at).where(
+                        Endpoint.id == endpoint_id
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        if row.last_synced_at is not None and row.last_synced_at != since:
+            return await get_endpoint(ctx, endpoint_id)
+        if row.next_sync_at is not None and not claimed:
+            claimed = True
+            deadline = loop.time() + ctx.settings.sync_timeout + 2
+    return None
 
 
 async def delete_endpoint(ctx: Context, ident: int | str) -> int:

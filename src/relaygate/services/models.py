@@ -105,6 +105,37 @@ def _info(model: Model, conflict: ModelConflict | None) -> ModelInfo:
     )
 
 
+async def find_model_id(ctx: Context, ident: int | str) -> int:
+    """The id of the model ``ident`` names: a numeric id, else a public name (alias, or
+    upstream id where there is no alias), else an upstream id.
+
+    Raises :class:`NotFound` when nothing matches, and :class:`BadRequest` listing the
+    ids when the name is ambiguous (models of several endpoints share it).
+    """
+    async with ctx.sessions() as session:
+        if isinstance(ident, int) or ident.isdigit():
+            if await session.get(Model, int(ident)) is None:
+                raise NotFound(f"no model with id {ident}")
+            return int(ident)
+        public = or_(Model.alias == ident, Model.alias.is_(None) & (Model.upstream_id == ident))
+        found: list[tuple[int, str]] = []
+        for condition in (public, Model.upstream_id == ident):
+            query = (
+                select(Model.id, Endpoint.name)
+                .join(Endpoint, Endpoint.id == Model.endpoint_id)
+                .where(condition)
+            )
+            found = [(i, name) for i, name in await session.execute(query.order_by(Model.id))]
+            if found:
+                break
+    if not found:
+        raise NotFound(f"no model {ident!r}")
+    if len(found) > 1:
+        listed = ", ".join(f"{i} (endpoint {name!r})" for i, name in found)
+        raise BadRequest(f"model name {ident!r} is ambiguous: give one of the ids {listed}")
+    return found[0][0]
+
+
 async def list_models(
     ctx: Context, *, endpoint_id: int | None = None, status: str | None = None
 ) -> list[ModelInfo]:
