@@ -278,6 +278,7 @@ class RelaygateApp:
                     max_event=self.settings.max_event_bytes,
                     max_body=self.settings.max_body_bytes,
                 ),
+                access_log=self.settings.access_log,
             )
             ctx.files.prepare()  # raises ConfigError naming an unwritable files_dir
             runner = BatchRunner(ctx, self.proxy, self.metrics)
