@@ -3,6 +3,7 @@ a key, a prompt or a completion in it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -79,6 +80,7 @@ def test_one_access_line_per_request(
     assert (streamed.prompt_tokens, streamed.completion_tokens) == (11, 5)  # type: ignore[attr-defined]
     assert streamed.getMessage().endswith("tokens=11/5 stream")
     assert (unknown.status, unknown.model, unknown.endpoint) == (404, "nope", None)  # type: ignore[attr-defined]
+    assert unknown.upstream_id is None  # type: ignore[attr-defined]  # nothing went upstream
     assert "endpoint=- tokens=-/-" in unknown.getMessage()
     assert (failed.status, failed.endpoint) == (500, "local")  # type: ignore[attr-defined]
 
@@ -169,3 +171,29 @@ def test_relaygate_serve_writes_the_access_line_unless_turned_off(
     found = LINE.findall(server.output)
     assert len(found) == (1 if enabled else 0), server.output
     assert PROMPT not in server.output and admin_key not in server.output
+
+
+def test_json_access_lines_carry_the_fields_as_keys(tmp_path: Path, upstream: Upstream) -> None:
+    """With RELAYGATE_LOG_FORMAT=json the access line is one JSON object whose keys are
+    the line's fields."""
+    admin_key = "rg-" + secrets.token_urlsafe(32)
+    env = cli_env(tmp_path, RELAYGATE_ADMIN_KEY=admin_key, RELAYGATE_LOG_FORMAT="json")
+    server = ServeProcess(tmp_path, env).wait_ready()
+    try:
+        admin = httpx.Client(
+            base_url=server.url, headers={"authorization": f"Bearer {admin_key}"}, timeout=30
+        )
+        made = admin.post("/admin/api/v1/endpoints", json={"name": "local", "url": upstream.url})
+        assert made.status_code == 201, made.text
+        answer = admin.post("/v1/chat/completions", json={"model": "gpt-test", "messages": []})
+        assert answer.status_code == 200, answer.text
+        admin.close()
+    finally:
+        server.stop()
+    objects = [json.loads(line) for line in server.output.splitlines() if line.startswith("{")]
+    [line] = [o for o in objects if o["name"] == "relaygate.access"]
+    assert line["request_id"] == answer.headers["x-request-id"]
+    assert (line["status"], line["model"], line["endpoint"]) == (200, "gpt-test", "local")
+    assert (line["prompt_tokens"], line["completion_tokens"], line["stream"]) == (3, 4, False)
+    assert isinstance(line["user_id"], int) and isinstance(line["key_id"], int)
+    assert line["upstream_id"] is None  # relaygate made the id: a UUID, sent as it is

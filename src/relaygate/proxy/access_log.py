@@ -44,7 +44,11 @@ class AccessLog:
         completion = tokens.completion if tokens is not None else None
         model = exchange.model[:_MAX_FIELD] if exchange.model is not None else None
         path = path[:_MAX_FIELD]
-        upstream_id = exchange.upstream_id if exchange.upstream_id != exchange.request_id else None
+        upstream_id = (
+            exchange.upstream_id
+            if target is not None and exchange.upstream_id != exchange.request_id
+            else None
+        )
         fields = {
             "method": method,
             "path": path,
