@@ -278,6 +278,7 @@ class RelaygateApp:
                     max_event=self.settings.max_event_bytes,
                     max_body=self.settings.max_body_bytes,
                 ),
+                access_log=self.settings.access_log,
             )
             self.api.state.proxy = self.proxy  # the console's playground sends through it
             ctx.files.prepare()  # raises ConfigError naming an unwritable files_dir

@@ -130,24 +130,40 @@ class Loader:
         self._timeouts = timeouts
         self.recomputed = 0
         """Routes recomputed since start: how much a change built (see SnapshotStore)."""
+        self._unusable: dict[tuple[str, int, int], str] = {}
+        """Why each unusable endpoint (or a user's own key for one) cannot be used, as
+        last logged: a rebuild logs a cause once, not at every rebuild."""
+
+    def _cannot_use(self, what: tuple[str, int, int], message: str) -> None:
+        """Log ``message`` (why ``what`` cannot be used) unless it is what was logged last."""
+        if self._unusable.get(what) != message:
+            self._unusable[what] = message
+            log.error("%s", message)
+
+    def _can_use(self, what: tuple[str, int, int], message: str) -> None:
+        """Log ``message`` when ``what`` was unusable before (no more line after)."""
+        if self._unusable.pop(what, None) is not None:
+            log.info("%s", message)
 
     # The catalogue: endpoints and models.
 
     def endpoint_entry(self, row: Endpoint) -> EndpointEntry:
         """``row`` as routing needs it; its shared key is decrypted here."""
         surfaces: Surfaces | None = None
+        what = ("endpoint", row.id, 0)
         if not row.requires_user_key:
             try:
                 surfaces = surfaces_for(row, endpoint_key(row, self._vault))
             except UnicodeEncodeError:
-                log.error(
-                    "endpoint %r cannot be used: its key or auth prefix is not ASCII", row.name
-                )
+                reason = "its key or auth prefix is not ASCII"
+                self._cannot_use(what, f"endpoint {row.name!r} cannot be used: {reason}")
                 surfaces = ()
             except CredentialsUnavailable as exc:
                 # Never forward without the key: its models stay listed as unavailable.
-                log.error("endpoint %r cannot be used: %s", row.name, exc)
+                self._cannot_use(what, f"endpoint {row.name!r} cannot be used: {exc}")
                 surfaces = ()
+        if surfaces != ():
+            self._can_use(what, f"endpoint {row.name!r} can be used again")
         apis = TargetApis(
             row.type,
             row.messages_api or "auto",
@@ -424,11 +440,19 @@ class Loader:
         entry = _catalog(snapshot).endpoints.get(row.endpoint_id)
         if entry is None:
             return None
+        what = ("own key", row.user_id, row.endpoint_id)
         try:
-            return surfaces_for(entry.row, self._vault.decrypt(row.api_key_encrypted))
+            surfaces = surfaces_for(entry.row, self._vault.decrypt(row.api_key_encrypted))
         except (DecryptionFailed, UnicodeEncodeError):
-            log.error("a user's own key for endpoint %d cannot be used", row.endpoint_id)
+            self._cannot_use(
+                what,
+                f"user {row.user_id}'s own key for endpoint {row.endpoint_id} cannot be used",
+            )
             return None
+        self._can_use(
+            what, f"user {row.user_id}'s own key for endpoint {row.endpoint_id} can be used again"
+        )
+        return surfaces
 
     async def _own_key(self, snapshot: Snapshot, session: AsyncSession, user_id: int) -> None:
         user = snapshot.users.get(user_id)

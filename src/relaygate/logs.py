@@ -8,6 +8,7 @@ it as ``request_id``. JSON lines come from ``python-json-logger``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from contextvars import ContextVar
 from random import getrandbits
@@ -18,6 +19,7 @@ REQUEST_ID: ContextVar[str] = ContextVar("relaygate_request_id", default="-")
 """The id of the request being handled in this context ("-" outside requests)."""
 
 _ALLOWED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:"
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
@@ -30,6 +32,17 @@ def request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
             if 0 < len(value) <= 64 and not value.translate(None, _ALLOWED):
                 return value.decode("ascii")
             break
+    return new_request_id()
+
+
+def upstream_request_id(request_id: str) -> str:
+    """The id a request goes upstream by: ``request_id`` when it is a UUID, else a new
+    random UUID. Some servers (llama.cpp's and llama-cpp-python's) refuse a request
+    whose ``x-request-id`` is not a UUID, so a client's own id of another form stays
+    relaygate's (its answer's header, its usage record, its log lines) and never goes
+    upstream."""
+    if len(request_id) == 36 and _UUID.fullmatch(request_id):
+        return request_id
     return new_request_id()
 
 

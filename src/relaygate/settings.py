@@ -147,6 +147,8 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = "text"
     """``json`` writes one JSON object per log line (time, level, name, message,
     request_id)."""
+    access_log: bool = True
+    """One ``info`` line per proxied request on the ``relaygate.access`` logger."""
     sync_interval: float = Field(default=30.0, gt=0, le=MAX_SYNC_INTERVAL)
     sync_timeout: float = Field(default=10.0, gt=0)
     admin_key: str | None = None

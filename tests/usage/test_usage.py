@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -239,13 +240,24 @@ def test_metrics_move_as_requests_are_made(served: Gateway) -> None:
 
 
 def test_request_id_is_taken_or_made_and_returned(served: Gateway, upstream: Upstream) -> None:
+    """A client's well-formed x-request-id is returned and recorded, but goes upstream
+    only when it is a UUID (else relaygate's own UUID goes); a malformed one is replaced
+    by a UUID, sent upstream too."""
     response = served.admin.post(
         "/v1/chat/completions",
         json={"model": "gpt-test", "messages": MESSAGES},
         headers={"x-request-id": "trace-123"},
     )
     assert response.headers["x-request-id"] == "trace-123"
-    assert upstream.state.requests[-1].headers["x-request-id"] == "trace-123"
+    sent = upstream.state.requests[-1].headers["x-request-id"]
+    assert sent != "trace-123" and str(uuid.UUID(sent)) == sent
+    given = str(uuid.uuid4())
+    served.admin.post(
+        "/v1/chat/completions",
+        json={"model": "gpt-test", "messages": MESSAGES},
+        headers={"x-request-id": given},
+    )
+    assert upstream.state.requests[-1].headers["x-request-id"] == given
     timing = response.headers["server-timing"]
     assert timing.startswith("relaygate;dur=") and ", upstream;dur=" in timing
     made = served.admin.post(
@@ -257,8 +269,9 @@ def test_request_id_is_taken_or_made_and_returned(served: Gateway, upstream: Ups
     assert made.headers["x-request-id"] == upstream.state.requests[-1].headers["x-request-id"]
     missing = served.admin.post("/v1/chat/completions", json={"model": "nope", "messages": []})
     assert missing.status_code == 404 and len(missing.headers["x-request-id"]) == 36
-    assert [r.request_id for r in records(served, 3)][:2] == [
+    assert [r.request_id for r in records(served, 4)][:3] == [
         "trace-123",
+        given,
         made.headers["x-request-id"],
     ]
 

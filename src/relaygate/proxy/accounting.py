@@ -8,6 +8,7 @@ import logging
 import time
 
 from relaygate.budgets import Budgets, Reservation
+from relaygate.logs import upstream_request_id
 from relaygate.metrics import Metrics
 from relaygate.proxy.batched import Ticket
 from relaygate.proxy.tokens import Tokens
@@ -23,9 +24,10 @@ class Exchange:
     needs. The proxy fills it in as the request goes; :class:`Accounting` reads it once
     the answer is out. Times are ``time.perf_counter()`` seconds (0.0: not yet).
 
-    ``arrived`` is when the request came in, ``request_id`` the id it is known by
-    upstream and in the logs; every other attribute starts empty (``sent_at`` at
-    ``arrived``).
+    ``arrived`` is when the request came in, ``request_id`` the id it is known by to
+    its client and in the logs, ``upstream_id`` the one it goes upstream by (the same
+    when it is a UUID, see :func:`relaygate.logs.upstream_request_id`); every other
+    attribute starts empty (``sent_at`` at ``arrived``).
     """
 
     __slots__ = (
@@ -48,6 +50,7 @@ class Exchange:
         "target",
         "ticket",
         "tokens",
+        "upstream_id",
         "upstream_path",
         "upstream_status",
     )
@@ -61,6 +64,7 @@ class Exchange:
     def __init__(self, arrived: float, request_id: str) -> None:
         self.arrived = arrived
         self.request_id = request_id
+        self.upstream_id = upstream_request_id(request_id)
         self.principal: Principal | None = None
         self.model: str | None = None
         """The model the client asked for."""

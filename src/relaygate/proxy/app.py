@@ -32,6 +32,7 @@ from relaygate.errors import (
 from relaygate.health import Health
 from relaygate.logs import REQUEST_ID, request_id
 from relaygate.metrics import Metrics
+from relaygate.proxy.access_log import AccessLog
 from relaygate.proxy.accounting import Accounting, Exchange
 from relaygate.proxy.asgi import Receive, Scope, Send, send_json
 from relaygate.proxy.batched import Answer, Gathered, Ticket, batch_scope
@@ -98,7 +99,8 @@ class Proxy:
 
     ``max_concurrent`` bounds the requests served at once (more get 503 with
     ``Retry-After``); ``health`` learns from every forwarded request which endpoints to
-    skip for a while.
+    skip for a while; ``access_log`` writes one line per live request
+    (:mod:`relaygate.proxy.access_log`).
     """
 
     def __init__(
@@ -121,8 +123,10 @@ class Proxy:
         max_event_bytes: int = 1024 * 1024,
         budgets: Budgets | None = None,
         translation: Translation | None = None,
+        access_log: bool = True,
     ):
         self._snapshots = snapshots
+        self._access = AccessLog(access_log)
         self._activity = activity
         self._metrics = metrics
         self._health = health
@@ -162,14 +166,14 @@ class Proxy:
         exchange = Exchange(time.perf_counter(), request_id(scope["headers"]))
         if self._in_flight >= self._max_concurrent:
             self._by_class[5].inc()
-            await send_error(
-                send,
-                Overloaded(
-                    f"relaygate is serving its limit of {self._max_concurrent} requests at "
-                    "once; retry shortly"
-                ),
-                ((REQUEST_ID_HEADER, exchange.request_id.encode()),),
+            error = Overloaded(
+                f"relaygate is serving its limit of {self._max_concurrent} requests at "
+                "once; retry shortly"
             )
+            await send_error(send, error, ((REQUEST_ID_HEADER, exchange.request_id.encode()),))
+            token = REQUEST_ID.set(exchange.request_id)
+            self._access.write(scope["method"], scope["path"], exchange, error.status)
+            REQUEST_ID.reset(token)
             return
         self._in_flight += 1
         await self._serve(scope, receive, send, exchange, principal, live=True)
@@ -250,6 +254,7 @@ class Proxy:
         finally:
             if live:  # its slot is free once it is answered
                 self._in_flight -= 1
+                self._access.write(scope["method"], scope["path"], exchange, status)
             if exchange.holds_slot and exchange.principal is not None:
                 self._per_key.release(exchange.principal)
             self._by_class[min(max(status // 100, 1), 5)].inc()

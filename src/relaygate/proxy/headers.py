@@ -78,10 +78,10 @@ def upstream_headers(
     content_type: str = JSON_TYPE,
 ) -> list[tuple[str, str]]:
     """The headers a request sends the endpoint: ``content_type`` (JSON's unless the
-    body is a form), relaygate's request id, the client's headers of the allow-list
-    (``anthropic-beta`` less the betas that reach account resources), the
-    ``x-relaygate-via`` chain ending with ``via``, and the endpoint surface's auth and
-    default headers; never a client's header named like the surface's own."""
+    body is a form), the request's upstream id (``request_id``, a UUID), the client's
+    headers of the allow-list (``anthropic-beta`` less the betas that reach account
+    resources), the ``x-relaygate-via`` chain ending with ``via``, and the endpoint
+    surface's auth and default headers; never a client's header named like the surface's own."""
     out = [("content-type", content_type), ("x-request-id", request_id)]
     sent: set[bytes] = set()
     for name, value in headers:

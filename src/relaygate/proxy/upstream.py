@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import aiohttp
@@ -30,6 +31,7 @@ from relaygate.proxy.multipart import Spliced
 from relaygate.proxy.replies import Reply
 from relaygate.proxy.tokens import BodyTokens, StreamTokens
 from relaygate.proxy.translation import Conversion
+from relaygate.proxy.upstream_errors import error_answer, once, readable
 from relaygate.snapshot import Target
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,10 @@ class Upstream:
 
         With a ``conversion``, its body goes to its path instead and the answer is
         translated on its way (:meth:`_relay_translated`). A ``probe`` answered 404 or
-        405 raises :class:`NotServed` before anything reaches the client."""
+        405 raises :class:`NotServed` before anything reaches the client. An error
+        answer (4xx, 5xx) is read whole, and one that is not a proper OpenAI or
+        Anthropic error is wrapped in one naming the endpoint and its status
+        (:mod:`relaygate.proxy.upstream_errors`)."""
         if conversion is None:
             path = scope["path"][3:]
             url = URL(target.base_url + wire_path(scope), encoded=True)
@@ -131,7 +136,7 @@ class Upstream:
             # Each attempt writes the same buffer afresh, a bounded piece at a time.
             data, content_type = body.pieces(), body.content_type
         headers = upstream_headers(
-            scope["headers"], target.surface(path), state.request_id, self._via, content_type
+            scope["headers"], target.surface(path), state.upstream_id, self._via, content_type
         )
         if isinstance(body, Spliced):
             headers.append(("content-length", str(body.size)))
@@ -154,7 +159,7 @@ class Upstream:
                     if (
                         probe
                         and status in (404, 405)
-                        and await self._route_missing(target, path, state.request_id)
+                        and await self._route_missing(target, path, state.upstream_id)
                     ):
                         raise NotServed
                     headers_at = time.perf_counter()
@@ -169,11 +174,24 @@ class Upstream:
                             body_reader = BodyTokens()
                             state.tokens = body_reader.tokens
                     out_headers = client_headers(scope, response, target, state, headers_at)
+                    chunks: AsyncIterator[bytes] = response.content.iter_any()
+                    if status >= 400 and readable(response):
+                        # A translated answer's error is read by its translation.
+                        anthropic = conversion is None and scope["path"].startswith("/v1/messages")
+                        error, proper = await error_answer(
+                            response, target.endpoint_name, status, anthropic=anthropic
+                        )
+                        if not proper:
+                            content_type = JSON_TYPE
+                            out_headers = [h for h in out_headers if h[0] not in TRANSLATED_AWAY]
+                            out_headers.append((b"content-type", JSON_TYPE.encode()))
+                            out_headers.append((b"content-length", str(len(error)).encode()))
+                        chunks = once(error)
                     if conversion is not None:
                         reply = conversion.make_reply(status, content_type)
                         return await self._relay_translated(
                             send,
-                            response,
+                            chunks,
                             reply,
                             (stream_reader, body_reader),
                             out_headers,
@@ -200,7 +218,7 @@ class Upstream:
                     # one-chunk JSON answer is a third of them.
                     left = response.content_length if stream_reader is None else None
                     ended = False
-                    async for chunk in response.content.iter_any():
+                    async for chunk in chunks:
                         if stream_reader is not None:
                             chunk = stream_reader.feed(chunk)
                         elif body_reader is not None:
@@ -291,8 +309,8 @@ class Upstream:
         empty JSON object of relaygate's own (a route that exists refuses it 400 or 422,
         or asks for a key) after the client's request got 404 or 405, so that neither
         the client's content (an unknown id, model or item) nor its own key decides
-        for every user of the endpoint. It goes with the request's own id: some servers
-        (llama.cpp's) refuse an ``x-request-id`` that is not a UUID."""
+        for every user of the endpoint. It goes with the request's upstream id (a UUID:
+        some servers, llama.cpp's, refuse any other ``x-request-id``)."""
         try:
             async with self._http.post(
                 URL(target.base_url + path, encoded=True),
@@ -308,7 +326,7 @@ class Upstream:
     async def _relay_translated(
         self,
         send: Send,
-        response: aiohttp.ClientResponse,
+        chunks: AsyncIterator[bytes],
         reply: Reply,
         readers: tuple[StreamTokens | None, BodyTokens | None],
         out_headers: list[tuple[bytes, bytes]],
@@ -317,17 +335,18 @@ class Upstream:
         deadline: float,
         idle: float,
     ) -> int:
-        """Stream ``response`` to the client through ``reply`` (its answer in the client's
-        API): the usage is read from the endpoint's own bytes, what ``reply`` makes of them
-        goes out as soon as it has some (a buffered reply: once whole), and the response
-        starts with the first bytes. Returns the status the client got."""
+        """Stream the endpoint's answer (its ``chunks``) to the client through ``reply``
+        (its answer in the client's API): the usage is read from the endpoint's own
+        bytes, what ``reply`` makes of them goes out as soon as it has some (a buffered
+        reply: once whole), and the response starts with the first bytes. Returns the
+        status the client got."""
         stream_reader, body_reader = readers
         headers = [h for h in out_headers if h[0] not in TRANSLATED_AWAY]
         loop = asyncio.get_running_loop()
         slack = min(1.0, idle / 20)
         due = min(loop.time() + idle + slack, deadline)
         timer.reschedule(due)
-        async for chunk in response.content.iter_any():
+        async for chunk in chunks:
             if stream_reader is not None:
                 stream_reader.feed(chunk)
             elif body_reader is not None:

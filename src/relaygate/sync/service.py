@@ -151,18 +151,29 @@ async def sync_endpoint(ctx: Context, endpoint_id: int, *, trigger: str = "manua
         except ListingFailed as exc:
             error = f"sync of endpoint {endpoint.name!r} failed: {exc}"
         result = await _record(ctx, endpoint, discovered, error, started, trigger)
-    if error:
-        log.warning("%s", error)
-    else:
-        log.info(
-            "synced endpoint %r: %d models (%d added, %d reactivated, %d deactivated)",
-            endpoint.name,
-            result.total,
-            result.added,
-            result.reactivated,
-            result.deactivated,
-        )
+    _log_outcome(result, endpoint.sync_status, endpoint.last_sync_error)
     return result
+
+
+def _log_outcome(result: SyncResult, before: str, error_before: str | None) -> None:
+    """Log a sync when it says something new: the first sync, models that appeared,
+    returned or vanished, a failure (once per cause, not at every interval) and the
+    recovery. A sync that changed nothing, or failed as the last one did, logs at
+    ``debug`` only. ``before`` and ``error_before`` are the endpoint's sync status and
+    error as the previous sync left them."""
+    counts = (
+        f"{result.total} models ({result.added} added, {result.reactivated} reactivated, "
+        f"{result.deactivated} deactivated)"
+    )
+    if result.error is not None:
+        level = logging.DEBUG if result.error == error_before else logging.WARNING
+        log.log(level, "%s", result.error)
+    elif before == "error":
+        log.info("endpoint %r recovered: %s", result.endpoint_name, counts)
+    elif before == "never" or result.added or result.reactivated or result.deactivated:
+        log.info("synced endpoint %r: %s", result.endpoint_name, counts)
+    else:
+        log.debug("synced endpoint %r: %s", result.endpoint_name, counts)
 
 
 async def _set_status(
