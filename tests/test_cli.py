@@ -140,11 +140,11 @@ def test_secret_rotation_keeps_provider_keys_usable(
     ok(tmp_path, env, "endpoints", "add", "p", upstream.url, "--api-key", "sk-rotate-me-000777")
     new_secret = secrets.token_urlsafe(32)
     out = ok(tmp_path, env, "secrets", "rotate", "--new-key", new_secret)
-    assert "re-encrypted 1 provider keys" in out
+    assert "re-encrypted 1 provider key." in out
     old = relaygate(tmp_path, "endpoints", "sync", "p", env=env)
     assert old.returncode == 2 and "RELAYGATE_SECRET_KEY is not the key" in old.stderr
     env["RELAYGATE_SECRET_KEY"] = new_secret
-    assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 models")
+    assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 model (")
 
 
 def test_rotation_refuses_a_weak_new_key(
@@ -160,7 +160,7 @@ def test_rotation_refuses_a_weak_new_key(
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith("error: --new-key must hold at least 32 random bytes")
-    assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 models")
+    assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 model (")
 
 
 async def _reencrypt(url: str, old: str, new: str) -> None:
@@ -196,9 +196,9 @@ def test_a_database_under_a_weak_key_can_rotate_to_a_strong_one(
     assert again_weak.returncode == 2 and "--new-key must hold" in again_weak.stderr
     strong = secrets.token_urlsafe(32)
     out = ok(tmp_path, env, "secrets", "rotate", "--new-key", strong)
-    assert "re-encrypted 1 provider keys" in out
+    assert "re-encrypted 1 provider key." in out
     env["RELAYGATE_SECRET_KEY"] = strong
-    assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 models")
+    assert ok(tmp_path, env, "endpoints", "sync", "p").startswith("synced 'p': 1 model (")
 
 
 def test_db_upgrade(tmp_path: Path, env: dict[str, str]) -> None:

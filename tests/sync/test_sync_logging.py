@@ -81,7 +81,7 @@ def test_changes_failures_and_recovery_are_logged_once_each(
     upstream.state.models = ["gpt-test"]
     wait_syncs(busy, endpoint["id"], 10)
     assert server_lines(caplog) == [
-        "INFO relaygate.sync.service: synced endpoint 'local': 1 models "
+        "INFO relaygate.sync.service: synced endpoint 'local': 1 model "
         "(0 added, 0 reactivated, 1 deactivated)"
     ]
     caplog.clear()
@@ -94,7 +94,7 @@ def test_changes_failures_and_recovery_are_logged_once_each(
     upstream.state.listing = "ok"
     wait_syncs(busy, endpoint["id"], 10)
     assert server_lines(caplog) == [
-        "INFO relaygate.sync.service: endpoint 'local' recovered: 1 models "
+        "INFO relaygate.sync.service: endpoint 'local' recovered: 1 model "
         "(0 added, 1 reactivated, 0 deactivated)"
     ]
 

@@ -23,7 +23,6 @@ from relaygate.cli.models import app as models
 from relaygate.cli.runner import (
     CliState,
     fail,
-    plural,
     print_table,
     run,
     run_in_child,
@@ -39,6 +38,7 @@ from relaygate.services.bootstrap import bootstrap, check_seeds
 from relaygate.services.rotation import rotate_secret
 from relaygate.settings import SECRET_KEY_RULE, Settings, is_strong_secret
 from relaygate.vault import generate_secret, secret_file_path, write_secret_file
+from relaygate.wording import plural
 
 app = typer.Typer(
     help="relaygate: one OpenAI-compatible gateway in front of your model endpoints.",

@@ -11,7 +11,6 @@ from relaygate.cli.runner import (
     JsonFlag,
     as_dict,
     fail,
-    plural,
     print_json,
     print_record,
     print_table,
@@ -23,6 +22,7 @@ from relaygate.services import endpoints as service
 from relaygate.services.endpoints import EndpointChanges, EndpointInfo, EndpointSpec
 from relaygate.settings import read_env_key
 from relaygate.sync.service import SyncResult
+from relaygate.wording import plural
 
 app = typer.Typer(help="Manage endpoints (model sources).", no_args_is_help=True)
 ApiKeyEnv = Annotated[

@@ -144,11 +144,6 @@ def as_dict(item: Any) -> dict[str, Any]:
     return {key: _plain(value) for key, value in dataclasses.asdict(item).items()}
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 model``, ``2 models``, ``0 models``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 

@@ -18,6 +18,7 @@ from relaygate.db.tables import Endpoint, Model, SyncRun, utcnow
 from relaygate.errors import Conflict, NotFound
 from relaygate.providers import DiscoveredModel, ListingFailed, get_provider
 from relaygate.sync.reconcile import matches_filter, plan
+from relaygate.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def _log_outcome(result: SyncResult, before: str, error_before: str | None) -> N
     ``debug`` only. ``before`` and ``error_before`` are the endpoint's sync status and
     error as the previous sync left them."""
     counts = (
-        f"{result.total} models ({result.added} added, {result.reactivated} reactivated, "
+        f"{plural(result.total, 'model')} ({result.added} added, {result.reactivated} reactivated, "
         f"{result.deactivated} deactivated)"
     )
     if result.error is not None:

@@ -22,7 +22,8 @@ from relaygate.sync.service import SyncResult
 from relaygate.web.auth import Admin, AdminChecked, context_of
 from relaygate.web.endpoint_form import EndpointForm, changes_of, spec_of
 from relaygate.web.render import back, page
-from relaygate.web.states import health_state, model_counts, plural, sync_state
+from relaygate.web.states import health_state, model_counts, sync_state
+from relaygate.wording import plural
 
 router = APIRouter()
 PAGE = "/ui/endpoints"

@@ -12,7 +12,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment
 
 from relaygate.services.web_sessions import ConsoleSession
-from relaygate.web.states import health_state, model_counts, plural, sync_state
+from relaygate.web.states import health_state, model_counts, sync_state
+from relaygate.wording import plural
 
 
 def ago(value: datetime | None) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from relaygate.health import HealthState
 from relaygate.services.endpoints import EndpointInfo
+from relaygate.wording import plural
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +66,6 @@ def health_state(endpoint: EndpointInfo) -> Shown:
 
 def _failures(health: HealthState) -> str:
     return plural(health.consecutive_failures, "failure") + " in a row"
-
-
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """``1 model``, ``3 models`` (``many`` for irregular plurals)."""
-    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
 
 
 def model_counts(online: int, offline: int) -> str:
