@@ -3,11 +3,14 @@
 ``--port N`` / ``RELAYGATE_DEMO_PORT`` (relaygate, default 18000) and ``--llama-port N`` /
 ``RELAYGATE_DEMO_LLAMA_PORT`` (llama.cpp, default 18081) choose the ports; a busy one is
 refused with one line before anything starts (``--check-ports`` checks and exits).
+``--keep`` leaves both running after the chat, with the console's address and the admin
+key printed, until Ctrl-C: sign in and chat with SmolLM2 in the Playground.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import socket
@@ -40,6 +43,11 @@ def options(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=int(env("RELAYGATE_DEMO_LLAMA_PORT") or 18081),
         help="llama.cpp's server",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave relaygate and llama.cpp running (until Ctrl-C) to try the console",
     )
     parser.add_argument("--check-ports", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -74,6 +82,7 @@ def wait_for(url: str, process: subprocess.Popen[bytes], what: str) -> None:
 
 def main() -> None:
     args = options(sys.argv[1:])
+    keep = args.keep
     if args.port == args.llama_port:
         sys.exit("demo: --port and --llama-port must differ")
     check_free(args.port, "relaygate", "--port")
@@ -151,6 +160,11 @@ def main() -> None:
             messages=[{"role": "user", "content": "What is the capital of France?"}],
         )
         print("chat completion through relaygate:", reply.choices[0].message.content)
+        if keep:
+            say(f"console: {base}/ui/ (sign in with the admin key {admin_key})")
+            say("open Playground to chat with smollm2; Ctrl-C stops both servers")
+            with contextlib.suppress(KeyboardInterrupt):
+                gateway.wait()
     finally:
         for process in (gateway, llama):
             process.terminate()
