@@ -168,8 +168,10 @@ class RelaygateApp:
         bootstrap: bool = True,
         clock: Callable[[], datetime] | None = None,
         workers: bool = False,
+        freeze_heap: bool = False,
     ):
         self.settings = settings
+        self.freeze_heap = freeze_heap
         self.bootstrap = bootstrap
         self.clock = clock
         self.workers = workers
@@ -303,12 +305,14 @@ class RelaygateApp:
                 asyncio.create_task(runner.run(stop)),
                 asyncio.create_task(prune_files(ctx, stop)),
             ]
-            # What start-up made lives as long as the process: out of the collector's
-            # sight, a full collection no longer walks it (pauses of up to 100 ms before).
-            # Never unfrozen: a server runs one app. (Unfreezing at shutdown let a later
-            # test's start-up collect an earlier test's leaked socket, failing that test.)
-            gc.collect()
-            gc.freeze()
+            if self.freeze_heap:
+                # What start-up made lives as long as the process: out of the collector's
+                # sight, a full collection no longer walks it (pauses of up to 100 ms
+                # before). Only where relaygate owns the process (``relaygate serve``):
+                # never unfrozen, it would freeze the heap of any program embedding it.
+                gc.collect()
+                gc.freeze()
+                ctx.snapshots.freezes_big_changes = True
             log.info("relaygate %s ready (%s)", __version__, ctx.engine.dialect.name)
             try:
                 yield
@@ -326,6 +330,7 @@ def create_app(
     bootstrap: bool = True,
     clock: Callable[[], datetime] | None = None,
     workers: bool = False,
+    freeze_heap: bool = False,
 ) -> RelaygateApp:
     """Build the whole application for ``settings``; serve it with any ASGI server.
 
@@ -333,9 +338,13 @@ def create_app(
     lifespan; ``relaygate serve`` does it once before starting, and passes False.
     ``clock`` (UTC datetimes) is the time budgets go by (tests cross periods with it);
     ``workers`` says other processes serve the same database (budgets are then kept
-    in the database on SQLite too).
+    in the database on SQLite too); ``freeze_heap`` takes what start-up built out of
+    the garbage collector's sight (``gc.freeze()``), for a process that serves
+    nothing else (``relaygate serve``).
     """
-    return RelaygateApp(settings, bootstrap=bootstrap, clock=clock, workers=workers)
+    return RelaygateApp(
+        settings, bootstrap=bootstrap, clock=clock, workers=workers, freeze_heap=freeze_heap
+    )
 
 
 def create_app_from_environment() -> RelaygateApp:
@@ -343,7 +352,7 @@ def create_app_from_environment() -> RelaygateApp:
     the config file and ``RELAYGATE_*`` variables, as the parent process read them."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings, bootstrap=False, workers=True)
+    return create_app(settings, bootstrap=False, workers=True, freeze_heap=True)
 
 
 def print_first_admin_key(key: str) -> None:

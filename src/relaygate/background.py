@@ -4,7 +4,6 @@ API keys' last use, and watch the event loop's lag. All run off the request path
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -14,17 +13,13 @@ from relaygate.changes import CHANNEL
 from relaygate.context import Context
 from relaygate.errors import ConfigError
 from relaygate.metrics import Metrics
+from relaygate.pauses import pause, wait_any
 from relaygate.services.api_keys import KeyActivity
 
 if TYPE_CHECKING:
     import asyncpg
 
 log = logging.getLogger(__name__)
-
-
-async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 class ChangeListener:
@@ -41,8 +36,8 @@ class ChangeListener:
         """Connect and listen, unless already listening; failures are logged, not raised."""
         if self._connection is not None and not self._connection.is_closed():
             return
-        # Imported here, as SQLAlchemy imports its driver: only a server on PostgreSQL
-        # has any use for asyncpg.
+        # Imported here, as SQLAlchemy imports its driver: the ``postgres`` extra, there
+        # on PostgreSQL (checked when the engine was made).
         import asyncpg
 
         try:
@@ -80,16 +75,6 @@ async def follow_changes(ctx: Context, stop: asyncio.Event) -> None:
             await listener.close()
 
 
-async def wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
-    """Return after ``seconds``, or as soon as ``stop`` or ``wake`` is set."""
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-
-
 async def _check(ctx: Context) -> None:
     """Apply the changes other processes logged; errors are logged, not raised."""
     try:
@@ -110,7 +95,7 @@ async def watch_loop_lag(metrics: Metrics, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         asked = loop.time() + LAG_SAMPLE_SECONDS
-        await _sleep_until(stop, LAG_SAMPLE_SECONDS)
+        await pause(stop, LAG_SAMPLE_SECONDS)
         metrics.loop_lag.observe(max(0.0, loop.time() - asked))
 
 
@@ -118,7 +103,7 @@ async def flush_key_activity(ctx: Context, activity: KeyActivity, stop: asyncio.
     """Write keys' ``last_used_at`` every ``key_usage_flush_interval`` seconds, and once
     more when stopping."""
     while not stop.is_set():
-        await _sleep_until(stop, ctx.settings.key_usage_flush_interval)
+        await pause(stop, ctx.settings.key_usage_flush_interval)
         try:
             await activity.flush(ctx)
         except Exception:

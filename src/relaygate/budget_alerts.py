@@ -65,6 +65,7 @@ from relaygate.budget import Budget, Window, from_nanos
 from relaygate.budget_stores import KEEP_ENDED, Count, Line
 from relaygate.db.tables import BudgetAlert, BudgetCounter, utcnow
 from relaygate.metrics import Metrics
+from relaygate.pauses import pause
 
 if TYPE_CHECKING:
     from relaygate.context import Context
@@ -385,5 +386,4 @@ async def prune_budgets(ctx: Context, stop: asyncio.Event, every: float = 3600.0
                 log.info("deleted %d ended budget counters and %d old alerts", counters, alerts)
         except Exception:
             log.exception("could not delete old budget rows; will retry")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+        await pause(stop, every)

@@ -26,7 +26,8 @@ from relaygate.changes import TrackedSession
 from relaygate.db.engine import make_engine, make_sessionmaker
 from relaygate.db.migrate import upgrade
 from relaygate.db.tables import Meta
-from relaygate.errors import ConfigError
+from relaygate.errors import ConfigError, DecryptionFailed
+from relaygate.extras import require
 from relaygate.files.storage import FileStorage
 from relaygate.health import Health
 from relaygate.loader import Loader
@@ -34,7 +35,7 @@ from relaygate.metrics import Metrics
 from relaygate.settings import Settings
 from relaygate.snapshot import Timeouts
 from relaygate.snapshots import SnapshotStore
-from relaygate.vault import CHECK_PLAINTEXT, DecryptionFailed, Vault, load_secret
+from relaygate.vault import CHECK_PLAINTEXT, Vault, load_secret
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -129,8 +130,8 @@ def make_redis_client(settings: Settings) -> Redis | None:
     callers fail open rather than wait. Raises :class:`ConfigError` for a malformed URL."""
     if settings.redis_url is None:
         return None
-    # Imported here: the Redis client is some 6 MB that a server without redis_url,
-    # the common case, would carry for nothing.
+    # Imported here: an optional dependency (the ``redis`` extra).
+    require("redis", "redis", "redis_url")
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
@@ -186,6 +187,8 @@ async def open_context(
     Raises :class:`ConfigError` when the database cannot be opened or the secret
     key is weak or does not match the database.
     """
+    if settings.redis_url is not None:  # before anything is written
+        require("redis", "redis", "redis_url")
     if settings.sqlite_path is not None:
         check_writable(settings.sqlite_path)
     engine = make_engine(settings.database_url)

@@ -4,13 +4,10 @@ and the auth scheme that carries it."""
 from __future__ import annotations
 
 from relaygate.db.tables import Endpoint
+from relaygate.errors import CredentialsUnavailable, DecryptionFailed
 from relaygate.providers import Access, AuthScheme
 from relaygate.settings import read_env_key
-from relaygate.vault import DecryptionFailed, Vault
-
-
-class CredentialsUnavailable(Exception):
-    """The endpoint's key cannot be had; ``str()`` says why, never the key."""
+from relaygate.vault import Vault
 
 
 def key_source(endpoint: Endpoint) -> str:

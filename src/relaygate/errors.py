@@ -29,6 +29,23 @@
     ├── UpstreamTimeout                 504 upstream_timeout
     └── LoopDetected                    508 loop_detected
 
+Raised inside relaygate and turned into something else where they are caught (never
+answered as they are)::
+
+    Exception
+    ├── ListingFailed            an endpoint's model list failed: its sync's error
+    ├── CredentialsUnavailable   an endpoint's key cannot be had: a sync error, and the
+    │                                snapshot leaves the endpoint out
+    ├── DecryptionFailed         a stored value was not encrypted with this secret key
+    ├── TranslationError         a body one API cannot be turned into another's: 400
+    ├── EventTooLarge            a streamed event past ``max_event_bytes``: the stream
+    │                                ends with an error event
+    ├── TryNextTarget            a target failed before answering: fail over, else
+    │                                answer its ``error``
+    ├── NotServed                an endpoint does not serve a route (404/405 to a probe):
+    │                                translate the request instead
+    └── ClaimLost                a replica's claim on a batch ran out mid-step: stop
+
 Responses follow OpenAI's error object,
 ``{"error": {"message", "type", "param", "code"}}``
 (https://platform.openai.com/docs/guides/error-codes).
@@ -206,3 +223,46 @@ def error_body(message: str, type_: str, code: str | None, param: str | None = N
 def render(exc: RelaygateError) -> tuple[int, bytes]:
     """Map an error to its HTTP status and OpenAI-shaped JSON body."""
     return exc.status, error_body(exc.message, exc.type, exc.code, exc.param)
+
+
+class ListingFailed(Exception):
+    """Listing an endpoint's models failed; ``str()`` is the operator-facing reason."""
+
+
+class CredentialsUnavailable(Exception):
+    """The endpoint's key cannot be had; ``str()`` says why, never the key."""
+
+
+class DecryptionFailed(Exception):
+    """A stored value was not encrypted with this vault's secret key."""
+
+
+class TranslationError(Exception):
+    """A client's body that cannot be translated; ``param`` names the field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class EventTooLarge(Exception):
+    """An event, or a line of one, grew past the reader's ``max_event`` bytes."""
+
+
+class TryNextTarget(Exception):
+    """Raised by :meth:`Upstream.attempt` when a target failed before answering and the
+    next one should be tried; ``error`` is what to answer if none is left."""
+
+    def __init__(self, error: RelaygateError):
+        super().__init__(error.message)
+        self.error = error
+
+
+class NotServed(Exception):
+    """Raised by :meth:`Upstream.attempt` on a probe (``auto`` mode) that the endpoint
+    answered 404 or 405: the route is not served there, so translate it."""
+
+
+class ClaimLost(Exception):
+    """This replica's claim on a batch ran out, or the batch was cancelled, mid-step."""

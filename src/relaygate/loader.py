@@ -24,7 +24,7 @@ from relaygate.access import EVERYONE, listing_entry, surfaces_for
 from relaygate.budget import budget_of
 from relaygate.catalog import Catalog, EndpointEntry, ModelEntry
 from relaygate.changes import Change
-from relaygate.credentials import CredentialsUnavailable, endpoint_key
+from relaygate.credentials import endpoint_key
 from relaygate.db.tables import (
     ApiKey,
     Endpoint,
@@ -36,6 +36,7 @@ from relaygate.db.tables import (
     User,
     UserProviderKey,
 )
+from relaygate.errors import CredentialsUnavailable, DecryptionFailed
 from relaygate.providers import ALL_ROUTES, get_provider
 from relaygate.routes import policy_for
 from relaygate.snapshot import (
@@ -50,7 +51,7 @@ from relaygate.snapshot import (
     UserState,
 )
 from relaygate.translate.base import dialect_for
-from relaygate.vault import DecryptionFailed, Vault
+from relaygate.vault import Vault
 
 log = logging.getLogger(__name__)
 

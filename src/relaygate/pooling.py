@@ -1,6 +1,6 @@
 """Pooling: which models of different endpoints serve one public name together.
 
-Pooling is the operator's act (DESIGN.md, "The contract"). Models of several
+Pooling is the operator's act (the README, "Endpoint types"). Models of several
 endpoints become targets of one public name only when an operator gave each that
 name as its alias, or placed their endpoints in one ``pool``. Any other model
 whose name (its upstream id, as a listing reported it) is already served by

@@ -1,4 +1,4 @@
-"""The in-memory view the request path reads (DESIGN.md, principle 1).
+"""The in-memory view the request path reads (the README, "Layout").
 
 Built from the database once at start-up (:meth:`relaygate.loader.Loader.load`) and
 then kept current change by change (:mod:`relaygate.changes`): a key, a user, a group

@@ -68,6 +68,9 @@ class SnapshotStore:
         """Set when applying a change failed halfway: the next catch-up rebuilds."""
         self.endpoints_changed = asyncio.Event()
         """Set when a change to some endpoint was applied: the scheduler looks again."""
+        self.freezes_big_changes = False
+        """Whether what a big change built is frozen (:func:`_freeze`): only in a server
+        process of ``relaygate serve``, which owns its heap."""
 
     @property
     def loaded(self) -> bool:
@@ -183,5 +186,5 @@ class SnapshotStore:
         self._token = token
         if change.of("endpoint"):
             self.endpoints_changed.set()
-        if self._loader.recomputed - before >= FREEZE_AFTER_ROUTES:
+        if self.freezes_big_changes and self._loader.recomputed - before >= FREEZE_AFTER_ROUTES:
             _freeze()

@@ -11,7 +11,6 @@ more when stopping. A stalled database never blocks a request: past
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, fields
@@ -22,6 +21,7 @@ from sqlalchemy import insert
 from relaygate.context import Context
 from relaygate.db.tables import UsageRecord
 from relaygate.metrics import Metrics
+from relaygate.pauses import pause, wait_any
 
 log = logging.getLogger(__name__)
 
@@ -158,16 +158,11 @@ async def write_usage(
     """Write queued usage records until ``stop`` is set, then write what is left."""
     interval = ctx.settings.usage_flush_interval
     while not stop.is_set():
-        waiters = [asyncio.ensure_future(queue.ready.wait()), asyncio.ensure_future(stop.wait())]
-        _, pending = await asyncio.wait(
-            waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED
-        )
-        for waiter in pending:
-            waiter.cancel()
+        await wait_any(stop, queue.ready, interval)
         try:
             await _write(ctx, queue, metrics)
         except Exception:
-            await _pause(stop, interval)
+            await pause(stop, interval)
     for _ in range(3):  # stopping: a few tries, then give up on what is left
         try:
             await _write(ctx, queue, metrics)
@@ -176,11 +171,6 @@ async def write_usage(
             await asyncio.sleep(0.2)
     if len(queue):
         log.error("stopping with %d usage records unwritten", len(queue))
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def now() -> datetime:

@@ -20,16 +20,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from relaygate.errors import ConfigError
+from relaygate.errors import ConfigError, DecryptionFailed
 from relaygate.settings import WEAK_SECRET_KEY, Settings, is_strong_secret
 
 log = logging.getLogger(__name__)
 SECRET_FILE_NAME = "relaygate.secret"
 CHECK_PLAINTEXT = "relaygate-secret-check"
-
-
-class DecryptionFailed(Exception):
-    """A stored value was not encrypted with this vault's secret key."""
 
 
 class Vault:

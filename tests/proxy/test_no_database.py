@@ -1,4 +1,4 @@
-"""The request path reads only the in-memory snapshot (DESIGN.md, principle 1)."""
+"""The request path reads only the in-memory snapshot (the README, "Layout")."""
 
 from __future__ import annotations
 

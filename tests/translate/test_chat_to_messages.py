@@ -13,7 +13,8 @@ import pytest
 from anthropic.types import message_create_params
 from openai.types.chat import ChatCompletion
 
-from relaygate.translate.base import SELF_HOSTED, TranslationError
+from relaygate.errors import TranslationError
+from relaygate.translate.base import SELF_HOSTED
 from relaygate.translate.chat_to_messages import (
     DEFAULT_MAX_TOKENS,
     error,

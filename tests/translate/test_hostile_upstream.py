@@ -19,9 +19,10 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from relaygate.errors import TranslationError
 from relaygate.proxy.translation import JsonReply, StreamReply
 from relaygate.translate import chat_to_messages, messages_to_chat, responses_to_chat
-from relaygate.translate.base import GEMINI, OPENAI, SELF_HOSTED, Stream, TranslationError
+from relaygate.translate.base import GEMINI, OPENAI, SELF_HOSTED, Stream
 from relaygate.translate.sse import Event, EventReader
 
 Json = dict[str, Any]

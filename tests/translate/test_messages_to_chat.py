@@ -13,9 +13,10 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 from pydantic import TypeAdapter
 
+from relaygate.errors import TranslationError
 from relaygate.translate import messages_stream
 from relaygate.translate import messages_to_chat as m2c
-from relaygate.translate.base import GEMINI, OPENAI, SELF_HOSTED, Dialect, TranslationError
+from relaygate.translate.base import GEMINI, OPENAI, SELF_HOSTED, Dialect
 
 Json = dict[str, Any]
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from openai.types.responses import Response
 
+from relaygate.errors import TranslationError
 from relaygate.translate import responses_to_chat as rtc
-from relaygate.translate.base import GEMINI, OPENAI, SELF_HOSTED, TranslationError
+from relaygate.translate.base import GEMINI, OPENAI, SELF_HOSTED
 
 Json = dict[str, Any]
 

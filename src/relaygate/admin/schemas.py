@@ -1,4 +1,4 @@
-"""The admin API's request and response bodies (DESIGN.md, "The contract"), and the
+"""The admin API's request and response bodies (the README, "Admin API"), and the
 field types that keep what a client sends within what the database can store. Those of
 endpoints and the registry are in :mod:`.endpoint_schemas`, of budgets in
 :mod:`.budget_schemas`, of batches in :mod:`.batch_schemas`."""

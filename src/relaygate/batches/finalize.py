@@ -9,9 +9,10 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 
 from relaygate.batches.output import output_line
-from relaygate.batches.steps import INSERT_ROWS, ClaimLost, renew_batch
+from relaygate.batches.steps import INSERT_ROWS, renew_batch
 from relaygate.context import Context
 from relaygate.db.tables import Batch, BatchRequest, StoredFile, utcnow
+from relaygate.errors import ClaimLost
 from relaygate.services.files import new_file_id
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, update
 from relaygate.batches.steps import Claimed, Outcome
 from relaygate.context import Context
 from relaygate.db.tables import Batch, BatchRequest
+from relaygate.pauses import wait_any
 
 log = logging.getLogger(__name__)
 WRITE_AT_ONCE = 256
@@ -86,12 +87,7 @@ class OutcomeWriter:
     async def run(self, stop: asyncio.Event) -> None:
         """Write outcomes as they come until ``stop``, then those still waiting."""
         while not stop.is_set():
-            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._ready.wait())]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
+            await wait_any(stop, self._ready, None)
             await self.flush()
 
     async def flush(self) -> None:

@@ -10,9 +10,10 @@ import time
 
 from sqlalchemy import delete, update
 
-from relaygate.batches.steps import INSERT_ROWS, ClaimLost, insert_rows, renew_batch
+from relaygate.batches.steps import INSERT_ROWS, insert_rows, renew_batch
 from relaygate.context import Context
 from relaygate.db.tables import Batch, BatchRequest, StoredFile, utcnow
+from relaygate.errors import ClaimLost
 from relaygate.files.lines import LineSplitter, parse_line
 
 

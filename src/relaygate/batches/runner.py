@@ -42,6 +42,7 @@ from relaygate.batches.steps import (
 from relaygate.context import Context
 from relaygate.db.tables import Batch
 from relaygate.metrics import Metrics
+from relaygate.pauses import pause, wait_any
 from relaygate.proxy import Proxy
 from relaygate.proxy.batched import Answer, EndpointSlots, Ticket
 from relaygate.snapshot import Principal
@@ -105,7 +106,7 @@ class BatchRunner:
                 claimed = await self._claim()
                 if claimed:
                     continue
-                await self._idle(stop, settings.batch_poll_interval)
+                await wait_any(stop, self._wake, settings.batch_poll_interval)
         finally:
             tasks = list(self._running.values())
             for task in tasks:
@@ -125,17 +126,8 @@ class BatchRunner:
         the loop (a long prepare or finalize there never lets them lapse)."""
         every = self._ctx.settings.batch_lease_seconds / 3
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+            await pause(stop, every)
             await self._guarded(renew(self._ctx, list(self._running)))
-
-    async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
 
     @staticmethod
     async def _guarded(step: object) -> None:

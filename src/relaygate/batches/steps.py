@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaygate.batches import ENDED
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, Batch, BatchRequest, Endpoint, utcnow
+from relaygate.errors import ClaimLost
 
 log = logging.getLogger(__name__)
 INSERT_ROWS = 1000
@@ -100,10 +101,6 @@ async def claim_batch(ctx: Context, batch_id: str, status: str, new_status: str)
             .execution_options(synchronize_session=False)
         )
         return getattr(result, "rowcount", 0) == 1
-
-
-class ClaimLost(Exception):
-    """This replica's claim on a batch ran out, or the batch was cancelled, mid-step."""
 
 
 async def insert_rows(ctx: Context, batch_id: str, rows: list[dict[str, object]]) -> None:

@@ -143,7 +143,7 @@ def serve(
         )
         Multiprocess(multi, sockets=[sock]).run()
         return
-    server_config = ServerConfig(create_app(settings, bootstrap=False), **options)
+    server_config = ServerConfig(create_app(settings, bootstrap=False, freeze_heap=True), **options)
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would make a
     # clean stop exit with -15; a no-op handler underneath lets the process exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.orm import Session
 
+from relaygate.extras import require
+
 
 def async_url(url: str) -> str:
     """Return ``url`` with its async driver: aiosqlite for SQLite, asyncpg for PostgreSQL."""
@@ -34,7 +36,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    """Create the engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout."""
+    """Create the engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
+    Raises :class:`ConfigError` for a PostgreSQL URL without the ``postgres`` extra."""
+    if async_url(url).startswith("postgresql+asyncpg:"):
+        require("asyncpg", "postgres", "a PostgreSQL database_url")
     # hide_parameters: bound values (key hashes, encrypted keys) stay out of error messages.
     engine = create_async_engine(
         async_url(url), pool_pre_ping=not url.startswith("sqlite"), hide_parameters=True

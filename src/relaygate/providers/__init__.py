@@ -7,16 +7,9 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from relaygate.errors import BadRequest
+from relaygate.errors import BadRequest, ListingFailed
 from relaygate.providers.anthropic import AnthropicProvider
-from relaygate.providers.base import (
-    Access,
-    AuthScheme,
-    DiscoveredModel,
-    ListingFailed,
-    Provider,
-    Surface,
-)
+from relaygate.providers.base import Access, AuthScheme, DiscoveredModel, Provider, Surface
 from relaygate.providers.google import GoogleProvider
 from relaygate.providers.openai import OpenAIProvider
 from relaygate.routes import RoutePolicy

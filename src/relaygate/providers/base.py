@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from relaygate.errors import ListingFailed
 from relaygate.routes import RoutePolicy
 
 CAPABILITIES = ("chat", "completions", "embeddings", "vision", "tools", "audio", "images")
@@ -88,10 +89,6 @@ class Access:
 
     def headers(self, scheme: AuthScheme) -> dict[str, str]:
         return (self.custom_auth or scheme).headers(self.api_key)
-
-
-class ListingFailed(Exception):
-    """Listing an endpoint's models failed; ``str()`` is the operator-facing reason."""
 
 
 class Provider(Protocol):

@@ -24,8 +24,10 @@ from relaygate.budgets import Budgets
 from relaygate.errors import (
     ClientDisconnected,
     ModelUnavailable,
+    NotServed,
     Overloaded,
     RelaygateError,
+    TryNextTarget,
     error_body,
     render,
 )
@@ -57,7 +59,7 @@ from relaygate.proxy.translation import (
     TRANSLATE,
     Translation,
 )
-from relaygate.proxy.upstream import NotServed, Retry, Upstream
+from relaygate.proxy.upstream import Upstream
 from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter
 from relaygate.services.api_findings import ApiFindings
 from relaygate.services.api_keys import KeyActivity
@@ -402,7 +404,7 @@ class Proxy:
                         return await self._to_target(
                             scope, send, target, name, modes[index], out, state, final=index == last
                         )
-                except Retry as retry:
+                except TryNextTarget as retry:
                     failure = retry.error
                     log.warning(
                         "failing over from endpoint %r: %s",
@@ -433,7 +435,7 @@ class Proxy:
         *,
         final: bool,
     ) -> int:
-        """One attempt at ``target`` (raises :class:`Retry` to fail over): the request as
+        """One attempt at ``target`` (raises :class:`TryNextTarget` to fail over): the request as
         sent, or translated (``mode``); a probe the endpoint answers 404 or 405 is
         translated at once, and what it found remembered."""
         translation = self._translation

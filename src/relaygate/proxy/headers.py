@@ -1,6 +1,6 @@
 """Which headers pass between a client and an endpoint, both ways, and the ones
-relaygate sets itself: allow-lists, never deny-lists (a trust boundary: DESIGN.md,
-principle 6)."""
+relaygate sets itself: allow-lists, never deny-lists (a trust boundary: the README,
+"Security model")."""
 
 from __future__ import annotations
 

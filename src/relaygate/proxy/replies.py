@@ -10,8 +10,9 @@ from typing import Any
 
 import orjson
 
+from relaygate.errors import EventTooLarge
 from relaygate.translate.base import Json, Stream
-from relaygate.translate.sse import EventReader, EventTooLarge
+from relaygate.translate.sse import EventReader
 
 log = logging.getLogger(__name__)
 _EVENT_STREAM = b"text/event-stream"

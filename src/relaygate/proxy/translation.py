@@ -32,13 +32,13 @@ from typing import Any
 
 import orjson
 
-from relaygate.errors import BadRequest
+from relaygate.errors import BadRequest, TranslationError
 from relaygate.proxy.replies import JsonReply, Reply, StreamReply
 from relaygate.services.api_findings import ApiFindings
 from relaygate.services.stored_responses import RESPONSE_ID, ResponseStore, Saved
 from relaygate.snapshot import Principal, Target, TargetApis
 from relaygate.translate import chat_to_messages, messages_to_chat, responses_to_chat
-from relaygate.translate.base import Json, TranslationError
+from relaygate.translate.base import Json
 
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"

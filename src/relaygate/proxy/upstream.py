@@ -15,7 +15,13 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from relaygate.errors import RelaygateError, UpstreamFailed, UpstreamTimeout
+from relaygate.errors import (
+    NotServed,
+    RelaygateError,
+    TryNextTarget,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from relaygate.health import Health, parse_retry_after
 from relaygate.metrics import Metrics
 from relaygate.proxy.accounting import Exchange
@@ -35,20 +41,6 @@ from relaygate.proxy.upstream_errors import error_answer, once, readable
 from relaygate.snapshot import Target
 
 log = logging.getLogger(__name__)
-
-
-class Retry(Exception):
-    """Raised by :meth:`Upstream.attempt` when a target failed before answering and the
-    next one should be tried; ``error`` is what to answer if none is left."""
-
-    def __init__(self, error: RelaygateError):
-        super().__init__(error.message)
-        self.error = error
-
-
-class NotServed(Exception):
-    """Raised by :meth:`Upstream.attempt` on a probe (``auto`` mode) that the endpoint
-    answered 404 or 405: the route is not served there, so translate it."""
 
 
 class Upstream:
@@ -95,7 +87,7 @@ class Upstream:
         A :class:`Spliced` body (a multipart form) goes as its pieces, with its own
         Content-Type and its size as the Content-Length.
 
-        Raises :class:`Retry` for a failure before the response started, unless
+        Raises :class:`TryNextTarget` for a failure before the response started, unless
         ``final``: the last target raises the error itself (:class:`UpstreamFailed` or
         :class:`UpstreamTimeout`), and passes 5xx and 429 answers through.
 
@@ -437,7 +429,7 @@ class Upstream:
             else:
                 health.failed_for(key, user, f"HTTP {status}", retry_after)
             if not final:
-                raise Retry(UpstreamFailed(f"endpoint {name!r} answered HTTP {status}"))
+                raise TryNextTarget(UpstreamFailed(f"endpoint {name!r} answered HTTP {status}"))
             return
         health.succeeded(key, user)
 
@@ -476,10 +468,10 @@ class Upstream:
 
     @staticmethod
     def _fail(error: RelaygateError, *, final: bool) -> NoReturn:
-        """Raise ``error`` for the client (last target), or :class:`Retry` to fail over."""
+        """Raise ``error`` for the client (last target), or :class:`TryNextTarget` to fail over."""
         if final:
             raise error
-        raise Retry(error)
+        raise TryNextTarget(error)
 
 
 def _is_connect_timeout(exc: TimeoutError) -> bool:

@@ -15,10 +15,10 @@ import logging
 
 from sqlalchemy import update
 
-from relaygate.background import wait_any
 from relaygate.changes import declare, unit
 from relaygate.context import Context
 from relaygate.db.tables import Endpoint
+from relaygate.pauses import wait_any
 
 log = logging.getLogger(__name__)
 

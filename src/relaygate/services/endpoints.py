@@ -16,9 +16,9 @@ from relaygate.context import Context
 from relaygate.credentials import key_source
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import Endpoint, Group, GroupEndpoint, Model, utcnow
-from relaygate.errors import BadRequest, Conflict
+from relaygate.errors import BadRequest, Conflict, ListingFailed
 from relaygate.health import Health, HealthState
-from relaygate.providers import Access, AuthScheme, ListingFailed, get_provider
+from relaygate.providers import Access, AuthScheme, get_provider
 from relaygate.routes import parse_routes
 from relaygate.services.endpoint_fields import (
     ApiModes,

@@ -9,7 +9,6 @@ Objects follow OpenAI's File object
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from relaygate.batches import ENDED, OPEN
 from relaygate.context import Context
 from relaygate.db.tables import Batch, StoredFile, utcnow
 from relaygate.errors import Conflict, NotFound, PayloadTooLarge
+from relaygate.pauses import pause
 
 log = logging.getLogger(__name__)
 FILE_ID_PREFIX = "file-"
@@ -277,5 +277,4 @@ async def prune_files(ctx: Context, stop: asyncio.Event, every: float = 600.0) -
                 )
         except Exception:
             log.exception("could not delete expired files; will retry")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+        await pause(stop, every)

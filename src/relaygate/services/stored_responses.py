@@ -31,10 +31,10 @@ from typing import Any
 import orjson
 from sqlalchemy import delete
 
-from relaygate.background import wait_any
 from relaygate.context import Context
 from relaygate.db.tables import StoredResponse, utcnow
 from relaygate.errors import BadRequest, NotFound
+from relaygate.pauses import wait_any
 
 log = logging.getLogger(__name__)
 MAX_CHAIN = 256

@@ -4,7 +4,6 @@ or by day and model at once) and the retention of usage records."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from sqlalchemy import ColumnElement, delete, func, select
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, Endpoint, UsageRecord, User, utcnow
 from relaygate.errors import BadRequest
+from relaygate.pauses import pause
 
 log = logging.getLogger(__name__)
 
@@ -232,5 +232,4 @@ async def prune_usage(ctx: Context, stop: asyncio.Event, every: float = 3600.0) 
                 log.info("deleted %d usage records older than %g days", removed, days)
         except Exception:
             log.exception("could not delete old usage records; will retry")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+        await pause(stop, every)

@@ -1,4 +1,5 @@
-"""The reconcile rule of a sync (DESIGN.md, "The flow of a sync"), as a pure function."""
+"""The reconcile rule of a sync (the README, "Failover, health and timeouts"): a pure
+function."""
 
 from __future__ import annotations
 

@@ -16,10 +16,10 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
-from relaygate.background import wait_any
 from relaygate.context import Context
 from relaygate.db.tables import Endpoint, utcnow
-from relaygate.errors import RelaygateError
+from relaygate.errors import Conflict, NotFound, RelaygateError
+from relaygate.pauses import wait_any
 from relaygate.sync.service import sync_endpoint
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,11 @@ async def claim(ctx: Context, endpoint_id: int, interval: float) -> bool:
 async def _sync_quietly(ctx: Context, endpoint_id: int) -> None:
     try:
         await sync_endpoint(ctx, endpoint_id, trigger="interval")
-    except RelaygateError as exc:
+    except (NotFound, Conflict) as exc:
         # Deleted or disabled between the claim and the sync: nothing to do.
         log.debug("scheduled sync of endpoint %d skipped: %s", endpoint_id, exc.message)
+    except RelaygateError as exc:  # a ConfigError above all: the operator must hear it
+        log.error("scheduled sync of endpoint %d failed: %s", endpoint_id, exc.message)
     except Exception:
         log.exception("scheduled sync of endpoint %d crashed", endpoint_id)
 

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.changes import declare, unit
 from relaygate.context import Context
-from relaygate.credentials import CredentialsUnavailable, endpoint_access
+from relaygate.credentials import endpoint_access
 from relaygate.db.tables import Endpoint, Model, SyncRun, utcnow
-from relaygate.errors import Conflict, NotFound
-from relaygate.providers import DiscoveredModel, ListingFailed, get_provider
+from relaygate.errors import Conflict, CredentialsUnavailable, ListingFailed, NotFound
+from relaygate.providers import DiscoveredModel, get_provider
 from relaygate.sync.reconcile import matches_filter, plan
 from relaygate.wording import plural
 

@@ -82,15 +82,6 @@ class Translated:
     dropped: tuple[str, ...] = field(default=())
 
 
-class TranslationError(Exception):
-    """A client's body that cannot be translated; ``param`` names the field."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-
-
 class Stream(Protocol):
     """Turns an endpoint's server-sent events into the client's, as they arrive."""
 

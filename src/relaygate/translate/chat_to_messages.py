@@ -47,15 +47,8 @@ from typing import Any
 
 import orjson
 
-from relaygate.translate.base import (
-    Dialect,
-    Json,
-    Translated,
-    TranslationError,
-    array,
-    obj,
-    string,
-)
+from relaygate.errors import TranslationError
+from relaygate.translate.base import Dialect, Json, Translated, array, obj, string
 from relaygate.translate.chat_stream import Stream, error, finish_reason, tool_call_id, usage
 from relaygate.translate.claude_models import apply_thinking, drop_refused_sampling
 

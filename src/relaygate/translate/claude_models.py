@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from relaygate.translate.base import Json, TranslationError
+from relaygate.errors import TranslationError
+from relaygate.translate.base import Json
 
 _EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 _MIN_BUDGET = 1024

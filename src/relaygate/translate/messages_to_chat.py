@@ -59,15 +59,8 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from relaygate.translate.base import (
-    Dialect,
-    Json,
-    Translated,
-    TranslationError,
-    array,
-    obj,
-    string,
-)
+from relaygate.errors import TranslationError
+from relaygate.translate.base import Dialect, Json, Translated, array, obj, string
 from relaygate.translate.messages_stream import Stream, error, response
 
 __all__ = ["Stream", "error", "estimate_tokens", "request", "response"]

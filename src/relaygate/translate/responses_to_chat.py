@@ -51,16 +51,8 @@ from typing import Any
 
 import orjson
 
-from relaygate.translate.base import (
-    Dialect,
-    Json,
-    Translated,
-    TranslationError,
-    array,
-    first,
-    obj,
-    string,
-)
+from relaygate.errors import TranslationError
+from relaygate.translate.base import Dialect, Json, Translated, array, first, obj, string
 from relaygate.translate.responses_stream import (
     Origin,
     Stream,

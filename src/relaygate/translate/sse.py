@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from relaygate.errors import EventTooLarge
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -22,10 +24,6 @@ class Event:
 
     name: str | None
     data: str
-
-
-class EventTooLarge(Exception):
-    """An event, or a line of one, grew past the reader's ``max_event`` bytes."""
 
 
 class EventReader:
