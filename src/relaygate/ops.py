@@ -30,7 +30,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> Response:
-    """200 when the database answers and a snapshot is loaded, else 503 with the reason."""
+    """200 ``{"status": "ready", "snapshot_version": N}`` when the database answers and a
+    snapshot is loaded (``N``: the last change applied, as on ``/metrics``; the CLI waits
+    for it after a change), else 503 with the reason."""
     ctx: Context = request.app.state.ctx
     problems = []
     try:
@@ -42,7 +44,7 @@ async def readyz(request: Request) -> Response:
         problems.append("snapshot not loaded")
     if problems:
         return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "ready", "snapshot_version": ctx.snapshots.current.version})
 
 
 @router.get("/metrics", include_in_schema=False)

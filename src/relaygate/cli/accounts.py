@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from relaygate.changes import read_version
 from relaygate.cli.budgets import (
     BUDGET_COLUMNS,
     BudgetOption,
@@ -194,7 +195,7 @@ def create_key(
             budget_period=budget_period,
         ),
     )
-    _wait_until_usable(ctx, created.key)
+    _wait_until_usable(ctx, run(ctx, _change_version))
     typer.echo(
         f"created key {created.info.id} ({created.info.name!r}, {budget_text(created.info)}) "
         f"for user {created.info.user_id}; it is shown this once:",
@@ -203,23 +204,29 @@ def create_key(
     typer.echo(created.key)
 
 
-def _wait_until_usable(ctx: typer.Context, key: str) -> None:
-    """Return once the server at the configured address accepts ``key`` (it applies the
-    CLI's changes within ``change_poll_interval``), so that ``keys create && curl`` works;
-    at once when no server answers there. It asks ``GET /admin/api/v1/me``, which
-    authenticates as the proxy does but counts against no rate limit."""
+def _wait_until_usable(ctx: typer.Context, version: int) -> None:
+    """Return once the server at the configured address has applied change ``version``
+    (the one that made a key; it applies the CLI's changes within
+    ``change_poll_interval``), so that ``keys create && curl`` works; at once when no
+    relaygate answers there. It asks ``GET /readyz`` for its ``snapshot_version`` and
+    never sends the new key: whatever listens on that port, or a proxy the environment
+    names, must not learn it."""
     settings = settings_from(ctx)
     base = server_url(settings)
-    url = f"{base}/admin/api/v1/me"
+    url = f"{base}/readyz"
     deadline = time.monotonic() + 2 * settings.change_poll_interval + 1.0
-    headers = {"authorization": f"Bearer {key}"}
-    with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as client:
+    timeout = httpx.Timeout(2.0, connect=0.5)
+    with httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False) as client:
         while True:
             try:
-                if client.get(url, headers=headers).status_code != 401:
-                    return
-            except httpx.HTTPError:
+                answer = client.get(url)
+                applied = answer.json().get("snapshot_version") if answer.is_success else -1
+            except (httpx.HTTPError, ValueError, AttributeError):
                 return  # no relaygate listens there: nothing to wait for
+            if not isinstance(applied, int):
+                return  # something else answers there
+            if applied >= version:
+                return
             if time.monotonic() > deadline:
                 typer.echo(
                     f"warning: the server at {base} does not "
@@ -228,6 +235,12 @@ def _wait_until_usable(ctx: typer.Context, key: str) -> None:
                 )
                 return
             time.sleep(0.05)
+
+
+async def _change_version(c: Any) -> int:
+    """The database's change counter now."""
+    async with c.sessions() as session:
+        return await read_version(session)
 
 
 @keys.command("list")

@@ -148,12 +148,21 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
 
+def shown(value: object) -> str:
+    """``value`` as text for the terminal: a control character (a line break, an escape
+    an upstream put in a name or an error) is written as its escape, ``\\n``, ``\\x1b``."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """Print ``rows`` as an aligned text table of ``columns``."""
     if not rows:
         typer.echo("(none)")
         return
-    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    cells = [[("" if row.get(c) is None else shown(row.get(c))) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for r in cells:
@@ -163,7 +172,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 def print_record(record: dict[str, Any]) -> None:
     width = max(len(k) for k in record)
     for key, value in record.items():
-        typer.echo(f"{key.ljust(width)}  {'' if value is None else value}")
+        typer.echo(f"{key.ljust(width)}  {'' if value is None else shown(value)}")
 
 
 def read_secret_from_stdin() -> str:

@@ -171,13 +171,19 @@ class Upstream:
                         # A translated answer's error is read by its translation.
                         anthropic = conversion is None and scope["path"].startswith("/v1/messages")
                         error, proper = await error_answer(
-                            response, target.endpoint_name, status, anthropic=anthropic
+                            response,
+                            target.endpoint_name,
+                            status,
+                            anthropic=anthropic,
+                            secrets=target.surface(path).headers,
                         )
+                        # Masking may have shortened even a proper error: its length is new.
+                        out_headers = [h for h in out_headers if h[0] != b"content-length"]
                         if not proper:
                             content_type = JSON_TYPE
                             out_headers = [h for h in out_headers if h[0] not in TRANSLATED_AWAY]
                             out_headers.append((b"content-type", JSON_TYPE.encode()))
-                            out_headers.append((b"content-length", str(len(error)).encode()))
+                        out_headers.append((b"content-length", str(len(error)).encode()))
                         chunks = once(error)
                     if conversion is not None:
                         reply = conversion.make_reply(status, content_type)

@@ -6,7 +6,7 @@ failed and how."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
@@ -19,6 +19,7 @@ MAX_ERROR_BYTES = 64 * 1024
 """The most of an error answer read to judge it; a longer one is wrapped (its start
 quoted)."""
 _EXCERPT_CHARS = 200
+_HIDDEN = "…".encode()
 
 
 def readable(response: aiohttp.ClientResponse) -> bool:
@@ -28,17 +29,36 @@ def readable(response: aiohttp.ClientResponse) -> bool:
 
 
 async def error_answer(
-    response: aiohttp.ClientResponse, endpoint: str, status: int, *, anthropic: bool
+    response: aiohttp.ClientResponse,
+    endpoint: str,
+    status: int,
+    *,
+    anthropic: bool,
+    secrets: Iterable[tuple[bytes, bytes]] = (),
 ) -> tuple[bytes, bool]:
     """The error answer ``response`` (``status``, 4xx or 5xx, from the endpoint named
     ``endpoint``) stands for, read whole (bounded), and whether it is the endpoint's own:
     a proper OpenAI or Anthropic error (:func:`is_proper`) passes as it came; anything
     else is :func:`wrapped`, in Anthropic's shape for an ``anthropic`` (Messages) client.
-    Raises what reading raises."""
+    Either way the values of the auth headers the request was sent with (``secrets``,
+    as (name, value) pairs) are :func:`masked` first: an upstream may echo the provider
+    key, which no client may see. Raises what reading raises."""
     body, whole = await read_error(response)
+    body = masked(body, secrets)
     if whole and is_proper(body):
         return body, True
     return wrapped(endpoint, status, body, whole, anthropic=anthropic), False
+
+
+def masked(body: bytes, secrets: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """``body`` with each header value of ``secrets``, and the key after its scheme
+    (``Bearer sk-…``), replaced by ``…``, as the sync's error messages are
+    (:func:`relaygate.providers.base.mask`)."""
+    for _, value in secrets:
+        for secret in sorted({value, value.rpartition(b" ")[2]}, key=len, reverse=True):
+            if len(secret) >= 4:
+                body = body.replace(secret, _HIDDEN)
+    return body
 
 
 async def once(body: bytes) -> AsyncIterator[bytes]:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaygate import access
 from relaygate.changes import unit
 from relaygate.context import Context
+from relaygate.db.lookup import numeric_id
 from relaygate.db.tables import Endpoint, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.services.patch import UNSET, Unset
@@ -113,10 +114,13 @@ async def find_model_id(ctx: Context, ident: int | str) -> int:
     ids when the name is ambiguous (models of several endpoints share it).
     """
     async with ctx.sessions() as session:
-        if isinstance(ident, int) or ident.isdigit():
-            if await session.get(Model, int(ident)) is None:
+        number = numeric_id(ident)
+        if number is not None:
+            if await session.get(Model, number) is None:
                 raise NotFound(f"no model with id {ident}")
-            return int(ident)
+            return number
+        if isinstance(ident, int):
+            raise NotFound(f"no model with id {ident}")
         public = or_(Model.alias == ident, Model.alias.is_(None) & (Model.upstream_id == ident))
         found: list[tuple[int, str]] = []
         for condition in (public, Model.upstream_id == ident):

@@ -145,7 +145,9 @@ async def sync_endpoint(ctx: Context, endpoint_id: int, *, trigger: str = "manua
         try:
             listed = await _list(ctx, endpoint)
             for count, model in enumerate(listed, 1):
-                if matches_filter(model.id, endpoint.model_filter):
+                # A name with control characters (line breaks, terminal escapes) would
+                # write into logs, tables and terminals: such an entry is not a model.
+                if model.id.isprintable() and matches_filter(model.id, endpoint.model_filter):
                     discovered[model.id] = model
                 if count % SLICE == 0:
                     await asyncio.sleep(0)

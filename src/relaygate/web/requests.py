@@ -32,7 +32,7 @@ def _number(value: str | None, name: str) -> int | None:
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise BadRequest(f"{name} must be a whole number", param=name)
     return int(text)
 
@@ -43,11 +43,11 @@ def _time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip()[:40])
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: a zone moving it past year 1 or 9999
         raise BadRequest(
             f"{name} must be a date and time such as 2026-01-31T14:00 (UTC)", param=name
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _outcome(value: str | None) -> Outcome | None:
