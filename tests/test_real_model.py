@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
 import openai
 import pytest
@@ -151,9 +150,7 @@ def test_real_model_through_each_translation(
     llama.cpp's chat completions through relaygate's translation (found in ``auto`` mode:
     the server answers 404 for both routes) and come back as real text with real usage."""
     gateway = Gateway(tmp_path).start()
-    claude = anthropic.Anthropic(
-        base_url=gateway.url, api_key=gateway.admin_key, max_retries=0, timeout=120
-    )
+    claude = gateway.anthropic(timeout=120)
     try:
         gateway.add_endpoint("llama", llama.url)
         ask: Any = [{"role": "user", "content": "Name one colour."}]

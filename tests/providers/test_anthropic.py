@@ -68,7 +68,7 @@ def test_bad_key_is_the_sync_error(
 def test_messages_with_the_anthropic_sdk(claude: Gateway, anthropic_state: AnthropicState) -> None:
     """messages.create through relaygate: x-api-key set to the provider key, the client's
     anthropic-version and anthropic-beta passed on."""
-    client = anthropic.Anthropic(base_url=claude.url, api_key=claude.admin_key, max_retries=0)
+    client = claude.anthropic()
     message = client.messages.create(
         model="claude-sonnet-4",
         max_tokens=64,
@@ -87,7 +87,7 @@ def test_messages_with_the_anthropic_sdk(claude: Gateway, anthropic_state: Anthr
 
 def test_bearer_auth_from_newer_sdks(claude: Gateway) -> None:
     """A relaygate key sent as Authorization: Bearer (auth_token) works as well."""
-    client = anthropic.Anthropic(base_url=claude.url, auth_token=claude.admin_key, max_retries=0)
+    client = claude.anthropic(auth_token=claude.admin_key)
     reply = client.messages.create(
         model="claude-opus-4", max_tokens=8, messages=[{"role": "user", "content": "x"}]
     )
@@ -117,9 +117,7 @@ def test_streamed_messages_arrive_event_by_event(
     """The first text delta reaches the SDK while the provider still holds the rest."""
     hold = threading.Event()
     anthropic_state.hold_stream = hold
-    client = anthropic.Anthropic(
-        base_url=claude.url, api_key=claude.admin_key, max_retries=0, timeout=10
-    )
+    client = claude.anthropic(timeout=10)
     with client.messages.stream(
         model="claude-sonnet-4", max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
     ) as stream:
@@ -133,7 +131,7 @@ def test_streamed_messages_arrive_event_by_event(
 
 
 def test_count_tokens(claude: Gateway) -> None:
-    client = anthropic.Anthropic(base_url=claude.url, api_key=claude.admin_key, max_retries=0)
+    client = claude.anthropic()
     counted = client.messages.count_tokens(
         model="claude-opus-4", messages=[{"role": "user", "content": "Hi"}]
     )
@@ -157,7 +155,7 @@ def test_chat_completions_use_the_openai_surface(
 
 
 def test_unknown_model_with_anthropic_sdk(claude: Gateway) -> None:
-    client = anthropic.Anthropic(base_url=claude.url, api_key=claude.admin_key, max_retries=0)
+    client = claude.anthropic()
     with pytest.raises(anthropic.NotFoundError):
         client.messages.create(model="claude-nope", max_tokens=8, messages=[])
 

@@ -87,7 +87,7 @@ def test_an_upstream_error_never_reaches_a_messages_client_with_the_key(
     """The same on /v1/messages translated to chat completions: the anthropic SDK's error
     says the endpoint refused, and carries no part of the operator's key."""
     shape[0] = kind
-    client = anthropic.Anthropic(base_url=echoing.url, api_key=echoing.admin_key, max_retries=0)
+    client = echoing.anthropic()
     with pytest.raises(anthropic.APIStatusError) as caught:
         client.messages.create(model="echo", max_tokens=10, messages=MESSAGES)  # type: ignore[arg-type]
     assert PROVIDER_KEY not in str(caught.value.body) + caught.value.message

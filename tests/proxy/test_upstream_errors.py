@@ -95,7 +95,7 @@ def strict(gateway: Gateway, answers: Answers) -> Iterator[Gateway]:
 
 
 def anthropic_client(gateway: Gateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=gateway.admin_key, max_retries=0)
+    return gateway.anthropic()
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anthropic
 import httpx
 from openai import OpenAI
 
@@ -73,6 +74,7 @@ class Gateway:
         self.url = ""
         self._clients: list[httpx.Client] = []
         self._sdk_clients: list[OpenAI] = []
+        self._anthropic_clients: list[anthropic.Anthropic] = []
         self.checks_snapshot = True
 
     def start(self) -> Gateway:
@@ -95,6 +97,8 @@ class Gateway:
                 client.close()
             for sdk in self._sdk_clients:
                 sdk.close()
+            for claude in self._anthropic_clients:
+                claude.close()
             self.admin.close()
             self.server.stop()
             if self._own_database:
@@ -142,6 +146,16 @@ class Gateway:
     def ctx(self) -> Context:
         ctx: Context = self.app.api.state.ctx
         return ctx
+
+    def anthropic(self, key: str | None = None, **kwargs: Any) -> anthropic.Anthropic:
+        """An anthropic SDK client for this gateway (``key`` as its API key; the admin
+        key by default), closed when the gateway stops."""
+        if "auth_token" not in kwargs:
+            kwargs["api_key"] = key or self.admin_key
+        kwargs.setdefault("max_retries", 0)
+        client = anthropic.Anthropic(base_url=self.url, **kwargs)
+        self._anthropic_clients.append(client)
+        return client
 
     def openai(self, key: str | None = None, **kwargs: Any) -> OpenAI:
         """An openai SDK client for this gateway, closed when the gateway stops."""

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import openai
 import pytest
 
@@ -67,7 +66,7 @@ def test_a_tokenizer_that_refuses_never_cools_the_endpoint(
 
     recorder.state.answer = answer
     gateway.add_endpoint("local", recorder.url, messages_api="translate")
-    claude = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.admin_key, max_retries=0)
+    claude = gateway.anthropic()
     try:
         for _ in range(5):
             counted = claude.messages.with_raw_response.count_tokens(model=MODEL, messages=ASK)  # type: ignore[arg-type]
@@ -90,7 +89,7 @@ def test_count_tokens_uses_a_tokenizer_at_the_server_root(
 
     recorder.state.answer = answer
     gateway.add_endpoint("local", recorder.url, messages_api="translate")
-    claude = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.admin_key, max_retries=0)
+    claude = gateway.anthropic()
     try:
         raw = claude.messages.with_raw_response.count_tokens(
             model=MODEL,

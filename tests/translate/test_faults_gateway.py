@@ -32,7 +32,7 @@ def test_a_cut_stream_ends_with_anthropics_error_event(
     text so far, then an ``error`` event the SDK raises; the gateway keeps serving."""
     faulty.fault, faulty.chunks = "cut_stream", 3
     tasks = gateway.resources()[1]
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.admin_key, max_retries=0)
+    client = gateway.anthropic()
     try:
         with (
             pytest.raises(anthropic.APIStatusError) as broken,
@@ -68,7 +68,7 @@ def test_an_answer_that_cannot_be_translated_is_a_502_in_the_clients_shape(
     """A 200 whose body is not JSON, or larger than a translated answer may be, reaches
     the anthropic SDK as a 502 api_error (it cannot be translated), not a bare 500."""
     faulty.fault, faulty.large_bytes = fault, 40 * 1024 * 1024
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.admin_key, max_retries=0)
+    client = gateway.anthropic()
     try:
         with pytest.raises(anthropic.APIStatusError) as refused:
             client.messages.create(model=MODEL, max_tokens=10, messages=ASK)  # type: ignore[arg-type]

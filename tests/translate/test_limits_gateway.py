@@ -26,7 +26,7 @@ def test_tokens_per_minute_count_translated_answers(
     gateway.add_endpoint("local", scripted.url, messages_api="translate")
     user = gateway.create_user("tight")
     key = gateway.create_key(user_id=user["id"], name="k", tokens_per_minute=60)["key"]
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    client = gateway.anthropic(key)
     try:
         client.messages.create(model=MODEL, max_tokens=100, messages=ASK)  # type: ignore[arg-type]
         eventually(lambda: usage_records(gateway), bool)

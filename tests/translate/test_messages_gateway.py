@@ -29,7 +29,7 @@ WEATHER = {
 @pytest.fixture
 def claude(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
     """An anthropic SDK client of relaygate, with the admin's key."""
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.admin_key, max_retries=0)
+    client = gateway.anthropic()
     yield client
     client.close()
 
@@ -233,7 +233,7 @@ def test_translation_reaches_no_model_beyond_the_grant(
     the Messages translation either: 403 before anything goes upstream."""
     gateway.add_endpoint("private", scripted.url, messages_api="translate", groups=[])
     key = user_key(gateway, "mallory")
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    client = gateway.anthropic(key)
     try:
         with pytest.raises(anthropic.PermissionDeniedError):
             client.messages.create(

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import anthropic
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -168,7 +167,7 @@ def test_anthropic_messages_tokens_json_and_streamed(
     gateway.add_endpoint(
         "claude", anthropic_api.url, type="anthropic", api_key=anthropic_state.api_key
     )
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.admin_key, max_retries=0)
+    client = gateway.anthropic()
     try:
         message = client.messages.create(model="claude-sonnet-4", max_tokens=32, messages=MESSAGES)  # type: ignore[arg-type]
         with client.messages.stream(

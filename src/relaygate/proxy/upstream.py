@@ -38,14 +38,24 @@ from relaygate.proxy.replies import Reply
 from relaygate.proxy.tokens import BodyTokens, StreamTokens
 from relaygate.proxy.translation import Conversion
 from relaygate.proxy.upstream_errors import error_answer, once, readable
-from relaygate.snapshot import Target
+from relaygate.snapshot import Target, Timeouts
 
 log = logging.getLogger(__name__)
 
 
 class Upstream:
     """Sends requests to the endpoints over the shared ``http`` client, counting the
-    failures in ``metrics`` and telling ``health`` how each endpoint did."""
+    failures in ``metrics`` and telling ``health`` how each endpoint did.
+
+    Timeouts (a target's ``timeouts``): ``first_byte`` runs to the response headers,
+    ``idle`` between two chunks, ``total`` over the whole request; ``connect`` is the
+    HTTP client's. A failure once the response has started ends it: an event stream gets
+    an error event and a clean end, any other body is cut off (the connection closes, so
+    the client cannot mistake it for a whole answer).
+
+    An attempt's steps: :meth:`_request_of` builds the request, :meth:`_open` reads the
+    answer's headers (health, usage readers, error bodies), :meth:`_relay` or
+    :meth:`_relay_translated` stream the body, :func:`_failure_of` names a failure."""
 
     def __init__(
         self,
@@ -91,51 +101,23 @@ class Upstream:
         ``final``: the last target raises the error itself (:class:`UpstreamFailed` or
         :class:`UpstreamTimeout`), and passes 5xx and 429 answers through.
 
-        Timeouts (``target.timeouts``): ``first_byte`` runs to the response headers,
-        ``idle`` between two chunks, ``total`` over the whole request; ``connect`` is the
-        HTTP client's. A failure once the response has started ends it: an event stream
-        gets an error event and a clean end, any other body is cut off (the connection
-        closes, so the client cannot mistake it for a whole answer).
-
         With a ``conversion``, its body goes to its path instead and the answer is
         translated on its way (:meth:`_relay_translated`). A ``probe`` answered 404 or
         405 raises :class:`NotServed` before anything reaches the client. An error
         answer (4xx, 5xx) is read whole, and one that is not a proper OpenAI or
         Anthropic error is wrapped in one naming the endpoint and its status
         (:mod:`relaygate.proxy.upstream_errors`)."""
-        if conversion is None:
-            path = scope["path"][3:]
-            url = URL(target.base_url + wire_path(scope), encoded=True)
-        else:
-            path = conversion.path
-            url = URL(conversion.url(target.base_url), encoded=True)
+        path, url, data, headers = self._request_of(scope, target, body, state, conversion)
         timeouts = target.timeouts
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
-        idle = timeouts.idle
-        health = self._health
-        endpoint_id = target.health_key
-        user = state.principal.user_id if state.principal is not None else None
         response: aiohttp.ClientResponse | None = None
-        reply: Reply | None = None
-        chunk = b""
-        # What an earlier attempt learnt is not this one's.
-        state.tokens, state.upstream_status = None, 0
-        state.upstream_path = conversion.path if conversion is not None else None
-        data: object = body
-        content_type = JSON_TYPE
-        if isinstance(body, Spliced):
-            # Each attempt writes the same buffer afresh, a bounded piece at a time.
-            data, content_type = body.pieces(), body.content_type
-        headers = upstream_headers(
-            scope["headers"], target.surface(path), state.upstream_id, self._via, content_type
-        )
-        if isinstance(body, Spliced):
-            headers.append(("content-length", str(body.size)))
+        relay = _Relay(timeouts.idle, deadline)
         try:
             async with asyncio.timeout_at(
                 min(loop.time() + timeouts.first_byte, deadline)
             ) as timer:
+                relay.timer = timer
                 state.sent_at = time.perf_counter()
                 async with self._http.request(
                     scope["method"],
@@ -145,164 +127,162 @@ class Upstream:
                     timeout=self._client_timeout(timeouts.connect),
                     allow_redirects=False,
                 ) as response:
-                    status = response.status
-                    if conversion is None or not conversion.helper:
-                        self._judge(status, response, target, user, final=final)
-                    if (
-                        probe
-                        and status in (404, 405)
-                        and await self._route_missing(target, path, state.upstream_id)
-                    ):
-                        raise NotServed
-                    headers_at = time.perf_counter()
-                    content_type = response.headers.get("content-type", "")
-                    stream_reader: StreamTokens | None = None
-                    body_reader: BodyTokens | None = None
-                    if status < 300:
-                        if content_type.startswith("text/event-stream"):
-                            stream_reader = StreamTokens(state.strip_usage, self._max_event)
-                            state.tokens = stream_reader.tokens
-                        elif "json" in content_type:
-                            body_reader = BodyTokens()
-                            state.tokens = body_reader.tokens
-                    out_headers = client_headers(scope, response, target, state, headers_at)
-                    chunks: AsyncIterator[bytes] = response.content.iter_any()
-                    if status >= 400 and readable(response):
-                        # A translated answer's error is read by its translation.
-                        anthropic = conversion is None and scope["path"].startswith("/v1/messages")
-                        error, proper = await error_answer(
-                            response,
-                            target.endpoint_name,
-                            status,
-                            anthropic=anthropic,
-                            secrets=target.surface(path).headers,
-                        )
-                        # Masking may have shortened even a proper error: its length is new.
-                        out_headers = [h for h in out_headers if h[0] != b"content-length"]
-                        if not proper:
-                            content_type = JSON_TYPE
-                            out_headers = [h for h in out_headers if h[0] not in TRANSLATED_AWAY]
-                            out_headers.append((b"content-type", JSON_TYPE.encode()))
-                        out_headers.append((b"content-length", str(len(error)).encode()))
-                        chunks = once(error)
-                    if conversion is not None:
-                        reply = conversion.make_reply(status, content_type)
-                        return await self._relay_translated(
-                            send,
-                            chunks,
-                            reply,
-                            (stream_reader, body_reader),
-                            out_headers,
-                            state,
-                            timer,
-                            deadline,
-                            idle,
-                        )
-                    if stream_reader is not None and state.strip_usage:
-                        out_headers = [h for h in out_headers if h[0] != b"content-length"]
-                    await send(
-                        {"type": "http.response.start", "status": status, "headers": out_headers}
+                    opened = await self._open(
+                        scope, response, target, path, state, conversion, final, probe
                     )
-                    state.started = True
-                    state.upstream_status = status
-                    # The idle timer is moved once per `slack` seconds of flowing chunks,
-                    # not on every chunk; it fires after `idle` to `idle + slack` s of
-                    # silence (or at the deadline).
-                    slack = min(1.0, idle / 20)
-                    due = min(loop.time() + idle + slack, deadline)
-                    timer.reschedule(due)
-                    # Every chunk goes out as soon as it is read. A body whose length is
-                    # known ends with its last chunk: one send fewer, which for a
-                    # one-chunk JSON answer is a third of them.
-                    left = response.content_length if stream_reader is None else None
-                    ended = False
-                    async for chunk in chunks:
-                        if stream_reader is not None:
-                            chunk = stream_reader.feed(chunk)
-                        elif body_reader is not None:
-                            body_reader.feed(chunk)
-                        if chunk:
-                            if not state.first_byte_at:
-                                state.first_byte_at = time.perf_counter()
-                            if left is not None:
-                                left -= len(chunk)
-                                ended = left <= 0
-                            if ended:
-                                if body_reader is not None:
-                                    body_reader.finish()
-                                state.finished = True
-                            await send(
-                                {
-                                    "type": "http.response.body",
-                                    "body": chunk,
-                                    "more_body": not ended,
-                                }
-                            )
-                            if ended:
-                                break
-                        if loop.time() + idle > due and due < deadline:
-                            due = min(loop.time() + idle + slack, deadline)
-                            timer.reschedule(due)
-                    if not ended:
-                        rest = b""
-                        if stream_reader is not None:
-                            rest = stream_reader.finish()  # what the stream held back, if any
-                            if stream_reader.gave_up:
-                                self._metrics.usage_unread.inc()
-                                log.warning(
-                                    "usage of a stream from endpoint %r not counted: an event "
-                                    "was longer than max_event_bytes (%d)",
-                                    target.endpoint_name,
-                                    self._max_event,
-                                )
-                        elif body_reader is not None:
-                            body_reader.finish()
-                        state.finished = True
-                        await send({"type": "http.response.body", "body": rest})
-                    return status
-        except aiohttp.ClientConnectorError as exc:
-            self._metrics.upstream_errors.labels("connect").inc()
-            cause = (
-                "connection refused"
-                if isinstance(exc.os_error, ConnectionRefusedError)
-                else "cannot connect"
-            )
-            health.failed(endpoint_id, cause)
-            self._fail(
-                UpstreamFailed(f"endpoint {target.endpoint_name!r} is unreachable ({cause})"),
-                final=final,
-            )
+                    if conversion is not None:
+                        relay.reply = conversion.make_reply(opened.status, opened.content_type)
+                        return await self._relay_translated(send, opened, relay, state)
+                    return await self._relay(send, opened, relay, state, target)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            if isinstance(exc, TimeoutError):
-                if _is_connect_timeout(exc):
-                    kind = "connect_timeout"
-                    reason = f"no connection within {timeouts.connect:g} s"
-                elif loop.time() >= deadline - 0.001:
-                    kind = "total_timeout"
-                    reason = f"not finished within the total timeout of {timeouts.total:g} s"
-                elif state.started:
-                    kind = "idle_timeout"
-                    reason = f"silent for {idle:g} s or more (idle timeout)"
-                else:
-                    kind = "first_byte_timeout"
-                    reason = f"no response within {timeouts.first_byte:g} s"
-            else:
-                kind = "broken"
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            kind, reason = _failure_of(exc, timeouts, loop.time() >= deadline - 0.001, state)
             self._metrics.upstream_errors.labels(kind).inc()
-            health.failed(endpoint_id, reason)
+            self._health.failed(target.health_key, reason)
             if state.started:
                 log.warning("response from endpoint %r broke off: %s", target.endpoint_name, reason)
                 state.finished = True
-                await self._end_broken(scope, send, response, chunk, target, reason, reply)
+                await self._end_broken(scope, send, response, relay, target, reason)
                 return 504 if kind.endswith("timeout") else 502
-            error_type = UpstreamTimeout if kind.endswith("timeout") else UpstreamFailed
-            self._fail(
-                error_type(f"endpoint {target.endpoint_name!r} failed: {reason}"), final=final
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._fail(_error_for(kind, reason, target.endpoint_name), final=final)
 
-    async def _route_missing(self, target: Target, path: str, request_id: str) -> bool:
+    def _request_of(
+        self,
+        scope: Scope,
+        target: Target,
+        body: bytes | Spliced,
+        state: Exchange,
+        conversion: Conversion | None,
+    ) -> tuple[str, URL, object, list[tuple[str, str]]]:
+        """The request to send ``target``: its route under ``/v1``, URL, body (a multipart
+        form as its pieces, written afresh on each attempt) and headers. Forgets what an
+        earlier attempt learnt (its tokens and upstream status)."""
+        if conversion is None:
+            path = scope["path"][3:]
+            url = URL(target.base_url + wire_path(scope), encoded=True)
+        else:
+            path = conversion.path
+            url = URL(conversion.url(target.base_url), encoded=True)
+        state.tokens, state.upstream_status = None, 0
+        state.upstream_path = conversion.path if conversion is not None else None
+        data: object = body
+        content_type = JSON_TYPE
+        if isinstance(body, Spliced):
+            data, content_type = body.pieces(), body.content_type
+        headers = upstream_headers(
+            scope["headers"], target.surface(path), state.upstream_id, self._via, content_type
+        )
+        if isinstance(body, Spliced):
+            headers.append(("content-length", str(body.size)))
+        return path, url, data, headers
+
+    async def _open(
+        self,
+        scope: Scope,
+        response: aiohttp.ClientResponse,
+        target: Target,
+        path: str,
+        state: Exchange,
+        conversion: Conversion | None,
+        final: bool,
+        probe: bool,
+    ) -> _Opened:
+        """What the endpoint's response headers say: its health judged (raising what a
+        failed answer calls for, see :meth:`attempt`), the usage readers for its body,
+        the client's headers, and an error body read whole and, when it is not a proper
+        OpenAI or Anthropic error, wrapped in one naming the endpoint."""
+        status = response.status
+        user = state.principal.user_id if state.principal is not None else None
+        if conversion is None or not conversion.helper:
+            self._judge(status, response, target, user, final=final)
+        if probe and status in (404, 405) and await self._route_missing(target, path, state):
+            raise NotServed
+        headers_at = time.perf_counter()
+        opened = _Opened(status, response.headers.get("content-type", ""))
+        if status < 300:
+            if opened.content_type.startswith("text/event-stream"):
+                opened.stream = StreamTokens(state.strip_usage, self._max_event)
+                state.tokens = opened.stream.tokens
+            elif "json" in opened.content_type:
+                opened.body = BodyTokens()
+                state.tokens = opened.body.tokens
+        opened.headers = client_headers(scope, response, target, state, headers_at)
+        opened.chunks = response.content.iter_any()
+        opened.length = response.content_length
+        if status >= 400 and readable(response):
+            # A translated answer's error is read by its translation.
+            anthropic = conversion is None and scope["path"].startswith("/v1/messages")
+            error, proper = await error_answer(
+                response,
+                target.endpoint_name,
+                status,
+                anthropic=anthropic,
+                secrets=target.surface(path).headers,
+            )
+            # Masking may have shortened even a proper error: its length is new.
+            out = [h for h in opened.headers if h[0] != b"content-length"]
+            if not proper:
+                opened.content_type = JSON_TYPE
+                out = [h for h in out if h[0] not in TRANSLATED_AWAY]
+                out.append((b"content-type", JSON_TYPE.encode()))
+            out.append((b"content-length", str(len(error)).encode()))
+            opened.headers, opened.chunks, opened.length = out, once(error), len(error)
+        return opened
+
+    async def _relay(
+        self, send: Send, opened: _Opened, relay: _Relay, state: Exchange, target: Target
+    ) -> int:
+        """Start the client's response and send it every chunk of the endpoint's answer
+        as soon as it is read, its usage read on the way; returns the status."""
+        stream, body = opened.stream, opened.body
+        headers = opened.headers
+        if stream is not None and state.strip_usage:
+            headers = [h for h in headers if h[0] != b"content-length"]
+        await send({"type": "http.response.start", "status": opened.status, "headers": headers})
+        state.started = True
+        state.upstream_status = opened.status
+        relay.start()
+        # A body whose length is known ends with its last chunk: one send fewer, which
+        # for a one-chunk JSON answer is a third of them.
+        left = opened.length if stream is None else None
+        ended = False
+        async for chunk in opened.chunks:
+            if stream is not None:
+                chunk = stream.feed(chunk)
+            elif body is not None:
+                body.feed(chunk)
+            relay.last_chunk = chunk
+            if chunk:
+                if not state.first_byte_at:
+                    state.first_byte_at = time.perf_counter()
+                if left is not None:
+                    left -= len(chunk)
+                    ended = left <= 0
+                if ended:
+                    if body is not None:
+                        body.finish()
+                    state.finished = True
+                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+                if ended:
+                    return opened.status
+            relay.moved()
+        rest = b""
+        if stream is not None:
+            rest = stream.finish()  # what the stream held back, if any
+            if stream.gave_up:
+                self._metrics.usage_unread.inc()
+                log.warning(
+                    "usage of a stream from endpoint %r not counted: an event was longer "
+                    "than max_event_bytes (%d)",
+                    target.endpoint_name,
+                    self._max_event,
+                )
+        elif body is not None:
+            body.finish()
+        state.finished = True
+        await send({"type": "http.response.body", "body": rest})
+        return opened.status
+
+    async def _route_missing(self, target: Target, path: str, state: Exchange) -> bool:
         """Whether ``target``'s endpoint does not serve ``path`` at all: asked with an
         empty JSON object of relaygate's own (a route that exists refuses it 400 or 422,
         or asks for a key) after the client's request got 404 or 405, so that neither
@@ -313,7 +293,7 @@ class Upstream:
             async with self._http.post(
                 URL(target.base_url + path, encoded=True),
                 data=b"{}",
-                headers=upstream_headers([], target.surface(path), request_id, self._via),
+                headers=upstream_headers([], target.surface(path), state.upstream_id, self._via),
                 timeout=aiohttp.ClientTimeout(total=min(10.0, target.timeouts.first_byte)),
                 allow_redirects=False,
             ) as answer:
@@ -322,46 +302,34 @@ class Upstream:
             return False  # not known: the client's own answer stands
 
     async def _relay_translated(
-        self,
-        send: Send,
-        chunks: AsyncIterator[bytes],
-        reply: Reply,
-        readers: tuple[StreamTokens | None, BodyTokens | None],
-        out_headers: list[tuple[bytes, bytes]],
-        state: Exchange,
-        timer: asyncio.Timeout,
-        deadline: float,
-        idle: float,
+        self, send: Send, opened: _Opened, relay: _Relay, state: Exchange
     ) -> int:
-        """Stream the endpoint's answer (its ``chunks``) to the client through ``reply``
-        (its answer in the client's API): the usage is read from the endpoint's own
-        bytes, what ``reply`` makes of them goes out as soon as it has some (a buffered
-        reply: once whole), and the response starts with the first bytes. Returns the
-        status the client got."""
-        stream_reader, body_reader = readers
-        headers = [h for h in out_headers if h[0] not in TRANSLATED_AWAY]
-        loop = asyncio.get_running_loop()
-        slack = min(1.0, idle / 20)
-        due = min(loop.time() + idle + slack, deadline)
-        timer.reschedule(due)
-        async for chunk in chunks:
-            if stream_reader is not None:
-                stream_reader.feed(chunk)
-            elif body_reader is not None:
-                body_reader.feed(chunk)
+        """Stream the endpoint's answer to the client through ``relay.reply`` (its answer
+        in the client's API): the usage is read from the endpoint's own bytes, what the
+        reply makes of them goes out as soon as it has some (a buffered reply: once
+        whole), and the response starts with the first bytes. Returns the status the
+        client got."""
+        reply = relay.reply
+        assert reply is not None
+        stream, body = opened.stream, opened.body
+        headers = [h for h in opened.headers if h[0] not in TRANSLATED_AWAY]
+        relay.start()
+        async for chunk in opened.chunks:
+            if stream is not None:
+                stream.feed(chunk)
+            elif body is not None:
+                body.feed(chunk)
             out = reply.feed(chunk)
             if out:
                 await self._start_translated(send, reply, headers, state)
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             if reply.closed:
                 break  # it ended the client's stream: read no more of the endpoint's
-            if loop.time() + idle > due and due < deadline:
-                due = min(loop.time() + idle + slack, deadline)
-                timer.reschedule(due)
-        if stream_reader is not None:
-            stream_reader.finish()
-        elif body_reader is not None:
-            body_reader.finish()
+            relay.moved()
+        if stream is not None:
+            stream.finish()
+        elif body is not None:
+            body.finish()
         rest = reply.finish()
         state.finished = True
         await self._start_translated(send, reply, headers, state)
@@ -444,10 +412,9 @@ class Upstream:
         scope: Scope,
         send: Send,
         response: aiohttp.ClientResponse | None,
-        last_chunk: bytes,
+        relay: _Relay,
         target: Target,
         reason: str,
-        reply: Reply | None = None,
     ) -> None:
         """End a response that broke off after it started. An event stream that stopped
         between two events gets an error event (in the shape the client's SDK raises on:
@@ -457,6 +424,7 @@ class Upstream:
         if not content_type.startswith("text/event-stream"):
             return  # uvicorn closes a connection whose response did not finish
         message = f"the response from endpoint {target.endpoint_name!r} broke off: {reason}"
+        reply, last_chunk = relay.reply, relay.last_chunk
         if reply is not None:
             event = reply.fail(message)  # a translated stream goes out in whole events
         elif last_chunk and not last_chunk.endswith((b"\n\n", b"\r\n\r\n")):
@@ -480,6 +448,79 @@ class Upstream:
         raise TryNextTarget(error)
 
 
-def _is_connect_timeout(exc: TimeoutError) -> bool:
-    """Whether ``exc`` is the HTTP client's connect timeout (not one of relaygate's)."""
-    return isinstance(exc, aiohttp.ConnectionTimeoutError)
+class _Opened:
+    """The endpoint's answer once its headers came: ``status``, ``content_type``, the
+    client's ``headers``, the body's ``chunks`` and ``length`` (None: unknown), and the
+    reader of its usage (``stream`` for an event stream, ``body`` for JSON)."""
+
+    __slots__ = ("body", "chunks", "content_type", "headers", "length", "status", "stream")
+
+    def __init__(self, status: int, content_type: str) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: AsyncIterator[bytes] = once(b"")
+        self.length: int | None = None
+        self.stream: StreamTokens | None = None
+        self.body: BodyTokens | None = None
+
+
+class _Relay:
+    """The timing of one attempt's answer, and what ending it broken needs. Until the
+    response starts, ``timer`` runs to the first byte; from then on it is moved once per
+    ``slack`` seconds of flowing chunks, not on every chunk, so it fires after ``idle``
+    to ``idle + slack`` seconds of silence, or at the ``deadline`` (loop time)."""
+
+    __slots__ = ("deadline", "due", "idle", "last_chunk", "reply", "slack", "timer")
+
+    def __init__(self, idle: float, deadline: float) -> None:
+        self.idle = idle
+        self.deadline = deadline
+        self.slack = min(1.0, idle / 20)
+        self.due = 0.0
+        self.timer: asyncio.Timeout | None = None
+        self.reply: Reply | None = None
+        self.last_chunk = b""
+        """The last chunk sent (an event stream broken mid-event gets no error event)."""
+
+    def start(self) -> None:
+        """The response started: from now on the idle timeout runs."""
+        assert self.timer is not None
+        self.due = min(asyncio.get_running_loop().time() + self.idle + self.slack, self.deadline)
+        self.timer.reschedule(self.due)
+
+    def moved(self) -> None:
+        """A chunk came: move the idle timer, when it is due to move."""
+        now = asyncio.get_running_loop().time()
+        if now + self.idle > self.due and self.due < self.deadline:
+            assert self.timer is not None
+            self.due = min(now + self.idle + self.slack, self.deadline)
+            self.timer.reschedule(self.due)
+
+
+def _failure_of(
+    exc: TimeoutError | aiohttp.ClientError, timeouts: Timeouts, at_deadline: bool, state: Exchange
+) -> tuple[str, str]:
+    """The kind of an attempt's failure (its ``relaygate_upstream_errors_total`` label)
+    and the reason an operator reads."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        refused = isinstance(exc.os_error, ConnectionRefusedError)
+        return "connect", "connection refused" if refused else "cannot connect"
+    if not isinstance(exc, TimeoutError):
+        return "broken", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connect_timeout", f"no connection within {timeouts.connect:g} s"
+    if at_deadline:
+        return "total_timeout", f"not finished within the total timeout of {timeouts.total:g} s"
+    if state.started:
+        return "idle_timeout", f"silent for {timeouts.idle:g} s or more (idle timeout)"
+    return "first_byte_timeout", f"no response within {timeouts.first_byte:g} s"
+
+
+def _error_for(kind: str, reason: str, endpoint: str) -> RelaygateError:
+    """The client's error for a failure of ``kind`` before the response started."""
+    if kind == "connect":
+        return UpstreamFailed(f"endpoint {endpoint!r} is unreachable ({reason})")
+    if kind.endswith("timeout"):
+        return UpstreamTimeout(f"endpoint {endpoint!r} failed: {reason}")
+    return UpstreamFailed(f"endpoint {endpoint!r} failed: {reason}")
