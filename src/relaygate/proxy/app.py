@@ -23,7 +23,6 @@ from relaygate.bodies import answer_draining
 from relaygate.budgets import Budgets
 from relaygate.errors import (
     ClientDisconnected,
-    ModelUnavailable,
     NotServed,
     Overloaded,
     RelaygateError,
@@ -39,6 +38,7 @@ from relaygate.proxy.accounting import Accounting, Exchange
 from relaygate.proxy.asgi import Receive, Scope, Send, send_json
 from relaygate.proxy.batched import Answer, Gathered, Ticket, batch_scope
 from relaygate.proxy.body import (
+    cancel_on_disconnect,
     check_payload,
     check_references,
     dump_body,
@@ -48,6 +48,7 @@ from relaygate.proxy.body import (
 from relaygate.proxy.checks import check_request
 from relaygate.proxy.headers import REQUEST_ID_HEADER
 from relaygate.proxy.in_flight import InFlight
+from relaygate.proxy.listing import answer_models
 from relaygate.proxy.multipart import Form, Spliced, read_form
 from relaygate.proxy.outgoing import Outgoing, ask_for_usage
 from relaygate.proxy.plan import plan_for, unavailable
@@ -63,7 +64,7 @@ from relaygate.proxy.upstream import Upstream
 from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter
 from relaygate.services.api_findings import ApiFindings
 from relaygate.services.api_keys import KeyActivity
-from relaygate.snapshot import Principal, Target
+from relaygate.snapshot import Principal, Snapshot, Target
 from relaygate.snapshots import SnapshotStore
 from relaygate.usage import UsageQueue
 
@@ -279,6 +280,10 @@ class Proxy:
         given: Principal | None,
         live: bool,
     ) -> int:
+        """Serve one request in its steps: check its head, admit its key
+        (:meth:`_admit`), answer what relaygate answers itself (:meth:`_answer_here`),
+        read its body, route it and reserve its budget, then forward it; returns the
+        status the client got."""
         snapshot = self._snapshots.current
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         path: str = scope["path"]
@@ -289,29 +294,11 @@ class Proxy:
             if stored  # relaygate's own route: nothing goes upstream
             else check_request(method, path, headers, snapshot.route_policy, self._via)
         )
-        principal = given or authenticate(snapshot, key_from_headers(headers))
-        if principal.limits is not None:  # rate limits: raises RateLimited (429)
-            scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
-        self._activity.touch(principal.key_id)
-        exchange.principal = principal
-        if live:  # a batch request takes none of its key's live slots
-            self._per_key.take(principal)  # raises ConcurrencyLimited (429)
-            exchange.holds_slot = True
+        principal = await self._admit(scope, snapshot, exchange, given, live)
         if stored:
             return await answer_stored(self._translation.responses, send, method, path, principal)
-        if method in ("GET", "HEAD") and path == "/v1/models":
-            await send_json(send, 200, snapshot.listing(principal))
-            return 200
-        if method in ("GET", "HEAD") and path.startswith("/v1/models/"):
-            name = path[len("/v1/models/") :]
-            entry = snapshot.model_body(principal, name)
-            if entry is None:
-                if snapshot.route_for(principal, name) is not None:
-                    raise ModelUnavailable(f"the model {name!r} is offline", param="model")
-                raise unavailable(snapshot, name)
-            await send_json(send, 200, entry)
-            return 200
-
+        if method in ("GET", "HEAD") and (path == "/v1/models" or path.startswith("/v1/models/")):
+            return await answer_models(send, snapshot, principal, path)
         body = await read_body(receive, length, self._max_body, self._body_timeout)
         exchange.body_whole = True
         form = None if form_type is None else read_form(body, form_type)
@@ -340,6 +327,27 @@ class Proxy:
             )
         return await self._forward(scope, receive, send, plan, payload, model, body, exchange, form)
 
+    async def _admit(
+        self,
+        scope: Scope,
+        snapshot: Snapshot,
+        exchange: Exchange,
+        given: Principal | None,
+        live: bool,
+    ) -> Principal:
+        """The request's principal (``given``, or its key's), admitted: its rate limits
+        (429 :class:`RateLimited`) and, for a live request, one of its key's concurrent
+        slots (429 :class:`ConcurrencyLimited`)."""
+        principal = given or authenticate(snapshot, key_from_headers(scope["headers"]))
+        if principal.limits is not None:
+            scope[ADMISSION_SCOPE_KEY] = await self._limiter.admit(principal)
+        self._activity.touch(principal.key_id)
+        exchange.principal = principal
+        if live:  # a batch request takes none of its key's live slots
+            self._per_key.take(principal)
+            exchange.holds_slot = True
+        return principal
+
     async def _forward(
         self,
         scope: Scope,
@@ -362,8 +370,33 @@ class Proxy:
         usage chunk is kept from the client. A target whose endpoint does not serve the
         client's API gets the request translated (:mod:`relaygate.proxy.translation`);
         a multipart ``form`` never is."""
+        out, modes = await self._outgoing(scope["path"], plan, payload, model, body, state, form)
         task = asyncio.current_task()
-        path: str = scope["path"]
+        watcher = asyncio.create_task(cancel_on_disconnect(receive, state, task))
+        try:
+            return await self._try_plan(scope, send, plan, modes, out, model, state)
+        except asyncio.CancelledError:
+            if watcher.done() and not state.finished and task is not None:
+                task.uncancel()
+                log.info("client disconnected; cancelled the upstream request")
+                return 499
+            raise
+        finally:
+            state.finished = True
+            watcher.cancel()
+
+    async def _outgoing(
+        self,
+        path: str,
+        plan: list[tuple[Target, str]],
+        payload: dict[str, Any],
+        model: str,
+        body: bytes,
+        state: Exchange,
+        form: Form | None,
+    ) -> tuple[Outgoing, list[str]]:
+        """What goes to the plan's targets, and each target's mode (native, or the API
+        the request is translated to)."""
         translation = self._translation
         modes = [
             NATIVE if form is not None else translation.mode(path, target, payload)
@@ -376,52 +409,43 @@ class Proxy:
             else None
         )
         rewrite = form is None and state.stream and ask_for_usage(path, payload, state)
-        out = Outgoing(payload, model, body, rewrite, state.strip_usage, turn, form)
+        return Outgoing(payload, model, body, rewrite, state.strip_usage, turn, form), modes
 
-        async def cancel_on_disconnect() -> None:
-            # A client that goes away cancels the upstream request and frees its connection.
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    if not state.finished and task is not None:
-                        task.cancel()
-                    return
-
-        watcher = asyncio.create_task(cancel_on_disconnect())
-        try:
-            failure: RelaygateError | None = None
-            last = len(plan) - 1
-            for index, (target, name) in enumerate(plan):
-                state.target = target
-                state.served_model = name if name != model else None
-                try:
-                    ticket = state.ticket
-                    if ticket is None:
-                        return await self._to_target(
-                            scope, send, target, name, modes[index], out, state, final=index == last
-                        )
-                    async with ticket.slots.slot(target.endpoint_id, ticket.batch_id):
-                        return await self._to_target(
-                            scope, send, target, name, modes[index], out, state, final=index == last
-                        )
-                except TryNextTarget as retry:
-                    failure = retry.error
-                    log.warning(
-                        "failing over from endpoint %r: %s",
-                        target.endpoint_name,
-                        retry.error.message,
+    async def _try_plan(
+        self,
+        scope: Scope,
+        send: Send,
+        plan: list[tuple[Target, str]],
+        modes: list[str],
+        out: Outgoing,
+        model: str,
+        state: Exchange,
+    ) -> int:
+        """Each target of ``plan`` in turn until one answers (a batch request within its
+        endpoint's batch slots); the last one's error is raised."""
+        failure: RelaygateError | None = None
+        last = len(plan) - 1
+        for index, (target, name) in enumerate(plan):
+            state.target = target
+            state.served_model = name if name != model else None
+            final = index == last
+            try:
+                ticket = state.ticket
+                if ticket is None:
+                    return await self._to_target(
+                        scope, send, target, name, modes[index], out, state, final=final
                     )
-            assert failure is not None
-            raise failure
-        except asyncio.CancelledError:
-            if watcher.done() and not state.finished and task is not None:
-                task.uncancel()
-                log.info("client disconnected; cancelled the upstream request")
-                return 499
-            raise
-        finally:
-            state.finished = True
-            watcher.cancel()
+                async with ticket.slots.slot(target.endpoint_id, ticket.batch_id):
+                    return await self._to_target(
+                        scope, send, target, name, modes[index], out, state, final=final
+                    )
+            except TryNextTarget as retry:
+                failure = retry.error
+                log.warning(
+                    "failing over from endpoint %r: %s", target.endpoint_name, retry.error.message
+                )
+        assert failure is not None
+        raise failure
 
     async def _to_target(
         self,
