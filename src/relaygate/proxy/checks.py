@@ -67,27 +67,16 @@ def check_request(
     ``routes`` some endpoint is sent (paths below its URL) and this installation's
     ``via`` mark; returns the declared ``content-length`` (None when absent) and, for a
     ``multipart/form-data`` request to a route that takes one
-    (:data:`~relaygate.proxy.multipart.FORM_PATHS`), its Content-Type (else None). Raises
-    :class:`LoopDetected` (508) for a request that already passed through this
-    relaygate (``via`` in its :data:`VIA_HEADER`), :class:`UnsupportedRoute` (404)
-    for a route no endpoint is sent, :class:`MethodNotAllowed` (405, see the module
-    docstring), :class:`BadRequest` for a ``.`` or ``..`` path segment (which would
-    climb out of the endpoint's URL once forwarded), and
-    :class:`UnsupportedMediaType` (415) for a content type other than none,
-    ``application/json``, ``*/*+json`` and ``text/plain`` (and ``multipart/form-data``
-    on the routes that take it), and :class:`BadRequest` for a multipart request with a
-    second Content-Type header or without a usable boundary
-    (:func:`~relaygate.proxy.multipart.form_boundary`).
-    """
+    (:data:`~relaygate.proxy.multipart.FORM_PATHS`), its Content-Type (else None).
+    Raises :class:`LoopDetected` (508: ``via`` already in its :data:`VIA_HEADER`),
+    :class:`UnsupportedRoute` (404: no endpoint is sent the route),
+    :class:`MethodNotAllowed` (405, see the module docstring), :class:`BadRequest` for
+    a ``.`` or ``..`` path segment (it would climb out of the endpoint's URL), and for a
+    multipart request with two Content-Types or no usable boundary, and
+    :class:`UnsupportedMediaType` (415) for a content type other than none, JSON,
+    ``text/plain`` and (where taken) ``multipart/form-data``."""
     if path == _MODELS or path.startswith(_MODELS_PREFIX):
-        if method not in ("GET", "HEAD"):
-            raise MethodNotAllowed(
-                f"{method} is not allowed on {path}: the model list takes GET",
-                allow=_MODELS_ALLOW,
-            )
-        for name, value in headers:
-            if name == VIA_HEADER:
-                _check_loop(value, via)
+        _check_models_request(method, path, headers, via)
         return None, None
     if "." in path or "%" in path:
         _check_segments(path)
@@ -123,6 +112,21 @@ def check_request(
         # The boundary relaygate splits the body on must be the one the endpoint gets.
         raise BadRequest("a multipart request must have one Content-Type header")
     return length, form
+
+
+def _check_models_request(
+    method: str, path: str, headers: Iterable[tuple[bytes, bytes]], via: bytes
+) -> None:
+    """The model list routes, answered by relaygate itself: GET (or HEAD) only, and not
+    a request that already passed through this relaygate."""
+    if method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(
+            f"{method} is not allowed on {path}: the model list takes GET",
+            allow=_MODELS_ALLOW,
+        )
+    for name, value in headers:
+        if name == VIA_HEADER:
+            _check_loop(value, via)
 
 
 def _check_route(method: str, path: str, routes: RoutePolicy) -> None:

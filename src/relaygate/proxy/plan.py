@@ -62,15 +62,31 @@ def plan_for(
         )
     if plan:
         return plan
+    raise _no_plan(health, principal, route, targets, method, path)
+
+
+def _no_plan(
+    health: Health,
+    principal: Principal,
+    route: Route,
+    targets: tuple[Target, ...] | list[Target],
+    method: str,
+    path: str,
+) -> RelaygateError:
+    """Why ``route`` has no target to try: none takes the route (404), all cool down
+    (503 with Retry-After), its endpoint needs the caller's own provider key (403), or
+    it is offline (503)."""
+    below = path[3:]
+    user = principal.user_id
     if targets and not any(t.routes.allows(method, below) for t in targets):
-        raise UnsupportedRoute(
+        return UnsupportedRoute(
             f"the model {route.name!r} is not served on {method} {path}: its endpoint "
             "does not take that route",
             param="model",
         )
     if targets:
         wait = health.retry_in([t.health_key for t in targets], user)
-        raise Overloaded(
+        return Overloaded(
             f"every endpoint serving the model {route.name!r} is cooling down after "
             f"failures; retry in {math.ceil(wait)} s",
             retry_after=wait,
@@ -79,14 +95,14 @@ def plan_for(
         )
     keyed = needs_user_key(route, principal)
     if keyed is not None:
-        raise PermissionDenied(
+        return PermissionDenied(
             f"the model {route.name!r} is served by endpoint {keyed.endpoint_name!r}, "
             "which requires your own provider key: set it with PUT "
             f"/admin/api/v1/me/provider-keys/{keyed.endpoint_id}",
             param="model",
             code="provider_key_required",
         )
-    raise ModelUnavailable(
+    return ModelUnavailable(
         f"the model {route.name!r} is offline: its endpoint failed its last sync",
         param="model",
     )

@@ -91,22 +91,19 @@ class Upstream:
         conversion: Conversion | None = None,
         probe: bool = False,
     ) -> int:
-        """Send the request of ``scope`` with ``body`` to ``target`` and stream its answer
-        to the client through ``send``, recording its progress in ``state``; return the
-        status the client got (502 or 504 when the answer broke off after it started).
-        A :class:`Spliced` body (a multipart form) goes as its pieces, with its own
-        Content-Type and its size as the Content-Length.
+        """Send the request of ``scope`` with ``body`` (bytes, or a multipart form's
+        :class:`Spliced` pieces) to ``target`` and stream its answer to the client
+        through ``send``, recording its progress in ``state``; return the status the
+        client got (502 or 504 when the answer broke off after it started).
 
         Raises :class:`TryNextTarget` for a failure before the response started, unless
         ``final``: the last target raises the error itself (:class:`UpstreamFailed` or
         :class:`UpstreamTimeout`), and passes 5xx and 429 answers through.
 
         With a ``conversion``, its body goes to its path instead and the answer is
-        translated on its way (:meth:`_relay_translated`). A ``probe`` answered 404 or
-        405 raises :class:`NotServed` before anything reaches the client. An error
-        answer (4xx, 5xx) is read whole, and one that is not a proper OpenAI or
-        Anthropic error is wrapped in one naming the endpoint and its status
-        (:mod:`relaygate.proxy.upstream_errors`)."""
+        translated on its way. A ``probe`` answered 404 or 405 raises
+        :class:`NotServed` before anything reaches the client. An error answer that is
+        not a proper OpenAI or Anthropic error is wrapped (:meth:`_open`)."""
         path, url, data, headers = self._request_of(scope, target, body, state, conversion)
         timeouts = target.timeouts
         loop = asyncio.get_running_loop()
@@ -136,14 +133,33 @@ class Upstream:
                     return await self._relay(send, opened, relay, state, target)
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind, reason = _failure_of(exc, timeouts, loop.time() >= deadline - 0.001, state)
-            self._metrics.upstream_errors.labels(kind).inc()
-            self._health.failed(target.health_key, reason)
-            if state.started:
-                log.warning("response from endpoint %r broke off: %s", target.endpoint_name, reason)
-                state.finished = True
-                await self._end_broken(scope, send, response, relay, target, reason)
-                return 504 if kind.endswith("timeout") else 502
-            self._fail(_error_for(kind, reason, target.endpoint_name), final=final)
+            return await self._failed(
+                kind, reason, scope, send, response, relay, target, state, final
+            )
+
+    async def _failed(
+        self,
+        kind: str,
+        reason: str,
+        scope: Scope,
+        send: Send,
+        response: aiohttp.ClientResponse | None,
+        relay: _Relay,
+        target: Target,
+        state: Exchange,
+        final: bool,
+    ) -> int:
+        """Count an attempt's failure and tell health; once the response started, end it
+        broken and return the status the client got, else raise the error to fail over
+        or answer (see :meth:`attempt`)."""
+        self._metrics.upstream_errors.labels(kind).inc()
+        self._health.failed(target.health_key, reason)
+        if state.started:
+            log.warning("response from endpoint %r broke off: %s", target.endpoint_name, reason)
+            state.finished = True
+            await self._end_broken(scope, send, response, relay, target, reason)
+            return 504 if kind.endswith("timeout") else 502
+        self._fail(_error_for(kind, reason, target.endpoint_name), final=final)
 
     def _request_of(
         self,
