@@ -65,6 +65,15 @@ def metric(gateway: Gateway, name: str, **labels: str) -> float:
     return total
 
 
+def settled_metric(gateway: Gateway, name: str, value: float, **labels: str) -> float:
+    """``name`` once it reads ``value`` (a request's metrics are counted just after its
+    last byte went out, so a client can read them a moment before), or after 5 s."""
+    deadline = time.monotonic() + 5
+    while (found := metric(gateway, name, **labels)) != value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
 def test_json_answer_tokens_and_timings_are_recorded(served: Gateway) -> None:
     client = served.openai()
     raw = client.chat.completions.with_raw_response.create(model="gpt-test", messages=MESSAGES)
@@ -225,7 +234,8 @@ def test_metrics_move_as_requests_are_made(served: Gateway) -> None:
     for _ in range(3):
         client.chat.completions.create(model="gpt-test", messages=MESSAGES)
     list(client.chat.completions.create(model="gpt-test", messages=MESSAGES, stream=True))
-    assert metric(served, "relaygate_requests_total", status="200", **labels) == before + 4
+    total = settled_metric(served, "relaygate_requests_total", before + 4, status="200", **labels)
+    assert total == before + 4
     assert metric(served, "gen_ai_client_operation_duration_seconds_count", **labels) == 4
     assert metric(served, "gen_ai_server_time_to_first_token_seconds_count", **labels) == 1
     tokens = metric(served, "relaygate_tokens_total", gen_ai_token_type="input", **labels)
