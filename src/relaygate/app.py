@@ -52,6 +52,7 @@ from relaygate.sync.scheduler import run_scheduler
 from relaygate.usage import UsageQueue, write_usage
 from relaygate.web import console_router, console_static, console_templates
 from relaygate.web.auth import SignInRequired
+from relaygate.web.render import GoBack
 
 log = logging.getLogger(__name__)
 # The framework's own errors (unknown route, wrong method) as (type, code).
@@ -152,6 +153,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error", exc_info=exc)
         return _json(500, error_body("internal error; see the server log", "server_error", None))
 
+    async def go_back(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GoBack)
+        return exc.response
+
+    app.add_exception_handler(GoBack, go_back)
     app.add_exception_handler(RelaygateError, relaygate_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)

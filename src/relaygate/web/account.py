@@ -9,13 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from relaygate.errors import RelaygateError
 from relaygate.services import api_keys, budgets, provider_keys
 from relaygate.services import batches as batch_service
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import users as user_service
 from relaygate.web.auth import Checked, Session, context_of
-from relaygate.web.render import back, page
+from relaygate.web.render import back, or_back, page
 from relaygate.web.usage import last_days, usage_view
 
 router = APIRouter()
@@ -71,7 +70,7 @@ async def account_page(request: Request, session: Session) -> Response:
 async def create_key(
     request: Request, session: Checked, name: Annotated[str, Form()] = "key"
 ) -> Response:
-    try:
+    with or_back(PAGE):
         allowed, expires = api_keys.within_caller_limits(session.principal, None, None)
         rpm, tpm = api_keys.rate_limits_within_caller(session.principal, None, None)
         created = await api_keys.create_key(
@@ -83,18 +82,14 @@ async def create_key(
             requests_per_minute=rpm,
             tokens_per_minute=tpm,
         )
-    except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
     # Rendered directly, never put in a URL: the key is shown this once.
     return await _account(request, session, new_key=created.key)
 
 
 @router.post("/account/keys/{key_id}/revoke")
 async def revoke_key(request: Request, key_id: int, session: Checked) -> Response:
-    try:
+    with or_back(PAGE):
         await api_keys.revoke_key(context_of(request), key_id, owner_id=session.principal.user_id)
-    except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
     return back(PAGE, "key revoked")
 
 
@@ -109,11 +104,9 @@ async def set_provider_key(
     ctx = context_of(request)
     user_id = session.principal.user_id
     nameable = ctx.snapshots.current.nameable_endpoints(session.principal)
-    try:
+    with or_back(PAGE):
         if clear:
             await provider_keys.clear_own_key(ctx, user_id, endpoint_id, nameable=nameable)
         else:
             await provider_keys.set_own_key(ctx, user_id, endpoint_id, api_key, nameable=nameable)
-    except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
     return back(PAGE, "provider key cleared" if clear else "provider key saved")

@@ -7,10 +7,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relaygate.batches import wake_runner
-from relaygate.errors import RelaygateError
 from relaygate.services import batches as service
 from relaygate.web.auth import Admin, AdminChecked, context_of
-from relaygate.web.render import back, page
+from relaygate.web.render import back, or_back, page
 
 router = APIRouter()
 PAGE = "/ui/batches"
@@ -23,12 +22,10 @@ async def batches_page(
 ) -> Response:
     ctx = context_of(request)
     chosen = status if status in service.STATUSES else None
-    try:
+    with or_back(PAGE):
         rows, more = await service.list_batches(
             ctx, None, after=after or None, limit=PAGE_SIZE, status=chosen
         )
-    except RelaygateError as exc:  # a stale ``after``: its batch was deleted
-        return back(PAGE, exc.message, "error")
     return page(
         request,
         "batches.html",
@@ -44,9 +41,7 @@ async def batches_page(
 
 @router.post("/batches/{batch_id}/cancel")
 async def cancel_batch(request: Request, batch_id: str, _: AdminChecked) -> Response:
-    try:
+    with or_back(PAGE):
         row = await service.cancel_batch(context_of(request), None, batch_id)
-    except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
     wake_runner(request.app.state)
     return back(PAGE, f"batch {row.id} is {row.status}")

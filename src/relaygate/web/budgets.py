@@ -10,13 +10,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from relaygate.context import Context
-from relaygate.errors import BadRequest, NotFound, RelaygateError
+from relaygate.errors import BadRequest, NotFound
 from relaygate.services import api_keys as key_service
 from relaygate.services import budgets as budget_service
 from relaygate.services import groups as group_service
 from relaygate.services import users as user_service
 from relaygate.web.auth import AdminChecked, context_of
-from relaygate.web.render import back
+from relaygate.web.render import back, or_back
 
 router = APIRouter()
 PAGE = "/ui/people#budgets"
@@ -63,7 +63,7 @@ async def set_budget(
     to = _return_to(return_to)
     if kind not in KINDS:
         return back(to, f"no budgets on {kind!r}", "error")
-    try:
+    with or_back(to):
         amount = _amount(budget)
         await _update(
             context_of(request),
@@ -72,8 +72,6 @@ async def set_budget(
             budget=amount,
             budget_period=budget_period if amount is not None else None,
         )
-    except RelaygateError as exc:
-        return back(to, exc.message, "error")
     return back(
         to, f"{budget_service.WHAT[kind]} budget {'saved' if amount is not None else 'cleared'}"
     )

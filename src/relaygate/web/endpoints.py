@@ -21,7 +21,7 @@ from relaygate.settings import API_MODES
 from relaygate.sync.service import SyncResult
 from relaygate.web.auth import Admin, AdminChecked, context_of
 from relaygate.web.endpoint_form import EndpointForm, changes_of, spec_of
-from relaygate.web.render import back, page
+from relaygate.web.render import back, or_back, page
 from relaygate.web.states import health_state, model_counts, sync_state
 from relaygate.wording import plural
 
@@ -79,10 +79,8 @@ async def endpoints_page(request: Request, session: Admin) -> Response:
 async def add_endpoint(
     request: Request, _: AdminChecked, form: Annotated[EndpointForm, Form()]
 ) -> Response:
-    try:
+    with or_back(PAGE):
         info = await service.create_endpoint(context_of(request), spec_of(form))
-    except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
     return back(PAGE, *await found_message(request, info))
 
 
@@ -109,33 +107,27 @@ async def edit_endpoint(
     request: Request, endpoint_id: int, _: AdminChecked, form: Annotated[EndpointForm, Form()]
 ) -> Response:
     ctx = context_of(request)
-    try:
+    with or_back(PAGE):
         current = await service.get_endpoint(ctx, endpoint_id)
         info = await service.update_endpoint(ctx, endpoint_id, changes_of(form, current))
-    except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
     return back(PAGE, f"endpoint {info.name!r} saved")
 
 
 @router.post("/endpoints/{endpoint_id}/toggle")
 async def toggle_endpoint(request: Request, endpoint_id: int, _: AdminChecked) -> Response:
     ctx = context_of(request)
-    try:
+    with or_back(PAGE):
         current = await service.get_endpoint(ctx, endpoint_id)
         info = await service.update_endpoint(
             ctx, endpoint_id, EndpointChanges(enabled=not current.enabled)
         )
-    except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
     return back(PAGE, f"endpoint {info.name!r} {'enabled' if info.enabled else 'disabled'}")
 
 
 @router.post("/endpoints/{endpoint_id}/delete")
 async def delete_endpoint(request: Request, endpoint_id: int, _: AdminChecked) -> Response:
-    try:
+    with or_back(PAGE):
         removed = await service.delete_endpoint(context_of(request), endpoint_id)
-    except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
     return back(PAGE, f"endpoint deleted with its {plural(removed, 'model')}")
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from relaygate.errors import BadRequest, RelaygateError
+from relaygate.errors import BadRequest
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import groups as group_service
 from relaygate.services import models as service
 from relaygate.services.patch import UNSET, Unset
 from relaygate.web.auth import Admin, AdminChecked, context_of
-from relaygate.web.render import back, page
+from relaygate.web.render import back, or_back, page
 
 router = APIRouter()
 PAGE = "/ui/models"
@@ -91,7 +91,7 @@ async def update_model(request: Request, model_id: int, _: AdminChecked) -> Resp
     back_to = sent("back_to") or PAGE
     target = back_to if back_to.startswith(PAGE) else PAGE
     alias, enabled = sent("alias"), sent("enabled")
-    try:
+    with or_back(target):
         info = await service.update_model(
             context_of(request),
             model_id,
@@ -100,6 +100,4 @@ async def update_model(request: Request, model_id: int, _: AdminChecked) -> Resp
             input_cost_per_million_tokens=price(sent("input_cost_per_million_tokens"), "input"),
             output_cost_per_million_tokens=price(sent("output_cost_per_million_tokens"), "output"),
         )
-    except RelaygateError as exc:
-        return back(target, exc.message, "error")
     return back(target, f"model {info.upstream_id!r} saved")

@@ -9,14 +9,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from relaygate.budget import PERIODS
-from relaygate.errors import RelaygateError
 from relaygate.services import api_keys
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import groups as group_service
 from relaygate.services import models as model_service
 from relaygate.services import users as user_service
 from relaygate.web.auth import Admin, AdminChecked, context_of
-from relaygate.web.render import back, page
+from relaygate.web.render import back, or_back, page
 
 router = APIRouter()
 PAGE = "/ui/people"
@@ -45,10 +44,8 @@ async def people_page(request: Request, session: Admin) -> Response:
 
 
 async def _do(action: Awaitable[object], message: str) -> Response:
-    try:
+    with or_back(PAGE):
         await action
-    except RelaygateError as exc:
-        return back(PAGE, exc.message, "error")
     return back(PAGE, message)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -11,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment
 
+from relaygate.errors import RelaygateError
 from relaygate.services.web_sessions import ConsoleSession
 from relaygate.web.states import health_state, model_counts, sync_state
 from relaygate.wording import plural
@@ -88,6 +91,26 @@ def protect(response: Response) -> None:
     response.headers["cache-control"] = "no-store"
     response.headers["content-security-policy"] = "frame-ancestors 'none'"
     response.headers["x-frame-options"] = "DENY"
+
+
+class GoBack(Exception):
+    """Raised by :func:`or_back`; the app answers it with its ``response`` (a redirect
+    back to the page a form came from, with the error's message)."""
+
+    def __init__(self, response: RedirectResponse) -> None:
+        super().__init__(response.headers.get("location", ""))
+        self.response = response
+
+
+@contextmanager
+def or_back(to: str) -> Iterator[None]:
+    """Run a form's work; a :class:`RelaygateError` it raises becomes a 303 back to
+    ``to`` showing the error's message (raised as :class:`GoBack`): the console's one
+    way from a service's refusal to the form's page."""
+    try:
+        yield
+    except RelaygateError as exc:
+        raise GoBack(back(to, exc.message, "error")) from None
 
 
 def back(to: str, message: str | None = None, kind: str = "ok") -> RedirectResponse:

@@ -13,13 +13,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from relaygate.budget import PERIODS
-from relaygate.errors import BadRequest, NotFound, RelaygateError
+from relaygate.errors import BadRequest, NotFound
 from relaygate.services import api_keys
 from relaygate.services import groups as group_service
 from relaygate.services import users as user_service
 from relaygate.services.web_sessions import ConsoleSession
 from relaygate.web.auth import Admin, AdminChecked, context_of
-from relaygate.web.render import back, page
+from relaygate.web.render import back, or_back, page
 from relaygate.web.usage import last_days, usage_view
 
 router = APIRouter()
@@ -81,15 +81,13 @@ async def set_user_limits(
     tokens_per_minute: Limit = "",
 ) -> Response:
     """Set or clear (blank) the user's limits, for all their keys together."""
-    try:
+    with or_back(user_page(user_id)):
         rpm = limit_of(requests_per_minute, "requests_per_minute")
         tpm = limit_of(tokens_per_minute, "tokens_per_minute")
         api_keys.rate_limit_change_within_caller(session.principal, rpm, tpm)
         user = await user_service.update_user(
             context_of(request), user_id, requests_per_minute=rpm, tokens_per_minute=tpm
         )
-    except RelaygateError as exc:
-        return back(user_page(user_id), exc.message, "error")
     return back(user_page(user_id), f"rate limits of {user.name!r} saved")
 
 
@@ -103,7 +101,7 @@ async def create_key(
     tokens_per_minute: Limit = "",
 ) -> Response:
     """Create a key for the user and show it on their page, this once."""
-    try:
+    with or_back(user_page(user_id)):
         allowed, expires = api_keys.within_caller_limits(session.principal, None, None)
         rpm, tpm = api_keys.rate_limits_within_caller(
             session.principal,
@@ -119,8 +117,6 @@ async def create_key(
             requests_per_minute=rpm,
             tokens_per_minute=tpm,
         )
-    except RelaygateError as exc:
-        return back(user_page(user_id), exc.message, "error")
     # Rendered directly, never put in a URL: the key is shown this once.
     return await _user(request, session, user_id, new_key=created.key)
 
@@ -142,7 +138,7 @@ async def set_key_limits(
     tokens_per_minute: Limit = "",
 ) -> Response:
     """Set or clear (blank) one of the user's keys' own limits."""
-    try:
+    with or_back(user_page(user_id)):
         await _own_key(request, user_id, key_id)
         rpm = limit_of(requests_per_minute, "requests_per_minute")
         tpm = limit_of(tokens_per_minute, "tokens_per_minute")
@@ -150,16 +146,12 @@ async def set_key_limits(
         key = await api_keys.update_key(
             context_of(request), key_id, requests_per_minute=rpm, tokens_per_minute=tpm
         )
-    except RelaygateError as exc:
-        return back(user_page(user_id), exc.message, "error")
     return back(user_page(user_id), f"rate limits of key {key.name!r} saved")
 
 
 @router.post("/users/{user_id}/keys/{key_id}/revoke")
 async def revoke_key(request: Request, user_id: int, key_id: int, _: AdminChecked) -> Response:
     """Revoke one of the user's keys: requests with it are refused from now on."""
-    try:
+    with or_back(user_page(user_id)):
         key = await api_keys.revoke_key(context_of(request), key_id, owner_id=user_id)
-    except RelaygateError as exc:
-        return back(user_page(user_id), exc.message, "error")
     return back(user_page(user_id), f"key {key.name!r} revoked")
