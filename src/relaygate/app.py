@@ -49,7 +49,7 @@ from relaygate.services.stored_responses import ResponseStore, write_stored_resp
 from relaygate.services.usage import prune_usage
 from relaygate.settings import Settings, load_settings
 from relaygate.sync.scheduler import run_scheduler
-from relaygate.usage import UsageQueue, write_usage
+from relaygate.usage_records import UsageQueue, write_usage
 from relaygate.web import console_router, console_static, console_templates
 from relaygate.web.auth import SignInRequired
 from relaygate.web.render import GoBack

@@ -1,7 +1,7 @@
 """A budget: the most an API key, a user or a group may spend in a period.
 
 Amounts are in the currency the models' prices are set in (prices per million tokens,
-see :func:`relaygate.usage.cost_of`); counters hold them in whole nano-units
+see :func:`relaygate.usage_records.cost_of`); counters hold them in whole nano-units
 (:data:`NANOS`), so that Redis and the database add them exactly.
 
 Periods are calendar periods in UTC: ``daily`` (from midnight), ``weekly`` (from

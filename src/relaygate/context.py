@@ -46,7 +46,7 @@ REDIS_CONNECTIONS = 256
 
 
 @dataclass
-class SyncState:
+class SyncLocks:
     """Per-process sync bookkeeping: one lock per endpoint, so this process never runs
     two syncs of one endpoint at once (other processes are kept off by the claim and
     by INSERT … ON CONFLICT DO NOTHING)."""
@@ -67,7 +67,7 @@ class Context:
     vault: Vault
     http: aiohttp.ClientSession
     snapshots: SnapshotStore
-    sync_state: SyncState
+    sync_locks: SyncLocks
     health: Health
     """Which endpoints this process is cooling down after failures."""
     metrics: Metrics
@@ -234,7 +234,7 @@ async def open_context(
                     vault=vault,
                     http=http,
                     snapshots=SnapshotStore(sessions, Loader(vault, timeouts), check),
-                    sync_state=SyncState(),
+                    sync_locks=SyncLocks(),
                     health=Health(
                         settings.failure_threshold,
                         settings.cooldown_seconds,

@@ -114,7 +114,7 @@ return 0
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
+class LimitStanding:
     """Where one limit stands: ``limit`` per minute, ``remaining`` of it, and ``reset``
     seconds until it is back to its initial state (0 when nothing is counted)."""
 
@@ -128,8 +128,8 @@ class Admission:
     """An admitted request's standing: for requests and for tokens, the most restrictive
     of the key's and the user's limits, or None when neither has that limit."""
 
-    requests: Usage | None
-    tokens: Usage | None
+    requests: LimitStanding | None
+    tokens: LimitStanding | None
 
     @property
     def headers(self) -> tuple[tuple[bytes, bytes], ...]:
@@ -391,34 +391,36 @@ class RateLimiter:
         )
 
 
-def _tightest(usages: list[Usage]) -> Usage | None:
+def _tightest(usages: list[LimitStanding]) -> LimitStanding | None:
     """The most restrictive standing: least remaining, then the latest reset."""
     if len(usages) < 2:
         return usages[0] if usages else None
     return min(usages, key=lambda u: (u.remaining, -u.reset))
 
 
-def _requests_usage(subjects: Sequence[_Subject], counts: Sequence[_Count]) -> Usage | None:
+def _requests_usage(subjects: Sequence[_Subject], counts: Sequence[_Count]) -> LimitStanding | None:
     return _tightest(
         [
-            Usage(s.rpm, max(0, s.rpm - c.requests), c.left if c.requests else 0.0)
+            LimitStanding(s.rpm, max(0, s.rpm - c.requests), c.left if c.requests else 0.0)
             for s, c in zip(subjects, counts, strict=True)
             if s.rpm is not None
         ]
     )
 
 
-def _tokens_usage(subjects: Sequence[_Subject], counts: Sequence[_Count]) -> Usage | None:
+def _tokens_usage(subjects: Sequence[_Subject], counts: Sequence[_Count]) -> LimitStanding | None:
     return _tightest(
         [
-            Usage(s.tpm, max(0, s.tpm - c.tokens), c.left if c.tokens else 0.0)
+            LimitStanding(s.tpm, max(0, s.tpm - c.tokens), c.left if c.tokens else 0.0)
             for s, c in zip(subjects, counts, strict=True)
             if s.tpm is not None
         ]
     )
 
 
-def _headers(requests: Usage | None, tokens: Usage | None) -> tuple[tuple[bytes, bytes], ...]:
+def _headers(
+    requests: LimitStanding | None, tokens: LimitStanding | None
+) -> tuple[tuple[bytes, bytes], ...]:
     out: list[tuple[bytes, bytes]] = []
     for kind, usage in ((b"requests", requests), (b"tokens", tokens)):
         if usage is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from relaygate.metrics import Metrics
-from relaygate.usage import UsageEntry, UsageQueue
+from relaygate.usage_records import UsageEntry, UsageQueue
 
 
 def entry(n: int) -> UsageEntry:

@@ -17,7 +17,7 @@ SyncInterval = Annotated[float, Field(gt=0, le=MAX_SYNC_INTERVAL)]
 """Seconds between two syncs of an endpoint: more than zero, at most a year."""
 
 
-class Timeouts(Input):
+class EndpointTimeouts(Input):
     """An endpoint's own timeouts in seconds; a timeout left out follows the settings."""
 
     connect: float | None = Field(default=None, gt=0, le=86400)
@@ -72,7 +72,7 @@ class EndpointCreate(Input):
     )
     sync: bool = Field(default=True, description="Sync the endpoint's models right away")
     sync_interval: SyncInterval | None = None
-    timeouts: Timeouts | None = None
+    timeouts: EndpointTimeouts | None = None
     pool: Text | None = Field(default=None, max_length=200, description=POOL_HELP)
     extra_routes: list[Text] = Field(
         default_factory=list, max_length=MAX_EXTRA_ROUTES, description=ROUTES_HELP
@@ -98,7 +98,7 @@ class EndpointUpdate(Input):
     enabled: bool | None = None
     requires_user_key: bool | None = None
     sync_interval: SyncInterval | None = None
-    timeouts: Timeouts | None = Field(
+    timeouts: EndpointTimeouts | None = Field(
         default=None, description="Replaces the endpoint's own timeouts; null clears them"
     )
     pool: Text | None = Field(default=None, max_length=200, description=POOL_HELP)

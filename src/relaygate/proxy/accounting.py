@@ -14,7 +14,7 @@ from relaygate.proxy.batched import Ticket
 from relaygate.proxy.tokens import Tokens
 from relaygate.ratelimit import RateLimiter
 from relaygate.snapshot import Principal, Target
-from relaygate.usage import UsageEntry, UsageQueue, cost_of, now
+from relaygate.usage_records import UsageEntry, UsageQueue, cost_of, now
 
 log = logging.getLogger(__name__)
 

@@ -66,7 +66,7 @@ from relaygate.services.api_findings import ApiFindings
 from relaygate.services.api_keys import KeyActivity
 from relaygate.snapshot import Principal, Snapshot, Target
 from relaygate.snapshots import SnapshotStore
-from relaygate.usage import UsageQueue
+from relaygate.usage_records import UsageQueue
 
 log = logging.getLogger(__name__)
 

@@ -408,7 +408,7 @@ async def delete_endpoint(ctx: Context, ident: int | str) -> int:
     """
     async with ctx.sessions() as session:
         endpoint_id = (await find_endpoint(session, ident)).id
-    async with ctx.sync_state.lock(endpoint_id), unit(ctx) as session:
+    async with ctx.sync_locks.lock(endpoint_id), unit(ctx) as session:
         endpoint = await find_endpoint(session, endpoint_id)
         removed = await session.scalar(
             select(func.count()).select_from(Model).where(Model.endpoint_id == endpoint.id)

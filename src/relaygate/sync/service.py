@@ -132,7 +132,7 @@ async def sync_endpoint(ctx: Context, endpoint_id: int, *, trigger: str = "manua
     and the endpoint's sync state updated. Raises :class:`NotFound` for an unknown
     endpoint and :class:`Conflict` for a disabled one.
     """
-    async with ctx.sync_state.lock(endpoint_id):
+    async with ctx.sync_locks.lock(endpoint_id):
         async with ctx.sessions() as session:
             endpoint = await session.get(Endpoint, endpoint_id)
         if endpoint is None:
