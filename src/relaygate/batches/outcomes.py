@@ -97,7 +97,16 @@ class OutcomeWriter:
             taken, self._waiting = self._waiting[:WRITE_AT_ONCE], self._waiting[WRITE_AT_ONCE:]
             try:
                 written = await self._write_retrying([(c, o) for c, o, _ in taken])
+            except asyncio.CancelledError:
+                self._waiting[:0] = taken  # for the last flush at the stop
+                raise
             except Exception as exc:
+                log.error(
+                    "could not write %d batch outcomes (%s); their requests are sent again "
+                    "once their claims run out",
+                    len(taken),
+                    exc,
+                )
                 for claimed, _, done in taken:
                     self._held.discard(claimed.id)
                     if not done.done():
@@ -160,6 +169,8 @@ class OutcomeWriter:
                 count["p_prompt"] += outcome.prompt_tokens
                 count["p_completion"] += outcome.completion_tokens
                 count["p_cost"] += outcome.cost
-            for params in counts.values():
-                await session.execute(self._count, params)
+            # In one order in every process: two writers counting into the same two
+            # batches in opposite orders would deadlock on PostgreSQL.
+            for batch_id in sorted(counts):
+                await session.execute(self._count, counts[batch_id])
         return written

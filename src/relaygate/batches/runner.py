@@ -116,10 +116,8 @@ class BatchRunner:
             if not stop.is_set():  # cancelled: else the writer ends its write, then stops
                 writer.cancel()
             await asyncio.gather(renewer, writer, return_exceptions=True)
-            try:  # the answers in hand of the requests just cancelled
-                await self._writer.flush()
-            except Exception:
-                log.exception("could not write the last batch outcomes")
+            # The answers in hand of the requests just cancelled (a failure is logged).
+            await self._writer.flush()
 
     async def _renew_claims(self, stop: asyncio.Event) -> None:
         """Renew the claims on the requests in flight every third of a lease, apart from

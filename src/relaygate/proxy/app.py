@@ -281,7 +281,7 @@ class Proxy:
         live: bool,
     ) -> int:
         """Serve one request in its steps: check its head, admit its key
-        (:meth:`_admit`), answer what relaygate answers itself (:meth:`_answer_here`),
+        (:meth:`_admit`), answer the model list itself (:mod:`relaygate.proxy.listing`),
         read its body, route it and reserve its budget, then forward it; returns the
         status the client got."""
         snapshot = self._snapshots.current
