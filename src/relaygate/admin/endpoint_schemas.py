@@ -88,6 +88,23 @@ class EndpointCreate(Input):
 class EndpointUpdate(Input):
     """Only the fields sent are changed; ``api_key: null`` clears the stored key."""
 
+    # Sent as null, these clear: a key, its variable, the auth header and prefix, the
+    # sync interval, timeouts, pool, extra routes and batch concurrency (the others
+    # cannot be empty: null leaves them as they are).
+    CLEARABLE = frozenset(
+        (
+            "api_key",
+            "api_key_env",
+            "auth_header",
+            "auth_prefix",
+            "sync_interval",
+            "timeouts",
+            "pool",
+            "extra_routes",
+            "batch_concurrency",
+        )
+    )
+
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     url: Text | None = Field(default=None, max_length=2000)
     api_key: Text | None = None

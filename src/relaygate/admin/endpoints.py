@@ -101,21 +101,9 @@ async def get_endpoint(endpoint_id: Id, ctx: Context = Depends(get_ctx)) -> Endp
 async def update_endpoint(
     endpoint_id: Id, body: EndpointUpdate, ctx: Context = Depends(get_ctx)
 ) -> EndpointOut:
-    sent = body.model_dump(include=body.model_fields_set - {"timeouts"})
-    if "timeouts" in body.model_fields_set:
+    sent = body.changes()
+    if "timeouts" in sent:
         sent["timeouts"] = body.timeouts.chosen() if body.timeouts else None
-    for nullable_only in (
-        "name",
-        "url",
-        "model_filter",
-        "enabled",
-        "requires_user_key",
-        "messages_api",
-        "responses_api",
-        "chat_api",
-    ):
-        if sent.get(nullable_only, "") is None:
-            sent.pop(nullable_only)
     info = await service.update_endpoint(ctx, endpoint_id, EndpointChanges(**sent))
     return endpoint_out(info)
 

@@ -11,7 +11,6 @@ from relaygate.admin.schemas import GroupCreate, GroupOut, GroupUpdate
 from relaygate.context import Context
 from relaygate.services import budgets
 from relaygate.services import groups as service
-from relaygate.services.patch import UNSET
 
 router = APIRouter(prefix="/groups", tags=["groups"], dependencies=[Depends(require_admin)])
 
@@ -42,15 +41,7 @@ async def get_group(group_id: Id, ctx: Context = Depends(get_ctx)) -> GroupOut:
 async def update_group(
     group_id: Id, body: GroupUpdate, ctx: Context = Depends(get_ctx)
 ) -> GroupOut:
-    sent = body.model_fields_set
-    group = await service.update_group(
-        ctx,
-        group_id,
-        name=body.name if "name" in sent and body.name is not None else UNSET,
-        description=body.description if "description" in sent else UNSET,
-        budget=body.budget if "budget" in sent else UNSET,
-        budget_period=body.budget_period if "budget_period" in sent else UNSET,
-    )
+    group = await service.update_group(ctx, group_id, **body.changes())
     return GroupOut(**asdict(group))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 from fastapi import APIRouter, Depends
 
@@ -69,12 +68,7 @@ async def update_key(
     """Change a key's name or rate limits; only the fields sent change (null clears a
     limit). A caller with a rate limit (its key's or its user's) can neither clear that
     limit on a key nor set it higher."""
-    changes: dict[str, Any] = {
-        k: v for k, v in body.model_dump(include=body.model_fields_set).items() if v is not None
-    }
-    for limit in ("requests_per_minute", "tokens_per_minute", "budget", "budget_period"):
-        if limit in body.model_fields_set:
-            changes[limit] = getattr(body, limit)
+    changes = body.changes()
     service.rate_limit_change_within_caller(
         caller,
         changes.get("requests_per_minute", UNSET),

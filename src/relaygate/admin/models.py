@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 from fastapi import APIRouter, Depends
 
@@ -27,7 +26,4 @@ async def list_models(
 async def update_model(
     model_id: Id, body: ModelUpdate, ctx: Context = Depends(get_ctx)
 ) -> ModelOut:
-    changes: dict[str, Any] = body.model_dump(include=body.model_fields_set)
-    if changes.get("enabled", False) is None:
-        changes.pop("enabled")
-    return ModelOut(**asdict(await service.update_model(ctx, model_id, **changes)))
+    return ModelOut(**asdict(await service.update_model(ctx, model_id, **body.changes())))

@@ -6,7 +6,7 @@ endpoints and the registry are in :mod:`.endpoint_schemas`, of budgets in
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -56,7 +56,19 @@ conversion leaves Python's years 1 to 9999 is a 400, not an OverflowError."""
 
 
 class Input(BaseModel):
+    """A request body: unknown fields are refused. For a PATCH body, :meth:`changes`
+    gives what it changes."""
+
     model_config = ConfigDict(extra="forbid")
+    CLEARABLE: ClassVar[frozenset[str]] = frozenset()
+    """The fields a PATCH may send as null to clear them; null elsewhere leaves the
+    field as it is."""
+
+    def changes(self) -> dict[str, Any]:
+        """The fields this PATCH body sent, as keyword arguments of a service's update:
+        a null one is dropped, unless it is :attr:`CLEARABLE` (it then clears)."""
+        sent = self.model_dump(include=self.model_fields_set)
+        return {k: v for k, v in sent.items() if v is not None or k in self.CLEARABLE}
 
 
 def _rpm(of: str) -> Any:
@@ -114,6 +126,18 @@ class ModelOut(BaseModel):
 
 
 class ModelUpdate(Input):
+    """Only the fields sent are changed; any but ``enabled`` sent as null is cleared."""
+
+    CLEARABLE = frozenset(
+        (
+            "alias",
+            "input_cost_per_million_tokens",
+            "output_cost_per_million_tokens",
+            "fallback_model",
+            "default_output_tokens",
+        )
+    )
+
     alias: Text | None = Field(default=None, max_length=500)
     enabled: bool | None = None
     input_cost_per_million_tokens: float | None = Field(
@@ -152,6 +176,10 @@ class UserCreate(Input):
 class UserUpdate(Input):
     """Only the fields sent are changed; a limit sent as null is cleared."""
 
+    CLEARABLE = frozenset(
+        ("email", "requests_per_minute", "tokens_per_minute", "budget", "budget_period")
+    )
+
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     email: Text | None = Field(default=None, max_length=320)
     role: Literal["admin", "user"] | None = None
@@ -186,6 +214,8 @@ class KeyCreate(Input):
 
 class KeyUpdate(Input):
     """Only the fields sent are changed; a limit or budget sent as null is cleared."""
+
+    CLEARABLE = frozenset(("requests_per_minute", "tokens_per_minute", "budget", "budget_period"))
 
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     requests_per_minute: int | None = _rpm("of this key")
@@ -234,6 +264,8 @@ class GroupCreate(Input):
 
 
 class GroupUpdate(Input):
+    CLEARABLE = frozenset(("description", "budget", "budget_period"))
+
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     description: Text | None = None
     budget: Amount | None = budget_field("shared by the group's members, on the models it grants")

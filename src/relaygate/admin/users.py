@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
@@ -59,12 +58,7 @@ async def update_user(
 ) -> UserOut:
     """Change a user; a caller with rate limits can neither clear a user's limit nor raise
     it above its own (its own user's included)."""
-    changes: dict[str, Any] = {
-        k: v
-        for k, v in body.model_dump(include=body.model_fields_set).items()
-        if v is not None
-        or k in ("email", "requests_per_minute", "tokens_per_minute", "budget", "budget_period")
-    }
+    changes = body.changes()
     api_keys.rate_limit_change_within_caller(
         caller,
         changes.get("requests_per_minute", UNSET),
