@@ -35,8 +35,7 @@ from relaygate.logs import configure_logging
 from relaygate.metrics import Metrics
 from relaygate.ops import router as ops_router
 from relaygate.proxy import Proxy
-from relaygate.proxy.app import send_error
-from relaygate.proxy.asgi import Receive, Scope, Send
+from relaygate.proxy.asgi import Receive, Scope, Send, send_error
 from relaygate.proxy.checks import check_header_size
 from relaygate.proxy.translation import Translation
 from relaygate.ratelimit import RateLimiter

@@ -16,15 +16,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Executable, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaygate.access import EVERYONE, listing_entry, surfaces_for
+from relaygate.access import EVERYONE
 from relaygate.budget import budget_of
-from relaygate.catalog import Catalog, EndpointEntry, ModelEntry
+from relaygate.catalog import Catalog, EndpointEntry
 from relaygate.changes import Change
-from relaygate.credentials import endpoint_key
 from relaygate.db.tables import (
     ApiKey,
     Endpoint,
@@ -36,9 +34,8 @@ from relaygate.db.tables import (
     User,
     UserProviderKey,
 )
-from relaygate.errors import CredentialsUnavailable, DecryptionFailed
-from relaygate.providers import ALL_ROUTES, get_provider
-from relaygate.routes import policy_for
+from relaygate.entries import MODEL_COLUMNS, Entries
+from relaygate.providers import ALL_ROUTES
 from relaygate.snapshot import (
     ADMIN_ACCESS,
     DEFAULT_TIMEOUTS,
@@ -46,33 +43,13 @@ from relaygate.snapshot import (
     Principal,
     Snapshot,
     Surfaces,
-    TargetApis,
     Timeouts,
     UserState,
 )
-from relaygate.translate.base import dialect_for
 from relaygate.vault import Vault
 
 log = logging.getLogger(__name__)
 
-MODEL_COLUMNS = (
-    Model.id,
-    Model.endpoint_id,
-    Model.upstream_id,
-    Model.alias,
-    Model.status,
-    Model.enabled,
-    Model.fallback_model,
-    Model.input_cost_per_million_tokens,
-    Model.output_cost_per_million_tokens,
-    Model.default_output_tokens,
-    Model.display_name,
-    Model.context_window,
-    Model.max_output_tokens,
-    Model.created,
-    Model.first_seen_at,
-    Model.capabilities,
-)
 KEY_COLUMNS = (
     ApiKey.id,
     ApiKey.user_id,
@@ -127,95 +104,15 @@ class Loader:
     Every secret is decrypted once, when its row is read."""
 
     def __init__(self, vault: Vault, timeouts: Timeouts = DEFAULT_TIMEOUTS):
-        self._vault = vault
-        self._timeouts = timeouts
         self.recomputed = 0
         """Routes recomputed since start: how much a change built (see SnapshotStore)."""
-        self._unusable: dict[tuple[str, int, int], str] = {}
-        """Why each unusable endpoint (or a user's own key for one) cannot be used, as
-        last logged: a rebuild logs a cause once, not at every rebuild."""
-
-    def _cannot_use(self, what: tuple[str, int, int], message: str) -> None:
-        """Log ``message`` (why ``what`` cannot be used) unless it is what was logged last."""
-        if self._unusable.get(what) != message:
-            self._unusable[what] = message
-            log.error("%s", message)
-
-    def _can_use(self, what: tuple[str, int, int], message: str) -> None:
-        """Log ``message`` when ``what`` was unusable before (no more line after)."""
-        if self._unusable.pop(what, None) is not None:
-            log.info("%s", message)
+        self._entries = Entries(vault, timeouts)
 
     # The catalogue: endpoints and models.
 
     def endpoint_entry(self, row: Endpoint) -> EndpointEntry:
-        """``row`` as routing needs it; its shared key is decrypted here."""
-        surfaces: Surfaces | None = None
-        what = ("endpoint", row.id, 0)
-        if not row.requires_user_key:
-            try:
-                surfaces = surfaces_for(row, endpoint_key(row, self._vault))
-            except UnicodeEncodeError:
-                reason = "its key or auth prefix is not ASCII"
-                self._cannot_use(what, f"endpoint {row.name!r} cannot be used: {reason}")
-                surfaces = ()
-            except CredentialsUnavailable as exc:
-                # Never forward without the key: its models stay listed as unavailable.
-                self._cannot_use(what, f"endpoint {row.name!r} cannot be used: {exc}")
-                surfaces = ()
-        if surfaces != ():
-            self._can_use(what, f"endpoint {row.name!r} can be used again")
-        apis = TargetApis(
-            row.type,
-            row.messages_api or "auto",
-            row.responses_api or "auto",
-            row.chat_api or "auto",
-            tuple(sorted((row.api_found or {}).items())),
-            dialect_for(row.type, row.url),
-        )
-        fingerprint = (
-            row.name,
-            row.url,
-            row.type,
-            row.enabled,
-            row.pool,
-            row.requires_user_key,
-            row.api_key_encrypted,
-            row.api_key_env,
-            row.auth_header,
-            row.auth_prefix,
-            tuple(row.extra_routes or ()),
-            tuple(sorted((row.timeouts or {}).items())),
-            apis,
-        )
-        return EndpointEntry(
-            row,
-            surfaces,
-            policy_for(get_provider(row.type).routes, row.extra_routes),
-            self._timeouts.merged(row.timeouts),
-            apis,
-            fingerprint,
-        )
-
-    @staticmethod
-    def model_entry(row: Any, endpoint_name: str) -> ModelEntry:
-        """A model row (of :data:`MODEL_COLUMNS`) of the endpoint ``endpoint_name``."""
-        name = row.alias or row.upstream_id
-        return ModelEntry(
-            row.id,
-            row.endpoint_id,
-            row.upstream_id,
-            name,
-            row.alias is not None,
-            row.enabled,
-            row.status == "online",
-            row.fallback_model,
-            row.input_cost_per_million_tokens,
-            row.output_cost_per_million_tokens,
-            row.default_output_tokens or row.max_output_tokens,
-            # orjson's output keeps its 4 KB buffer: a copy holds only the bytes.
-            bytes(memoryview(orjson.dumps(listing_entry(name, row, endpoint_name)))),
-        )
+        """``row`` as routing needs it (:meth:`relaygate.entries.Entries.endpoint`)."""
+        return self._entries.endpoint(row)
 
     async def _recompute(self, snapshot: Snapshot, names: Iterable[str]) -> None:
         """Recompute the routes of ``names``, :data:`SLICE` at a time."""
@@ -273,7 +170,7 @@ class Loader:
             changed = []
             for model_row in rows:
                 seen.add(model_row.id)
-                model = self.model_entry(model_row, row.name)
+                model = self._entries.model(model_row, row.name)
                 if whole or catalog.models.get(model.id) != model:
                     changed.append(model)
             replaced = [catalog.models[m.id] for m in changed if m.id in catalog.models]
@@ -311,7 +208,7 @@ class Loader:
                     catalog.drop(model_id)
                     self._forget_grants(snapshot, None, {model_id})
                     continue
-                model = self.model_entry(row, catalog.endpoints[row.endpoint_id].row.name)
+                model = self._entries.model(row, catalog.endpoints[row.endpoint_id].row.name)
                 catalog.put(model)
                 affected |= catalog.affected_by([model])
             await asyncio.sleep(0)
@@ -436,24 +333,9 @@ class Loader:
                 principal.user_changed()
 
     def _own_surfaces(self, snapshot: Snapshot, row: Any) -> Surfaces | None:
-        """The surfaces of a user's own key (a row of :data:`OWN_KEY_COLUMNS`), decrypted
-        here, or None when it cannot be used."""
-        entry = _catalog(snapshot).endpoints.get(row.endpoint_id)
-        if entry is None:
-            return None
-        what = ("own key", row.user_id, row.endpoint_id)
-        try:
-            surfaces = surfaces_for(entry.row, self._vault.decrypt(row.api_key_encrypted))
-        except (DecryptionFailed, UnicodeEncodeError):
-            self._cannot_use(
-                what,
-                f"user {row.user_id}'s own key for endpoint {row.endpoint_id} cannot be used",
-            )
-            return None
-        self._can_use(
-            what, f"user {row.user_id}'s own key for endpoint {row.endpoint_id} can be used again"
-        )
-        return surfaces
+        """The surfaces of a user's own key (a row of :data:`OWN_KEY_COLUMNS`), or None
+        when it cannot be used."""
+        return self._entries.own_surfaces(_catalog(snapshot).endpoints.get(row.endpoint_id), row)
 
     async def _own_key(self, snapshot: Snapshot, session: AsyncSession, user_id: int) -> None:
         user = snapshot.users.get(user_id)
@@ -528,7 +410,7 @@ class Loader:
             catalog.endpoints[endpoint.id] = self.endpoint_entry(endpoint)
         async for rows in _slices(session, select(*MODEL_COLUMNS)):
             for row in rows:
-                catalog.put(self.model_entry(row, catalog.endpoints[row.endpoint_id].row.name))
+                catalog.put(self._entries.model(row, catalog.endpoints[row.endpoint_id].row.name))
         await self._recompute(snapshot, list(catalog.by_name))
 
         snapshot.everyone = await session.scalar(select(Group.id).where(Group.name == EVERYONE))

@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 
 from relaygate.auth import authenticate, key_from_headers
-from relaygate.bodies import answer_draining
 from relaygate.budgets import Budgets
 from relaygate.errors import (
     ClientDisconnected,
@@ -28,14 +27,21 @@ from relaygate.errors import (
     RelaygateError,
     TryNextTarget,
     error_body,
-    render,
 )
 from relaygate.health import Health
 from relaygate.logs import REQUEST_ID, request_id
 from relaygate.metrics import Metrics
 from relaygate.proxy.access_log import AccessLog
 from relaygate.proxy.accounting import Accounting, Exchange
-from relaygate.proxy.asgi import Receive, Scope, Send, send_json
+from relaygate.proxy.asgi import (
+    Receive,
+    Scope,
+    Send,
+    has_body,
+    send_error,
+    send_error_draining,
+    send_json,
+)
 from relaygate.proxy.batched import Answer, Gathered, Ticket, batch_scope
 from relaygate.proxy.body import (
     cancel_on_disconnect,
@@ -69,32 +75,6 @@ from relaygate.snapshots import SnapshotStore
 from relaygate.usage_records import UsageQueue
 
 log = logging.getLogger(__name__)
-
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-async def send_error(
-    send: Send, exc: RelaygateError, extra: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    """Answer with ``exc`` as an OpenAI-shaped error, with the headers it calls for
-    (``Retry-After``, ``Allow``) and ``extra`` ones."""
-    status, body = render(exc)
-    await send_json(send, status, body, exc.headers + extra if extra else exc.headers)
-
-
-async def send_error_draining(
-    send: Send,
-    receive: Receive,
-    exc: RelaygateError,
-    extra: tuple[tuple[bytes, bytes], ...],
-    seconds: float,
-) -> None:
-    """:func:`send_error` for a request whose body is still unread (see
-    :func:`relaygate.bodies.answer_draining`)."""
-    status, body = render(exc)
-    headers = [*_JSON_HEADERS, *exc.headers, *extra]
-    start = {"type": "http.response.start", "status": status, "headers": headers}
-    await answer_draining(send, receive, start, body, seconds)
 
 
 class Proxy:
@@ -239,7 +219,7 @@ class Proxy:
             status = 499  # nothing to answer: the client is gone
         except RelaygateError as exc:
             status = exc.status
-            if exchange.body_whole or not _has_body(scope["headers"]):
+            if exchange.body_whole or not has_body(scope["headers"]):
                 await send_error(send, exc, reply_headers)
             else:
                 await send_error_draining(send, receive, exc, reply_headers, self._drain_seconds)
@@ -517,11 +497,3 @@ class Proxy:
         assert state.principal is not None
         translation.finished(conversion, out.payload, state.principal, name, out.turn)
         return status
-
-
-def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether the request declared a body (a content-length above 0, or chunked)."""
-    for name, value in headers:
-        if (name == b"content-length" and value not in (b"0", b"")) or name == b"transfer-encoding":
-            return True
-    return False

@@ -5,14 +5,11 @@ the failures that let the proxy fail over to its next target."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import aiohttp
-import orjson
 from yarl import URL
 
 from relaygate.errors import (
@@ -20,7 +17,6 @@ from relaygate.errors import (
     RelaygateError,
     TryNextTarget,
     UpstreamFailed,
-    UpstreamTimeout,
 )
 from relaygate.health import Health, parse_retry_after
 from relaygate.metrics import Metrics
@@ -34,11 +30,12 @@ from relaygate.proxy.headers import (
     wire_path,
 )
 from relaygate.proxy.multipart import Spliced
+from relaygate.proxy.relay import Opened, Relay, end_broken, error_for, failure_of
 from relaygate.proxy.replies import Reply
 from relaygate.proxy.tokens import BodyTokens, StreamTokens
 from relaygate.proxy.translation import Conversion
 from relaygate.proxy.upstream_errors import error_answer, once, readable
-from relaygate.snapshot import Target, Timeouts
+from relaygate.snapshot import Target
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +52,8 @@ class Upstream:
 
     An attempt's steps: :meth:`_request_of` builds the request, :meth:`_open` reads the
     answer's headers (health, usage readers, error bodies), :meth:`_relay` or
-    :meth:`_relay_translated` stream the body, :func:`_failure_of` names a failure."""
+    :meth:`_relay_translated` stream the body; :mod:`relaygate.proxy.relay` times the
+    answer and names a failure."""
 
     def __init__(
         self,
@@ -109,7 +107,7 @@ class Upstream:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
         response: aiohttp.ClientResponse | None = None
-        relay = _Relay(timeouts.idle, deadline)
+        relay = Relay(timeouts.idle, deadline)
         try:
             async with asyncio.timeout_at(
                 min(loop.time() + timeouts.first_byte, deadline)
@@ -132,7 +130,7 @@ class Upstream:
                         return await self._relay_translated(send, opened, relay, state)
                     return await self._relay(send, opened, relay, state, target)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            kind, reason = _failure_of(exc, timeouts, loop.time() >= deadline - 0.001, state)
+            kind, reason = failure_of(exc, timeouts, loop.time() >= deadline - 0.001, state)
             return await self._failed(
                 kind, reason, scope, send, response, relay, target, state, final
             )
@@ -144,7 +142,7 @@ class Upstream:
         scope: Scope,
         send: Send,
         response: aiohttp.ClientResponse | None,
-        relay: _Relay,
+        relay: Relay,
         target: Target,
         state: Exchange,
         final: bool,
@@ -157,9 +155,9 @@ class Upstream:
         if state.started:
             log.warning("response from endpoint %r broke off: %s", target.endpoint_name, reason)
             state.finished = True
-            await self._end_broken(scope, send, response, relay, target, reason)
+            await end_broken(scope, send, response, relay, target, reason)
             return 504 if kind.endswith("timeout") else 502
-        self._fail(_error_for(kind, reason, target.endpoint_name), final=final)
+        self._fail(error_for(kind, reason, target.endpoint_name), final=final)
 
     def _request_of(
         self,
@@ -201,7 +199,7 @@ class Upstream:
         conversion: Conversion | None,
         final: bool,
         probe: bool,
-    ) -> _Opened:
+    ) -> Opened:
         """What the endpoint's response headers say: its health judged (raising what a
         failed answer calls for, see :meth:`attempt`), the usage readers for its body,
         the client's headers, and an error body read whole and, when it is not a proper
@@ -213,7 +211,7 @@ class Upstream:
         if probe and status in (404, 405) and await self._route_missing(target, path, state):
             raise NotServed
         headers_at = time.perf_counter()
-        opened = _Opened(status, response.headers.get("content-type", ""))
+        opened = Opened(status, response.headers.get("content-type", ""))
         if status < 300:
             if opened.content_type.startswith("text/event-stream"):
                 opened.stream = StreamTokens(state.strip_usage, self._max_event)
@@ -245,7 +243,7 @@ class Upstream:
         return opened
 
     async def _relay(
-        self, send: Send, opened: _Opened, relay: _Relay, state: Exchange, target: Target
+        self, send: Send, opened: Opened, relay: Relay, state: Exchange, target: Target
     ) -> int:
         """Start the client's response and send it every chunk of the endpoint's answer
         as soon as it is read, its usage read on the way; returns the status."""
@@ -318,7 +316,7 @@ class Upstream:
             return False  # not known: the client's own answer stands
 
     async def _relay_translated(
-        self, send: Send, opened: _Opened, relay: _Relay, state: Exchange
+        self, send: Send, opened: Opened, relay: Relay, state: Exchange
     ) -> int:
         """Stream the endpoint's answer to the client through ``relay.reply`` (its answer
         in the client's API): the usage is read from the endpoint's own bytes, what the
@@ -424,119 +422,8 @@ class Upstream:
         health.succeeded(key, user)
 
     @staticmethod
-    async def _end_broken(
-        scope: Scope,
-        send: Send,
-        response: aiohttp.ClientResponse | None,
-        relay: _Relay,
-        target: Target,
-        reason: str,
-    ) -> None:
-        """End a response that broke off after it started. An event stream that stopped
-        between two events gets an error event (in the shape the client's SDK raises on:
-        OpenAI's ``{"error": …}`` data, or Anthropic's ``event: error``) and a clean end;
-        anything else is left unfinished so the server closes the connection."""
-        content_type = response.headers.get("content-type", "") if response is not None else ""
-        if not content_type.startswith("text/event-stream"):
-            return  # uvicorn closes a connection whose response did not finish
-        message = f"the response from endpoint {target.endpoint_name!r} broke off: {reason}"
-        reply, last_chunk = relay.reply, relay.last_chunk
-        if reply is not None:
-            event = reply.fail(message)  # a translated stream goes out in whole events
-        elif last_chunk and not last_chunk.endswith((b"\n\n", b"\r\n\r\n")):
-            event = b""  # mid-event: an error event would be garbled, so only end
-        elif scope["path"].startswith("/v1/messages"):
-            error = {"type": "error", "error": {"type": "api_error", "message": message}}
-            event = b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
-        else:
-            error = {
-                "error": {"message": message, "type": "upstream_error", "code": "stream_broken"}
-            }
-            event = b"data: " + orjson.dumps(error) + b"\n\n"
-        with contextlib.suppress(Exception):
-            await send({"type": "http.response.body", "body": event})
-
-    @staticmethod
     def _fail(error: RelaygateError, *, final: bool) -> NoReturn:
         """Raise ``error`` for the client (last target), or :class:`TryNextTarget` to fail over."""
         if final:
             raise error
         raise TryNextTarget(error)
-
-
-class _Opened:
-    """The endpoint's answer once its headers came: ``status``, ``content_type``, the
-    client's ``headers``, the body's ``chunks`` and ``length`` (None: unknown), and the
-    reader of its usage (``stream`` for an event stream, ``body`` for JSON)."""
-
-    __slots__ = ("body", "chunks", "content_type", "headers", "length", "status", "stream")
-
-    def __init__(self, status: int, content_type: str) -> None:
-        self.status = status
-        self.content_type = content_type
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: AsyncIterator[bytes] = once(b"")
-        self.length: int | None = None
-        self.stream: StreamTokens | None = None
-        self.body: BodyTokens | None = None
-
-
-class _Relay:
-    """The timing of one attempt's answer, and what ending it broken needs. Until the
-    response starts, ``timer`` runs to the first byte; from then on it is moved once per
-    ``slack`` seconds of flowing chunks, not on every chunk, so it fires after ``idle``
-    to ``idle + slack`` seconds of silence, or at the ``deadline`` (loop time)."""
-
-    __slots__ = ("deadline", "due", "idle", "last_chunk", "reply", "slack", "timer")
-
-    def __init__(self, idle: float, deadline: float) -> None:
-        self.idle = idle
-        self.deadline = deadline
-        self.slack = min(1.0, idle / 20)
-        self.due = 0.0
-        self.timer: asyncio.Timeout | None = None
-        self.reply: Reply | None = None
-        self.last_chunk = b""
-        """The last chunk sent (an event stream broken mid-event gets no error event)."""
-
-    def start(self) -> None:
-        """The response started: from now on the idle timeout runs."""
-        assert self.timer is not None
-        self.due = min(asyncio.get_running_loop().time() + self.idle + self.slack, self.deadline)
-        self.timer.reschedule(self.due)
-
-    def moved(self) -> None:
-        """A chunk came: move the idle timer, when it is due to move."""
-        now = asyncio.get_running_loop().time()
-        if now + self.idle > self.due and self.due < self.deadline:
-            assert self.timer is not None
-            self.due = min(now + self.idle + self.slack, self.deadline)
-            self.timer.reschedule(self.due)
-
-
-def _failure_of(
-    exc: TimeoutError | aiohttp.ClientError, timeouts: Timeouts, at_deadline: bool, state: Exchange
-) -> tuple[str, str]:
-    """The kind of an attempt's failure (its ``relaygate_upstream_errors_total`` label)
-    and the reason an operator reads."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        refused = isinstance(exc.os_error, ConnectionRefusedError)
-        return "connect", "connection refused" if refused else "cannot connect"
-    if not isinstance(exc, TimeoutError):
-        return "broken", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "connect_timeout", f"no connection within {timeouts.connect:g} s"
-    if at_deadline:
-        return "total_timeout", f"not finished within the total timeout of {timeouts.total:g} s"
-    if state.started:
-        return "idle_timeout", f"silent for {timeouts.idle:g} s or more (idle timeout)"
-    return "first_byte_timeout", f"no response within {timeouts.first_byte:g} s"
-
-
-def _error_for(kind: str, reason: str, endpoint: str) -> RelaygateError:
-    """The client's error for a failure of ``kind`` before the response started."""
-    if kind == "connect":
-        return UpstreamFailed(f"endpoint {endpoint!r} is unreachable ({reason})")
-    if kind.endswith("timeout"):
-        return UpstreamTimeout(f"endpoint {endpoint!r} failed: {reason}")
-    return UpstreamFailed(f"endpoint {endpoint!r} failed: {reason}")

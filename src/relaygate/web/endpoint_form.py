@@ -4,6 +4,8 @@ the admin API and the CLI use. Blank fields mean "none" or "the setting's"."""
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from pydantic import BaseModel, Field
 
 from relaygate.errors import BadRequest
@@ -50,31 +52,27 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _number(text: str, param: str, what: str) -> float | None:
-    """A blank field is None; anything but a number raises :class:`BadRequest`."""
+N = TypeVar("N", int, float)
+
+
+def _parsed(kind: type[N], text: str, param: str, what: str) -> N | None:
+    """A number field as typed (``kind`` int or float): blank is None; anything else
+    but such a number raises :class:`BadRequest`."""
     if not text.strip():
         return None
     try:
-        return float(text)
+        return kind(text)
     except ValueError:
-        raise BadRequest(f"{what} must be a number, or blank", param=param) from None
-
-
-def _whole(text: str, param: str, what: str) -> int | None:
-    if not text.strip():
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise BadRequest(f"{what} must be a whole number, or blank", param=param) from None
+        noun = "a whole number" if kind is int else "a number"
+        raise BadRequest(f"{what} must be {noun}, or blank", param=param) from None
 
 
 def _timeouts(form: EndpointForm) -> dict[str, float] | None:
     """The four timeout fields; the service checks their ranges. None when all blank."""
     chosen: dict[str, float] = {}
     for name in TIMEOUT_NAMES:
-        seconds = _number(
-            getattr(form, f"timeout_{name}"), f"timeouts.{name}", f"the {name} timeout"
+        seconds = _parsed(
+            float, getattr(form, f"timeout_{name}"), f"timeouts.{name}", f"the {name} timeout"
         )
         if seconds is not None:
             chosen[name] = seconds
@@ -85,6 +83,27 @@ def _blank_none(text: str) -> str | None:
     return text.strip() or None
 
 
+def _settings_of(form: EndpointForm) -> dict[str, Any]:
+    """The fields the add and the edit form share, as typed; raises :class:`BadRequest`
+    for unreadable numbers."""
+    return {
+        "model_filter": _list(form.model_filter),
+        "requires_user_key": bool(form.requires_user_key),
+        "auth_header": _blank_none(form.auth_header),
+        "auth_prefix": _blank_none(form.auth_prefix),
+        "sync_interval": _parsed(float, form.sync_interval, "sync_interval", "the sync interval"),
+        "timeouts": _timeouts(form),
+        "pool": _blank_none(form.pool),
+        "extra_routes": _lines(form.extra_routes),
+        "messages_api": form.messages_api,
+        "responses_api": form.responses_api,
+        "chat_api": form.chat_api,
+        "batch_concurrency": _parsed(
+            int, form.batch_concurrency, "batch_concurrency", "batch concurrency"
+        ),
+    }
+
+
 def spec_of(form: EndpointForm) -> EndpointSpec:
     """A new endpoint from the add form; raises :class:`BadRequest` for unreadable numbers."""
     return EndpointSpec(
@@ -93,19 +112,8 @@ def spec_of(form: EndpointForm) -> EndpointSpec:
         type=form.type,
         api_key=form.api_key or None,
         api_key_env=_blank_none(form.api_key_env),
-        auth_header=_blank_none(form.auth_header),
-        auth_prefix=_blank_none(form.auth_prefix),
-        model_filter=_list(form.model_filter),
-        sync_interval=_number(form.sync_interval, "sync_interval", "the sync interval"),
-        timeouts=_timeouts(form),
-        requires_user_key=bool(form.requires_user_key),
         groups=list(dict.fromkeys(form.groups)),
-        pool=_blank_none(form.pool),
-        extra_routes=_lines(form.extra_routes),
-        messages_api=form.messages_api,
-        responses_api=form.responses_api,
-        chat_api=form.chat_api,
-        batch_concurrency=_whole(form.batch_concurrency, "batch_concurrency", "batch concurrency"),
+        **_settings_of(form),
     )
 
 
@@ -113,22 +121,7 @@ def changes_of(form: EndpointForm, current: EndpointInfo) -> EndpointChanges:
     """The changes the edit form asks of ``current``. The key field is write-only: blank
     keeps the stored key; a new variable name replaces a stored key; ``clear_key`` leaves
     the endpoint without a key. Raises :class:`BadRequest` for unreadable numbers."""
-    changes = EndpointChanges(
-        name=form.name,
-        url=form.url,
-        model_filter=_list(form.model_filter),
-        requires_user_key=bool(form.requires_user_key),
-        auth_header=_blank_none(form.auth_header),
-        auth_prefix=_blank_none(form.auth_prefix),
-        sync_interval=_number(form.sync_interval, "sync_interval", "the sync interval"),
-        timeouts=_timeouts(form),
-        pool=_blank_none(form.pool),
-        extra_routes=_lines(form.extra_routes),
-        messages_api=form.messages_api,
-        responses_api=form.responses_api,
-        chat_api=form.chat_api,
-        batch_concurrency=_whole(form.batch_concurrency, "batch_concurrency", "batch concurrency"),
-    )
+    changes = EndpointChanges(name=form.name, url=form.url, **_settings_of(form))
     env = _blank_none(form.api_key_env)
     if form.clear_key:
         if current.api_key_source == "env":
