@@ -303,3 +303,18 @@ def test_models_page_shows_a_name_conflict_beside_the_model(
         pooled = client.get("/ui/models").text
     assert [row[0] for row in table_rows(pooled, "models")[1:]] == ["gpt-test", "gpt-test"]
     assert "conflict" not in pooled
+
+
+def test_a_key_with_a_budget_cannot_mint_keys_in_the_console(gateway: Gateway) -> None:
+    """Signed in with a key that has a budget of its own, a user cannot create another
+    key on My account (it would not share the budget), as ``/me/keys`` refuses it: the
+    page says why and the user still has one key."""
+    user = gateway.create_user("capped")
+    key = gateway.create_key(user_id=user["id"], budget=0.5, budget_period="daily")
+    with console(gateway, key["key"]) as client:
+        answer = client.post("/ui/account/keys", data={"name": "free", "csrf": csrf_of(client)})
+        assert answer.status_code == 303
+        assert "kind=error" in answer.headers["location"]
+        assert "budget" in client.get(answer.headers["location"]).text
+    keys = gateway.admin.get("/admin/api/v1/keys").json()
+    assert [k["name"] for k in keys if k["user_id"] == user["id"]] == [key["name"]]

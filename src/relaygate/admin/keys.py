@@ -40,18 +40,16 @@ async def create_key(
     """A new key for ``user_id`` (default: the caller). Whoever it is for, it never reaches
     more models, lives longer or has a higher (or no) rate limit than the calling key and
     its user; what is omitted takes the caller's limit."""
-    allowed, expires = service.within_caller_limits(caller, body.allowed_models, body.expires_at)
-    rpm, tpm = service.rate_limits_within_caller(
-        caller, body.requests_per_minute, body.tokens_per_minute
-    )
-    created = await service.create_key(
+    created = await service.create_key_within(
         ctx,
+        caller,
         user=body.user_id if body.user_id is not None else caller.user_id,
         name=body.name,
-        expires_at=expires,
-        allowed_models=allowed,
-        requests_per_minute=rpm,
-        tokens_per_minute=tpm,
+        own=False,  # an admin's: its budget is the admin's to give
+        allowed_models=body.allowed_models,
+        expires_at=body.expires_at,
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
         budget=body.budget,
         budget_period=body.budget_period,
     )

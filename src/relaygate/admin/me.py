@@ -58,21 +58,18 @@ async def create_own_key(
     """A new key for the caller; it can be limited to models and rates but never reaches
     more than the caller's own access, nor a higher rate than the calling key or its
     user has, nor a larger budget than the calling key's (omitted: the calling key's)."""
-    budget, period = budgets.budget_within_caller(caller, body.budget, body.budget_period)
-    allowed, expires = api_keys.within_caller_limits(caller, body.allowed_models, body.expires_at)
-    rpm, tpm = api_keys.rate_limits_within_caller(
-        caller, body.requests_per_minute, body.tokens_per_minute
-    )
-    created = await api_keys.create_key(
+    created = await api_keys.create_key_within(
         ctx,
+        caller,
         user=caller.user_id,
         name=body.name,
-        expires_at=expires,
-        allowed_models=allowed,
-        requests_per_minute=rpm,
-        tokens_per_minute=tpm,
-        budget=budget,
-        budget_period=period,
+        own=True,
+        allowed_models=body.allowed_models,
+        expires_at=body.expires_at,
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
+        budget=body.budget,
+        budget_period=body.budget_period,
     )
     return KeyCreated(**asdict(created.info), key=created.key)
 

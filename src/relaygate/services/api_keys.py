@@ -16,7 +16,7 @@ from relaygate.db.tables import ApiKey, User, utcnow
 from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.keys import display_prefix, generate_key, hash_key
 from relaygate.ratelimit import check_limit
-from relaygate.services.budgets import apply_budget, with_spend
+from relaygate.services.budgets import apply_budget, budget_within_caller, with_spend
 from relaygate.services.patch import UNSET, Unset
 from relaygate.services.users import find_user
 from relaygate.snapshot import Principal
@@ -162,6 +162,43 @@ async def create_key(
         session.add(row)
         await session.flush()
     return CreatedKey(await _spent(ctx, _info(row)), secret)
+
+
+async def create_key_within(
+    ctx: Context,
+    caller: Principal,
+    *,
+    user: int | str,
+    name: str,
+    own: bool,
+    allowed_models: list[str] | None = None,
+    expires_at: datetime | None = None,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+    budget: float | None = None,
+    budget_period: str | None = None,
+) -> CreatedKey:
+    """Create a key as ``caller`` may, whoever asks (the admin API, ``/me/keys``, the
+    console): never more models, a later expiry or a higher (or no) rate limit than the
+    calling key and its user have, what is omitted taking the caller's
+    (:func:`within_caller_limits`, :func:`rate_limits_within_caller`); and a key the
+    caller makes for itself (``own``) never from a key with a budget of its own
+    (:func:`relaygate.services.budgets.budget_within_caller`). Raises what those raise."""
+    if own:
+        budget, budget_period = budget_within_caller(caller, budget, budget_period)
+    allowed, expires = within_caller_limits(caller, allowed_models, expires_at)
+    rpm, tpm = rate_limits_within_caller(caller, requests_per_minute, tokens_per_minute)
+    return await create_key(
+        ctx,
+        user=user,
+        name=name,
+        expires_at=expires,
+        allowed_models=allowed,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
+        budget=budget,
+        budget_period=budget_period,
+    )
 
 
 def within_caller_limits(

@@ -71,16 +71,12 @@ async def create_key(
     request: Request, session: Checked, name: Annotated[str, Form()] = "key"
 ) -> Response:
     with or_back(PAGE):
-        allowed, expires = api_keys.within_caller_limits(session.principal, None, None)
-        rpm, tpm = api_keys.rate_limits_within_caller(session.principal, None, None)
-        created = await api_keys.create_key(
+        created = await api_keys.create_key_within(
             context_of(request),
+            session.principal,
             user=session.principal.user_id,
             name=name,
-            expires_at=expires,
-            allowed_models=allowed,
-            requests_per_minute=rpm,
-            tokens_per_minute=tpm,
+            own=True,
         )
     # Rendered directly, never put in a URL: the key is shown this once.
     return await _account(request, session, new_key=created.key)

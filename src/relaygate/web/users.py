@@ -82,9 +82,7 @@ async def set_user_limits(
 ) -> Response:
     """Set or clear (blank) the user's limits, for all their keys together."""
     with or_back(user_page(user_id)):
-        rpm = limit_of(requests_per_minute, "requests_per_minute")
-        tpm = limit_of(tokens_per_minute, "tokens_per_minute")
-        api_keys.rate_limit_change_within_caller(session.principal, rpm, tpm)
+        rpm, tpm = _limits(session, requests_per_minute, tokens_per_minute)
         user = await user_service.update_user(
             context_of(request), user_id, requests_per_minute=rpm, tokens_per_minute=tpm
         )
@@ -102,23 +100,26 @@ async def create_key(
 ) -> Response:
     """Create a key for the user and show it on their page, this once."""
     with or_back(user_page(user_id)):
-        allowed, expires = api_keys.within_caller_limits(session.principal, None, None)
-        rpm, tpm = api_keys.rate_limits_within_caller(
-            session.principal,
-            limit_of(requests_per_minute, "requests_per_minute"),
-            limit_of(tokens_per_minute, "tokens_per_minute"),
-        )
-        created = await api_keys.create_key(
+        created = await api_keys.create_key_within(
             context_of(request),
+            session.principal,
             user=user_id,
             name=name,
-            expires_at=expires,
-            allowed_models=allowed,
-            requests_per_minute=rpm,
-            tokens_per_minute=tpm,
+            own=False,
+            requests_per_minute=limit_of(requests_per_minute, "requests_per_minute"),
+            tokens_per_minute=limit_of(tokens_per_minute, "tokens_per_minute"),
         )
     # Rendered directly, never put in a URL: the key is shown this once.
     return await _user(request, session, user_id, new_key=created.key)
+
+
+def _limits(session: ConsoleSession, requests: str, tokens: str) -> tuple[int | None, int | None]:
+    """The requests and tokens per minute typed (blank: no limit), within the caller's
+    own limits (:func:`relaygate.services.api_keys.rate_limit_change_within_caller`)."""
+    rpm = limit_of(requests, "requests_per_minute")
+    tpm = limit_of(tokens, "tokens_per_minute")
+    api_keys.rate_limit_change_within_caller(session.principal, rpm, tpm)
+    return rpm, tpm
 
 
 async def _own_key(request: Request, user_id: int, key_id: int) -> None:
@@ -140,9 +141,7 @@ async def set_key_limits(
     """Set or clear (blank) one of the user's keys' own limits."""
     with or_back(user_page(user_id)):
         await _own_key(request, user_id, key_id)
-        rpm = limit_of(requests_per_minute, "requests_per_minute")
-        tpm = limit_of(tokens_per_minute, "tokens_per_minute")
-        api_keys.rate_limit_change_within_caller(session.principal, rpm, tpm)
+        rpm, tpm = _limits(session, requests_per_minute, tokens_per_minute)
         key = await api_keys.update_key(
             context_of(request), key_id, requests_per_minute=rpm, tokens_per_minute=tpm
         )
