@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 
 from relaygate.batches.output import output_line
-from relaygate.batches.steps import INSERT_ROWS, renew_batch
+from relaygate.batches.steps import INSERT_ROWS, release_batch, renew_batch
 from relaygate.context import Context
 from relaygate.db.tables import Batch, BatchRequest, StoredFile, utcnow
 from relaygate.errors import ClaimLost
@@ -55,29 +55,16 @@ async def finalize(ctx: Context, batch_id: str) -> None:
     if batch.output_expires_seconds is not None:
         retention = min(retention, batch.output_expires_seconds)
     async with ctx.sessions.begin() as session:
-        result = await session.execute(
-            update(Batch)
-            .where(
-                Batch.id == batch_id,
-                Batch.status == "finalizing",
-                Batch.claimed_by == ctx.claimant,
-            )
-            .values(
-                {
-                    Batch.status: final,
-                    # As written: an answer that came in after its row was read is not.
-                    Batch.completed: written[True],
-                    Batch.failed: failed,
-                    Batch.output_file_id: kept.get(True),
-                    Batch.error_file_id: kept.get(False),
-                    Batch.claimed_by: None,
-                    Batch.claimed_until: None,
-                    _final_time(final): now,
-                }
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 0) == 1:
+        ended = {
+            Batch.status: final,
+            # As written: an answer that came in after its row was read is not.
+            Batch.completed: written[True],
+            Batch.failed: failed,
+            Batch.output_file_id: kept.get(True),
+            Batch.error_file_id: kept.get(False),
+            _final_time(final): now,
+        }
+        if await release_batch(ctx, session, batch_id, "finalizing", ended):
             for good, file_id in kept.items():
                 writer = outputs[good]
                 session.add(

@@ -8,9 +8,9 @@ import contextlib
 import hashlib
 import time
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete
 
-from relaygate.batches.steps import INSERT_ROWS, insert_rows, renew_batch
+from relaygate.batches.steps import INSERT_ROWS, insert_rows, release_batch, renew_batch
 from relaygate.context import Context
 from relaygate.db.tables import Batch, BatchRequest, StoredFile, utcnow
 from relaygate.errors import ClaimLost
@@ -22,23 +22,12 @@ async def _fail(ctx: Context, batch_id: str, code: str, message: str) -> None:
     nothing when it no longer holds it."""
     now = utcnow()
     async with ctx.sessions.begin() as session:
-        result = await session.execute(
-            update(Batch)
-            .where(
-                Batch.id == batch_id,
-                Batch.status == "validating",
-                Batch.claimed_by == ctx.claimant,
-            )
-            .values(
-                status="failed",
-                failed_at=now,
-                errors=[{"code": code, "message": message, "param": None, "line": None}],
-                claimed_by=None,
-                claimed_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 0) == 1:
+        failed = {
+            Batch.status: "failed",
+            Batch.failed_at: now,
+            Batch.errors: [{"code": code, "message": message, "param": None, "line": None}],
+        }
+        if await release_batch(ctx, session, batch_id, "validating", failed):
             await session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
 
 
@@ -95,22 +84,8 @@ async def prepare(ctx: Context, batch_id: str) -> None:
         return
     now = utcnow()
     async with ctx.sessions.begin() as session:
-        await session.execute(
-            update(Batch)
-            .where(
-                Batch.id == batch_id,
-                Batch.status == "validating",
-                Batch.claimed_by == ctx.claimant,
-            )
-            .values(
-                status="in_progress",
-                in_progress_at=now,
-                total=count,
-                claimed_by=None,
-                claimed_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        started = {Batch.status: "in_progress", Batch.in_progress_at: now, Batch.total: count}
+        await release_batch(ctx, session, batch_id, "validating", started)
 
 
 def _add_row(

@@ -113,6 +113,20 @@ async def insert_rows(ctx: Context, batch_id: str, rows: list[dict[str, object]]
     rows.clear()
 
 
+async def release_batch(
+    ctx: Context, session: AsyncSession, batch_id: str, status: str, values: dict[Any, Any]
+) -> bool:
+    """Move a batch this process holds in ``status`` on (``values``, keyed by column)
+    and give up its claim, in ``session``; False when this process no longer held it."""
+    result = await session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.status == status, Batch.claimed_by == ctx.claimant)
+        .values({**values, Batch.claimed_by: None, Batch.claimed_until: None})
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
 async def renew_batch(ctx: Context, session: AsyncSession, batch_id: str, status: str) -> None:
     result = await session.execute(
         update(Batch)
