@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from relaygate.errors import BadRequest
 
@@ -38,13 +38,17 @@ class Window:
     end: datetime | None
 
 
+BudgetKind = Literal["key", "user", "group"]
+"""Whose budget: an API key's, a user's or a group's."""
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """A budget as the request path holds it: whose (``kind`` ``key``, ``user`` or
     ``group``, its ``subject_id`` and ``name``), the ``limit`` (currency) per ``period``
     and the time of the last reset (a Unix time in seconds, or None)."""
 
-    kind: str
+    kind: BudgetKind
     subject_id: int
     name: str
     limit: float
@@ -73,7 +77,7 @@ class Budget:
         return Window(f"{self.kind}:{self.subject_id}:{stamp}", start, end)
 
 
-def budget_of(kind: str, row: Any) -> Budget | None:
+def budget_of(kind: BudgetKind, row: Any) -> Budget | None:
     """The :class:`Budget` of a key's, user's or group's row (``kind``) or info object
     (with ``id``, ``name``, ``budget``, ``budget_period``, ``budget_reset_at``), or None
     when it has no budget."""

@@ -1,11 +1,11 @@
-"""The admin API's budget fields: on keys, users and groups, and ``/me``'s budgets."""
+"""The admin API's budget input fields, on keys, users and groups (the answers' budget
+fields are :class:`relaygate.services.budgets.BudgetFields`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from relaygate.budget import MAX_BUDGET
 
@@ -28,32 +28,3 @@ PERIOD_FIELD = Field(
     default=None,
     description="daily, weekly (from Monday), monthly (calendar, UTC) or total; default monthly",
 )
-
-
-class BudgetOut(BaseModel):
-    """A key's, user's or group's budget fields, in their objects."""
-
-    budget: float | None = None
-    budget_period: str | None = None
-    budget_reset_at: datetime | None = Field(
-        default=None, description="When an admin last reset the budget"
-    )
-    budget_spent: float | None = Field(
-        default=None, description="Spend in the current period (null: no budget)"
-    )
-    budget_resets_at: datetime | None = Field(
-        default=None, description="When the current period ends (null: none, or total)"
-    )
-
-
-class OwnBudgetOut(BaseModel):
-    """A budget that applies to the caller's requests, and what is left of it."""
-
-    kind: Literal["key", "user", "group"]
-    id: int
-    name: str
-    budget: float
-    budget_period: str
-    budget_spent: float
-    budget_left: float
-    budget_resets_at: datetime | None

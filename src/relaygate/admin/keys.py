@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import KeyCreate, KeyCreated, KeyOut, KeyUpdate, RowId
+from relaygate.admin.schemas import KeyCreate, KeyUpdate, RowId
 from relaygate.context import Context
 from relaygate.services import api_keys as service
 from relaygate.services import budgets
+from relaygate.services.api_keys import KeyCreated, KeyInfo
 from relaygate.services.patch import UNSET
 from relaygate.snapshot import Principal
 
@@ -22,15 +21,15 @@ async def list_keys(
     user_id: RowId | None = None,
     _: Principal = Depends(require_admin),
     ctx: Context = Depends(get_ctx),
-) -> list[KeyOut]:
-    return [KeyOut(**asdict(key)) for key in await service.list_keys(ctx, user_id=user_id)]
+) -> list[KeyInfo]:
+    return await service.list_keys(ctx, user_id=user_id)
 
 
 @router.get("/{key_id}")
 async def get_key(
     key_id: Id, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
-) -> KeyOut:
-    return KeyOut(**asdict(await service.get_key(ctx, key_id)))
+) -> KeyInfo:
+    return await service.get_key(ctx, key_id)
 
 
 @router.post("", status_code=201)
@@ -53,7 +52,7 @@ async def create_key(
         budget=body.budget,
         budget_period=body.budget_period,
     )
-    return KeyCreated(**asdict(created.info), key=created.key)
+    return created
 
 
 @router.patch("/{key_id}")
@@ -62,7 +61,7 @@ async def update_key(
     body: KeyUpdate,
     caller: Principal = Depends(require_admin),
     ctx: Context = Depends(get_ctx),
-) -> KeyOut:
+) -> KeyInfo:
     """Change a key's name or rate limits; only the fields sent change (null clears a
     limit). A caller with a rate limit (its key's or its user's) can neither clear that
     limit on a key nor set it higher."""
@@ -72,21 +71,21 @@ async def update_key(
         changes.get("requests_per_minute", UNSET),
         changes.get("tokens_per_minute", UNSET),
     )
-    return KeyOut(**asdict(await service.update_key(ctx, key_id, **changes)))
+    return await service.update_key(ctx, key_id, **changes)
 
 
 @router.delete("/{key_id}")
 async def revoke_key(
     key_id: Id, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
-) -> KeyOut:
-    return KeyOut(**asdict(await service.revoke_key(ctx, key_id)))
+) -> KeyInfo:
+    return await service.revoke_key(ctx, key_id)
 
 
 @router.post("/{key_id}/budget/reset")
 async def reset_budget(
     key_id: Id, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
-) -> KeyOut:
+) -> KeyInfo:
     """Start a new counting window of the key's budget now: spend before it no longer
     counts against it."""
     await budgets.reset_budget(ctx, "key", key_id)
-    return KeyOut(**asdict(await service.get_key(ctx, key_id)))
+    return await service.get_key(ctx, key_id)

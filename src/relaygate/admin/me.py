@@ -3,23 +3,14 @@ API keys and own provider keys. Nothing here reaches another user's data."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Depends, Response
 
-from relaygate.admin.budget_schemas import OwnBudgetOut
 from relaygate.admin.deps import Id, get_ctx, get_principal
-from relaygate.admin.schemas import (
-    KeyCreated,
-    KeyOut,
-    MeOut,
-    OwnKeyCreate,
-    ProviderKeyOut,
-    ProviderKeySet,
-    UserOut,
-)
+from relaygate.admin.schemas import MeOut, OwnKeyCreate, ProviderKeySet
 from relaygate.context import Context
 from relaygate.services import api_keys, budgets, groups, provider_keys, users
+from relaygate.services.api_keys import KeyCreated, KeyInfo
+from relaygate.services.provider_keys import ProviderKeyInfo
 from relaygate.snapshot import Principal
 
 router = APIRouter(prefix="/me", tags=["me"])
@@ -31,22 +22,20 @@ async def me(caller: Principal = Depends(get_principal), ctx: Context = Depends(
     the budgets that apply to this key, with what is left of each."""
     user = await users.get_user(ctx, caller.user_id)
     return MeOut(
-        user=UserOut(**asdict(user)),
+        user=user,
         groups=await groups.groups_of(ctx, caller.user_id),
         key_id=caller.key_id,
         models=ctx.snapshots.current.model_names(caller),
-        provider_keys=[
-            ProviderKeyOut(**asdict(k)) for k in await provider_keys.list_own_keys(ctx, user.id)
-        ],
-        budgets=[OwnBudgetOut(**asdict(b)) for b in await budgets.own_budgets(ctx, caller)],
+        provider_keys=await provider_keys.list_own_keys(ctx, user.id),
+        budgets=await budgets.own_budgets(ctx, caller),
     )
 
 
 @router.get("/keys")
 async def list_own_keys(
     caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)
-) -> list[KeyOut]:
-    return [KeyOut(**asdict(k)) for k in await api_keys.list_keys(ctx, user_id=caller.user_id)]
+) -> list[KeyInfo]:
+    return await api_keys.list_keys(ctx, user_id=caller.user_id)
 
 
 @router.post("/keys", status_code=201)
@@ -71,23 +60,21 @@ async def create_own_key(
         budget=body.budget,
         budget_period=body.budget_period,
     )
-    return KeyCreated(**asdict(created.info), key=created.key)
+    return created
 
 
 @router.delete("/keys/{key_id}")
 async def revoke_own_key(
     key_id: Id, caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)
-) -> KeyOut:
-    return KeyOut(**asdict(await api_keys.revoke_key(ctx, key_id, owner_id=caller.user_id)))
+) -> KeyInfo:
+    return await api_keys.revoke_key(ctx, key_id, owner_id=caller.user_id)
 
 
 @router.get("/provider-keys")
 async def list_provider_keys(
     caller: Principal = Depends(get_principal), ctx: Context = Depends(get_ctx)
-) -> list[ProviderKeyOut]:
-    return [
-        ProviderKeyOut(**asdict(k)) for k in await provider_keys.list_own_keys(ctx, caller.user_id)
-    ]
+) -> list[ProviderKeyInfo]:
+    return [k for k in await provider_keys.list_own_keys(ctx, caller.user_id)]
 
 
 @router.put("/provider-keys/{endpoint_id}")
@@ -96,7 +83,7 @@ async def set_provider_key(
     body: ProviderKeySet,
     caller: Principal = Depends(get_principal),
     ctx: Context = Depends(get_ctx),
-) -> ProviderKeyOut:
+) -> ProviderKeyInfo:
     """Set the caller's own key for an endpoint; their requests there use it. An endpoint
     serving none of the caller's models is answered as nonexistent (admins: any)."""
     info = await provider_keys.set_own_key(
@@ -106,7 +93,7 @@ async def set_provider_key(
         body.api_key,
         nameable=ctx.snapshots.current.nameable_endpoints(caller),
     )
-    return ProviderKeyOut(**asdict(info))
+    return info
 
 
 @router.delete("/provider-keys/{endpoint_id}", status_code=204)

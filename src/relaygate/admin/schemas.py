@@ -14,12 +14,13 @@ from pydantic_core import PydanticCustomError
 from relaygate.admin.budget_schemas import (
     PERIOD_FIELD,
     Amount,
-    BudgetOut,
-    OwnBudgetOut,
     Period,
     budget_field,
 )
 from relaygate.ratelimit import MAX_LIMIT
+from relaygate.services.budgets import OwnBudget
+from relaygate.services.provider_keys import ProviderKeyInfo
+from relaygate.services.users import UserInfo
 
 ID_MAX = 2**31 - 1
 """The largest row id: ids are INTEGER columns, 32-bit on PostgreSQL."""
@@ -189,16 +190,6 @@ class UserUpdate(Input):
     budget_period: Period | None = PERIOD_FIELD
 
 
-class UserOut(BudgetOut):
-    id: int
-    name: str
-    email: str | None
-    role: str
-    created_at: datetime
-    requests_per_minute: int | None
-    tokens_per_minute: int | None
-
-
 class KeyCreate(Input):
     name: Text = Field(default="key", max_length=200)
     user_id: RowId | None = None
@@ -238,24 +229,6 @@ class OwnKeyCreate(Input):
     budget_period: Period | None = PERIOD_FIELD
 
 
-class KeyOut(BudgetOut):
-    id: int
-    name: str
-    user_id: int
-    prefix: str
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-    allowed_models: list[str] | None
-    requests_per_minute: int | None
-    tokens_per_minute: int | None
-
-
-class KeyCreated(KeyOut):
-    key: str = Field(description="The API key itself, shown this once")
-
-
 class GroupCreate(Input):
     name: Text = Field(min_length=1, max_length=200)
     description: Text | None = None
@@ -272,36 +245,17 @@ class GroupUpdate(Input):
     budget_period: Period | None = PERIOD_FIELD
 
 
-class GroupOut(BudgetOut):
-    id: int
-    name: str
-    description: str | None
-    builtin: bool
-    created_at: datetime
-    users: list[int]
-    models: list[int]
-    endpoints: list[int]
-
-
 class ProviderKeySet(Input):
     api_key: Text = Field(min_length=1)
 
 
-class ProviderKeyOut(BaseModel):
-    endpoint_id: int
-    endpoint_name: str
-    api_key_hint: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
 class MeOut(BaseModel):
-    user: UserOut
+    user: UserInfo
     groups: list[str]
     key_id: int
     models: list[str] = Field(description="Public names of the models this key may use")
-    provider_keys: list[ProviderKeyOut]
-    budgets: list[OwnBudgetOut] = Field(
+    provider_keys: list[ProviderKeyInfo]
+    budgets: list[OwnBudget] = Field(
         default_factory=list,
         description="The budgets that apply to this key: its own, its user's, its groups'",
     )

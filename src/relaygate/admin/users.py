@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Depends, Response
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import UserCreate, UserOut, UserUpdate
+from relaygate.admin.schemas import UserCreate, UserUpdate
 from relaygate.context import Context
 from relaygate.services import api_keys, budgets
 from relaygate.services import users as service
 from relaygate.services.patch import UNSET
+from relaygate.services.users import UserInfo
 from relaygate.snapshot import Principal
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(require_admin)])
 
 
 @router.get("")
-async def list_users(ctx: Context = Depends(get_ctx)) -> list[UserOut]:
-    return [UserOut(**asdict(user)) for user in await service.list_users(ctx)]
+async def list_users(ctx: Context = Depends(get_ctx)) -> list[UserInfo]:
+    return await service.list_users(ctx)
 
 
 @router.post("", status_code=201)
 async def create_user(
     body: UserCreate, caller: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
-) -> UserOut:
+) -> UserInfo:
     """Create a user; a caller with rate limits gives the new user no higher ones (an
     omitted limit takes the caller's)."""
     rpm, tpm = api_keys.rate_limits_within_caller(
@@ -41,12 +40,12 @@ async def create_user(
         budget=body.budget,
         budget_period=body.budget_period,
     )
-    return UserOut(**asdict(user))
+    return user
 
 
 @router.get("/{user_id}")
-async def get_user(user_id: Id, ctx: Context = Depends(get_ctx)) -> UserOut:
-    return UserOut(**asdict(await service.get_user(ctx, user_id)))
+async def get_user(user_id: Id, ctx: Context = Depends(get_ctx)) -> UserInfo:
+    return await service.get_user(ctx, user_id)
 
 
 @router.patch("/{user_id}")
@@ -55,7 +54,7 @@ async def update_user(
     body: UserUpdate,
     caller: Principal = Depends(require_admin),
     ctx: Context = Depends(get_ctx),
-) -> UserOut:
+) -> UserInfo:
     """Change a user; a caller with rate limits can neither clear a user's limit nor raise
     it above its own (its own user's included)."""
     changes = body.changes()
@@ -64,7 +63,7 @@ async def update_user(
         changes.get("requests_per_minute", UNSET),
         changes.get("tokens_per_minute", UNSET),
     )
-    return UserOut(**asdict(await service.update_user(ctx, user_id, **changes)))
+    return await service.update_user(ctx, user_id, **changes)
 
 
 @router.delete("/{user_id}", status_code=204)
@@ -76,8 +75,8 @@ async def delete_user(user_id: Id, ctx: Context = Depends(get_ctx)) -> Response:
 @router.post("/{user_id}/budget/reset")
 async def reset_budget(
     user_id: Id, _: Principal = Depends(require_admin), ctx: Context = Depends(get_ctx)
-) -> UserOut:
+) -> UserInfo:
     """Start a new counting window of the user's budget now: spend before it no longer
     counts against it."""
     await budgets.reset_budget(ctx, "user", user_id)
-    return UserOut(**asdict(await service.get_user(ctx, user_id)))
+    return await service.get_user(ctx, user_id)

@@ -197,8 +197,8 @@ def create_key(
     )
     _wait_until_usable(ctx, run(ctx, _change_version))
     typer.echo(
-        f"created key {created.info.id} ({created.info.name!r}, {budget_text(created.info)}) "
-        f"for user {created.info.user_id}; it is shown this once:",
+        f"created key {created.id} ({created.name!r}, {budget_text(created)}) "
+        f"for user {created.user_id}; it is shown this once:",
         err=True,
     )
     typer.echo(created.key)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
@@ -16,14 +16,19 @@ from relaygate.db.tables import ApiKey, User, utcnow
 from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.keys import display_prefix, generate_key, hash_key
 from relaygate.ratelimit import check_limit
-from relaygate.services.budgets import apply_budget, budget_within_caller, with_spend
+from relaygate.services.budgets import (
+    BudgetFields,
+    apply_budget,
+    budget_within_caller,
+    with_spend,
+)
 from relaygate.services.patch import UNSET, Unset
 from relaygate.services.users import find_user
 from relaygate.snapshot import Principal
 
 
 @dataclass(frozen=True, slots=True)
-class KeyInfo:
+class KeyInfo(BudgetFields):
     """An API key as listed: never the key itself, only its first characters."""
 
     id: int
@@ -35,23 +40,21 @@ class KeyInfo:
     last_used_at: datetime | None
     revoked_at: datetime | None
     allowed_models: list[str] | None
+    """The public model names the key is limited to (null: every model its user may use)"""
     requests_per_minute: int | None
     tokens_per_minute: int | None
-    budget: float | None = None
-    budget_period: str | None = None
-    budget_reset_at: datetime | None = None
-    budget_spent: float | None = None
-    """Spend in the budget's current period (None: no budget)."""
-    budget_resets_at: datetime | None = None
-    """When the current period ends (None: no budget, or a total one)."""
 
 
 @dataclass(frozen=True, slots=True)
-class CreatedKey:
+class KeyCreated(KeyInfo):
     """A key just created: ``key`` is the secret, returned this once only."""
 
-    info: KeyInfo
     key: str
+    """The API key itself, shown this once"""
+
+
+def _created(info: KeyInfo, secret: str) -> KeyCreated:
+    return KeyCreated(**{f.name: getattr(info, f.name) for f in fields(info)}, key=secret)
 
 
 def _info(key: ApiKey) -> KeyInfo:
@@ -67,9 +70,9 @@ def _info(key: ApiKey) -> KeyInfo:
         key.allowed_models,
         key.requests_per_minute,
         key.tokens_per_minute,
-        key.budget,
-        key.budget_period,
-        key.budget_reset_at,
+        budget=key.budget,
+        budget_period=key.budget_period,
+        budget_reset_at=key.budget_reset_at,
     )
 
 
@@ -114,7 +117,7 @@ async def create_key(
     tokens_per_minute: int | None = None,
     budget: float | None = None,
     budget_period: str | None = None,
-) -> CreatedKey:
+) -> KeyCreated:
     """Create an API key for ``user`` (id or name). ``key`` imports an existing secret
     instead of generating one; ``allowed_models`` limits it to those public model names
     (within its user's access); ``requests_per_minute`` and ``tokens_per_minute`` limit
@@ -161,7 +164,7 @@ async def create_key(
         )
         session.add(row)
         await session.flush()
-    return CreatedKey(await _spent(ctx, _info(row)), secret)
+    return _created(await _spent(ctx, _info(row)), secret)
 
 
 async def create_key_within(
@@ -177,7 +180,7 @@ async def create_key_within(
     tokens_per_minute: int | None = None,
     budget: float | None = None,
     budget_period: str | None = None,
-) -> CreatedKey:
+) -> KeyCreated:
     """Create a key as ``caller`` may, whoever asks (the admin API, ``/me/keys``, the
     console): never more models, a later expiry or a higher (or no) rate limit than the
     calling key and its user have, what is omitted taking the caller's

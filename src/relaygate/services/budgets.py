@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
-from relaygate.budget import budget_of, check_budget
+from pydantic import ConfigDict, Field
+
+from relaygate.budget import BudgetKind, budget_of, check_budget
 from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
@@ -19,6 +21,33 @@ from relaygate.snapshot import Principal
 
 TABLES: dict[str, Any] = {"key": ApiKey, "user": User, "group": Group}
 WHAT = {"key": "API key", "user": "user", "group": "group"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetFields:
+    """A key's, user's or group's budget fields, in its record (and so in the admin API's
+    answers, which serve records as they are: README, "Budgets"). Records subclass it;
+    their attribute docstrings become the API's field descriptions."""
+
+    __pydantic_config__ = ConfigDict(use_attribute_docstrings=True)
+
+    budget: Annotated[
+        float | None,
+        Field(description="Most spend per budget_period, in the prices' currency; null: none"),
+    ] = None
+    budget_period: Annotated[
+        str | None, Field(description="daily, weekly, monthly or total; null: no budget")
+    ] = None
+    budget_reset_at: Annotated[
+        datetime | None, Field(description="When an admin last reset the budget")
+    ] = None
+    budget_spent: Annotated[
+        float | None, Field(description="Spend in the current period (null: no budget)")
+    ] = None
+    budget_resets_at: Annotated[
+        datetime | None,
+        Field(description="When the current period ends (null: no budget, or a total one)"),
+    ] = None
 
 
 class Budgeted(Protocol):
@@ -54,7 +83,7 @@ def apply_budget(row: Any, budget: float | Unset | None, period: str | Unset | N
     row.budget, row.budget_period = check_budget(amount, kept)
 
 
-async def with_spend(ctx: Context, kind: str, infos: list[T]) -> list[T]:
+async def with_spend(ctx: Context, kind: BudgetKind, infos: list[T]) -> list[T]:
     """``infos`` (dataclasses) with ``budget_spent`` and ``budget_resets_at`` filled in
     for those with a budget, read in one call of the budgets' store."""
     budgets = [(i, b) for i, info in enumerate(infos) if (b := budget_of(kind, info)) is not None]
@@ -106,7 +135,9 @@ class OwnBudget:
     """One budget that applies to a caller, for ``/me``: whose, the limit, spend, what
     is left and when it resets (None: a total budget)."""
 
-    kind: str
+    __pydantic_config__ = ConfigDict(use_attribute_docstrings=True)
+
+    kind: BudgetKind
     id: int
     name: str
     budget: float

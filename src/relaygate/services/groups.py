@@ -20,13 +20,13 @@ from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import Endpoint, Group, GroupEndpoint, GroupMember, GroupModel, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
-from relaygate.services.budgets import apply_budget, with_spend
+from relaygate.services.budgets import BudgetFields, apply_budget, with_spend
 from relaygate.services.patch import UNSET, Unset
 from relaygate.services.users import find_user
 
 
 @dataclass(frozen=True, slots=True)
-class GroupInfo:
+class GroupInfo(BudgetFields):
     """A group with its members (user ids) and grants (model and endpoint ids)."""
 
     id: int
@@ -37,13 +37,6 @@ class GroupInfo:
     users: list[int]
     models: list[int]
     endpoints: list[int]
-    budget: float | None = None
-    budget_period: str | None = None
-    budget_reset_at: datetime | None = None
-    budget_spent: float | None = None
-    """Spend in the budget's current period (None: no budget)."""
-    budget_resets_at: datetime | None = None
-    """When the current period ends (None: no budget, or a total one)."""
 
 
 async def find_group(session: AsyncSession, ident: int | str) -> Group:
@@ -72,9 +65,9 @@ async def _info(session: AsyncSession, group: Group) -> GroupInfo:
         list(users),
         list(models),
         list(endpoints),
-        group.budget,
-        group.budget_period,
-        group.budget_reset_at,
+        budget=group.budget,
+        budget_period=group.budget_period,
+        budget_reset_at=group.budget_reset_at,
     )
 
 

@@ -19,14 +19,16 @@ from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import User
 from relaygate.errors import BadRequest, Conflict
 from relaygate.ratelimit import check_limit
-from relaygate.services.budgets import apply_budget, with_spend
+from relaygate.services.budgets import BudgetFields, apply_budget, with_spend
 from relaygate.services.patch import UNSET, Unset
 
 ROLES = ("admin", "user")
 
 
 @dataclass(frozen=True, slots=True)
-class UserInfo:
+class UserInfo(BudgetFields):
+    """A user, as the services give it and the admin API serves it."""
+
     id: int
     name: str
     email: str | None
@@ -34,13 +36,6 @@ class UserInfo:
     created_at: datetime
     requests_per_minute: int | None
     tokens_per_minute: int | None
-    budget: float | None = None
-    budget_period: str | None = None
-    budget_reset_at: datetime | None = None
-    budget_spent: float | None = None
-    """Spend in the budget's current period (None: no budget)."""
-    budget_resets_at: datetime | None = None
-    """When the current period ends (None: no budget, or a total one)."""
 
 
 def _info(user: User) -> UserInfo:
@@ -52,9 +47,9 @@ def _info(user: User) -> UserInfo:
         user.created_at,
         user.requests_per_minute,
         user.tokens_per_minute,
-        user.budget,
-        user.budget_period,
-        user.budget_reset_at,
+        budget=user.budget,
+        budget_period=user.budget_period,
+        budget_reset_at=user.budget_reset_at,
     )
 
 
