@@ -3,6 +3,8 @@ and the auth scheme that carries it."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from relaygate.db.tables import Endpoint
 from relaygate.errors import CredentialsUnavailable, DecryptionFailed
 from relaygate.providers import Access, AuthScheme
@@ -10,7 +12,7 @@ from relaygate.settings import read_env_key
 from relaygate.vault import Vault
 
 
-def key_source(endpoint: Endpoint) -> str:
+def key_source(endpoint: Endpoint) -> Literal["stored", "env", "none"]:
     """``stored``, ``env`` or ``none``: where the endpoint's provider key comes from."""
     if endpoint.api_key_env:
         return "env"

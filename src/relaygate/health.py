@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,9 +46,9 @@ class _State:
 class HealthState:
     """One endpoint's health as operators see it. ``state`` is ``healthy`` (no failure
     since its last success), ``failing`` (failed, still used) or ``cooling_down``
-    (skipped until ``cooldown_until``)."""
+    (skipped until ``cooldown_until``). The admin API serves it as it is."""
 
-    state: str
+    state: Literal["healthy", "failing", "cooling_down"]
     consecutive_failures: int
     cooldown_until: datetime | None
     last_error: str | None

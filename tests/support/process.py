@@ -1,11 +1,16 @@
-"""relaygate as a real process: the CLI, and ``relaygate serve`` with its output captured."""
+"""relaygate's CLI run for a test (in this process where that is the same), and
+``relaygate serve`` as a real process with its output captured."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,10 +25,35 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+SUBPROCESS_ONLY = frozenset(("serve",))
+"""Commands that always run as a real process: ``serve`` forks, handles signals and
+configures logging, none of which a test process may share."""
+
+
 def relaygate(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``relaygate ARGS`` in ``tmp_path`` and return the finished process."""
+    """Run ``relaygate ARGS`` in ``tmp_path`` with exactly the environment ``env``
+    (default: this one without RELAYGATE_*) and return what it did as a finished process.
+
+    The CLI's logic runs in this process (click's test runner: the same command, its
+    arguments, output and exit code) unless the command is in :data:`SUBPROCESS_ONLY`,
+    ``env`` sets a variable other than a RELAYGATE_* setting (the servers a test runs in
+    this process would see it too) or the caller runs an event loop (the CLI starts its
+    own); :func:`relaygate_process` always starts a real one."""
+    env = env or cli_env(tmp_path)
+    # A variable of its own (an endpoint's key, PYTHONPATH) would be seen by the servers
+    # this process runs too: only RELAYGATE_* settings, read at start, may differ.
+    own = any(os.environ.get(k) != v for k, v in env.items() if not k.startswith("RELAYGATE_"))
+    if (args and args[0] in SUBPROCESS_ONLY) or own or _loop_running():
+        return relaygate_process(tmp_path, *args, env=env, input=input)
+    return _in_process(tmp_path, list(args), env, input)
+
+
+def relaygate_process(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m relaygate ARGS`` in ``tmp_path`` and return the finished process."""
     return subprocess.run(
         [sys.executable, "-m", "relaygate", *args],
         cwd=tmp_path,
@@ -32,6 +62,51 @@ def relaygate(
         text=True,
         timeout=60,
         input=input,
+    )
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _in_process(
+    cwd: Path, args: list[str], env: dict[str, str], input: str | None
+) -> subprocess.CompletedProcess[str]:
+    import typer
+    from click.testing import CliRunner
+
+    from relaygate.cli import app
+    from relaygate.cli.help import tidy
+
+    command = tidy(typer.main.get_command(app))
+    # Exactly ``env``: what this process has and ``env`` lacks is unset for the call.
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    overrides.update(env)
+    with _working_directory(cwd):
+        result = CliRunner().invoke(
+            command, args, input=input, env=overrides, prog_name="relaygate"
+        )
+    stderr = result.stderr
+    failure = result.exception
+    if failure is not None and not isinstance(failure, SystemExit):
+        # As Python prints an exception nothing caught, and exits with 1.
+        stderr += "".join(traceback.format_exception(failure))
+    return subprocess.CompletedProcess(
+        ["relaygate", *args], result.exit_code, result.stdout, stderr
     )
 
 

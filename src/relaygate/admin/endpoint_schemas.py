@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from relaygate.admin.schemas import Input, Text
 from relaygate.routes import MAX_EXTRA_ROUTES
 from relaygate.settings import MAX_BATCH_CONCURRENCY, MAX_SYNC_INTERVAL
+from relaygate.sync.service import SyncResult
 
 SyncInterval = Annotated[float, Field(gt=0, le=MAX_SYNC_INTERVAL)]
 """Seconds between two syncs of an endpoint: more than zero, at most a year."""
@@ -136,53 +137,6 @@ class EndpointValidate(Input):
     auth_prefix: Text | None = None
 
 
-class SyncState(BaseModel):
-    status: Literal["never", "ok", "error"]
-    last_synced_at: datetime | None
-    error: str | None
-    models_online: int
-    models_offline: int
-
-
-class HealthOut(BaseModel):
-    """Passive health as this process sees it: ``cooling_down`` endpoints are skipped."""
-
-    state: Literal["healthy", "failing", "cooling_down"]
-    consecutive_failures: int
-    cooldown_until: datetime | None
-    last_error: str | None
-    last_failure_at: datetime | None
-
-
-class EndpointOut(BaseModel):
-    id: int
-    name: str
-    type: str
-    url: str
-    enabled: bool
-    has_api_key: bool
-    api_key_source: Literal["stored", "env", "none"]
-    api_key_env: str | None
-    api_key_hint: str | None
-    auth_header: str | None
-    auth_prefix: str | None
-    requires_user_key: bool
-    model_filter: list[str]
-    sync_interval: float | None
-    timeouts: dict[str, float]
-    pool: str | None
-    extra_routes: list[str]
-    messages_api: str
-    responses_api: str
-    chat_api: str
-    api_found: dict[str, str]
-    batch_concurrency: int | None
-    created_at: datetime
-    updated_at: datetime
-    sync: SyncState
-    health: HealthOut
-
-
 class EndpointDeleted(BaseModel):
     id: int
     deleted: bool = True
@@ -195,48 +149,6 @@ class ValidationOut(BaseModel):
     error: str | None
 
 
-class SyncOut(BaseModel):
-    endpoint_id: int
-    endpoint: str
-    status: Literal["ok", "error"]
-    added: int
-    reactivated: int
-    deactivated: int
-    total: int
-    synced_at: datetime
-    error: str | None
-
-
-class SyncRunOut(BaseModel):
-    id: int
-    trigger: str
-    started_at: datetime
-    finished_at: datetime
-    status: Literal["ok", "error"]
-    added: int
-    reactivated: int
-    deactivated: int
-    total: int
-    error: str | None
-    replica: str | None
-
-
 class RegistryRefreshOut(BaseModel):
     refreshed_at: datetime
-    results: list[SyncOut]
-
-
-class HostOut(BaseModel):
-    platform: str
-    python: str
-    cpus: int
-    gpus: list[str]
-    relaygate: str
-
-
-class RegistryStatusOut(BaseModel):
-    last_refresh_at: datetime | None
-    endpoints: list[EndpointOut]
-    models_online: int
-    models_offline: int
-    host: HostOut
+    results: list[SyncResult]

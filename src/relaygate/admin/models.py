@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import ModelOut, ModelUpdate, RowId
+from relaygate.admin.schemas import ModelUpdate, RowId
 from relaygate.context import Context
 from relaygate.services import models as service
+from relaygate.services.models import ModelInfo
 
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[Depends(require_admin)])
 
@@ -17,13 +16,12 @@ router = APIRouter(prefix="/models", tags=["models"], dependencies=[Depends(requ
 @router.get("")
 async def list_models(
     endpoint_id: RowId | None = None, status: str | None = None, ctx: Context = Depends(get_ctx)
-) -> list[ModelOut]:
-    found = await service.list_models(ctx, endpoint_id=endpoint_id, status=status)
-    return [ModelOut(**asdict(model)) for model in found]
+) -> list[ModelInfo]:
+    return await service.list_models(ctx, endpoint_id=endpoint_id, status=status)
 
 
 @router.patch("/{model_id}")
 async def update_model(
     model_id: Id, body: ModelUpdate, ctx: Context = Depends(get_ctx)
-) -> ModelOut:
-    return ModelOut(**asdict(await service.update_model(ctx, model_id, **body.changes())))
+) -> ModelInfo:
+    return await service.update_model(ctx, model_id, **body.changes())

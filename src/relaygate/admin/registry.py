@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import get_ctx, require_admin
-from relaygate.admin.endpoint_schemas import HostOut, RegistryRefreshOut, RegistryStatusOut
-from relaygate.admin.endpoints import endpoint_out, sync_out
+from relaygate.admin.endpoint_schemas import RegistryRefreshOut
 from relaygate.context import Context
 from relaygate.db.tables import utcnow
 from relaygate.services import registry as service
@@ -20,17 +17,10 @@ router = APIRouter(prefix="/registry", tags=["registry"], dependencies=[Depends(
 async def refresh(ctx: Context = Depends(get_ctx)) -> RegistryRefreshOut:
     """Sync every enabled endpoint now."""
     results = await service.refresh(ctx)
-    return RegistryRefreshOut(refreshed_at=utcnow(), results=[sync_out(r) for r in results])
+    return RegistryRefreshOut(refreshed_at=utcnow(), results=results)
 
 
 @router.get("/status")
-async def status(ctx: Context = Depends(get_ctx)) -> RegistryStatusOut:
+async def status(ctx: Context = Depends(get_ctx)) -> service.RegistryStatus:
     """The last refresh, each endpoint's sync state, model counts and host info."""
-    found = await service.status(ctx)
-    return RegistryStatusOut(
-        last_refresh_at=found.last_refresh_at,
-        endpoints=[endpoint_out(e) for e in found.endpoints],
-        models_online=found.models_online,
-        models_offline=found.models_offline,
-        host=HostOut(**asdict(found.host)),
-    )
+    return await service.status(ctx)

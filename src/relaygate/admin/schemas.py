@@ -20,6 +20,7 @@ from relaygate.admin.budget_schemas import (
 from relaygate.ratelimit import MAX_LIMIT
 from relaygate.services.budgets import OwnBudget
 from relaygate.services.provider_keys import ProviderKeyInfo
+from relaygate.services.usage import UsageRow
 from relaygate.services.users import UserInfo
 
 ID_MAX = 2**31 - 1
@@ -89,40 +90,6 @@ def _tpm(of: str) -> Any:
         le=MAX_LIMIT,
         strict=True,
         description=f"Tokens (prompt + completion) per minute {of}; null: no limit",
-    )
-
-
-class ModelConflictOut(BaseModel):
-    """Another endpoint's model holds this model's public name, so this one serves nothing."""
-
-    name: str = Field(description="The public name in dispute")
-    held_by_model_id: int
-    held_by_endpoint_id: int
-    held_by_endpoint_name: str
-
-
-class ModelOut(BaseModel):
-    id: int
-    endpoint_id: int
-    upstream_id: str
-    alias: str | None
-    status: Literal["online", "offline"]
-    enabled: bool
-    owned_by: str | None
-    display_name: str | None
-    context_window: int | None
-    max_output_tokens: int | None
-    created: datetime | None
-    capabilities: list[str]
-    fallback_model: str | None
-    input_cost_per_million_tokens: float | None
-    output_cost_per_million_tokens: float | None
-    default_output_tokens: int | None = None
-    first_seen_at: datetime
-    last_seen_at: datetime
-    conflict: ModelConflictOut | None = Field(
-        description="Set when the model serves nothing: another endpoint's model holds its "
-        "public name (give both one alias, or their endpoints one pool, to pool them)"
     )
 
 
@@ -261,22 +228,8 @@ class MeOut(BaseModel):
     )
 
 
-class UsageRowOut(BaseModel):
-    """One group: ``group`` is the user, key or endpoint id, the model name or the day."""
-
-    group: int | str | None
-    name: str | None
-    requests: int
-    errors: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cost: float
-    audio_seconds: float = 0.0
-
-
 class UsageOut(BaseModel):
     group_by: str
     to: datetime
-    rows: list[UsageRowOut]
-    total: UsageRowOut
+    rows: list[UsageRow]
+    total: UsageRow

@@ -3,14 +3,13 @@ key: the caller's own): requests, tokens and cost over a time range, grouped."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
 from relaygate.admin.deps import get_ctx, get_principal, require_admin
-from relaygate.admin.schemas import UsageOut, UsageRowOut
+from relaygate.admin.schemas import UsageOut
 from relaygate.context import Context
 from relaygate.db.tables import utcnow
 from relaygate.services.usage import total_of, usage_report
@@ -35,8 +34,8 @@ async def _report(
     return UsageOut(
         group_by=group_by,
         to=end,
-        rows=[UsageRowOut(**asdict(row)) for row in rows],
-        total=UsageRowOut(**asdict(total_of(rows))),
+        rows=rows,
+        total=total_of(rows),
     )
 
 

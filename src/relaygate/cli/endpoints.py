@@ -69,10 +69,27 @@ BatchConcurrency = Annotated[
 ]
 
 
-def _row(info: EndpointInfo) -> dict[str, Any]:
+_API_MODES = ("messages_api", "responses_api", "chat_api")
+
+
+def _as_json(info: EndpointInfo) -> dict[str, Any]:
+    """The CLI's JSON of an endpoint (README, "CLI"): the record's fields with its sync
+    flattened (``sync_status``, ``last_synced_at``, ``sync_error``, ``models_online``,
+    ``models_offline``) and its API modes under ``apis`` (``found`` as well), the shape
+    scripts have read since the CLI's first release."""
     row = as_dict(info)
+    sync = row.pop("sync")
+    row["sync_status"], row["sync_error"] = sync["status"], sync["error"]
+    for name in ("last_synced_at", "models_online", "models_offline"):
+        row[name] = sync[name]
+    row["apis"] = {mode: row.pop(mode) for mode in _API_MODES} | {"found": row.pop("api_found")}
+    return row
+
+
+def _row(info: EndpointInfo) -> dict[str, Any]:
+    row = _as_json(info)
     row["key"] = f"${info.api_key_env}" if info.api_key_env else info.api_key_hint or ""
-    row["models"] = f"{info.models_online} online / {info.models_offline} offline"
+    row["models"] = f"{info.sync.models_online} online / {info.sync.models_offline} offline"
     row["health"] = info.health.state
     if info.health.last_error:
         row["health"] += f" ({info.health.consecutive_failures} failures: {info.health.last_error})"
@@ -83,7 +100,7 @@ def _row(info: EndpointInfo) -> dict[str, Any]:
 
 def _show(info: EndpointInfo, as_json: bool) -> None:
     if as_json:
-        print_json(as_dict(info))
+        print_json(_as_json(info))
         return
     row = _row(info)
     print_record(
@@ -159,15 +176,15 @@ def _server_sync(ctx: typer.Context, info: EndpointInfo, since: datetime | None)
             err=True,
         )
         return info
-    if synced.sync_status == "error" and name in (synced.sync_error or ""):
+    if synced.sync.status == "error" and name in (synced.sync.error or ""):
         typer.echo(
             f"warning: the server does not have {name} in its environment and cannot use "
-            f"endpoint {synced.name!r} ({synced.sync_error}); set it where relaygate serve "
+            f"endpoint {synced.name!r} ({synced.sync.error}); set it where relaygate serve "
             "runs and restart it",
             err=True,
         )
-    elif synced.sync_status == "error":
-        typer.echo(f"warning: the server's sync failed: {synced.sync_error}", err=True)
+    elif synced.sync.status == "error":
+        typer.echo(f"warning: the server's sync failed: {synced.sync.error}", err=True)
     return synced
 
 
@@ -255,7 +272,7 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List endpoints with their sync state."""
     found = run(ctx, service.list_endpoints)
     if as_json:
-        print_json([as_dict(e) for e in found])
+        print_json([_as_json(e) for e in found])
         return
     print_table(
         [_row(e) for e in found],
@@ -371,7 +388,7 @@ def update(
         _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)
         return
     info = run(ctx, lambda c: service.update_endpoint(c, endpoint, changes, sync=False))
-    _show(_server_sync(ctx, info, before.last_synced_at), as_json)
+    _show(_server_sync(ctx, info, before.sync.last_synced_at), as_json)
 
 
 def _timeouts(pairs: list[str] | None) -> dict[str, float] | None:
@@ -415,7 +432,7 @@ def remove(
 ) -> None:
     """Delete an endpoint and its models."""
     info = run(ctx, lambda c: service.get_endpoint(c, endpoint))
-    count = info.models_online + info.models_offline
+    count = info.sync.models_online + info.sync.models_offline
     if not yes:
         typer.confirm(
             f"Delete endpoint {info.name!r} and its {plural(count, 'model')}?", abort=True

@@ -6,7 +6,9 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
+from pydantic import ConfigDict
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +23,6 @@ from relaygate.health import Health, HealthState
 from relaygate.providers import Access, AuthScheme, get_provider
 from relaygate.routes import parse_routes
 from relaygate.services.endpoint_fields import (
-    ApiModes,
     api_modes,
     check_api_mode,
     check_batch_concurrency,
@@ -44,8 +45,23 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointSync:
+    """An endpoint's last sync (``status`` ``never``, ``ok`` or ``error``, with the
+    error's text) and its models online and offline."""
+
+    status: Literal["never", "ok", "error"]
+    last_synced_at: datetime | None
+    error: str | None
+    models_online: int
+    models_offline: int
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointInfo:
-    """An endpoint as shown to operators: never its key, only whether it has one."""
+    """An endpoint as shown to operators (the admin API serves it as it is): never its
+    key, only whether it has one and where it comes from."""
+
+    __pydantic_config__ = ConfigDict(use_attribute_docstrings=True)
 
     id: int
     name: str
@@ -53,7 +69,7 @@ class EndpointInfo:
     url: str
     enabled: bool
     has_api_key: bool
-    api_key_source: str
+    api_key_source: Literal["stored", "env", "none"]
     api_key_env: str | None
     api_key_hint: str | None
     auth_header: str | None
@@ -68,19 +84,21 @@ class EndpointInfo:
     """Endpoints of one pool serve their models of the same name together."""
     extra_routes: list[str]
     """Routes forwarded besides the provider type's, ``"METHOD /path"``."""
-    apis: ApiModes
-    """How Messages, Responses and chat-completions requests reach it, and what ``auto``
-    found since the last sync."""
+    messages_api: str
+    """How Anthropic Messages requests reach it: auto, native or translate"""
+    responses_api: str
+    """How OpenAI Responses requests reach it: auto, native or translate"""
+    chat_api: str
+    """How chat-completions requests reach it: auto, native or translate"""
+    api_found: dict[str, str]
+    """What ``auto`` found at the last sync: API name -> native or translate"""
     batch_concurrency: int | None
     """Batch requests one process sends it at once; None: the setting's."""
     created_at: datetime
     updated_at: datetime
-    sync_status: str
-    last_synced_at: datetime | None
-    sync_error: str | None
-    models_online: int
-    models_offline: int
+    sync: EndpointSync
     health: HealthState
+    """Passive health as this process sees it: ``cooling_down`` endpoints are skipped"""
 
 
 @dataclass(slots=True)
@@ -121,6 +139,13 @@ class ValidationResult:
     error: str | None = None
 
 
+_SYNC_STATUS: dict[str, Literal["never", "ok", "error"]] = {
+    "never": "never",
+    "ok": "ok",
+    "error": "error",
+}
+
+
 async def _info(session: AsyncSession, endpoint: Endpoint, health: Health) -> EndpointInfo:
     rows = await session.execute(
         select(Model.status, func.count())
@@ -128,6 +153,7 @@ async def _info(session: AsyncSession, endpoint: Endpoint, health: Health) -> En
         .group_by(Model.status)
     )
     counts: dict[str, int] = {status: count for status, count in rows}
+    apis = api_modes(endpoint)
     return EndpointInfo(
         id=endpoint.id,
         name=endpoint.name,
@@ -146,15 +172,20 @@ async def _info(session: AsyncSession, endpoint: Endpoint, health: Health) -> En
         timeouts=dict(endpoint.timeouts or {}),
         pool=endpoint.pool,
         extra_routes=list(endpoint.extra_routes or []),
-        apis=api_modes(endpoint),
+        messages_api=apis.messages_api,
+        responses_api=apis.responses_api,
+        chat_api=apis.chat_api,
+        api_found=apis.found,
         batch_concurrency=endpoint.batch_concurrency,
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
-        sync_status=endpoint.sync_status,
-        last_synced_at=endpoint.last_synced_at,
-        sync_error=endpoint.last_sync_error,
-        models_online=counts.get("online", 0),
-        models_offline=counts.get("offline", 0),
+        sync=EndpointSync(
+            status=_SYNC_STATUS.get(endpoint.sync_status, "never"),
+            last_synced_at=endpoint.last_synced_at,
+            error=endpoint.last_sync_error,
+            models_online=counts.get("online", 0),
+            models_offline=counts.get("offline", 0),
+        ),
         health=health.state(endpoint.id),
     )
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
+from pydantic import ConfigDict
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +26,10 @@ class ModelConflict:
     """Why a model serves nothing: another endpoint's model holds its public ``name``
     (pooling is the operator's act: a shared alias or one pool)."""
 
+    __pydantic_config__ = ConfigDict(use_attribute_docstrings=True)
+
     name: str
+    """The public name in dispute"""
     held_by_model_id: int
     held_by_endpoint_id: int
     held_by_endpoint_name: str
@@ -39,11 +44,13 @@ class ModelInfo:
     """A model of one endpoint, as the admin API shows it; ``conflict`` is set when it
     serves nothing because another endpoint's model holds its public name."""
 
+    __pydantic_config__ = ConfigDict(use_attribute_docstrings=True)
+
     id: int
     endpoint_id: int
     upstream_id: str
     alias: str | None
-    status: str
+    status: Literal["online", "offline"]
     enabled: bool
     owned_by: str | None
     display_name: str | None
@@ -57,6 +64,8 @@ class ModelInfo:
     first_seen_at: datetime
     last_seen_at: datetime
     conflict: ModelConflict | None
+    """Set when the model serves nothing: another endpoint's model holds its public name
+    (give both one alias, or their endpoints one pool, to pool them)"""
     default_output_tokens: int | None = None
     """Completion tokens a budget reserves for a request that states no cap."""
 
@@ -88,7 +97,7 @@ def _info(model: Model, conflict: ModelConflict | None) -> ModelInfo:
         endpoint_id=model.endpoint_id,
         upstream_id=model.upstream_id,
         alias=model.alias,
-        status=model.status,
+        status="online" if model.status == "online" else "offline",
         enabled=model.enabled,
         owned_by=model.owned_by,
         display_name=model.display_name,

@@ -25,6 +25,9 @@ NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
 @dataclass(frozen=True, slots=True)
 class HostInfo:
+    """The machine relaygate runs on: platform, Python version, CPUs, NVIDIA GPUs and
+    relaygate's version."""
+
     platform: str
     python: str
     cpus: int
@@ -34,6 +37,9 @@ class HostInfo:
 
 @dataclass(frozen=True, slots=True)
 class RegistryStatus:
+    """The last refresh, every endpoint, the models online and offline on enabled
+    endpoints, and the host (the admin API serves it as it is)."""
+
     last_refresh_at: datetime | None
     endpoints: list[EndpointInfo]
     models_online: int
@@ -90,7 +96,7 @@ async def status(ctx: Context) -> RegistryStatus:
     return RegistryStatus(
         last_refresh_at=datetime.fromisoformat(refreshed.value) if refreshed else None,
         endpoints=endpoints,
-        models_online=sum(e.models_online for e in enabled),
-        models_offline=sum(e.models_offline for e in enabled),
+        models_online=sum(e.sync.models_online for e in enabled),
+        models_offline=sum(e.sync.models_offline for e in enabled),
         host=await asyncio.to_thread(host_info),
     )

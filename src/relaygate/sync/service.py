@@ -6,8 +6,9 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
 from sqlalchemy import Insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,19 +26,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    """The outcome of one sync. ``status`` is ``ok`` or ``error``; counts are models."""
+    """The outcome of one sync. ``status`` is ``ok`` or ``error``; counts are models.
+    The admin API serves it as it is (``endpoint_name`` as ``endpoint``)."""
 
     endpoint_id: int
-    endpoint_name: str
-    status: str
+    endpoint_name: Annotated[str, Field(serialization_alias="endpoint")]
+    status: Literal["ok", "error"]
     added: int
     reactivated: int
     deactivated: int
     total: int
     synced_at: datetime
     error: str | None
-    changed: bool = False
-    """Whether the catalogue changed (models added, re-/deactivated, or their metadata)."""
+    changed: Annotated[bool, Field(exclude=True)] = False
+    """Whether the catalogue changed (models added, re-/deactivated, or their metadata);
+    not in the admin API's answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,7 @@ class SyncRunInfo:
     trigger: str
     started_at: datetime
     finished_at: datetime
-    status: str
+    status: Literal["ok", "error"]
     added: int
     reactivated: int
     deactivated: int
@@ -72,7 +75,7 @@ async def sync_history(ctx: Context, endpoint_id: int, limit: int = 50) -> list[
                 r.trigger,
                 r.started_at,
                 r.finished_at,
-                r.status,
+                "ok" if r.status == "ok" else "error",
                 r.added,
                 r.reactivated,
                 r.deactivated,

@@ -34,9 +34,9 @@ NAMES_SHOWN = 8
 async def found_message(request: Request, info: EndpointInfo) -> tuple[str, str]:
     """The message after adding ``info`` and its kind: what its first sync found
     (``synced: 3 models (a, b, c)``) or why it failed."""
-    if info.sync_status == "error":
-        return f"endpoint {info.name!r} added, but its sync failed: {info.sync_error}", "error"
-    if info.sync_status != "ok":
+    if info.sync.status == "error":
+        return f"endpoint {info.name!r} added, but its sync failed: {info.sync.error}", "error"
+    if info.sync.status != "ok":
         return f"endpoint {info.name!r} added (disabled: not synced)", "ok"
     found = await model_service.list_models(context_of(request), endpoint_id=info.id)
     names = [m.alias or m.upstream_id for m in found if m.status == "online"]
@@ -52,9 +52,12 @@ async def sync_summary(request: Request, result: SyncResult) -> dict[str, Any]:
     fields = asdict(result)
     fields["synced_at"] = result.synced_at.isoformat()
     info = await service.get_endpoint(context_of(request), result.endpoint_id)
-    fields["models_online"], fields["models_offline"] = info.models_online, info.models_offline
-    fields["counts"] = model_counts(info.models_online, info.models_offline)
-    fields["sync"] = asdict(sync_state(info.sync_status, info.sync_error))
+    fields["models_online"], fields["models_offline"] = (
+        info.sync.models_online,
+        info.sync.models_offline,
+    )
+    fields["counts"] = model_counts(info.sync.models_online, info.sync.models_offline)
+    fields["sync"] = asdict(sync_state(info.sync.status, info.sync.error))
     fields["health"] = asdict(health_state(info))
     return fields
 

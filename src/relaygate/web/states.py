@@ -57,9 +57,9 @@ def health_state(endpoint: EndpointInfo) -> Shown:
         )
     if not endpoint.enabled:
         return Shown("unknown", "idle", "disabled: no requests reach it")
-    if endpoint.sync_status == "error":
+    if endpoint.sync.status == "error":
         return Shown("unknown", "idle", "its sync is failing, so its models are offline")
-    if endpoint.sync_status != "ok":
+    if endpoint.sync.status != "ok":
         return Shown("unknown", "idle", "not synced yet")
     return Shown("healthy", "good")
 

@@ -35,14 +35,14 @@ class Figures:
 def figures_of(endpoints: list[EndpointInfo]) -> Figures:
     """Count the sync states of ``endpoints`` and find their latest and oldest syncs."""
     enabled = [e for e in endpoints if e.enabled]
-    synced = [e.last_synced_at for e in endpoints if e.last_synced_at is not None]
-    enabled_synced = [e.last_synced_at for e in enabled if e.last_synced_at is not None]
+    synced = [e.sync.last_synced_at for e in endpoints if e.sync.last_synced_at is not None]
+    enabled_synced = [e.sync.last_synced_at for e in enabled if e.sync.last_synced_at is not None]
     return Figures(
         endpoints=len(endpoints),
         enabled=len(enabled),
-        sync_ok=sum(e.sync_status == "ok" for e in endpoints),
-        sync_failing=sum(e.sync_status == "error" for e in endpoints),
-        sync_never=sum(e.sync_status not in ("ok", "error") for e in endpoints),
+        sync_ok=sum(e.sync.status == "ok" for e in endpoints),
+        sync_failing=sum(e.sync.status == "error" for e in endpoints),
+        sync_never=sum(e.sync.status not in ("ok", "error") for e in endpoints),
         latest_sync=max(synced, default=None),
         oldest_sync=min(enabled_synced)
         if enabled_synced and len(enabled_synced) == len(enabled)
