@@ -244,10 +244,15 @@ async def _add(session: AsyncSession, actor: Actor, entry: _Entry, json_lines: b
 
 async def _name_target(session: AsyncSession, entry: _Entry) -> None:
     """Give a user or group target its name when the flush did not have it at hand."""
-    table = {"user": User, "group": Group}.get(entry.target_type)
-    if entry.target_name is None and table is not None and entry.target_id is not None:
-        row = await session.get(table, int(entry.target_id))
-        entry.target_name = row.name if row is not None else None
+    ident = entry.target_id or ""
+    if entry.target_name is not None or not ident.isdigit():
+        return
+    row: User | Group | None = None
+    if entry.target_type == "user":
+        row = await session.get(User, int(ident))
+    elif entry.target_type == "group":
+        row = await session.get(Group, int(ident))
+    entry.target_name = row.name if row is not None else None
 
 
 async def _named(session: AsyncSession, actor: Actor) -> Actor:

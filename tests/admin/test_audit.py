@@ -5,6 +5,7 @@ and bounds; the JSON log lines; changes a sync makes are no one's."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -265,3 +266,25 @@ def test_bounds_are_refused(gateway: Gateway, params: dict[str, Any]) -> None:
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["message"]
     assert gateway.admin.get("/healthz").status_code == 200
+
+
+def test_seeding_is_the_configs(tmp_path: Path, upstream: Upstream) -> None:
+    """Endpoints written from the config file at first start are ``config``'s entries;
+    their key is not in them."""
+    upstream.state.api_key = PROVIDER_KEY
+    seeded = [{"name": "seeded", "url": upstream.url, "api_key": PROVIDER_KEY}]
+    running = Gateway(tmp_path / "seed", endpoints=seeded).start()
+    try:
+        deadline = time.monotonic() + 20
+        while running.endpoint("seeded")["sync"]["status"] == "never":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        found = entries(running, actor="config")
+        assert [(e["actor_type"], e["action"], e["target_name"]) for e in found][-1] == (
+            "config",
+            "endpoint.create",
+            "seeded",
+        )
+        assert PROVIDER_KEY not in str(found) and PROVIDER_KEY not in stored_rows(running)
+    finally:
+        running.stop()
