@@ -502,7 +502,6 @@ class AuditEntry(Base):
         Index("ix_audit_log_created_at", "created_at"),
         Index("ix_audit_log_action_id", "action", "id"),
         Index("ix_audit_log_actor_name_id", "actor_name", "id"),
-        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

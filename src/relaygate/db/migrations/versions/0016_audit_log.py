@@ -31,7 +31,6 @@ def upgrade() -> None:
         sa.Column("target_name", sa.String(500), nullable=True),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
-        sqlite_autoincrement=True,
     )
     op.create_index("ix_audit_log_created_at", "audit_log", ["created_at"])
     op.create_index("ix_audit_log_action_id", "audit_log", ["action", "id"])
