@@ -235,6 +235,7 @@ async def record(
 
 
 async def _add(session: AsyncSession, actor: Actor, entry: _Entry, json_lines: bool) -> None:
+    await _name_target(session, entry)
     row = _row(await _named(session, actor), entry)
     session.add(row)
     await session.flush()

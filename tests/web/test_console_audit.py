@@ -40,6 +40,8 @@ def test_console_sessions_and_changes_are_recorded(gateway: Gateway) -> None:
     for entry in found:
         if entry["actor_type"] == "user":
             assert entry["actor_name"] == "admin" and entry["address"] == "127.0.0.1"
+    signed = next(e for e in found if e["action"] == "session.create")
+    assert signed["target_name"] == "admin" and signed["details"]["values"]["method"] == "api_key"
     created = next(e for e in found if e["action"] == "key.create" and e["actor_type"] == "user")
     assert created["target_name"] == "k1"
     assert audit_page.status_code == 200
