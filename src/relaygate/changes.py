@@ -36,6 +36,7 @@ from sqlalchemy import Integer, Text, cast, delete, event, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
+from relaygate import audit
 from relaygate.db.tables import (
     ApiKey,
     ConfigChange,
@@ -146,14 +147,17 @@ async def unit(ctx: Context) -> AsyncIterator[AsyncSession]:
     version, token = 0, ""
     async with ctx.sessions.begin() as session:
         session.info[UNIT] = pending
+        audit.begin(session, ctx)
         try:
             yield session
             await session.flush()
             _check_declared(pending)
+            await audit.write_pending(session)
             if pending.items:
                 version, token = await _record(session, Change(frozenset(pending.items)))
         finally:
             session.info.pop(UNIT, None)
+            session.info.pop(audit.PENDING, None)
     if version:
         try:
             await ctx.snapshots.apply(version, token, Change(frozenset(pending.items)))
@@ -260,6 +264,7 @@ def _changed_columns(obj: object) -> set[str]:
 
 @event.listens_for(TrackedSession, "after_flush")
 def _after_flush(session: Session, _: UOWTransaction) -> None:
+    audit.observe(session)
     found: set[tuple[str, int]] = set()
     for obj in session.new | session.deleted:
         entity = _entity(obj)

@@ -21,6 +21,7 @@ import aiohttp
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from relaygate.audit import AuditTrail
 from relaygate.budgets import Budgets
 from relaygate.changes import TrackedSession
 from relaygate.db.engine import make_engine, make_sessionmaker
@@ -84,6 +85,8 @@ class Context:
     """Whether other processes share this SQLite database's budgets (``--workers``)."""
     files: FileStorage = field(init=False)
     """The contents of users' files (``files_dir``)."""
+    audit: AuditTrail = field(default_factory=AuditTrail)
+    """Who is acting in the current task, for the audit log (:mod:`relaygate.audit`)."""
     claimant: str = field(init=False)
     """This process as the holder of batch claims: ``replica`` and a random part, so two
     processes with one host name and pid (containers) never hold each other's claims."""

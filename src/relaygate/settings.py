@@ -149,6 +149,8 @@ class Settings(BaseModel):
     request_id)."""
     access_log: bool = True
     """One ``info`` line per proxied request on the ``relaygate.access`` logger."""
+    audit_log_json: bool = False
+    """Also write each audit-log entry as one JSON line on the ``relaygate.audit`` logger."""
     sync_interval: float = Field(default=30.0, gt=0, le=MAX_SYNC_INTERVAL)
     sync_timeout: float = Field(default=10.0, gt=0)
     admin_key: str | None = None

@@ -98,7 +98,8 @@ def test_admin_list_filters_by_status_and_user_and_pages(
 
 def test_admin_cancels_another_users_batch(gateway: Gateway, upstream: BatchUpstream) -> None:
     """An admin cancels a user's running batch: it answers ``cancelling``, the requests
-    still queued are never sent, and it ends ``cancelled`` with what was done."""
+    still queued are never sent, and it ends ``cancelled`` with what was done; the
+    cancel is in the audit log as the admin's."""
     upstream.counts.delay = 0.1
     _, _, ann = user_client(gateway, "ann")
     batch_id = start_batch(ann, 100)
@@ -112,6 +113,10 @@ def test_admin_cancels_another_users_batch(gateway: Gateway, upstream: BatchUpst
     assert sum(upstream.counts.received.values()) < 100
     again = gateway.admin.post(f"{API}/batches/{batch_id}/cancel")
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    # One audit entry, the admin's, for the cancel that changed something (not the repeat).
+    audit = gateway.admin.get(f"{API}/audit", params={"action": "batch.cancel"}).json()["data"]
+    assert [(e["actor_name"], e["target_id"]) for e in audit] == [("admin", batch_id)]
+    assert audit[0]["details"]["values"]["user_id"] == response.json()["user_id"]
 
 
 def test_user_keys_get_403_and_unknown_ids_404(gateway: Gateway) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from relaygate.admin.schemas import RowId
+from relaygate.audit import user_actor
 from relaygate.auth import authenticate, key_from_headers
 from relaygate.context import Context
 from relaygate.errors import PermissionDenied
@@ -32,3 +33,11 @@ def require_admin(principal: Principal = Depends(get_principal)) -> Principal:
     if not principal.is_admin:
         raise PermissionDenied("this route needs an admin API key")
     return principal
+
+
+async def attributed(request: Request) -> None:
+    """Authenticate the caller and make them the actor of every change this request
+    makes (:mod:`relaygate.audit`); async, so that the actor is set in the request's own
+    task. Raises :class:`~relaygate.errors.AuthenticationFailed` (401) without a key."""
+    principal = get_principal(request)
+    get_ctx(request).audit.set(user_actor(principal.user_id, request))

@@ -15,6 +15,7 @@ from uvicorn.supervisors import Multiprocess
 from relaygate import __version__
 from relaygate.app import create_app, print_first_admin_key
 from relaygate.cli.accounts import keys, users
+from relaygate.cli.audit import audit
 from relaygate.cli.batches import app as batches
 from relaygate.cli.endpoints import app as endpoints
 from relaygate.cli.groups import app as groups
@@ -56,6 +57,7 @@ app.add_typer(batches, name="batches")
 app.add_typer(db, name="db")
 app.add_typer(secrets, name="secrets")
 app.command("usage")(usage)
+app.command("audit")(audit)
 
 
 @app.callback()

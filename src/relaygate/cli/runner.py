@@ -15,11 +15,13 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from relaygate.audit import Actor
 from relaygate.context import Context, open_context
 from relaygate.errors import ConfigError, RelaygateError
 from relaygate.settings import Settings, load_settings
 
 T = TypeVar("T")
+CLI = Actor("cli", name="cli")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
 """The ``--json`` option of list and show commands."""
 
@@ -75,6 +77,7 @@ def run(
 
     async def main() -> T:
         async with open_context(settings, allow_weak_secret_key=allow_weak_secret_key) as ctx:
+            ctx.audit.set(CLI)  # what a command changes is audited as the CLI's
             return await call(ctx)
 
     try:

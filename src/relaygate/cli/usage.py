@@ -11,7 +11,7 @@ from relaygate.cli.runner import JsonFlag, as_dict, fail, print_json, print_tabl
 from relaygate.services.usage import GROUPS, usage_report
 
 
-def _when(value: str | None, option: str) -> datetime | None:
+def when(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
     try:
@@ -38,8 +38,8 @@ def usage(
         ctx,
         lambda c: usage_report(
             c,
-            start=_when(start, "--from"),
-            end=_when(end, "--to"),
+            start=when(start, "--from"),
+            end=when(end, "--to"),
             group_by=by,
             user_id=user,
         ),

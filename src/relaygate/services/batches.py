@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from relaygate import audit
 from relaygate.batches import ENDED, OPEN
 from relaygate.context import Context
 from relaygate.db.tables import Batch, BatchRequest, User, utcnow
@@ -283,4 +284,14 @@ async def cancel_batch(ctx: Context, user_id: int | None, batch_id: str) -> Batc
             .values(state="cancelled")
             .execution_options(synchronize_session=False)
         )
+        if ctx.audit.current() is not None:  # an administrator's or a console user's
+            values = {"user_id": row.user_id}
+            await audit.record(
+                ctx,
+                "batch.cancel",
+                target_type="batch",
+                target_id=row.id,
+                values=values,
+                session=session,
+            )
     return await get_batch(ctx, user_id, batch_id)

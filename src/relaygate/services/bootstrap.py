@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from relaygate.audit import CONFIG, SYSTEM
 from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, Endpoint, Meta, User, utcnow
@@ -84,14 +85,8 @@ async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
         return [], ignored
     specs = [EndpointSpec(**seed.model_dump()) for seed in seeds]
     try:
-        async with unit(ctx) as session:
-            session.add(Meta(key=SEEDED_KEY, value=utcnow().isoformat()))
-            await session.flush()
-            for spec in specs:
-                row = new_endpoint(ctx, spec)
-                session.add(row)
-                await session.flush()
-                await grant_endpoint_to(session, row.id, spec.groups)
+        with ctx.audit.acting(CONFIG):
+            await _seed(ctx, specs)
     except IntegrityError:
         # Another replica, starting at the same moment, seeded first.
         log.info("the database was seeded by another process")
@@ -99,6 +94,17 @@ async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
     for seed in seeds:
         log.info("seeded endpoint %r from the config file", seed.name)
     return [seed.name for seed in seeds], []
+
+
+async def _seed(ctx: Context, specs: list[EndpointSpec]) -> None:
+    async with unit(ctx) as session:
+        session.add(Meta(key=SEEDED_KEY, value=utcnow().isoformat()))
+        await session.flush()
+        for spec in specs:
+            row = new_endpoint(ctx, spec)
+            session.add(row)
+            await session.flush()
+            await grant_endpoint_to(session, row.id, spec.groups)
 
 
 async def _admin_user(ctx: Context) -> User | None:
@@ -139,8 +145,14 @@ async def import_admin_key(ctx: Context, key: str) -> None:
 
 async def bootstrap(ctx: Context) -> BootstrapResult:
     """Run the start-up steps above; ``new_admin_key`` is set only when a first admin
-    was created, for the caller to print once."""
+    was created, for the caller to print once. Changes are audited as ``config``'s
+    (seeding) and ``system``'s (the first admin, the imported admin key)."""
     seeded, ignored = await seed_endpoints(ctx)
+    with ctx.audit.acting(SYSTEM):
+        return await _accounts(ctx, seeded, ignored)
+
+
+async def _accounts(ctx: Context, seeded: list[str], ignored: list[str]) -> BootstrapResult:
     new_key = None
     if ctx.settings.admin_key:
         await import_admin_key(ctx, ctx.settings.admin_key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from relaygate import audit
 from relaygate.changes import declare, unit
 from relaygate.context import SECRET_CHECK_KEY, Context
 from relaygate.db.tables import Meta, encrypted_columns
@@ -38,4 +39,5 @@ async def rotate_secret(ctx: Context, new_secret: str) -> int:
         await session.merge(Meta(key=SECRET_CHECK_KEY, value=new.encrypt(CHECK_PLAINTEXT)))
         # Running servers notice the change and say they need a restart with the new key.
         declare(session, "all", 0)
+        audit.note(session, "secret_key.rotate", "installation", None, values={"rows": count})
     return count

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
+from relaygate import audit
 from relaygate.budget import check_budget
 from relaygate.changes import declare, unit
 from relaygate.context import Context
@@ -142,6 +143,7 @@ async def _demote(session: AsyncSession, user_id: int, role: str) -> None:
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("cannot demote the last admin", param="role")
     declare(session, "user", user_id)
+    audit.note(session, "user.update", "user", user_id, values={"role": role})
 
 
 async def update_user(
@@ -197,3 +199,4 @@ async def delete_user(ctx: Context, ident: int | str) -> None:
             raise Conflict("cannot delete the last admin")
         session.expunge(user)
         declare(session, "user", user.id)
+        audit.note(session, "user.delete", "user", user.id, user.name)

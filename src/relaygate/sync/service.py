@@ -156,7 +156,8 @@ async def sync_endpoint(ctx: Context, endpoint_id: int, *, trigger: str = "manua
                     await asyncio.sleep(0)
         except ListingFailed as exc:
             error = f"sync of endpoint {endpoint.name!r} failed: {exc}"
-        result = await _record(ctx, endpoint, discovered, error, started, trigger)
+        with ctx.audit.acting(None):  # what a sync finds is no administrator's change
+            result = await _record(ctx, endpoint, discovered, error, started, trigger)
     _log_outcome(result, endpoint.sync_status, endpoint.last_sync_error)
     return result
 

@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from relaygate.web import (
     account,
+    audit,
     auth,
     batches,
     budgets,
@@ -44,6 +45,7 @@ def console_router() -> APIRouter:
         status,
         playground,
         requests,
+        audit,
     ):
         router.include_router(module.router)
     return router

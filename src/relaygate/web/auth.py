@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from relaygate import audit
 from relaygate.context import Context
 from relaygate.errors import AuthenticationFailed, PermissionDenied, RelaygateError
 from relaygate.services import web_sessions
@@ -58,6 +59,8 @@ async def checked_session(request: Request) -> ConsoleSession:
     if not same_origin(request):
         raise PermissionDenied("cross-site requests to the console are refused")
     session = await session_of(request)
+    # Whatever this request changes is this user's doing (see relaygate.audit).
+    context_of(request).audit.set(audit.user_actor(session.principal.user_id, request))
     sent = request.headers.get("x-csrf-token")
     if sent is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -107,6 +110,14 @@ async def login(request: Request, key: Annotated[str, Form()] = "") -> Response:
         token, principal = await web_sessions.sign_in(ctx, key)
     except AuthenticationFailed as exc:
         return page(request, "login.html", None, status_code=401, error=exc.message)
+    await audit.record(
+        ctx,
+        "session.create",
+        target_type="user",
+        target_id=principal.user_id,
+        values={"method": "api_key", "key_id": principal.key_id},
+        actor=audit.user_actor(principal.user_id, request),
+    )
     response = RedirectResponse(
         "/ui/endpoints" if principal.is_admin else "/ui/account", status_code=303
     )
@@ -123,8 +134,12 @@ async def login(request: Request, key: Annotated[str, Form()] = "") -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, _: Checked) -> Response:
-    await web_sessions.sign_out(context_of(request), request.cookies.get(COOKIE))
+async def logout(request: Request, session: Checked) -> Response:
+    ctx = context_of(request)
+    await web_sessions.sign_out(ctx, request.cookies.get(COOKIE))
+    await audit.record(
+        ctx, "session.delete", target_type="user", target_id=session.principal.user_id
+    )
     response = back("/ui/login", "signed out")
     response.delete_cookie(COOKIE, path="/ui")
     return response
