@@ -14,9 +14,9 @@ runs with every feature on: a user's API key checked against group grants, rate 
 
 Options: ``--duration S`` per point (default 10), ``--only relaygate,bare`` (a subset of
 direct, nginx, relaygate, bare, portkey, litellm; ``nginx`` is nginx's own ``proxy_pass``
-over a keep-alive upstream pool, the compiled limit of forwarding), ``--curves`` (also the body-size and
-keys/models curves), ``--soak N`` (relaygate's RSS over N requests), ``--rounds N``
-(every gateway of ``--only`` running at once, each point measured on each in turn, N
+over a keep-alive upstream pool, the compiled limit of forwarding), ``--curves`` (also
+the body-size and keys/models curves), ``--soak N`` (relaygate's RSS over N requests),
+``--rounds N`` (every gateway of ``--only`` running at once, each point measured on each in turn, N
 times; medians reported). A relaygate variant adds to its name, after ``+``: ``prices``
 (the models priced), ``budget`` (priced, and a budget on the key too large to refuse),
 ``redis`` (counters in Redis), e.g. ``--only relaygate+prices,relaygate+budget --rounds 3``
