@@ -29,7 +29,12 @@ from typing import Any
 
 import orjson
 
-_MARKERS = (b'"usage":{', b'"usage": {', b'"usageMetadata"')
+# Where usage is: a key starting with ``"usage`` (one scan finds all three) and going on
+# as one of these: an object (not OpenAI's ``"usage":null`` of every other chunk), or
+# Gemini's ``usageMetadata``.
+_USAGE = b'"usage'
+_USAGE_GOES_ON = (b'":{', b'": {', b'Metadata"')
+_LINE_ENDS = (b"\n", b"\r")
 _TAIL = 64 * 1024
 _WHOLE = 1024 * 1024
 _MAX_CARRY = 1024 * 1024
@@ -102,7 +107,14 @@ def _int(value: Any) -> int:
 
 
 def _has_usage(data: bytes) -> bool:
-    return any(marker in data for marker in _MARKERS)
+    """Whether ``data`` holds a usage object's key (see :data:`_USAGE_GOES_ON`): one
+    scan, no copy."""
+    at = data.find(_USAGE)
+    while at >= 0:
+        if data.startswith(_USAGE_GOES_ON, at + 6):
+            return True
+        at = data.find(_USAGE, at + 6)
+    return False
 
 
 class BodyTokens:
@@ -203,11 +215,23 @@ class StreamTokens:
         self.tokens = Tokens()
 
     def feed(self, chunk: bytes) -> bytes:
-        """Take one chunk; returns the bytes to send the client now."""
+        """Take one chunk; returns the bytes to send the client now (``chunk`` itself
+        unless usage is stripped from it or an event is held back). A chunk of whole
+        lines that follows whole lines, the common case, costs one scan for the usage
+        key and no copy; only the event that holds usage is parsed."""
         if self.gave_up:
             return chunk
         if self._strip:
+            if not self._carry and chunk.endswith(b"\n\n") and not _has_usage(chunk):
+                return chunk  # whole events, none of them the usage chunk
             return self._feed_stripping(chunk)
+        if not self._carry and chunk.endswith(_LINE_ENDS):
+            # A CR at the end may be half of a CRLF: the LF that follows makes an empty
+            # line, which reads as nothing.
+            if _has_usage(chunk):
+                for line in _lf(chunk).split(b"\n"):
+                    self._read_line(line)
+            return chunk
         data = self._carry + chunk if self._carry else chunk
         # The last line end: a CR at the very end may be the first half of a CRLF, so the
         # line it ends is read once the next chunk shows (an empty line costs nothing).

@@ -1,0 +1,258 @@
+"""relaygate's CPU time per request and per streamed chunk: figures a loaded machine
+hardly moves, for before/after comparisons (issue 22).
+
+    PYTHONPATH=src .venv/bin/python bench/cpu_cost.py [--before /path/to/other/src]
+        [--rounds 3] [--requests 3000] [--chunks 200]
+
+**Per request.** ``bench/compare.py``'s nginx upstream and relaygate with every feature
+on (group grants, rate limits, usage records, metrics), driven by ``wrk`` at c=4 for a
+fixed time; the CPU time the relaygate process used (user + system, from
+``/proc/PID/stat``) divided by the requests it served, for JSON answers and for streams
+of 50 events (nginx sends them in one or two reads). With ``--before SRC``, a second
+relaygate runs from another source tree (e.g. the main checkout) and the two are measured
+in turn, round by round, so that the machine's load weighs on both alike.
+
+**Per chunk.** In this process: ``Upstream``'s relay loop fed an event stream one event
+per read (each chunk a separate object, as the socket gives them), to a ``send`` that
+does nothing; CPU time (``time.process_time``) over the stream, less that of a
+one-event stream, divided by the events. Plain (usage read, chunks passed unchanged)
+and stripping (relaygate asked for the usage chunk, so it keeps it from the client). With
+``--before``, the other tree's code is measured the same way in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import compare  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far, in seconds."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def served(
+    work: pathlib.Path, url: str, headers: dict[str, str], body: bytes, seconds: float
+) -> int:
+    """Drive ``url`` with wrk at c=4 for ``seconds``; returns the requests it completed."""
+    script = work / "cpu.lua"
+    script.write_text(compare.WRK_SCRIPT)
+    body_file = work / f"cpu-body-{len(body)}.json"
+    body_file.write_bytes(body)
+    env = dict(
+        os.environ,
+        BENCH_BODY=str(body_file),
+        BENCH_HEADERS="\n".join(f"{k}: {v}" for k, v in headers.items()),
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", "-c4", f"-d{seconds:g}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"relaygate refused requests:\n{out}")
+    match = re.search(r"(\d+) requests in", out)
+    assert match is not None, out
+    return int(match.group(1))
+
+
+def per_request(args: argparse.Namespace) -> dict[str, Any]:
+    work = pathlib.Path(tempfile.mkdtemp(prefix="relaygate-cpu-"))
+    work.chmod(0o755)
+    nginx = compare.Nginx(work, ["bench-json"], ["bench-stream"])
+    trees = {"after": os.environ.get("PYTHONPATH", "")}
+    if args.before:
+        trees["before"] = args.before
+    gateways: dict[str, compare.Gateway] = {}
+    results: dict[str, Any] = {name: {"json": [], "stream": []} for name in trees}
+    try:
+        for name, tree in trees.items():
+            os.environ["PYTHONPATH"] = tree
+            gateways[name] = compare.start_relaygate(work, nginx)[0]
+        for gateway in gateways.values():  # warm: imports, first series, caches
+            for stream in (False, True):
+                served(
+                    work, gateway.json_url, gateway.headers["json"], compare.request_body(stream), 1
+                )
+        for round_ in range(args.rounds):
+            for stream in (False, True):
+                kind = "stream" if stream else "json"
+                for name, gateway in gateways.items():
+                    pid = gateway.processes[0].pid
+                    before = cpu_seconds(pid)
+                    count = served(
+                        work,
+                        gateway.stream_url if stream else gateway.json_url,
+                        gateway.headers[kind],
+                        compare.request_body(stream),
+                        args.seconds,
+                    )
+                    used = (cpu_seconds(pid) - before) / count * 1e6
+                    results[name][kind].append(used)
+                    print(
+                        f"  round {round_ + 1} {name:6} {kind:6} {count:>7,} requests  "
+                        f"{used:7.1f} µs CPU each",
+                        flush=True,
+                    )
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+        nginx.stop()
+    return results
+
+
+def stream_events(count: int) -> list[bytes]:
+    """``count`` chat.completion.chunk events, then the usage chunk and ``[DONE]``, one
+    bytes object each (as separate socket reads give them)."""
+    events = []
+    for n in range(count):
+        event = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1764000000,
+            "model": "bench",
+            "choices": [{"index": 0, "delta": {"content": f"word{n} "}, "finish_reason": None}],
+            "usage": None,
+        }
+        events.append(b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n")
+    usage = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "choices": [],
+        "usage": {"prompt_tokens": 12, "completion_tokens": count, "total_tokens": 12 + count},
+    }
+    events.append(b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    return [bytes(bytearray(e)) for e in events]
+
+
+async def relay_cpu(events: list[bytes], strip: bool, repeats: int) -> float:
+    """Best CPU seconds of ``repeats`` runs of the relay loop over ``events``."""
+    from relaygate.health import Health
+    from relaygate.metrics import Metrics
+    from relaygate.proxy.accounting import Exchange
+    from relaygate.proxy.relay import Opened, Relay
+    from relaygate.proxy.tokens import StreamTokens
+    from relaygate.proxy.upstream import Upstream
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def chunks() -> Any:
+        for event in events:
+            yield event
+
+    upstream = Upstream(None, Metrics(), Health())  # type: ignore[arg-type]
+    best = float("inf")
+    for _ in range(repeats):
+        state = Exchange(time.perf_counter(), "bench")
+        state.strip_usage = strip
+        opened = Opened(200, "text/event-stream")
+        opened.stream = StreamTokens(strip, 1024 * 1024)
+        opened.chunks = chunks()
+        relay = Relay(600.0, asyncio.get_running_loop().time() + 600)
+        async with asyncio.timeout(None) as timer:
+            relay.timer = timer
+            start = time.process_time()
+            await upstream._relay(send, opened, relay, state, None)  # type: ignore[arg-type]
+            best = min(best, time.process_time() - start)
+        assert opened.stream.tokens.completion == len(events) - 2, opened.stream.tokens.completion
+    return best
+
+
+async def floor_cpu(events: list[bytes], repeats: int) -> float:
+    """Best CPU seconds of the harness alone: the chunks iterated and sent, nothing else."""
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def chunks() -> Any:
+        for event in events:
+            yield event
+
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        async for chunk in chunks():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def per_chunk(chunks: int, repeats: int = 41) -> dict[str, float]:
+    """µs of CPU per streamed chunk of the relay loop, plain and stripping."""
+    import uvloop
+
+    async def main() -> dict[str, float]:
+        long, short = stream_events(chunks), stream_events(1)
+        out = {}
+        slope = await floor_cpu(long, repeats) - await floor_cpu(short, repeats)
+        out["harness alone"] = slope / (chunks - 1) * 1e6
+        for strip in (False, True):
+            await relay_cpu(long, strip, 5)  # warm
+            slope = await relay_cpu(long, strip, repeats) - await relay_cpu(short, strip, repeats)
+            out["stripping" if strip else "plain"] = slope / (chunks - 1) * 1e6
+        return out
+
+    return uvloop.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", help="another source tree to measure side by side")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--only", choices=("chunk", "request"), help="one of the two measures")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.json:  # the per-chunk measure of this interpreter's relaygate, for --before
+        print(json.dumps(per_chunk(args.chunks)))
+        return
+    if args.only != "request":
+        print("per streamed chunk (µs of CPU, best of 41, relay loop in process):")
+        trees = {"after": os.environ.get("PYTHONPATH", "")}
+        if args.before:
+            trees["before"] = args.before
+        for name, tree in trees.items():
+            for _ in range(3):
+                out = subprocess.run(
+                    [sys.executable, __file__, "--json", "--chunks", str(args.chunks)],
+                    env=dict(os.environ, PYTHONPATH=tree),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                figures = json.loads(out)
+                print(f"  {name:6} " + "  ".join(f"{k} {v:.2f} µs" for k, v in figures.items()))
+    if args.only != "chunk":
+        print("per request (µs of CPU of the relaygate process, wrk c=4):", flush=True)
+        results = per_request(args)
+        for name, kinds in results.items():
+            print(
+                f"  {name:6} "
+                + "  ".join(
+                    f"{kind} median {statistics.median(v):.1f} µs" for kind, v in kinds.items() if v
+                )
+            )
+
+
+if __name__ == "__main__":
+    main()
