@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import compare  # noqa: E402
+import compare
 
 
 def cpu_seconds(pid: int) -> float:
