@@ -94,7 +94,9 @@ def per_request(args: argparse.Namespace) -> dict[str, Any]:
         for round_ in range(args.rounds):
             for stream in (False, True):
                 kind = "stream" if stream else "json"
-                for name, gateway in gateways.items():
+                # Turns alternate, so that neither goes first (or last) every time.
+                turns = list(gateways.items())
+                for name, gateway in turns if round_ % 2 == 0 else turns[::-1]:
                     pid = gateway.processes[0].pid
                     before = cpu_seconds(pid)
                     count = served(
@@ -116,6 +118,112 @@ def per_request(args: argparse.Namespace) -> dict[str, Any]:
             gateway.stop()
         nginx.stop()
     return results
+
+
+def per_request_instructions(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Instructions per request of relaygate run under callgrind (``valgrind``), one tree
+    after the other: instrumentation is switched on after start-up and warm-up, then
+    ``--requests`` requests are sent one at a time, JSON then streamed, each counted from
+    a dump of its own. Load on the machine does not change these counts."""
+    import httpx
+
+    spawn, wait_http = compare.spawn, compare.wait_http
+
+    def under_valgrind(command: list[str], log: pathlib.Path, **kwargs: Any) -> Any:
+        if command[1:3] == ["-m", "relaygate"]:
+            out = log.with_suffix(".callgrind.%p")
+            command = [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out}",
+                *command,
+            ]
+        return spawn(command, log, **kwargs)
+
+    compare.spawn = under_valgrind
+    compare.wait_http = lambda url, timeout=600, headers=None: wait_http(url, 600, headers)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="relaygate-callgrind-"))
+    work.chmod(0o755)
+    nginx = compare.Nginx(work, ["bench-json"], ["bench-stream"])
+    trees = {"after": os.environ.get("PYTHONPATH", "")}
+    if args.before:
+        trees["before"] = args.before
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for name, tree in trees.items():
+            os.environ["PYTHONPATH"] = tree
+            gateway = compare.start_relaygate(work, nginx)[0]
+            pid = gateway.processes[0].pid
+            results[name] = {}
+            try:
+                with httpx.Client(timeout=120) as client:
+                    for stream in (False, True):
+                        kind = "stream" if stream else "json"
+                        body = compare.request_body(stream)
+                        headers = {"content-type": "application/json", **gateway.headers[kind]}
+
+                        url = gateway.json_url
+
+                        def send(
+                            count: int, body: bytes = body, headers: Any = headers, url: str = url
+                        ) -> None:
+                            for _ in range(count):
+                                answer = client.post(url, content=body, headers=headers)
+                                assert answer.status_code == 200, answer.text
+
+                        send(20)  # warm: first series, caches, pools
+                        subprocess.run(
+                            ["callgrind_control", "-i", "on", str(pid)],
+                            check=True,
+                            capture_output=True,
+                        )
+                        subprocess.run(
+                            ["callgrind_control", "-z", str(pid)], check=True, capture_output=True
+                        )
+                        began = time.monotonic()
+                        send(args.requests)
+                        time.sleep(1.5)  # the usage records' writer flushes its batch
+                        spent = time.monotonic() - began
+                        dump(pid, kind)
+                        # What the process does meanwhile with no request (timers, loop
+                        # lag probe, syncs), over as long, is left out.
+                        time.sleep(spent)
+                        dump(pid, kind + "-idle")
+                        subprocess.run(
+                            ["callgrind_control", "-i", "off", str(pid)],
+                            check=True,
+                            capture_output=True,
+                        )
+                        total = dumped(work, pid, kind) - dumped(work, pid, kind + "-idle")
+                        results[name][kind] = total / args.requests
+                        print(
+                            f"  {name:6} {kind:6} {total / args.requests / 1e6:.3f} M "
+                            "instructions per request",
+                            flush=True,
+                        )
+            finally:
+                gateway.stop()
+    finally:
+        compare.spawn, compare.wait_http = spawn, wait_http
+        nginx.stop()
+    return results
+
+
+def dump(pid: int, name: str) -> None:
+    """Have callgrind write the counts since the last dump (or zeroing), as ``name``."""
+    subprocess.run(["callgrind_control", "-d", name, str(pid)], check=True, capture_output=True)
+
+
+def dumped(work: pathlib.Path, pid: int, name: str) -> int:
+    """The instructions of the dump ``name`` of ``pid`` in ``work``."""
+    for path in work.glob(f"relaygate-*.callgrind.{pid}.*"):
+        text = path.read_text(errors="replace")
+        if f"desc: Trigger: dump {name}\n" in text:
+            summary = re.search(r"^summary: (\d+)", text, re.M)
+            assert summary is not None, path
+            return int(summary.group(1))
+    raise RuntimeError(f"no callgrind dump {name!r} of {pid} in {work}")
 
 
 def stream_events(count: int) -> list[bytes]:
@@ -221,6 +329,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--only", choices=("chunk", "request"), help="one of the two measures")
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        default=0,
+        metavar="N",
+        help="per request: instructions counted under valgrind over N requests, not CPU time",
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.json:  # the per-chunk measure of this interpreter's relaygate, for --before
@@ -243,6 +358,11 @@ def main() -> None:
                 figures = json.loads(out)
                 print(f"  {name:6} " + "  ".join(f"{k} {v:.2f} µs" for k, v in figures.items()))
     if args.only != "chunk":
+        if args.callgrind:
+            print("per request (instructions under callgrind, one request at a time):")
+            args.requests = args.callgrind
+            per_request_instructions(args)
+            return
         print("per request (µs of CPU of the relaygate process, wrk c=4):", flush=True)
         results = per_request(args)
         for name, kinds in results.items():
