@@ -25,15 +25,15 @@ Formats followed:
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import orjson
 
-# Where usage is: a key starting with ``"usage`` (one scan finds all three) and going on
-# as one of these: an object (not OpenAI's ``"usage":null`` of every other chunk), or
-# Gemini's ``usageMetadata``.
-_USAGE = b'"usage'
-_USAGE_GOES_ON = (b'":{', b'": {', b'Metadata"')
+# Where usage is: the key ``"usage"`` with an object for its value (not OpenAI's
+# ``"usage":null`` of every other chunk), or Gemini's ``usageMetadata``. One regular
+# expression finds the three spellings in one scan, in C, however many nulls precede.
+_USAGE_KEY = re.compile(rb'"usage(?:": ?\{|Metadata")')
 _LINE_ENDS = (b"\n", b"\r")
 _TAIL = 64 * 1024
 _WHOLE = 1024 * 1024
@@ -106,15 +106,28 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
+def _usage_at(data: bytes, start: int = 0) -> int:
+    """Where the next usage key (see :data:`_USAGE_KEY`) is in ``data`` from ``start``,
+    or -1: one scan, no copy."""
+    found = _USAGE_KEY.search(data, start)
+    return -1 if found is None else found.start()
+
+
 def _has_usage(data: bytes) -> bool:
-    """Whether ``data`` holds a usage object's key (see :data:`_USAGE_GOES_ON`): one
-    scan, no copy."""
-    at = data.find(_USAGE)
+    return _USAGE_KEY.search(data) is not None
+
+
+def _usage_lines(data: bytes) -> list[bytes]:
+    """The lines of ``data`` (LF line ends only) that hold a usage key, each once; the
+    others are neither split off nor copied."""
+    lines = []
+    at = _usage_at(data)
     while at >= 0:
-        if data.startswith(_USAGE_GOES_ON, at + 6):
-            return True
-        at = data.find(_USAGE, at + 6)
-    return False
+        end = data.find(b"\n", at)
+        end = len(data) if end < 0 else end
+        lines.append(data[data.rfind(b"\n", 0, at) + 1 : end])
+        at = _usage_at(data, end)
+    return lines
 
 
 class BodyTokens:
@@ -229,7 +242,7 @@ class StreamTokens:
             # A CR at the end may be half of a CRLF: the LF that follows makes an empty
             # line, which reads as nothing.
             if _has_usage(chunk):
-                for line in _lf(chunk).split(b"\n"):
+                for line in _usage_lines(_lf(chunk)):
                     self._read_line(line)
             return chunk
         data = self._carry + chunk if self._carry else chunk
@@ -240,7 +253,7 @@ class StreamTokens:
         if len(self._carry) > self._max:
             self._give_up()
         if end >= 0 and _has_usage(complete):
-            for line in _lf(complete).split(b"\n"):
+            for line in _usage_lines(_lf(complete)):
                 self._read_line(line)
         return chunk
 
@@ -258,14 +271,25 @@ class StreamTokens:
                 return rest
             return b""
         out, self._carry = data[: end + 2], data[end + 2 :] + held
-        if not _has_usage(out):
+        at = _usage_at(out)
+        if at < 0:
             return out
-        kept = []
-        for event in out.split(b"\n\n"):
-            if _has_usage(event) and self._usage_only(event):
-                continue
-            kept.append(event)
-        return b"\n\n".join(kept)
+        # Only the events that hold a usage key are looked at; a usage-only one is cut
+        # out, the bytes around it kept as they are.
+        kept: list[bytes] = []
+        start = 0
+        while at >= 0:
+            begin = out.rfind(b"\n\n", 0, at)
+            begin = 0 if begin < 0 else begin + 2
+            end = out.find(b"\n\n", at) + 2  # out ends with a blank line
+            if self._usage_only(out[begin : end - 2]):
+                kept.append(out[start:begin])
+                start = end
+            at = _usage_at(out, end)
+        if not start:
+            return out
+        kept.append(out[start:])
+        return b"".join(kept)
 
     def _give_up(self) -> None:
         self.gave_up = True
@@ -295,7 +319,7 @@ class StreamTokens:
         if self.gave_up:
             return b""
         if rest and not self._strip:
-            for line in _lf(rest).split(b"\n"):
+            for line in _usage_lines(_lf(rest)):
                 self._read_line(line)
             return b""
         return _lf(rest) if self._strip else rest
