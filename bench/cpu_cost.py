@@ -2,7 +2,7 @@
 hardly moves, for before/after comparisons (issue 22).
 
     PYTHONPATH=src .venv/bin/python bench/cpu_cost.py [--before /path/to/other/src]
-        [--rounds 3] [--requests 3000] [--chunks 200]
+        [--only chunk|request] [--rounds 3] [--seconds 5] [--chunks 200] [--callgrind N]
 
 **Per request.** ``bench/compare.py``'s nginx upstream and relaygate with every feature
 on (group grants, rate limits, usage records, metrics), driven by ``wrk`` at c=4 for a
@@ -11,6 +11,12 @@ fixed time; the CPU time the relaygate process used (user + system, from
 of 50 events (nginx sends them in one or two reads). With ``--before SRC``, a second
 relaygate runs from another source tree (e.g. the main checkout) and the two are measured
 in turn, round by round, so that the machine's load weighs on both alike.
+
+With ``--callgrind N``, instructions instead of CPU time: relaygate runs under
+``valgrind --tool=callgrind`` with its periodic work (syncs, change and batch polls)
+pushed an hour away, instrumentation is switched on after warm-up, N requests are sent
+one at a time, and what the process does over as long with no request is subtracted.
+Slow (minutes per tree), but load does not change the counts.
 
 **Per chunk.** In this process: ``Upstream``'s relay loop fed an event stream one event
 per read (each chunk a separate object, as the socket gives them), to a ``send`` that
