@@ -1,4 +1,4 @@
-"""Side by side: relaygate, a bare Python forwarder, Portkey and LiteLLM over one upstream.
+"""Side by side: relaygate, nginx proxy_pass, a bare Python forwarder, Portkey and LiteLLM.
 
 One run on one machine starts a static nginx upstream (two ports: one answers chat
 completions as JSON, the other as a stream of 50 SSE chunks plus a usage chunk; both
@@ -13,9 +13,10 @@ runs with every feature on: a user's API key checked against group grants, rate 
     .venv/bin/python bench/compare.py  # about 10 minutes
 
 Options: ``--duration S`` per point (default 10), ``--only relaygate,bare`` (a subset of
-direct, relaygate, bare, portkey, litellm), ``--curves`` (also the body-size and
-keys/models curves), ``--soak N`` (relaygate's RSS over N requests), ``--rounds N``
-(every gateway of ``--only`` running at once, each point measured on each in turn, N
+direct, nginx, relaygate, bare, portkey, litellm; ``nginx`` is nginx's own ``proxy_pass``
+over a keep-alive upstream pool, the compiled limit of forwarding), ``--curves`` (also
+the body-size and keys/models curves), ``--soak N`` (relaygate's RSS over N requests),
+``--rounds N`` (every gateway of ``--only`` running at once, each point measured on each in turn, N
 times; medians reported). A relaygate variant adds to its name, after ``+``: ``prices``
 (the models priced), ``budget`` (priced, and a budget on the key too large to refuse),
 ``redis`` (counters in Redis), e.g. ``--only relaygate+prices,relaygate+budget --rounds 3``
@@ -488,6 +489,77 @@ def start_litellm(work: pathlib.Path, nginx: Nginx) -> Gateway:
     )
 
 
+def start_nginx_proxy(work: pathlib.Path, nginx: Nginx) -> Gateway:
+    """nginx's ``proxy_pass`` in front of the upstream: the compiled limit of forwarding on
+    this machine. One worker (as one relaygate process), HTTP/1.1 to the upstream over a
+    keep-alive pool, and ``proxy_buffering off`` so that a stream's chunks go on as they
+    come (as a gateway must pass them); no feature of a gateway, only the forwarding."""
+    home = work / "nginx-proxy"
+    home.mkdir()
+    port = free_port()
+    servers = []
+    for name, upstream_port in (("json", nginx.json_port), ("stream", nginx.stream_port)):
+        servers.append(f"""
+    upstream {name} {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}""")
+    locations = "".join(
+        f"""
+        location = /{name}/v1/chat/completions {{
+            proxy_pass http://{name}/v1/chat/completions;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering on;
+        }}"""
+        for name in ("json", "stream")
+    )
+    (home / "nginx.conf").write_text(f"""
+worker_processes 1;
+pid {home}/nginx.pid;
+error_log {home}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {home}/body;
+    proxy_temp_path {home}/proxy;
+    fastcgi_temp_path {home}/fastcgi;
+    uwsgi_temp_path {home}/uwsgi;
+    scgi_temp_path {home}/scgi;
+    {"".join(servers)}
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        keepalive_requests 10000000;
+        client_max_body_size 16m;
+        client_body_buffer_size 16m;
+        {locations}
+    }}
+}}
+""")
+    process = subprocess.Popen(
+        ["nginx", "-p", str(home), "-c", str(home / "nginx.conf"), "-g", "daemon off;"],
+        stdout=(work / "nginx-proxy.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    gateway = Gateway(
+        "nginx proxy_pass",
+        url + "/json/v1/chat/completions",
+        url + "/stream/v1/chat/completions",
+        processes=[process],
+        version=subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+    )
+    deadline = time.monotonic() + 30
+    while True:  # it answers once it listens: a request by hand each way
+        try:
+            check(gateway, False, request_body(False))
+            break
+        except (httpx.HTTPError, RuntimeError):
+            if time.monotonic() > deadline or process.poll() is not None:
+                gateway.stop()
+                raise
+            time.sleep(0.2)
+    return gateway
+
+
 def direct(nginx: Nginx) -> Gateway:
     return Gateway(
         "nginx upstream, direct",
@@ -817,7 +889,12 @@ def soak(work: pathlib.Path, nginx: Nginx, requests: int, results: dict[str, Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--only", default="direct,relaygate,bare,portkey,litellm")
+    parser.add_argument(
+        "--only",
+        default="direct,nginx,relaygate,bare,portkey,litellm",
+        help="the gateways to measure, in order (default: all of them): direct, nginx "
+        "(nginx proxy_pass), relaygate (or relaygate+VARIANT), bare, portkey, litellm",
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -857,6 +934,7 @@ def main() -> None:
     nginx = Nginx(work, ["bench-json"], ["bench-stream"])
     starters = {
         "direct": lambda: direct(nginx),
+        "nginx": lambda: start_nginx_proxy(work, nginx),
         "relaygate": lambda: start_relaygate(work, nginx)[0],
         "bare": lambda: start_bare(work, nginx),
         "portkey": lambda: start_portkey(work, nginx),

@@ -41,6 +41,20 @@ class TargetSurface:
     defaults: tuple[tuple[bytes, bytes], ...] = ()
     header_names: frozenset[bytes] = frozenset()
     """Names in ``headers``: a client's header of the same name is never forwarded."""
+    headers_text: tuple[tuple[str, str], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
+    """``headers`` as the HTTP client takes them (latin-1 text), decoded once."""
+    defaults_text: tuple[tuple[bytes, str, str], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
+    """``defaults`` as (name, text name, text value), decoded once."""
+
+    def __post_init__(self) -> None:
+        text = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in self.headers)
+        object.__setattr__(self, "headers_text", text)
+        defaults = tuple((n, n.decode("latin-1"), v.decode("latin-1")) for n, v in self.defaults)
+        object.__setattr__(self, "defaults_text", defaults)
 
 
 Surfaces = tuple[TargetSurface, ...]

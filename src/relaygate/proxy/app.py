@@ -44,7 +44,6 @@ from relaygate.proxy.asgi import (
 )
 from relaygate.proxy.batched import Answer, Gathered, Ticket, batch_scope
 from relaygate.proxy.body import (
-    cancel_on_disconnect,
     check_payload,
     check_references,
     dump_body,
@@ -52,6 +51,7 @@ from relaygate.proxy.body import (
     read_body,
 )
 from relaygate.proxy.checks import check_request
+from relaygate.proxy.disconnect import DisconnectWatch
 from relaygate.proxy.headers import REQUEST_ID_HEADER
 from relaygate.proxy.in_flight import InFlight
 from relaygate.proxy.listing import answer_models
@@ -352,18 +352,19 @@ class Proxy:
         a multipart ``form`` never is."""
         out, modes = await self._outgoing(scope["path"], plan, payload, model, body, state, form)
         task = asyncio.current_task()
-        watcher = asyncio.create_task(cancel_on_disconnect(receive, state, task))
+        watch = DisconnectWatch(receive, state, task)
+        watch.start()
         try:
             return await self._try_plan(scope, send, plan, modes, out, model, state)
         except asyncio.CancelledError:
-            if watcher.done() and not state.finished and task is not None:
+            if watch.left and not state.finished and task is not None:
                 task.uncancel()
                 log.info("client disconnected; cancelled the upstream request")
                 return 499
             raise
         finally:
             state.finished = True
-            watcher.cancel()
+            watch.stop()
 
     async def _outgoing(
         self,

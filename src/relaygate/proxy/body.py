@@ -1,4 +1,4 @@
-"""Reading and parsing the request body, once, and watching for the client leaving."""
+"""Reading and parsing the request body, once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import orjson
 
 from relaygate.bodies import timed_out, too_large
 from relaygate.errors import BadRequest, ClientDisconnected
-from relaygate.proxy.accounting import Exchange
 
 Receive = Any
 _JSON_KINDS = {
@@ -244,16 +243,3 @@ def dump_body(payload: dict[str, Any]) -> bytes:
         raise BadRequest(
             "the request body is nested too deeply to forward (at most 255 levels)"
         ) from None
-
-
-async def cancel_on_disconnect(
-    receive: Receive, state: Exchange, task: asyncio.Task[Any] | None
-) -> None:
-    """A client that goes away cancels ``task`` (its request upstream), freeing the
-    connection, unless its answer was already whole."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if not state.finished and task is not None:
-                task.cancel()
-            return

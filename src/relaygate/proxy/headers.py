@@ -99,10 +99,11 @@ def upstream_headers(
     if via:
         # The marks of the relaygates the request passed, this one's last.
         out.append(("x-relaygate-via", _via_chain(headers, via)))
-    for name, value in surface.defaults:
+    # The surface's own headers were decoded once, when the snapshot was built.
+    for name, text_name, text_value in surface.defaults_text:
         if name not in sent:
-            out.append((name.decode("latin-1"), value.decode("latin-1")))
-    out.extend((name.decode("latin-1"), value.decode("latin-1")) for name, value in surface.headers)
+            out.append((text_name, text_value))
+    out.extend(surface.headers_text)
     return out
 
 

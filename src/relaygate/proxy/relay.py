@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -42,15 +43,20 @@ class Relay:
     """The timing of one attempt's answer, and what ending it broken needs. Until the
     response starts, ``timer`` runs to the first byte; from then on it is moved once per
     ``slack`` seconds of flowing chunks, not on every chunk, so it fires after ``idle``
-    to ``idle + slack`` seconds of silence, or at the ``deadline`` (loop time)."""
+    to ``idle + slack`` seconds of silence, or at the ``deadline`` (loop time).
 
-    __slots__ = ("deadline", "due", "idle", "last_chunk", "reply", "slack", "timer")
+    Per chunk the relay loop only compares ``clock()`` with ``move_after`` and calls
+    :meth:`move` when it is past: one call into the event loop's clock, no allocation."""
+
+    __slots__ = ("clock", "deadline", "idle", "last_chunk", "move_after", "reply", "slack", "timer")
 
     def __init__(self, idle: float, deadline: float) -> None:
         self.idle = idle
         self.deadline = deadline
         self.slack = min(1.0, idle / 20)
-        self.due = 0.0
+        self.clock = asyncio.get_running_loop().time
+        self.move_after = math.inf
+        """Loop time past which a chunk moves the timer (infinity: never again)."""
         self.timer: asyncio.Timeout | None = None
         self.reply: Reply | None = None
         self.last_chunk = b""
@@ -58,17 +64,23 @@ class Relay:
 
     def start(self) -> None:
         """The response started: from now on the idle timeout runs."""
+        self.move(self.clock())
+
+    def move(self, now: float) -> None:
+        """Move the timer to ``idle + slack`` after ``now`` (loop time), or the deadline."""
         assert self.timer is not None
-        self.due = min(asyncio.get_running_loop().time() + self.idle + self.slack, self.deadline)
-        self.timer.reschedule(self.due)
+        due = now + self.idle + self.slack
+        if due >= self.deadline:
+            due, self.move_after = self.deadline, math.inf
+        else:
+            self.move_after = due - self.idle
+        self.timer.reschedule(due)
 
     def moved(self) -> None:
         """A chunk came: move the idle timer, when it is due to move."""
-        now = asyncio.get_running_loop().time()
-        if now + self.idle > self.due and self.due < self.deadline:
-            assert self.timer is not None
-            self.due = min(now + self.idle + self.slack, self.deadline)
-            self.timer.reschedule(self.due)
+        now = self.clock()
+        if now > self.move_after:
+            self.move(now)
 
 
 def failure_of(

@@ -25,11 +25,16 @@ Formats followed:
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import orjson
 
-_MARKERS = (b'"usage":{', b'"usage": {', b'"usageMetadata"')
+# Where usage is: the key ``"usage"`` with an object for its value (not OpenAI's
+# ``"usage":null`` of every other chunk), or Gemini's ``usageMetadata``. One regular
+# expression finds the three spellings in one scan, in C, however many nulls precede.
+_USAGE_KEY = re.compile(rb'"usage(?:": ?\{|Metadata")')
+_LINE_ENDS = (b"\n", b"\r")
 _TAIL = 64 * 1024
 _WHOLE = 1024 * 1024
 _MAX_CARRY = 1024 * 1024
@@ -101,8 +106,28 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
+def _usage_at(data: bytes, start: int = 0) -> int:
+    """Where the next usage key (see :data:`_USAGE_KEY`) is in ``data`` from ``start``,
+    or -1: one scan, no copy."""
+    found = _USAGE_KEY.search(data, start)
+    return -1 if found is None else found.start()
+
+
 def _has_usage(data: bytes) -> bool:
-    return any(marker in data for marker in _MARKERS)
+    return _USAGE_KEY.search(data) is not None
+
+
+def _usage_lines(data: bytes) -> list[bytes]:
+    """The lines of ``data`` (LF line ends only) that hold a usage key, each once; the
+    others are neither split off nor copied."""
+    lines = []
+    at = _usage_at(data)
+    while at >= 0:
+        end = data.find(b"\n", at)
+        end = len(data) if end < 0 else end
+        lines.append(data[data.rfind(b"\n", 0, at) + 1 : end])
+        at = _usage_at(data, end)
+    return lines
 
 
 class BodyTokens:
@@ -203,11 +228,23 @@ class StreamTokens:
         self.tokens = Tokens()
 
     def feed(self, chunk: bytes) -> bytes:
-        """Take one chunk; returns the bytes to send the client now."""
+        """Take one chunk; returns the bytes to send the client now (``chunk`` itself
+        unless usage is stripped from it or an event is held back). A chunk of whole
+        lines that follows whole lines, the common case, costs one scan for the usage
+        key and no copy; only the event that holds usage is parsed."""
         if self.gave_up:
             return chunk
         if self._strip:
+            if not self._carry and chunk.endswith(b"\n\n") and not _has_usage(chunk):
+                return chunk  # whole events, none of them the usage chunk
             return self._feed_stripping(chunk)
+        if not self._carry and chunk.endswith(_LINE_ENDS):
+            # A CR at the end may be half of a CRLF: the LF that follows makes an empty
+            # line, which reads as nothing.
+            if _has_usage(chunk):
+                for line in _usage_lines(_lf(chunk)):
+                    self._read_line(line)
+            return chunk
         data = self._carry + chunk if self._carry else chunk
         # The last line end: a CR at the very end may be the first half of a CRLF, so the
         # line it ends is read once the next chunk shows (an empty line costs nothing).
@@ -216,7 +253,7 @@ class StreamTokens:
         if len(self._carry) > self._max:
             self._give_up()
         if end >= 0 and _has_usage(complete):
-            for line in _lf(complete).split(b"\n"):
+            for line in _usage_lines(_lf(complete)):
                 self._read_line(line)
         return chunk
 
@@ -234,14 +271,25 @@ class StreamTokens:
                 return rest
             return b""
         out, self._carry = data[: end + 2], data[end + 2 :] + held
-        if not _has_usage(out):
+        at = _usage_at(out)
+        if at < 0:
             return out
-        kept = []
-        for event in out.split(b"\n\n"):
-            if _has_usage(event) and self._usage_only(event):
-                continue
-            kept.append(event)
-        return b"\n\n".join(kept)
+        # Only the events that hold a usage key are looked at; a usage-only one is cut
+        # out, the bytes around it kept as they are.
+        kept: list[bytes] = []
+        start = 0
+        while at >= 0:
+            begin = out.rfind(b"\n\n", 0, at)
+            begin = 0 if begin < 0 else begin + 2
+            end = out.find(b"\n\n", at) + 2  # out ends with a blank line
+            if self._usage_only(out[begin : end - 2]):
+                kept.append(out[start:begin])
+                start = end
+            at = _usage_at(out, end)
+        if not start:
+            return out
+        kept.append(out[start:])
+        return b"".join(kept)
 
     def _give_up(self) -> None:
         self.gave_up = True
@@ -271,7 +319,7 @@ class StreamTokens:
         if self.gave_up:
             return b""
         if rest and not self._strip:
-            for line in _lf(rest).split(b"\n"):
+            for line in _usage_lines(_lf(rest)):
                 self._read_line(line)
             return b""
         return _lf(rest) if self._strip else rest

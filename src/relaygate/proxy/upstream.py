@@ -259,6 +259,9 @@ class Upstream:
         # for a one-chunk JSON answer is a third of them.
         left = opened.length if stream is None else None
         ended = False
+        clock = relay.clock
+        # Per chunk only what must be done: usage looked for (a scan, see tokens.py),
+        # the bytes sent on, the idle timer moved when it is due (a clock read).
         async for chunk in opened.chunks:
             if stream is not None:
                 chunk = stream.feed(chunk)
@@ -278,7 +281,9 @@ class Upstream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
                 if ended:
                     return opened.status
-            relay.moved()
+            now = clock()
+            if now > relay.move_after:
+                relay.move(now)
         rest = b""
         if stream is not None:
             rest = stream.finish()  # what the stream held back, if any
