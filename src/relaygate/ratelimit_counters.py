@@ -134,19 +134,20 @@ class LocalCounters:
             del self._windows[name]
 
 
-def create_shared_table(path: Path) -> None:
-    """Make the shared table's files in the directory ``path`` (``serve`` does, once,
-    before starting its workers). Raises :class:`lmdb.Error` when it cannot."""
+def create_shared_table(path: Path, size: int = TABLE_BYTES) -> None:
+    """Make the shared table's files (at most ``size`` bytes) in the directory ``path``
+    (``serve`` does, once, before starting its workers). Raises :class:`OSError` or
+    :class:`lmdb.Error` when it cannot."""
     path.mkdir(mode=0o700, exist_ok=True)
-    _open(path).close()
+    _open(path, size).close()
 
 
-def _open(path: Path) -> lmdb.Environment:
+def _open(path: Path, size: int) -> lmdb.Environment:
     # writemap: records are written in place in the shared mapping, no copy per commit;
     # sync/metasync off: nothing here must survive the serve that made it.
     return lmdb.open(
         str(path),
-        map_size=TABLE_BYTES,
+        map_size=size,
         subdir=True,
         writemap=True,
         sync=False,
@@ -159,12 +160,12 @@ def _open(path: Path) -> lmdb.Environment:
 
 class SharedCounters:
     """Counters in the LMDB table at ``path`` (made by :func:`create_shared_table`),
-    shared by every process that opens it. When the table is full (more live subjects
-    than :data:`TABLE_BYTES` holds), a subject is counted in this process instead,
-    logged once. Raises :class:`lmdb.Error` from the constructor when it cannot open."""
+    shared by every process that opens it, ``window`` seconds long. When the table is
+    full (more live subjects than ``size`` bytes hold), a subject is counted in this
+    process instead, logged once. Raises :class:`lmdb.Error` when it cannot open."""
 
-    def __init__(self, path: Path, window: float):
-        self._env = _open(path)
+    def __init__(self, path: Path, window: float, size: int = TABLE_BYTES):
+        self._env = _open(path, size)
         self._window = window
         self._local = LocalCounters(window)
         self._sweep_due = 0.0
@@ -173,6 +174,10 @@ class SharedCounters:
 
     def close(self) -> None:
         self._env.close()
+
+    def __len__(self) -> int:
+        """The records held: live windows, and ended ones not yet swept."""
+        return int(self._env.stat()["entries"])
 
     def take(self, subjects: Sequence[Subject], now: float) -> tuple[bool, list[Count]]:
         self._sweep(now)
