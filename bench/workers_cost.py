@@ -149,11 +149,19 @@ class Serve:
         with httpx.Client(
             base_url=self.url, headers={"authorization": f"Bearer {admin}"}, timeout=60
         ) as client:
-            client.post(
-                "/admin/api/v1/endpoints", json={"name": "json", "url": nginx.base(False)}
-            ).raise_for_status()
+            made = client.post(
+                "/admin/api/v1/endpoints",
+                json={"name": "json", "url": nginx.base(False), "api_key": "sk-upstream-bench"},
+            )
+            if made.status_code != 201:
+                raise RuntimeError(f"endpoint not made: {made.status_code} {made.text}")
+            endpoint = made.json()
             limits = {"requests_per_minute": 10**9, "tokens_per_minute": 2**31 - 1}
             user = client.post("/admin/api/v1/users", json={"name": "bench", **limits}).json()
+            group = client.post("/admin/api/v1/groups", json={"name": "bench"}).json()
+            groups = f"/admin/api/v1/groups/{group['id']}"
+            client.put(f"{groups}/endpoints/{endpoint['id']}").raise_for_status()
+            client.put(f"{groups}/users/{user['id']}").raise_for_status()
             self.key = client.post(
                 "/admin/api/v1/keys", json={"name": "bench", "user_id": user["id"], **limits}
             ).json()["key"]
@@ -166,12 +174,13 @@ class Serve:
                 raise RuntimeError(f"relaygate never served {MODEL}: {answers}")
             time.sleep(0.5)
 
-    def chat(self) -> int:
-        return httpx.post(
+    def chat(self) -> int | str:
+        answer = httpx.post(
             self.url + "/v1/chat/completions",
-            headers={"authorization": f"Bearer {self.key}"},
+            headers={"authorization": f"Bearer {self.key}", "content-type": "application/json"},
             content=request_body(False),
-        ).status_code
+        )
+        return 200 if answer.status_code == 200 else f"{answer.status_code} {answer.text[:200]}"
 
     def measure(self, work: pathlib.Path, seconds: float) -> dict[str, Any]:
         from bench.compare import Gateway
@@ -216,6 +225,7 @@ def main() -> None:
     print(json.dumps(results["micro"], indent=2), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
+        work.chmod(0o755)  # nginx's workers (another user) read their answers from it
         nginx = Nginx(work, [MODEL], ["bench-stream"])
         try:
             runs: dict[str, list[dict[str, Any]]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -134,6 +135,8 @@ def test_metrics_add_up_over_the_workers(workers: Workers) -> None:
     assert {a.status_code for a in answers} == {200}
     by_worker = workers.served_by_worker()
     assert len(by_worker) == 2 and min(by_worker.values()) > 0, by_worker
+    [shared] = workers.tmp.glob("relaygate-workers-*")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o700  # no other local user reads or writes it
     deadline = time.monotonic() + 5
     while scrape(url, "relaygate_proxy_requests_total") < 60 and time.monotonic() < deadline:
         time.sleep(0.05)

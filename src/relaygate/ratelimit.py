@@ -221,7 +221,7 @@ class RateLimiter:
         self._metrics = metrics
         self._clock = clock
         self._shared = SharedCounters(shared_table, window) if shared_table else None
-        self._local: Counters = self._shared or LocalCounters(window)
+        self._local: Counters = LocalCounters(window) if self._shared is None else self._shared
         self._store_down = False
         self._store_retry_at = 0.0
         self._subject_cache: dict[tuple[int, int], tuple[RateLimits, list[Subject]]] = {}
