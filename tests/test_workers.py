@@ -6,8 +6,10 @@ across the workers."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import signal
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -207,3 +209,32 @@ def test_a_budget_holds_across_the_workers(workers: Workers, upstream: Upstream)
         time.sleep(0.1)
     assert total["cost"] == pytest.approx(served * 0.007)
     assert total["cost"] <= 0.1
+
+
+def test_a_dead_worker_counts_stay_and_its_gauges_go(workers: Workers) -> None:
+    """A worker killed outright is replaced by the supervisor; the requests it answered
+    stay in ``/metrics`` totals, and its gauge files summed over live workers are
+    removed (``mark_process_dead``), so they no longer count."""
+    key = workers.key()
+    url = workers.server.url
+    assert {a.status_code for a in at_once(30, lambda _: chat(url, key))} == {200}
+    before = workers.served_by_worker()
+    victim = next(pid for pid, served in before.items() if served > 0)
+    [shared] = workers.tmp.glob("relaygate-workers-*")
+    assert (shared / "metrics" / f"gauge_livesum_{victim}.db").exists()
+    os.kill(int(victim), signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while len(workers.served_by_worker()) < 3:
+        assert time.monotonic() < deadline, "no worker replaced the one killed"
+        time.sleep(0.2)
+    while (shared / "metrics" / f"gauge_livesum_{victim}.db").exists():
+        assert time.monotonic() < deadline, "the dead worker's gauges were kept"
+        time.sleep(0.2)
+    workers.caught_up()
+    assert {a.status_code for a in at_once(10, lambda _: chat(url, key))} == {200}
+    deadline = time.monotonic() + 5
+    while scrape(url, "relaygate_proxy_requests_total") < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(4):
+        assert scrape(url, "relaygate_proxy_requests_total") == 40
+        assert scrape(url, "relaygate_proxy_in_flight") == 0
