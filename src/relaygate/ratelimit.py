@@ -24,8 +24,9 @@ works on a Redis Cluster too.
 
 **Redis unreachable: fail open.** A Redis error never fails a request: the process logs
 once per outage (and again when Redis is back), counts each failed call in the
-``relaygate_rate_limit_store_errors`` metric, and counts in its own memory meanwhile
-(each replica enforcing the limits alone), trying Redis again every
+``relaygate_rate_limit_store_errors`` metric, and counts in its own memory (or its
+workers' shared table) meanwhile (each replica enforcing the limits alone), trying Redis
+again every
 :data:`RateLimiter.RETRY_STORE_SECONDS`.
 
 Responses follow OpenAI's rate limits (https://platform.openai.com/docs/guides/rate-limits):
