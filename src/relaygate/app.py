@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,11 +26,16 @@ from starlette.routing import Match
 
 from relaygate import __version__
 from relaygate.admin import admin_router, registry_router
-from relaygate.background import flush_key_activity, follow_changes, watch_loop_lag
+from relaygate.background import (
+    flush_key_activity,
+    follow_changes,
+    publish_metrics,
+    watch_loop_lag,
+)
 from relaygate.batches.runner import BatchRunner
 from relaygate.bodies import BoundedReceive, GuardedSend
 from relaygate.budget_alerts import RETRY_DELAY, BudgetAlerts, prune_budgets, run_budget_alerts
-from relaygate.context import open_context
+from relaygate.context import Context, open_context
 from relaygate.errors import RelaygateError, error_body, render
 from relaygate.files.upload import UploadSlots
 from relaygate.logs import configure_logging
@@ -52,6 +59,7 @@ from relaygate.usage_records import UsageQueue, write_usage
 from relaygate.web import console_router, console_static, console_templates
 from relaygate.web.auth import SignInRequired
 from relaygate.web.render import GoBack
+from relaygate.workers import metrics_dir, rate_limit_table
 
 log = logging.getLogger(__name__)
 # The framework's own errors (unknown route, wrong method) as (type, code).
@@ -180,7 +188,9 @@ class RelaygateApp:
         self.bootstrap = bootstrap
         self.clock = clock
         self.workers = workers
-        self.metrics = Metrics()
+        shared = Path(settings.workers_dir) if settings.workers_dir else None
+        self.metrics = Metrics(metrics_dir(shared) if shared else None)
+        self.shared_table = rate_limit_table(shared) if shared else None
         self.proxy: Proxy | None = None
         self.limiter: RateLimiter | None = None
         self.alert_retry_delay = RETRY_DELAY
@@ -258,8 +268,12 @@ class RelaygateApp:
             self.api.state.ctx = ctx
             self.api.state.usage_queue = usage
             self.limiter = RateLimiter(
-                ctx.redis, prefix=self.settings.redis_prefix, metrics=self.metrics
+                ctx.redis,
+                prefix=self.settings.redis_prefix,
+                metrics=self.metrics,
+                shared_table=self.shared_table,
             )
+            self._track(ctx, usage)
             findings = ApiFindings()
             responses = ResponseStore(ctx, self.settings.max_body_bytes)
             self.proxy = Proxy(
@@ -310,6 +324,8 @@ class RelaygateApp:
                 asyncio.create_task(runner.run(stop)),
                 asyncio.create_task(prune_files(ctx, stop)),
             ]
+            if self.metrics.multiprocess_dir is not None:
+                tasks.append(asyncio.create_task(publish_metrics(self.metrics, stop)))
             if self.freeze_heap:
                 # What start-up made lives as long as the process: out of the collector's
                 # sight, a full collection no longer walks it (pauses of up to 100 ms
@@ -326,7 +342,16 @@ class RelaygateApp:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 ctx.budgets.on_spent = None
                 self.proxy = self.api.state.proxy = None
+                self.limiter.close()
                 self.limiter = None
+
+    def _track(self, ctx: Context, usage: UsageQueue) -> None:
+        """The gauges read when scraped (or published, with workers)."""
+        metrics, snapshots = self.metrics, ctx.snapshots
+        metrics.track(metrics.snapshot_version, lambda: snapshots.current.version)
+        metrics.track(metrics.snapshot_age, lambda: time.monotonic() - snapshots.loaded_at)
+        metrics.track(metrics.snapshot_rebuilds, lambda: snapshots.rebuilds)
+        metrics.track(metrics.usage_queue, lambda: len(usage))
 
 
 def create_app(

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from relaygate.changes import CHANNEL
 from relaygate.context import Context
 from relaygate.errors import ConfigError
-from relaygate.metrics import Metrics
+from relaygate.metrics import PUBLISH_SECONDS, Metrics
 from relaygate.pauses import pause, wait_any
 from relaygate.services.api_keys import KeyActivity
 
@@ -97,6 +97,14 @@ async def watch_loop_lag(metrics: Metrics, stop: asyncio.Event) -> None:
         asked = loop.time() + LAG_SAMPLE_SECONDS
         await pause(stop, LAG_SAMPLE_SECONDS)
         metrics.loop_lag.observe(max(0.0, loop.time() - asked))
+
+
+async def publish_metrics(metrics: Metrics, stop: asyncio.Event) -> None:
+    """Write the gauges read from functions every :data:`PUBLISH_SECONDS`, for the other
+    workers' scrapes (multiprocess mode only: see :mod:`relaygate.metrics`)."""
+    while not stop.is_set():
+        metrics.publish()
+        await pause(stop, PUBLISH_SECONDS)
 
 
 async def flush_key_activity(ctx: Context, activity: KeyActivity, stop: asyncio.Event) -> None:

@@ -8,11 +8,36 @@ becomes ``gen_ai_server_time_to_first_token_seconds`` and ``gen_ai.client.token.
 becomes ``gen_ai_client_token_usage``, with the labels ``gen_ai_request_model``
 (the public model name), ``relaygate_endpoint`` and, for tokens, ``gen_ai_token_type``
 (``input``/``output``). The rest are relaygate's own, prefixed ``relaygate_``.
+
+**Several worker processes** (``relaygate serve --workers N``) use prometheus-client's
+multiprocess mode (https://prometheus.github.io/client_python/multiprocess/): ``serve``
+sets ``PROMETHEUS_MULTIPROC_DIR`` before starting the workers, so every value a worker
+records is written to a memory-mapped file of its own in that directory, and
+``/metrics`` on any worker reads them all: counters and histograms are summed over every
+worker that ever ran (a restarted worker's counts stay), and each gauge is combined by
+its ``multiprocess_mode`` (``livesum``: the sum over the workers alive; ``livemin``,
+``livemax``; ``mostrecent``: the value last set by any worker). Gauges read from a
+function (:meth:`Metrics.track`) are written to their files each
+:data:`PUBLISH_SECONDS` and before each scrape.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from relaygate.errors import ConfigError
 
 # LLM calls take from milliseconds (cached, embeddings) to minutes (long generations).
 _DURATION_BUCKETS = (
@@ -20,14 +45,32 @@ _DURATION_BUCKETS = (
 )  # fmt: skip
 _LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+PUBLISH_SECONDS = 1.0
+"""How often a worker writes the gauges read from functions, in multiprocess mode."""
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
-    """The gateway's metrics; exposed at ``GET /metrics``."""
+    """The gateway's metrics; exposed at ``GET /metrics``.
 
-    def __init__(self) -> None:
+    ``multiprocess_dir`` is the directory of prometheus-client's multiprocess files
+    (the ``PROMETHEUS_MULTIPROC_DIR`` this process was started with), for a worker of
+    several; None in a process of its own, whose values stay in its memory.
+    """
+
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        """Raises :class:`ConfigError` for a ``multiprocess_dir`` when prometheus-client
+        was imported without ``PROMETHEUS_MULTIPROC_DIR`` (its values are then in
+        memory, and no other worker could read them)."""
+        if multiprocess_dir is not None and values.ValueClass is values.MutexValue:
+            raise ConfigError(
+                "workers' metrics need PROMETHEUS_MULTIPROC_DIR set before relaygate starts "
+                "(relaygate serve --workers N sets it)"
+            )
         registry = self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = multiprocess_dir
         self._children: dict[tuple[str, str], ModelMetrics] = {}
+        self._tracked: dict[Gauge, Callable[[], float]] = {}
         self.proxy_requests = Counter(
             "relaygate_proxy_requests",
             "Proxied requests by response status class",
@@ -81,22 +124,29 @@ class Metrics:
             registry=registry,
         )
         self.in_flight = Gauge(
-            "relaygate_proxy_in_flight", "Proxied requests in progress", registry=registry
+            "relaygate_proxy_in_flight",
+            "Proxied requests in progress",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.snapshot_version = Gauge(
             "relaygate_snapshot_version",
-            "Change counter of the loaded snapshot",
+            "Change counter of the loaded snapshot (with workers: the lowest any serves)",
             registry=registry,
+            multiprocess_mode="livemin",
         )
         self.snapshot_age = Gauge(
             "relaygate_snapshot_age_seconds",
-            "Seconds since the loaded snapshot last changed",
+            "Seconds since the loaded snapshot last changed (with workers: the oldest)",
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.snapshot_rebuilds = Gauge(
             "relaygate_snapshot_rebuilds",
-            "Whole rebuilds of the snapshot since start (the first load included)",
+            "Whole rebuilds of the snapshot since start (the first load included; with "
+            "workers: summed over them)",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.loop_lag = Histogram(
             "relaygate_event_loop_lag",
@@ -124,16 +174,19 @@ class Metrics:
             "Batch requests waiting to be sent, across every batch (as of this process's "
             "latest look)",
             registry=self.registry,
+            multiprocess_mode="livemostrecent",
         )
         self.batch_running = Gauge(
             "relaygate_batch_requests_running",
-            "Batch requests this process has in flight",
+            "Batch requests in flight (with workers: summed over them)",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.usage_queue = Gauge(
             "relaygate_usage_queue_depth",
             "Usage records waiting to be written",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.usage_written = Counter(
             "relaygate_usage_written", "Usage records written", registry=registry
@@ -158,15 +211,17 @@ class Metrics:
         self.budget_spent = Gauge(
             "relaygate_budget_spent",
             "Spend of a budget in its current period (currency of the prices), as of the "
-            "last request settled in this process; kind is key, user or group",
+            "last request settled (by any worker); kind is key, user or group",
             budget_labels,
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.budget_limit = Gauge(
             "relaygate_budget_limit",
             "The limit of a budget (currency of the prices)",
             budget_labels,
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.budget_refused = Counter(
             "relaygate_budget_refused",
@@ -184,6 +239,29 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def track(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        """Have ``gauge`` report what ``read`` returns: read at each scrape in a process
+        of its own; written each :data:`PUBLISH_SECONDS` (:meth:`publish`) by a worker."""
+        if self.multiprocess_dir is None:
+            gauge.set_function(read)
+        else:
+            self._tracked[gauge] = read
+
+    def publish(self) -> None:
+        """Write the tracked gauges' current values (multiprocess mode; else nothing)."""
+        for gauge, read in self._tracked.items():
+            gauge.set(read())
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition (content type :data:`CONTENT_TYPE`): this
+        process's registry, or every worker's files in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        self.publish()
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
     def for_model(self, model: str, endpoint: str) -> ModelMetrics:
         """The per-request metrics of public ``model`` served by ``endpoint``, with

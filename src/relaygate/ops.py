@@ -3,15 +3,12 @@ snapshot), ``/metrics``."""
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from relaygate.context import Context
-from relaygate.metrics import Metrics
+from relaygate.metrics import CONTENT_TYPE, Metrics
 
 router = APIRouter()
 
@@ -49,11 +46,7 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition of the app's own registry."""
+    """Prometheus text exposition: this process's metrics, or every worker's together
+    (see :mod:`relaygate.metrics`)."""
     registry: Metrics = request.app.state.metrics
-    snapshots = request.app.state.ctx.snapshots
-    registry.snapshot_version.set(snapshots.current.version)
-    registry.snapshot_age.set(time.monotonic() - snapshots.loaded_at)
-    registry.snapshot_rebuilds.set(snapshots.rebuilds)
-    registry.usage_queue.set(len(request.app.state.usage_queue))
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(registry.exposition(), media_type=CONTENT_TYPE)

@@ -16,15 +16,17 @@ for nothing. **Tokens** are counted after the response, by :meth:`RateLimiter.ad
 in the window current then; a request is refused once the tokens already counted reach
 the limit, so the request that crosses it is served in full.
 
-**Where counters live.** Without Redis, in this process. With ``redis_url`` they are
+**Where counters live.** Without Redis, in this process, or with ``serve --workers N`` in
+a table its workers share (:mod:`relaygate.ratelimit_counters`). With ``redis_url`` they are
 shared by every replica: one Lua script (:data:`ADMIT_SCRIPT`) checks and counts the key
 and the user in one atomic round trip. The two counters share a Redis hash tag, so this
 works on a Redis Cluster too.
 
 **Redis unreachable: fail open.** A Redis error never fails a request: the process logs
 once per outage (and again when Redis is back), counts each failed call in the
-``relaygate_rate_limit_store_errors`` metric, and counts in its own memory meanwhile
-(each replica enforcing the limits alone), trying Redis again every
+``relaygate_rate_limit_store_errors`` metric, and counts in its own memory (or its
+workers' shared table) meanwhile (each replica enforcing the limits alone), trying Redis
+again every
 :data:`RateLimiter.RETRY_STORE_SECONDS`.
 
 Responses follow OpenAI's rate limits (https://platform.openai.com/docs/guides/rate-limits):
@@ -42,10 +44,12 @@ import math
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relaygate.errors import BadRequest, RateLimited
 from relaygate.metrics import Metrics
+from relaygate.ratelimit_counters import Count, Counters, LocalCounters, SharedCounters, Subject
 from relaygate.snapshot import Principal, RateLimits
 
 if TYPE_CHECKING:
@@ -188,33 +192,14 @@ def add_rate_limit_headers(
         headers.extend(ours)
 
 
-@dataclass(frozen=True, slots=True)
-class _Subject:
-    """One counted party of a request: its counter's name, how messages call it, and
-    its limits (None: not limited on that)."""
-
-    name: str
-    label: str
-    rpm: int | None
-    tpm: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Count:
-    """A subject's counter: requests and tokens in its window, seconds left of it
-    (0 when it has no window)."""
-
-    requests: int
-    tokens: int
-    left: float
-
-
 class RateLimiter:
     """Admits requests against their principal's limits and counts their tokens.
 
     ``redis`` shares the counters among replicas (keys under ``prefix``); without it
-    they live in this process. ``window`` is in seconds (one minute but in tests);
-    ``clock`` gives monotonic seconds.
+    they live in this process, or in the table at ``shared_table`` that the workers of
+    one ``serve --workers N`` share (:mod:`relaygate.ratelimit_counters`), which is also
+    where a worker counts while Redis fails. ``window`` is in seconds (one minute but in
+    tests); ``clock`` gives monotonic seconds, the same clock in every process.
     """
 
     RETRY_STORE_SECONDS = 2.0
@@ -228,6 +213,7 @@ class RateLimiter:
         window: float = WINDOW_SECONDS,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        shared_table: Path | None = None,
     ):
         self._redis = redis
         self._prefix = prefix
@@ -235,10 +221,11 @@ class RateLimiter:
         self._window_ms = max(1, round(window * 1000))
         self._metrics = metrics
         self._clock = clock
-        self._local = _LocalCounters(window)
+        self._shared = SharedCounters(shared_table, window) if shared_table else None
+        self._local: Counters = LocalCounters(window) if self._shared is None else self._shared
         self._store_down = False
         self._store_retry_at = 0.0
-        self._subject_cache: dict[tuple[int, int], tuple[RateLimits, list[_Subject]]] = {}
+        self._subject_cache: dict[tuple[int, int], tuple[RateLimits, list[Subject]]] = {}
         self._store_errors: tuple[type[Exception], ...] = (OSError,)
         if redis is not None:
             # Only with a Redis client is the redis package loaded (see make_redis_client).
@@ -247,6 +234,11 @@ class RateLimiter:
             self._store_errors = (RedisError, OSError)
             self._admit_script = redis.register_script(ADMIT_SCRIPT)
             self._tokens_script = redis.register_script(TOKENS_SCRIPT)
+
+    def close(self) -> None:
+        """Let go of the shared table, if any."""
+        if self._shared is not None:
+            self._shared.close()
 
     async def admit(self, principal: Principal) -> Admission:
         """Count one request of ``principal`` against its key's and its user's limits,
@@ -290,7 +282,7 @@ class RateLimiter:
 
     _SUBJECT_CACHE_SIZE = 100_000
 
-    def _subjects(self, principal: Principal, limits: RateLimits) -> list[_Subject]:
+    def _subjects(self, principal: Principal, limits: RateLimits) -> list[Subject]:
         """The principal's counted subjects, made once per key while its limits stay
         the same (a changed limit makes them anew)."""
         cache_key = (principal.key_id, principal.user_id)  # a key id can be reused
@@ -303,22 +295,22 @@ class RateLimiter:
         self._subject_cache[cache_key] = (limits, subjects)
         return subjects
 
-    def _make_subjects(self, principal: Principal, limits: RateLimits) -> list[_Subject]:
+    def _make_subjects(self, principal: Principal, limits: RateLimits) -> list[Subject]:
         # The {user:N} hash tag keeps a user's counters on one Redis Cluster slot, so the
         # script may touch the key's and the user's together.
         user = f"{self._prefix}:ratelimit:{{user:{principal.user_id}}}"
         subjects = []
         if limits.key_rpm is not None or limits.key_tpm is not None:
             subjects.append(
-                _Subject(
+                Subject(
                     f"{user}:key:{principal.key_id}", "this API key", limits.key_rpm, limits.key_tpm
                 )
             )
         if limits.user_rpm is not None or limits.user_tpm is not None:
-            subjects.append(_Subject(user, "your user", limits.user_rpm, limits.user_tpm))
+            subjects.append(Subject(user, "your user", limits.user_rpm, limits.user_tpm))
         return subjects
 
-    async def _take(self, subjects: Sequence[_Subject]) -> tuple[bool, list[_Count]]:
+    async def _take(self, subjects: Sequence[Subject]) -> tuple[bool, list[Count]]:
         """Check and count one request in the subjects' counters: (admitted, counts)."""
         if self._store_usable():
             args: list[int] = [self._window_ms]
@@ -332,7 +324,7 @@ class RateLimiter:
                 self._store_ok()
                 values = [int(v) for v in raw]
                 counts = [
-                    _Count(values[i], values[i + 1], values[i + 2] / 1000)
+                    Count(values[i], values[i + 1], values[i + 2] / 1000)
                     for i in range(1, len(values), 3)
                 ]
                 return values[0] == 1, counts
@@ -360,7 +352,7 @@ class RateLimiter:
             self._store_down = False
             log.info("rate limits: Redis is back; counters are shared again")
 
-    def _refusal(self, subjects: Sequence[_Subject], counts: Sequence[_Count]) -> RateLimited:
+    def _refusal(self, subjects: Sequence[Subject], counts: Sequence[Count]) -> RateLimited:
         """The 429 for a refused request: the request limit when one is reached, else the
         token limit; ``Retry-After`` is when every limit reached has reset."""
         on_requests = [
@@ -398,7 +390,7 @@ def _tightest(usages: list[LimitStanding]) -> LimitStanding | None:
     return min(usages, key=lambda u: (u.remaining, -u.reset))
 
 
-def _requests_usage(subjects: Sequence[_Subject], counts: Sequence[_Count]) -> LimitStanding | None:
+def _requests_usage(subjects: Sequence[Subject], counts: Sequence[Count]) -> LimitStanding | None:
     return _tightest(
         [
             LimitStanding(s.rpm, max(0, s.rpm - c.requests), c.left if c.requests else 0.0)
@@ -408,7 +400,7 @@ def _requests_usage(subjects: Sequence[_Subject], counts: Sequence[_Count]) -> L
     )
 
 
-def _tokens_usage(subjects: Sequence[_Subject], counts: Sequence[_Count]) -> LimitStanding | None:
+def _tokens_usage(subjects: Sequence[Subject], counts: Sequence[Count]) -> LimitStanding | None:
     return _tightest(
         [
             LimitStanding(s.tpm, max(0, s.tpm - c.tokens), c.left if c.tokens else 0.0)
@@ -430,65 +422,3 @@ def _headers(
                 (b"x-ratelimit-reset-" + kind, format_reset(usage.reset).encode()),
             ]
     return tuple(out)
-
-
-@dataclass(slots=True)
-class _Window:
-    ends: float
-    requests: int = 0
-    tokens: int = 0
-
-
-class _LocalCounters:
-    """The counters of one process, with the semantics of :data:`ADMIT_SCRIPT` and
-    :data:`TOKENS_SCRIPT`. Ended windows are dropped as they are met, and all of them
-    once per window."""
-
-    def __init__(self, window: float):
-        self._window = window
-        self._windows: dict[str, _Window] = {}
-        self._swept_at = 0.0
-
-    def _live(self, name: str, now: float) -> _Window | None:
-        window = self._windows.get(name)
-        if window is not None and window.ends <= now:
-            del self._windows[name]
-            return None
-        return window
-
-    def take(self, subjects: Sequence[_Subject], now: float) -> tuple[bool, list[_Count]]:
-        self._sweep(now)
-        windows = [self._live(s.name, now) for s in subjects]
-        admitted = not any(
-            w is not None
-            and (
-                (s.rpm is not None and w.requests >= s.rpm)
-                or (s.tpm is not None and w.tokens >= s.tpm)
-            )
-            for s, w in zip(subjects, windows, strict=True)
-        )
-        counts = []
-        for subject, window in zip(subjects, windows, strict=True):
-            if admitted:
-                if window is None:
-                    window = self._windows[subject.name] = _Window(now + self._window)
-                window.requests += 1
-            if window is None:
-                counts.append(_Count(0, 0, 0.0))
-            else:
-                counts.append(_Count(window.requests, window.tokens, window.ends - now))
-        return admitted, counts
-
-    def add_tokens(self, names: Sequence[str], tokens: int, now: float) -> None:
-        for name in names:
-            window = self._live(name, now)
-            if window is None:
-                window = self._windows[name] = _Window(now + self._window)
-            window.tokens += tokens
-
-    def _sweep(self, now: float) -> None:
-        if now - self._swept_at < self._window:
-            return
-        self._swept_at = now
-        for name in [n for n, w in self._windows.items() if w.ends <= now]:
-            del self._windows[name]

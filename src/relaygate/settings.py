@@ -253,6 +253,11 @@ class Settings(BaseModel):
     drain_timeout: float = Field(default=30.0, ge=0)
     """Seconds a stopping server lets in-flight requests and streams finish."""
     web_session_hours: float = Field(default=12.0, gt=0)
+    workers_dir: str | None = None
+    """The directory the worker processes of one ``relaygate serve --workers N`` share
+    (``metrics/``: Prometheus multiprocess files; ``ratelimit/``: the rate-limit table).
+    ``serve`` makes it, sets it for its workers and removes it; not an operator's
+    setting. Unset: one process, everything in its memory."""
     redis_url: str | None = None
     """Redis shared by the replicas for rate-limit counters (``redis://``, ``rediss://`` or
     ``unix://``); without it each process counts alone."""

@@ -82,7 +82,7 @@ class BatchRunner:
         self._counted = 0.0
         self._turn = 0
         self._writer = OutcomeWriter(ctx)
-        metrics.batch_running.set_function(lambda: len(self._running))
+        metrics.track(metrics.batch_running, lambda: len(self._running))
 
     def wake(self) -> None:
         """Look for work now (and for batches cancelled here)."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
+import lmdb
 import typer
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 
 from relaygate import __version__
 from relaygate.app import create_app, print_first_admin_key
@@ -40,6 +41,7 @@ from relaygate.services.rotation import rotate_secret
 from relaygate.settings import SECRET_KEY_RULE, Settings, is_strong_secret
 from relaygate.vault import generate_secret, secret_file_path, write_secret_file
 from relaygate.wording import plural
+from relaygate.workers import Supervisor, metrics_dir, prepare_workers_dir
 
 app = typer.Typer(
     help="relaygate: one OpenAI-compatible gateway in front of your model endpoints.",
@@ -143,7 +145,15 @@ def serve(
         multi = ServerConfig(
             "relaygate.app:create_app_from_environment", factory=True, workers=workers, **options
         )
-        Multiprocess(multi, sockets=[sock]).run()
+        with tempfile.TemporaryDirectory(prefix="relaygate-workers-") as shared:
+            try:
+                prepare_workers_dir(Path(shared))
+            except (OSError, lmdb.Error) as exc:
+                fail(f"cannot prepare the workers' shared directory {shared}: {exc}", code=2)
+            os.environ["RELAYGATE_WORKERS_DIR"] = shared
+            # prometheus-client reads this variable itself when a worker imports it.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(Path(shared)))
+            Supervisor(multi, sockets=[sock], workers_dir=Path(shared)).run()
         return
     server_config = ServerConfig(create_app(settings, bootstrap=False, freeze_heap=True), **options)
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would make a

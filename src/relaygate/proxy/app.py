@@ -129,7 +129,7 @@ class Proxy:
         self._accounting = Accounting(metrics, usage, self._limiter, budgets)
         # Bound once: a labels() call on every request costs more than the count itself.
         self._by_class = {n: metrics.proxy_requests.labels(f"{n}xx") for n in range(1, 6)}
-        metrics.in_flight.set_function(lambda: self._in_flight)
+        metrics.track(metrics.in_flight, lambda: self._in_flight)
 
     @property
     def in_flight(self) -> int:
