@@ -27,16 +27,12 @@ from pydantic import (
     field_validator,
 )
 
+from relaygate.endpoint_spec import MAX_SYNC_INTERVAL, EndpointSpec
 from relaygate.errors import ConfigError
 
 ENV_PREFIX = "RELAYGATE_"
 DEFAULT_CONFIG_FILE = "relaygate.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///./data/relaygate.db"
-MAX_SYNC_INTERVAL = 365 * 24 * 3600.0
-"""The longest interval between two syncs of an endpoint (a year): the next sync's time
-must stay a representable date."""
-MAX_BATCH_CONCURRENCY = 1000
-"""The most batch requests an endpoint may be given to run at once per process."""
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 MIN_SECRET_BYTES = 32
@@ -94,41 +90,6 @@ def is_strong_secret(value: str) -> bool:
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-
-
-ApiMode = Literal["auto", "native", "translate"]
-"""How requests in one API reach an endpoint: as they are (``native``), translated to the
-API the endpoint serves (``translate``), or natively until the endpoint answers 404 or
-405 for the route, then translated until its next sync (``auto``)."""
-API_MODES: tuple[str, ...] = ("auto", "native", "translate")
-
-
-class EndpointSeed(BaseModel):
-    """One entry of the config file's ``endpoints:`` list (seeds a new database only)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    type: Literal["openai", "anthropic", "google"] = "openai"
-    url: str
-    api_key: str | None = None
-    api_key_env: str | None = None
-    auth_header: str | None = None
-    auth_prefix: str | None = None
-    model_filter: list[str] = Field(default_factory=list)
-    enabled: bool = True
-    sync_interval: float | None = None
-    timeouts: dict[str, float] | None = None
-    """Own timeouts in seconds: connect, first_byte, idle, total."""
-    requires_user_key: bool = False
-    groups: list[str] = Field(default_factory=lambda: ["everyone"])
-    pool: str | None = None
-    extra_routes: list[str] = Field(default_factory=list)
-    messages_api: ApiMode = "auto"
-    responses_api: ApiMode = "auto"
-    chat_api: ApiMode = "auto"
-    batch_concurrency: int | None = Field(default=None, ge=1, le=MAX_BATCH_CONCURRENCY)
-    """Batch requests one process sends the endpoint at once; None: the setting's."""
 
 
 class Settings(BaseModel):
@@ -283,7 +244,7 @@ class Settings(BaseModel):
         default_factory=lambda: ["*_API_KEY", "*_API_TOKEN", "*_ACCESS_TOKEN"]
     )
     """Names an endpoint's ``api_key_env`` may take (globs); RELAYGATE_* never."""
-    endpoints: list[EndpointSeed] = Field(default_factory=list)
+    endpoints: list[EndpointSpec] = Field(default_factory=list)
 
     @field_validator("log_level")
     @classmethod
@@ -464,7 +425,7 @@ def _did_you_mean(loc: tuple[int | str, ...]) -> str:
     """``; did you mean 'x'?`` for the known setting (or endpoint field) nearest the
     unknown last name of ``loc``, or "" when none is near."""
     name = str(loc[-1])
-    known = EndpointSeed.model_fields if loc[0] == "endpoints" else Settings.model_fields
+    known = EndpointSpec.model_fields if loc[0] == "endpoints" else Settings.model_fields
     close = difflib.get_close_matches(name, list(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 

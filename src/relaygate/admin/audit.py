@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from relaygate.admin.deps import get_ctx, require_admin
-from relaygate.admin.schemas import ID_MAX
 from relaygate.context import Context
+from relaygate.inputs import ID_MAX
 from relaygate.services.audit import MAX_ACTION, MAX_ACTOR, MAX_PAGE, AuditFilter, list_entries
 
 router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(require_admin)])

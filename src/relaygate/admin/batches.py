@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from relaygate.admin.batch_schemas import AdminBatchList, AdminBatchOut, BatchStatus
 from relaygate.admin.deps import get_ctx, require_admin
-from relaygate.admin.schemas import RowId
 from relaygate.batches import wake_runner
 from relaygate.context import Context
 from relaygate.db.tables import Batch
+from relaygate.inputs import RowId
 from relaygate.services import batches as service
 
 router = APIRouter(prefix="/batches", tags=["batches"], dependencies=[Depends(require_admin)])

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from relaygate.admin.schemas import RowId
 from relaygate.audit import user_actor
 from relaygate.auth import authenticate, key_from_headers
 from relaygate.context import Context
 from relaygate.errors import PermissionDenied
+from relaygate.inputs import RowId
 from relaygate.snapshot import Principal
 
 Id = Annotated[RowId, Path()]

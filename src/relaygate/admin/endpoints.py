@@ -14,7 +14,7 @@ from relaygate.admin.endpoint_schemas import (
 )
 from relaygate.context import Context
 from relaygate.services import endpoints as service
-from relaygate.services.endpoints import EndpointChanges, EndpointInfo, EndpointSpec
+from relaygate.services.endpoints import EndpointInfo
 from relaygate.sync.service import SyncResult, SyncRunInfo, sync_history
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"], dependencies=[Depends(require_admin)])
@@ -27,9 +27,7 @@ async def list_endpoints(ctx: Context = Depends(get_ctx)) -> list[EndpointInfo]:
 
 @router.post("", status_code=201)
 async def create_endpoint(body: EndpointCreate, ctx: Context = Depends(get_ctx)) -> EndpointInfo:
-    fields = body.model_dump(exclude={"sync", "timeouts"})
-    fields["timeouts"] = body.timeouts.chosen() if body.timeouts else None
-    info = await service.create_endpoint(ctx, EndpointSpec(**fields), sync=body.sync)
+    info = await service.create_endpoint(ctx, body, sync=body.sync)
     return info
 
 
@@ -50,10 +48,7 @@ async def get_endpoint(endpoint_id: Id, ctx: Context = Depends(get_ctx)) -> Endp
 async def update_endpoint(
     endpoint_id: Id, body: EndpointUpdate, ctx: Context = Depends(get_ctx)
 ) -> EndpointInfo:
-    sent = body.changes()
-    if "timeouts" in sent:
-        sent["timeouts"] = body.timeouts.chosen() if body.timeouts else None
-    info = await service.update_endpoint(ctx, endpoint_id, EndpointChanges(**sent))
+    info = await service.update_endpoint(ctx, endpoint_id, body)
     return info
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import KeyCreate, KeyUpdate, RowId
+from relaygate.admin.schemas import KeyCreate, KeyUpdate
 from relaygate.context import Context
+from relaygate.inputs import RowId
 from relaygate.services import api_keys as service
 from relaygate.services import budgets
 from relaygate.services.api_keys import KeyCreated, KeyInfo

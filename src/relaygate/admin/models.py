@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import ModelUpdate, RowId
+from relaygate.admin.schemas import ModelUpdate
 from relaygate.context import Context
+from relaygate.inputs import RowId
 from relaygate.services import models as service
 from relaygate.services.models import ModelInfo
 

@@ -1,15 +1,14 @@
-"""The admin API's request and response bodies (the README, "Admin API"), and the
-field types that keep what a client sends within what the database can store. Those of
-endpoints and the registry are in :mod:`.endpoint_schemas`, of budgets in
-:mod:`.budget_schemas`, of batches in :mod:`.batch_schemas`."""
+"""The admin API's request and response bodies (the README, "Admin API"); answers are
+the services' records, served as they are. Those of endpoints and the registry are in
+:mod:`.endpoint_schemas`, of budgets in :mod:`.budget_schemas`, of batches in
+:mod:`.batch_schemas`; the input field types in :mod:`relaygate.inputs`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field
 
 from relaygate.admin.budget_schemas import (
     PERIOD_FIELD,
@@ -17,60 +16,12 @@ from relaygate.admin.budget_schemas import (
     Period,
     budget_field,
 )
+from relaygate.inputs import Input, RowId, Text, Timestamp
 from relaygate.ratelimit import MAX_LIMIT
 from relaygate.services.budgets import OwnBudget
 from relaygate.services.provider_keys import ProviderKeyInfo
 from relaygate.services.usage import UsageRow
 from relaygate.services.users import UserInfo
-
-ID_MAX = 2**31 - 1
-"""The largest row id: ids are INTEGER columns, 32-bit on PostgreSQL."""
-
-RowId = Annotated[int, Field(ge=1, le=ID_MAX)]
-"""A row id in a path, a query or a body: anything else is a 400, not a database error."""
-
-
-def _storable(value: str) -> str:
-    if "\x00" in value:
-        raise PydanticCustomError("string_nul", "must not contain NUL (\\u0000) characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_storable)]
-"""A string any supported database can store: PostgreSQL refuses NUL characters. Give
-a field stored in a VARCHAR column its length too (``Field(max_length=...)``)."""
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise PydanticCustomError(
-            "datetime_range", "must fall within the years 1 to 9999 in UTC"
-        ) from None
-
-
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
-"""A point in time, converted to UTC (one without a zone is taken as UTC): a time whose
-conversion leaves Python's years 1 to 9999 is a 400, not an OverflowError."""
-
-
-class Input(BaseModel):
-    """A request body: unknown fields are refused. For a PATCH body, :meth:`changes`
-    gives what it changes."""
-
-    model_config = ConfigDict(extra="forbid")
-    CLEARABLE: ClassVar[frozenset[str]] = frozenset()
-    """The fields a PATCH may send as null to clear them; null elsewhere leaves the
-    field as it is."""
-
-    def changes(self) -> dict[str, Any]:
-        """The fields this PATCH body sent, as keyword arguments of a service's update:
-        a null one is dropped, unless it is :attr:`CLEARABLE` (it then clears)."""
-        sent = self.model_dump(include=self.model_fields_set)
-        return {k: v for k, v in sent.items() if v is not None or k in self.CLEARABLE}
 
 
 def _rpm(of: str) -> Any:

@@ -18,8 +18,9 @@ from relaygate.cli.runner import (
     run,
     settings_from,
 )
+from relaygate.endpoint_spec import EndpointSpec, EndpointUpdate
 from relaygate.services import endpoints as service
-from relaygate.services.endpoints import EndpointChanges, EndpointInfo, EndpointSpec
+from relaygate.services.endpoints import EndpointInfo
 from relaygate.settings import read_env_key
 from relaygate.sync.service import SyncResult
 from relaygate.wording import plural
@@ -234,31 +235,33 @@ def add(
 ) -> None:
     """Add an endpoint and sync its models."""
     key = _key(api_key, api_key_stdin)
+    # Checked by the service's rules, in the CLI's words (see web/endpoint_form.py).
+    fields: dict[str, Any] = {
+        "name": name,
+        "type": type,
+        "url": url,
+        "api_key": key,
+        "api_key_env": api_key_env,
+        "auth_header": auth_header,
+        "auth_prefix": auth_prefix,
+        "model_filter": model_filter or [],
+        "enabled": not disabled,
+        "sync_interval": sync_interval,
+        "timeouts": _timeouts(timeout),
+        "requires_user_key": requires_user_key,
+        "groups": group if group is not None else ["everyone"],
+        "pool": pool,
+        "extra_routes": route or [],
+        "messages_api": messages_api or "auto",
+        "responses_api": responses_api or "auto",
+        "chat_api": chat_api or "auto",
+        "batch_concurrency": batch_concurrency,
+    }
     info = run(
         ctx,
         lambda c: service.create_endpoint(
             c,
-            EndpointSpec(
-                name=name,
-                type=type,
-                url=url,
-                api_key=key,
-                api_key_env=api_key_env,
-                auth_header=auth_header,
-                auth_prefix=auth_prefix,
-                model_filter=model_filter or [],
-                enabled=not disabled,
-                sync_interval=sync_interval,
-                timeouts=_timeouts(timeout),
-                requires_user_key=requires_user_key,
-                groups=group if group is not None else ["everyone"],
-                pool=pool,
-                extra_routes=route or [],
-                messages_api=messages_api or "auto",
-                responses_api=responses_api or "auto",
-                chat_api=chat_api or "auto",
-                batch_concurrency=batch_concurrency,
-            ),
+            EndpointSpec.model_construct(**fields),
             sync=not no_sync and not api_key_env,
         ),
     )
@@ -346,43 +349,45 @@ def update(
 ) -> None:
     """Change an endpoint (by id or name); a new URL, key or filter syncs it again.
     --timeout sets the given timeouts and keeps the endpoint's others."""
-    changes = EndpointChanges()
+    # Checked by the service's rules, in the CLI's words (see web/endpoint_form.py).
+    sent: dict[str, Any] = {}
     if name is not None:
-        changes.name = name
+        sent["name"] = name
     if url is not None:
-        changes.url = url
+        sent["url"] = url
     key = _key(api_key, api_key_stdin)
     if key is not None or clear_api_key:
-        changes.api_key = None if clear_api_key else key
+        sent["api_key"] = None if clear_api_key else key
     if model_filter is not None or clear_filter:
-        changes.model_filter = [] if clear_filter else list(model_filter or [])
+        sent["model_filter"] = [] if clear_filter else list(model_filter or [])
     if api_key_env is not None:
-        changes.api_key_env = api_key_env
+        sent["api_key_env"] = api_key_env
     if requires_user_key is not None:
-        changes.requires_user_key = requires_user_key
+        sent["requires_user_key"] = requires_user_key
     if auth_header is not None or clear_auth_header:
-        changes.auth_header = None if clear_auth_header else auth_header
+        sent["auth_header"] = None if clear_auth_header else auth_header
     if auth_prefix is not None:
-        changes.auth_prefix = auth_prefix
+        sent["auth_prefix"] = auth_prefix
     if sync_interval is not None:
-        changes.sync_interval = sync_interval
+        sent["sync_interval"] = sync_interval
     if pool is not None:
-        changes.pool = pool or None
+        sent["pool"] = pool or None
     if route is not None or clear_routes:
-        changes.extra_routes = [] if clear_routes else list(route or [])
+        sent["extra_routes"] = [] if clear_routes else list(route or [])
     if messages_api is not None:
-        changes.messages_api = messages_api
+        sent["messages_api"] = messages_api
     if responses_api is not None:
-        changes.responses_api = responses_api
+        sent["responses_api"] = responses_api
     if chat_api is not None:
-        changes.chat_api = chat_api
+        sent["chat_api"] = chat_api
     if batch_concurrency is not None or clear_batch_concurrency:
-        changes.batch_concurrency = None if clear_batch_concurrency else batch_concurrency
+        sent["batch_concurrency"] = None if clear_batch_concurrency else batch_concurrency
     if clear_timeouts:
-        changes.timeouts = None
+        sent["timeouts"] = None
     elif timeout:
         current = run(ctx, lambda c: service.get_endpoint(c, endpoint)).timeouts
-        changes.timeouts = {**current, **(_timeouts(timeout) or {})}
+        sent["timeouts"] = {**current, **(_timeouts(timeout) or {})}
+    changes = EndpointUpdate.model_construct(**sent)
     before = run(ctx, lambda c: service.get_endpoint(c, endpoint)) if api_key_env else None
     if before is None or before.api_key_env == api_key_env:
         _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)
@@ -406,9 +411,7 @@ def _timeouts(pairs: list[str] | None) -> dict[str, float] | None:
 
 
 def _set_enabled(ctx: typer.Context, endpoint: str, enabled: bool) -> None:
-    info = run(
-        ctx, lambda c: service.update_endpoint(c, endpoint, EndpointChanges(enabled=enabled))
-    )
+    info = run(ctx, lambda c: service.update_endpoint(c, endpoint, EndpointUpdate(enabled=enabled)))
     typer.echo(f"endpoint {info.name!r} {'enabled' if enabled else 'disabled'}")
 
 

@@ -14,11 +14,11 @@ from relaygate.audit import CONFIG, SYSTEM
 from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.tables import ApiKey, Endpoint, Meta, User, utcnow
+from relaygate.endpoint_spec import EndpointSpec
 from relaygate.errors import BadRequest, ConfigError, Conflict
 from relaygate.keys import hash_key
 from relaygate.services.api_keys import create_key
 from relaygate.services.endpoints import (
-    EndpointSpec,
     check_spec,
     grant_endpoint_to,
     new_endpoint,
@@ -46,7 +46,7 @@ def check_seeds(settings: Settings) -> None:
     names: set[str] = set()
     for seed in settings.endpoints:
         try:
-            check_spec(settings, EndpointSpec(**seed.model_dump()))
+            check_spec(settings, seed)
         except BadRequest as exc:
             raise ConfigError(f"config endpoint {seed.name!r}: {exc.message}") from None
         if seed.name in names:
@@ -83,7 +83,7 @@ async def seed_endpoints(ctx: Context) -> tuple[list[str], list[str]]:
                 seeded_at.value,
             )
         return [], ignored
-    specs = [EndpointSpec(**seed.model_dump()) for seed in seeds]
+    specs = list(seeds)
     try:
         with ctx.audit.acting(CONFIG):
             await _seed(ctx, specs)

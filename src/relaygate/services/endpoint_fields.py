@@ -11,8 +11,9 @@ from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from relaygate.db.tables import Endpoint
+from relaygate.endpoint_spec import API_MODES, MAX_BATCH_CONCURRENCY, MAX_SYNC_INTERVAL
 from relaygate.errors import BadRequest
-from relaygate.settings import API_MODES, MAX_BATCH_CONCURRENCY, MAX_SYNC_INTERVAL, Settings
+from relaygate.settings import Settings
 
 
 def check_url(url: str) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict
 from sqlalchemy import delete, func, select
@@ -18,6 +18,7 @@ from relaygate.context import Context
 from relaygate.credentials import key_source
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import Endpoint, Group, GroupEndpoint, Model, utcnow
+from relaygate.endpoint_spec import EndpointSpec, EndpointTimeouts, EndpointUpdate
 from relaygate.errors import BadRequest, Conflict, ListingFailed
 from relaygate.health import Health, HealthState
 from relaygate.providers import Access, AuthScheme, get_provider
@@ -36,7 +37,6 @@ from relaygate.services.endpoint_fields import (
     check_timeouts,
     check_url,
 )
-from relaygate.services.patch import UNSET, Unset
 from relaygate.settings import Settings
 from relaygate.sync.service import SyncResult, sync_endpoint
 from relaygate.vault import key_hint
@@ -101,35 +101,6 @@ class EndpointInfo:
     """Passive health as this process sees it: ``cooling_down`` endpoints are skipped"""
 
 
-@dataclass(slots=True)
-class EndpointChanges:
-    """Fields to change on an endpoint; a field left UNSET keeps its value.
-    ``api_key=None`` clears the stored key; setting ``api_key`` or ``api_key_env`` replaces
-    the other kind; ``auth_header=None`` goes back to the provider's header."""
-
-    name: str | Unset = UNSET
-    url: str | Unset = UNSET
-    api_key: str | Unset | None = UNSET
-    api_key_env: str | Unset | None = UNSET
-    auth_header: str | Unset | None = UNSET
-    auth_prefix: str | Unset | None = UNSET
-    requires_user_key: bool | Unset = UNSET
-    model_filter: list[str] | Unset = UNSET
-    enabled: bool | Unset = UNSET
-    sync_interval: float | Unset | None = UNSET
-    timeouts: dict[str, float] | Unset | None = UNSET
-    """Replaces the endpoint's own timeouts; None or {} goes back to the settings."""
-    pool: str | Unset | None = UNSET
-    """None (or "") takes the endpoint out of its pool."""
-    extra_routes: list[str] | Unset | None = UNSET
-    """Replaces the endpoint's extra routes; None or [] leaves only the provider's."""
-    messages_api: str | Unset = UNSET
-    responses_api: str | Unset = UNSET
-    chat_api: str | Unset = UNSET
-    batch_concurrency: int | Unset | None = UNSET
-    """None follows the ``batch_concurrency`` setting again."""
-
-
 @dataclass(frozen=True, slots=True)
 class ValidationResult:
     """The outcome of :func:`validate_endpoint`: listed model ids, or the reason it failed."""
@@ -138,6 +109,20 @@ class ValidationResult:
     models: list[str] = field(default_factory=list)
     error: str | None = None
 
+
+def chosen_timeouts(
+    timeouts: EndpointTimeouts | dict[str, float] | None,
+) -> dict[str, float] | None:
+    """The timeouts a spec or a change chose, by name: the API's are checked by their
+    schema; the console and the CLI build theirs unchecked (``model_construct``) with the
+    mapping they read, which :func:`check_timeouts` checks by name and range."""
+    if isinstance(timeouts, EndpointTimeouts):
+        return timeouts.chosen()
+    return timeouts
+
+
+UNSENT = object()
+"""A field a change did not send (``None`` is sent: it clears)."""
 
 _SYNC_STATUS: dict[str, Literal["never", "ok", "error"]] = {
     "never": "never",
@@ -208,38 +193,6 @@ async def get_endpoint(ctx: Context, ident: int | str) -> EndpointInfo:
         return await _info(session, await find_endpoint(session, ident), ctx.health)
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointSpec:
-    """Everything a new endpoint is made of. ``api_key`` is stored encrypted;
-    ``api_key_env`` instead names an environment variable read when needed (never
-    stored); ``auth_header``/``auth_prefix`` replace the provider's auth header."""
-
-    name: str
-    url: str
-    type: str = "openai"
-    api_key: str | None = None
-    api_key_env: str | None = None
-    auth_header: str | None = None
-    auth_prefix: str | None = None
-    model_filter: list[str] = field(default_factory=list)
-    enabled: bool = True
-    sync_interval: float | None = None
-    timeouts: dict[str, float] | None = None
-    """Own timeouts in seconds (connect, first_byte, idle, total) over the settings."""
-    requires_user_key: bool = False
-    groups: list[str] = field(default_factory=lambda: ["everyone"])
-    """Groups the whole endpoint is granted to at creation (default: everyone)."""
-    pool: str | None = None
-    """Endpoints of one pool serve their models of the same name together."""
-    extra_routes: list[str] = field(default_factory=list)
-    """Routes forwarded besides the provider type's, ``"METHOD /path"`` below the URL."""
-    messages_api: str = "auto"
-    responses_api: str = "auto"
-    chat_api: str = "auto"
-    batch_concurrency: int | None = None
-    """Batch requests one process sends it at once; None: the setting's."""
-
-
 def _set_key(
     ctx: Context, endpoint: Endpoint, api_key: str | None, api_key_env: str | None
 ) -> None:
@@ -266,7 +219,7 @@ def check_spec(settings: Settings, spec: EndpointSpec) -> Endpoint:
         model_filter=list(spec.model_filter),
         enabled=spec.enabled,
         sync_interval=check_interval(spec.sync_interval),
-        timeouts=check_timeouts(spec.timeouts),
+        timeouts=check_timeouts(chosen_timeouts(spec.timeouts)),
         api_key_env=check_env_name(settings, spec.api_key_env),
         requires_user_key=spec.requires_user_key,
         pool=check_pool(spec.pool),
@@ -326,70 +279,26 @@ async def create_endpoint(ctx: Context, spec: EndpointSpec, *, sync: bool = True
 
 
 async def update_endpoint(
-    ctx: Context, ident: int | str, changes: EndpointChanges, *, sync: bool = True
+    ctx: Context, ident: int | str, changes: EndpointUpdate, *, sync: bool = True
 ) -> EndpointInfo:
-    """Apply ``changes``; re-sync when the URL, key or filter changed or it was enabled
-    (here with ``sync``; else the scheduler of a running server syncs it as soon as it
-    sees the change).
+    """Apply the fields ``changes`` sent; re-sync when the URL, key or filter changed or
+    it was enabled (here with ``sync``; else the scheduler of a running server syncs it as
+    soon as it sees the change).
 
     Raises :class:`NotFound`, :class:`BadRequest` or :class:`Conflict` (name taken).
     """
-    resync = False
+    sent = changes.changes()
+    if "timeouts" in sent:
+        sent["timeouts"] = chosen_timeouts(changes.timeouts)
     try:
         async with unit(ctx) as session:
             endpoint = await find_endpoint(session, ident)
             was_enabled = endpoint.enabled
-            if not isinstance(changes.name, Unset):
-                endpoint.name = check_name(changes.name)
-            if not isinstance(changes.url, Unset):
-                url = check_url(changes.url)
-                resync |= url != endpoint.url
-                endpoint.url = url
-            new_key, new_env = changes.api_key, changes.api_key_env
-            if isinstance(new_key, str) and new_key and isinstance(new_env, str) and new_env:
-                raise BadRequest("give api_key or api_key_env, not both", param="api_key_env")
-            if not isinstance(new_key, Unset) and (new_key or isinstance(new_env, Unset)):
-                resync = True
-                _set_key(ctx, endpoint, new_key, None)
-            elif not isinstance(new_env, Unset) and new_env != endpoint.api_key_env:
-                resync = True
-                _set_key(ctx, endpoint, None, new_env)
-            if not isinstance(changes.auth_header, Unset):
-                header = check_header(changes.auth_header)
-                resync |= header != endpoint.auth_header
-                endpoint.auth_header = header
-                if header is None:
-                    endpoint.auth_prefix = None
-            if not isinstance(changes.auth_prefix, Unset) and endpoint.auth_header:
-                prefix = check_prefix(changes.auth_prefix)
-                resync |= prefix != endpoint.auth_prefix
-                endpoint.auth_prefix = prefix
-            if not isinstance(changes.model_filter, Unset):
-                resync |= list(changes.model_filter) != list(endpoint.model_filter or [])
-                endpoint.model_filter = list(changes.model_filter)
-            if not isinstance(changes.enabled, Unset):
-                endpoint.enabled = changes.enabled
-                resync |= changes.enabled and not was_enabled
-            if not isinstance(changes.requires_user_key, Unset):
-                endpoint.requires_user_key = changes.requires_user_key
-            if not isinstance(changes.sync_interval, Unset):
-                interval = check_interval(changes.sync_interval)
-                if interval != endpoint.sync_interval:
-                    endpoint.sync_interval = interval
-                    endpoint.next_sync_at = None  # the new interval starts now
-            if not isinstance(changes.timeouts, Unset):
-                endpoint.timeouts = check_timeouts(changes.timeouts)
-            if not isinstance(changes.pool, Unset):
-                endpoint.pool = check_pool(changes.pool)
-            if not isinstance(changes.extra_routes, Unset):
-                endpoint.extra_routes = parse_routes(changes.extra_routes) or None
-            if not isinstance(changes.batch_concurrency, Unset):
-                endpoint.batch_concurrency = check_batch_concurrency(changes.batch_concurrency)
-            for api in ("messages_api", "responses_api", "chat_api"):
-                mode = getattr(changes, api)
-                if not isinstance(mode, Unset) and mode != getattr(endpoint, api):
-                    setattr(endpoint, api, check_api_mode(api, mode))
-                    endpoint.api_found = None  # what auto found was for the old mode
+            resync = _apply_source(ctx, endpoint, sent)
+            resync |= _apply_settings(endpoint, sent)
+            if sent.get("enabled") is not None:
+                endpoint.enabled = sent["enabled"]
+                resync |= endpoint.enabled and not was_enabled
             endpoint_id, enabled = endpoint.id, endpoint.enabled
             if resync and enabled:
                 # Synced below, not by the scheduler at the same time; or due at once.
@@ -399,6 +308,68 @@ async def update_endpoint(
     if resync and enabled and sync:
         await sync_endpoint(ctx, endpoint_id, trigger="updated")
     return await get_endpoint(ctx, endpoint_id)
+
+
+def _apply_source(ctx: Context, endpoint: Endpoint, sent: dict[str, Any]) -> bool:
+    """Set what ``sent`` changes of where and how the endpoint is reached (name, URL,
+    key, auth header, model filter); whether a re-sync is due."""
+    resync = False
+    if "name" in sent:
+        endpoint.name = check_name(sent["name"])
+    if "url" in sent:
+        url = check_url(sent["url"])
+        resync |= url != endpoint.url
+        endpoint.url = url
+    new_key, new_env = sent.get("api_key", UNSENT), sent.get("api_key_env", UNSENT)
+    if isinstance(new_key, str) and new_key and isinstance(new_env, str) and new_env:
+        raise BadRequest("give api_key or api_key_env, not both", param="api_key_env")
+    if new_key is not UNSENT and (new_key or new_env is UNSENT):
+        resync = True
+        _set_key(ctx, endpoint, new_key, None)
+    elif new_env is not UNSENT and new_env != endpoint.api_key_env:
+        resync = True
+        _set_key(ctx, endpoint, None, new_env)
+    if "auth_header" in sent:
+        header = check_header(sent["auth_header"])
+        resync |= header != endpoint.auth_header
+        endpoint.auth_header = header
+        if header is None:
+            endpoint.auth_prefix = None
+    if "auth_prefix" in sent and endpoint.auth_header:
+        prefix = check_prefix(sent["auth_prefix"])
+        resync |= prefix != endpoint.auth_prefix
+        endpoint.auth_prefix = prefix
+    if "model_filter" in sent:
+        resync |= list(sent["model_filter"]) != list(endpoint.model_filter or [])
+        endpoint.model_filter = list(sent["model_filter"])
+    return resync
+
+
+def _apply_settings(endpoint: Endpoint, sent: dict[str, Any]) -> bool:
+    """Set what ``sent`` changes of how the endpoint is used (its own key requirement,
+    sync interval, timeouts, pool, routes, batch concurrency, API modes); no re-sync is
+    due for any of them, so this returns False."""
+    if "requires_user_key" in sent:
+        endpoint.requires_user_key = sent["requires_user_key"]
+    if "sync_interval" in sent:
+        interval = check_interval(sent["sync_interval"])
+        if interval != endpoint.sync_interval:
+            endpoint.sync_interval = interval
+            endpoint.next_sync_at = None  # the new interval starts now
+    if "timeouts" in sent:
+        endpoint.timeouts = check_timeouts(sent["timeouts"])
+    if "pool" in sent:
+        endpoint.pool = check_pool(sent["pool"])
+    if "extra_routes" in sent:
+        endpoint.extra_routes = parse_routes(sent["extra_routes"]) or None
+    if "batch_concurrency" in sent:
+        endpoint.batch_concurrency = check_batch_concurrency(sent["batch_concurrency"])
+    for api in ("messages_api", "responses_api", "chat_api"):
+        mode = sent.get(api)
+        if mode is not None and mode != getattr(endpoint, api):
+            setattr(endpoint, api, check_api_mode(api, mode))
+            endpoint.api_found = None  # what auto found was for the old mode
+    return False
 
 
 async def wait_for_server_sync(

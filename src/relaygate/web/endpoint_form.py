@@ -1,6 +1,8 @@
 """The console's add/edit endpoint form: every field the admin API's endpoint takes, read
-from a submitted form into the same :class:`EndpointSpec` and :class:`EndpointChanges`
-the admin API and the CLI use. Blank fields mean "none" or "the setting's"."""
+from a submitted form into the same :class:`EndpointSpec` and :class:`EndpointUpdate`
+the admin API and the CLI use, and checked by the same service rules (a form's fields
+are bounded by :class:`EndpointForm` instead of the API's schema, so that what is
+wrong is said in the form's words). Blank fields mean "none" or "the setting's"."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
+from relaygate.endpoint_spec import EndpointSpec, EndpointUpdate
 from relaygate.errors import BadRequest
 from relaygate.services.endpoint_fields import TIMEOUT_NAMES
-from relaygate.services.endpoints import EndpointChanges, EndpointInfo, EndpointSpec
+from relaygate.services.endpoints import EndpointInfo
 
 Short = Field(default="", max_length=200)
 Long = Field(default="", max_length=4000)
@@ -106,7 +109,7 @@ def _settings_of(form: EndpointForm) -> dict[str, Any]:
 
 def spec_of(form: EndpointForm) -> EndpointSpec:
     """A new endpoint from the add form; raises :class:`BadRequest` for unreadable numbers."""
-    return EndpointSpec(
+    return EndpointSpec.model_construct(
         name=form.name,
         url=form.url,
         type=form.type,
@@ -117,11 +120,11 @@ def spec_of(form: EndpointForm) -> EndpointSpec:
     )
 
 
-def changes_of(form: EndpointForm, current: EndpointInfo) -> EndpointChanges:
+def changes_of(form: EndpointForm, current: EndpointInfo) -> EndpointUpdate:
     """The changes the edit form asks of ``current``. The key field is write-only: blank
     keeps the stored key; a new variable name replaces a stored key; ``clear_key`` leaves
     the endpoint without a key. Raises :class:`BadRequest` for unreadable numbers."""
-    changes = EndpointChanges(name=form.name, url=form.url, **_settings_of(form))
+    changes = EndpointUpdate.model_construct(name=form.name, url=form.url, **_settings_of(form))
     env = _blank_none(form.api_key_env)
     if form.clear_key:
         if current.api_key_source == "env":

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response
 
+from relaygate.endpoint_spec import API_MODES, EndpointUpdate
 from relaygate.errors import RelaygateError
 from relaygate.providers import PROVIDER_TYPES
 from relaygate.services import endpoints as service
@@ -16,8 +17,7 @@ from relaygate.services import groups as group_service
 from relaygate.services import models as model_service
 from relaygate.services import registry
 from relaygate.services.endpoint_fields import TIMEOUT_NAMES
-from relaygate.services.endpoints import EndpointChanges, EndpointInfo
-from relaygate.settings import API_MODES
+from relaygate.services.endpoints import EndpointInfo
 from relaygate.sync.service import SyncResult
 from relaygate.web.auth import Admin, AdminChecked, context_of
 from relaygate.web.endpoint_form import EndpointForm, changes_of, spec_of
@@ -122,7 +122,7 @@ async def toggle_endpoint(request: Request, endpoint_id: int, _: AdminChecked) -
     with or_back(PAGE):
         current = await service.get_endpoint(ctx, endpoint_id)
         info = await service.update_endpoint(
-            ctx, endpoint_id, EndpointChanges(enabled=not current.enabled)
+            ctx, endpoint_id, EndpointUpdate(enabled=not current.enabled)
         )
     return back(PAGE, f"endpoint {info.name!r} {'enabled' if info.enabled else 'disabled'}")
 

@@ -1,0 +1,80 @@
+"""What every client input is checked by, wherever it comes from (the admin API, the
+console's forms, the CLI, the config file): the base of input models (unknown fields
+refused; a PATCH's changes from the fields it sent) and field types that keep a value
+within what the database can store. Failures are pydantic's ``ValidationError``; use
+:func:`parse` for a :class:`BadRequest` naming the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from relaygate.errors import BadRequest
+
+ID_MAX = 2**31 - 1
+"""The largest row id: ids are INTEGER columns, 32-bit on PostgreSQL."""
+
+RowId = Annotated[int, Field(ge=1, le=ID_MAX)]
+"""A row id in a path, a query or a body: anything else is a 400, not a database error."""
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("string_nul", "must not contain NUL (\\u0000) characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+"""A string any supported database can store: PostgreSQL refuses NUL characters. Give
+a field stored in a VARCHAR column its length too (``Field(max_length=...)``)."""
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_range", "must fall within the years 1 to 9999 in UTC"
+        ) from None
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+"""A point in time, converted to UTC (one without a zone is taken as UTC): a time whose
+conversion leaves Python's years 1 to 9999 is a 400, not an OverflowError."""
+
+
+class Input(BaseModel):
+    """A request body: unknown fields are refused. For a PATCH body, :meth:`changes`
+    gives what it changes."""
+
+    model_config = ConfigDict(extra="forbid")
+    CLEARABLE: ClassVar[frozenset[str]] = frozenset()
+    """The fields a PATCH may send as null to clear them; null elsewhere leaves the
+    field as it is."""
+
+    def changes(self) -> dict[str, Any]:
+        """The fields this PATCH body sent, as keyword arguments of a service's update:
+        a null one is dropped, unless it is :attr:`CLEARABLE` (it then clears)."""
+        sent = self.model_dump(include=self.model_fields_set)
+        return {k: v for k, v in sent.items() if v is not None or k in self.CLEARABLE}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], fields: dict[str, Any]) -> M:
+    """``fields`` checked as ``model``: the model, or :class:`BadRequest` naming the first
+    field that is wrong (``timeouts.idle``) and why, for callers outside the admin API
+    (whose framework answers a ``ValidationError`` itself)."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        message = f"{where}: {error['msg']}" if where else error["msg"]
+        raise BadRequest(message, param=where or None) from None
