@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -129,6 +130,90 @@ class EndpointSeed(BaseModel):
     chat_api: ApiMode = "auto"
     batch_concurrency: int | None = Field(default=None, ge=1, le=MAX_BATCH_CONCURRENCY)
     """Batch requests one process sends the endpoint at once; None: the setting's."""
+
+
+class OidcProvider(BaseModel):
+    """One entry of the ``oidc:`` list: an OpenID Connect provider the console offers for
+    sign-in (see README, "Connecting an OpenID Connect provider")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    """Shown on the sign-in page and part of the redirect URI
+    ``{public_url}/ui/auth/oidc/{name}/callback``."""
+    issuer: str
+    """The issuer URL; discovery reads ``{issuer}/.well-known/openid-configuration``."""
+    client_id: str = Field(min_length=1, max_length=500)
+    client_secret_env: str | None = None
+    """The environment variable holding the client secret (None: a public client, PKCE
+    alone)."""
+    client_secret: str | None = Field(default=None, exclude=True, repr=False)
+    """Filled by :func:`load_settings` from ``client_secret_env``; never from the file."""
+    display_name: str | None = None
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    subject_claim: str = "sub"
+    email_claim: str = "email"
+    name_claim: str = "name"
+    groups_claim: str = "groups"
+    admin_groups: list[str] = Field(default_factory=list)
+    """IdP groups whose members are relaygate admins; everyone else is a user."""
+    allowed_groups: list[str] | None = None
+    """IdP groups one of which a user must be in to sign in (None: any)."""
+    group_map: dict[str, str] = Field(default_factory=dict)
+    """IdP group -> relaygate group, synced at each sign-in."""
+    allowed_email_domains: list[str] | None = None
+    """Email domains allowed to sign in (None: any); the email must be verified when the
+    provider sends ``email_verified``."""
+    link_by_email: bool = False
+    """Link a first sign-in to an existing relaygate user with the same email (off: a
+    new identity always makes a new user)."""
+    clock_skew: float = Field(default=60.0, ge=0, le=600)
+    """Seconds of clock difference tolerated on the ID token's times."""
+    timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds each call to the provider (discovery, token, keys) may take."""
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an https:// URL (http:// only for a provider on loopback)")
+        return value.rstrip("/")
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include 'openid'")
+        return value
+
+    @field_validator("allowed_email_domains")
+    @classmethod
+    def _domains(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [d.lower().lstrip("@") for d in value]
+
+
+class TrustedProxy(BaseModel):
+    """The ``trusted_proxy:`` setting: an authenticating proxy in front of relaygate whose
+    headers name the console's user (off when absent)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    addresses: list[str] = Field(min_length=1)
+    """CIDRs of the proxy: only requests whose client address is in one are believed."""
+    user_header: str = "X-Forwarded-Email"
+    groups_header: str | None = "X-Forwarded-Groups"
+    admin_groups: list[str] = Field(default_factory=list)
+    group_map: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("addresses")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR") from None
+        return value
 
 
 class Settings(BaseModel):
@@ -277,6 +362,31 @@ class Settings(BaseModel):
     )
     """Names an endpoint's ``api_key_env`` may take (globs); RELAYGATE_* never."""
     endpoints: list[EndpointSeed] = Field(default_factory=list)
+    public_url: str | None = None
+    """The address users reach relaygate at (the base of OIDC redirect URIs)."""
+    oidc: list[OidcProvider] = Field(default_factory=list)
+    trusted_proxy: TrustedProxy | None = None
+    console_key_sign_in: bool = True
+    """Whether the console's sign-in page accepts an API key."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("oidc")
+    @classmethod
+    def _unique_providers(
+        cls, value: list[OidcProvider], info: ValidationInfo
+    ) -> list[OidcProvider]:
+        names = [p.name for p in value]
+        if len(set(names)) != len(names):
+            raise ValueError("provider names must be unique")
+        if value and not info.data.get("public_url"):
+            raise ValueError("needs public_url (the base of the redirect URIs)")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -417,7 +527,7 @@ def load_settings(
         values.update(_read_file(Path(path_text), env))
         values["config_file"] = path_text
     for name in Settings.model_fields:
-        if name in ("endpoints", "config_file"):
+        if name in ("endpoints", "config_file", "oidc", "trusted_proxy"):
             continue
         env_value = env.get(ENV_PREFIX + name.upper())
         if env_value is not None and env_value != "":
@@ -426,6 +536,7 @@ def load_settings(
             from_env.add(name)
     explicit = {key: value for key, value in overrides.items() if value is not None}
     values.update(explicit)
+    values["oidc"] = _with_client_secrets(values.get("oidc"), env)
     from_env -= explicit.keys()
     try:
         return Settings.model_validate(
@@ -453,11 +564,45 @@ def load_settings(
         raise ConfigError(f"setting {where_text} {message}{source}") from None
 
 
+def _with_client_secrets(providers: Any, env: Mapping[str, str]) -> Any:
+    """The ``oidc`` entries with ``client_secret`` read from each one's
+    ``client_secret_env``; raises :class:`ConfigError` when that variable is unset, or
+    when the file sets ``client_secret`` itself (a secret stays in the environment)."""
+    if not isinstance(providers, list):
+        return providers if providers is not None else []
+    filled = []
+    for index, entry in enumerate(providers):
+        if not isinstance(entry, dict):
+            filled.append(entry)
+            continue
+        label = f"oidc.{index}"
+        if "client_secret" in entry:
+            raise ConfigError(
+                f"setting '{label}.client_secret' is not accepted: name an environment "
+                "variable in client_secret_env instead"
+            )
+        entry = dict(entry)
+        name = entry.get("client_secret_env")
+        if name is not None:
+            if not isinstance(name, str) or not env.get(name):
+                raise ConfigError(
+                    f"setting '{label}.client_secret_env' names {name!r}, which is not set"
+                )
+            entry["client_secret"] = env[name]
+        filled.append(entry)
+    return filled
+
+
 def _did_you_mean(loc: tuple[int | str, ...]) -> str:
     """``; did you mean 'x'?`` for the known setting (or endpoint field) nearest the
     unknown last name of ``loc``, or "" when none is near."""
     name = str(loc[-1])
-    known = EndpointSeed.model_fields if loc[0] == "endpoints" else Settings.model_fields
+    nested: dict[Any, type[BaseModel]] = {
+        "endpoints": EndpointSeed,
+        "oidc": OidcProvider,
+        "trusted_proxy": TrustedProxy,
+    }
+    known = nested.get(loc[0], Settings).model_fields if len(loc) > 1 else Settings.model_fields
     close = difflib.get_close_matches(name, list(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
