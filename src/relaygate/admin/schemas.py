@@ -187,6 +187,12 @@ class UserUpdate(Input):
     tokens_per_minute: int | None = _tpm("of all the user's keys together")
     budget: Amount | None = budget_field("of all the user's keys together")
     budget_period: Period | None = PERIOD_FIELD
+    disabled: bool | None = Field(
+        default=None,
+        strict=True,
+        description="True revokes the user's API keys, ends their console sessions and "
+        "refuses their sign-ins until set back to false",
+    )
 
 
 class UserOut(BudgetOut):
@@ -194,6 +200,7 @@ class UserOut(BudgetOut):
     name: str
     email: str | None
     role: str
+    disabled: bool = False
     created_at: datetime
     requests_per_minute: int | None
     tokens_per_minute: int | None

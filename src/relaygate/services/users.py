@@ -16,7 +16,7 @@ from relaygate.budget import check_budget
 from relaygate.changes import declare, unit
 from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
-from relaygate.db.tables import User
+from relaygate.db.tables import ApiKey, User, WebSession, utcnow
 from relaygate.errors import BadRequest, Conflict
 from relaygate.ratelimit import check_limit
 from relaygate.services.budgets import apply_budget, with_spend
@@ -41,6 +41,7 @@ class UserInfo:
     """Spend in the budget's current period (None: no budget)."""
     budget_resets_at: datetime | None = None
     """When the current period ends (None: no budget, or a total one)."""
+    disabled: bool = False
 
 
 def _info(user: User) -> UserInfo:
@@ -55,6 +56,7 @@ def _info(user: User) -> UserInfo:
         user.budget,
         user.budget_period,
         user.budget_reset_at,
+        disabled=bool(user.disabled),
     )
 
 
@@ -160,10 +162,12 @@ async def update_user(
     tokens_per_minute: int | Unset | None = UNSET,
     budget: float | Unset | None = UNSET,
     budget_period: str | Unset | None = UNSET,
+    disabled: bool | Unset = UNSET,
 ) -> UserInfo:
-    """Change a user's name, email, role, limits per minute (None clears a limit) or
-    budget (None clears it). The last admin cannot be demoted (Conflict); a bad value
-    raises :class:`BadRequest`."""
+    """Change a user's name, email, role, limits per minute (None clears a limit),
+    budget (None clears it) or whether they are disabled (disabling revokes their API
+    keys and ends their console sessions; enabling again restores no key). The last
+    admin cannot be demoted (Conflict); a bad value raises :class:`BadRequest`."""
     try:
         async with unit(ctx) as session:
             user = await find_user(session, ident)
@@ -183,9 +187,25 @@ async def update_user(
             if not isinstance(tokens_per_minute, Unset):
                 user.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
             apply_budget(user, budget, budget_period)
+            if not isinstance(disabled, Unset) and disabled != user.disabled:
+                user.disabled = disabled
+                if disabled:
+                    await _revoke_keys(session, user.id)
     except IntegrityError:
         raise Conflict(f"a user named {name!r} already exists", param="name") from None
+    if disabled is True:
+        async with ctx.sessions.begin() as session:
+            await session.execute(delete(WebSession).where(WebSession.user_id == user.id))
     return (await with_spend(ctx, "user", [_info(user)]))[0]
+
+
+async def _revoke_keys(session: AsyncSession, user_id: int) -> None:
+    for key in (
+        await session.scalars(
+            select(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        )
+    ).all():
+        key.revoked_at = utcnow()
 
 
 async def delete_user(ctx: Context, ident: int | str) -> None:

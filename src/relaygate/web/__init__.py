@@ -19,6 +19,7 @@ from relaygate.web import (
     people,
     playground,
     requests,
+    sso,
     status,
     usage,
     users,
@@ -33,6 +34,7 @@ def console_router() -> APIRouter:
     router = APIRouter(prefix="/ui", include_in_schema=False)
     for module in (
         auth,
+        sso,
         endpoints,
         models,
         people,
