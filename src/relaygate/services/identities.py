@@ -133,11 +133,8 @@ async def _sync_groups(ctx: Context, user_id: int, asserted: Asserted, mapping: 
     source = asserted.provider if asserted.provider == "proxy" else f"oidc:{asserted.provider}"
     wanted = {mapping.group_map[g] for g in asserted.groups if g in mapping.group_map}
     async with unit(ctx) as session:
-        ids = dict(
-            (await session.execute(select(Group.name, Group.id).where(Group.name.in_(wanted))))
-            .tuples()
-            .all()
-        )
+        rows = await session.execute(select(Group.name, Group.id).where(Group.name.in_(wanted)))
+        ids = {name: group_id for name, group_id in rows}
         for missing in wanted - ids.keys():
             log.warning("group_map names the relaygate group %r, which does not exist", missing)
         held = {
