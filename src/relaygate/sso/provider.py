@@ -52,10 +52,17 @@ async def _json(
         ) as response:
             if response.status != 200:
                 raise UpstreamFailed(f"{what} answered {response.status} at {url}")
-            body = await response.content.read(MAX_RESPONSE_BYTES + 1)
+            body = bytearray()
+            too_long = (response.content_length or 0) > MAX_RESPONSE_BYTES
+            if not too_long:
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        too_long = True
+                        break
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise UpstreamFailed(f"{what} could not be reached ({type(exc).__name__})") from None
-    if len(body) > MAX_RESPONSE_BYTES:
+    if too_long:
         raise UpstreamFailed(f"{what} answered more than {MAX_RESPONSE_BYTES} bytes at {url}")
     try:
         value = orjson.loads(body)
