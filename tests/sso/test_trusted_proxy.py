@@ -86,9 +86,11 @@ def test_headers_from_another_address_are_ignored_and_logged(
     """From an address outside the proxy's CIDRs the headers sign no one in, even with
     an X-Forwarded-For naming a trusted address, and a warning names the sender."""
     headers = {**ALICE, "X-Forwarded-For": "10.1.2.3", "X-Real-IP": "10.1.2.3"}
-    with caplog.at_level(logging.WARNING, logger="relaygate.sso.proxy"):
-        with httpx.Client(base_url=distrusting.url, headers=headers) as browser:
-            page = browser.get("/ui/account")
+    with (
+        caplog.at_level(logging.WARNING, logger="relaygate.sso.proxy"),
+        httpx.Client(base_url=distrusting.url, headers=headers) as browser,
+    ):
+        page = browser.get("/ui/account")
     assert page.status_code in (302, 303, 307) and "/ui/login" in page.headers["location"]
     assert "alice@corp.example" not in users(distrusting)
     assert any("not a trusted proxy address" in r.getMessage() for r in caplog.records)
