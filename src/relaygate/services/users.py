@@ -188,6 +188,13 @@ async def update_user(
                 user.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
             apply_budget(user, budget, budget_period)
             if not isinstance(disabled, Unset) and disabled != user.disabled:
+                if disabled and user.role == "admin":
+                    await _lock_admins(session)
+                    others = select(User.id).where(
+                        User.role == "admin", User.id != user.id, User.disabled.is_(False)
+                    )
+                    if (await session.scalar(others.limit(1))) is None:
+                        raise Conflict("cannot disable the last admin", param="disabled")
                 user.disabled = disabled
                 if disabled:
                     await _revoke_keys(session, user.id)
