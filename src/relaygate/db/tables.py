@@ -78,7 +78,7 @@ class User(Base):
     """When an admin last reset the budget: spend before it is not counted."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
     """A disabled user cannot sign in to the console; their keys were revoked when set."""
 
 

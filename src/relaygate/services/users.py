@@ -113,6 +113,7 @@ async def create_user(
         name=_check_name(name),
         email=email or None,
         role=_check_role(role),
+        disabled=False,
         requests_per_minute=check_limit(requests_per_minute, "requests_per_minute"),
         tokens_per_minute=check_limit(tokens_per_minute, "tokens_per_minute"),
     )

@@ -42,12 +42,12 @@ def upgrade() -> None:
         sa.Column("verifier", sa.String(128), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
     )
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-    with op.batch_alter_table("group_members") as batch:
-        batch.add_column(sa.Column("source", sa.String(64)))
+    # Plain ADD COLUMN, which SQLite does in place: a batch rebuild of `users` would lose
+    # its AUTOINCREMENT (ids never reused, 0009).
+    op.add_column(
+        "users", sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
+    op.add_column("group_members", sa.Column("source", sa.String(64)))
     with op.batch_alter_table("web_sessions") as batch:
         batch.alter_column("key_hash", existing_type=sa.String(64), nullable=True)
         batch.add_column(sa.Column("user_id", sa.Integer(), nullable=True))
