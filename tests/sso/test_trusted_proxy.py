@@ -95,3 +95,21 @@ def test_headers_from_another_address_are_ignored_and_logged(
     assert "alice@corp.example" not in users(distrusting)
     assert any("not a trusted proxy address" in r.getMessage() for r in caplog.records)
     assert any("127.0.0.1" in r.getMessage() for r in caplog.records)
+
+
+def test_oversized_headers_from_the_proxy_sign_no_one_in(trusting: Gateway) -> None:
+    """A user header longer than an identity may be signs no one in (no error past the
+    sign-in page), and an endless groups header maps only what fits the bounds."""
+    with httpx.Client(base_url=trusting.url) as browser:
+        long_user = browser.get("/ui/account", headers={"X-Forwarded-Email": "a" * 300 + "@x"})
+        many = ",".join(["x" * 300] * 50 + [f"g{i}" for i in range(300)] + ["team-alice"])
+        crowded = browser.get(
+            "/ui/account",
+            headers={"X-Forwarded-Email": "carol@corp.example", "X-Forwarded-Groups": many},
+        )
+    assert long_user.status_code in (302, 303, 307)
+    assert crowded.status_code == 200
+    carol = users(trusting)["carol@corp.example"]
+    groups = trusting.admin.get("/admin/api/v1/groups").json()
+    # team-alice came after the 200th group: past the bound, it is not read.
+    assert carol["id"] not in next(g["users"] for g in groups if g["name"] == "team-a")

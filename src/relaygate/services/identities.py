@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 
 from relaygate.changes import unit
 from relaygate.context import Context
-from relaygate.db.tables import ApiKey, Group, GroupMember, Identity, User, WebSession, utcnow
+from relaygate.db.tables import Group, GroupMember, Identity, User, WebSession, utcnow
 from relaygate.errors import Conflict, PermissionDenied
 from relaygate.services import users
 
@@ -68,16 +68,10 @@ async def remove_access(ctx: Context, user_id: int) -> int:
     """Revoke every API key of ``user_id`` and end their console sessions; returns how
     many keys were revoked."""
     async with unit(ctx) as session:
-        keys = (
-            await session.scalars(
-                select(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
-            )
-        ).all()
-        for key in keys:
-            key.revoked_at = utcnow()
+        revoked = await users.revoke_keys(session, user_id)
     async with ctx.sessions.begin() as session:
         await session.execute(delete(WebSession).where(WebSession.user_id == user_id))
-    return len(keys)
+    return revoked
 
 
 async def _free_name(ctx: Context, wanted: str) -> str:

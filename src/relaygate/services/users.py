@@ -198,7 +198,7 @@ async def update_user(
                         raise Conflict("cannot disable the last admin", param="disabled")
                 user.disabled = disabled
                 if disabled:
-                    await _revoke_keys(session, user.id)
+                    await revoke_keys(session, user.id)
     except IntegrityError:
         raise Conflict(f"a user named {name!r} already exists", param="name") from None
     if disabled is True:
@@ -207,13 +207,17 @@ async def update_user(
     return (await with_spend(ctx, "user", [_info(user)]))[0]
 
 
-async def _revoke_keys(session: AsyncSession, user_id: int) -> None:
+async def revoke_keys(session: AsyncSession, user_id: int) -> int:
+    """Revoke every API key of ``user_id`` in ``session`` (a unit); returns how many."""
+    revoked = 0
     for key in (
         await session.scalars(
             select(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
         )
     ).all():
         key.revoked_at = utcnow()
+        revoked += 1
+    return revoked
 
 
 async def delete_user(ctx: Context, ident: int | str) -> None:

@@ -19,8 +19,8 @@ from relaygate.services.identities import Asserted, Mapping
 from relaygate.settings import TrustedProxy
 
 log = logging.getLogger(__name__)
-MAX_HEADER_CHARS = 1024
-"""The longest user header accepted; the groups header is bounded the same way per group."""
+MAX_HEADER_CHARS = 255
+"""The longest user header accepted (an identity's subject); each group likewise."""
 MAX_GROUPS = 200
 
 

@@ -24,6 +24,7 @@ from relaygate.web.auth import context_of, is_https, login_page_for, set_session
 
 STATE_COOKIE = "rg_oidc_state"
 MAX_PARAM_CHARS = 4096
+MAX_EMAIL_CHARS = 320
 router = APIRouter()
 
 
@@ -47,6 +48,9 @@ def asserted_by(provider: OidcProvider, claims: dict[str, object]) -> identities
     subject = _text(claims.get(provider.subject_claim))
     if subject is None or len(subject) > 255:
         raise AuthenticationFailed(f"the ID token has no usable {provider.subject_claim!r}")
+    email = _text(claims.get(provider.email_claim))
+    if email is not None and len(email) > MAX_EMAIL_CHARS:
+        raise AuthenticationFailed(f"the ID token's {provider.email_claim!r} is too long")
     groups = claims.get(provider.groups_claim)
     listed = (
         frozenset(g for g in groups if isinstance(g, str))
@@ -57,7 +61,7 @@ def asserted_by(provider: OidcProvider, claims: dict[str, object]) -> identities
     return identities.Asserted(
         provider.name,
         subject,
-        _text(claims.get(provider.email_claim)),
+        email,
         _text(claims.get(provider.name_claim)),
         listed,
         verified if isinstance(verified, bool) else None,
