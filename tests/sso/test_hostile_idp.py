@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from relaygate.sso import oidc
 from relaygate.sso.provider import MAX_RESPONSE_BYTES
 from tests.support.gateway import Gateway
 from tests.support.servers import ServerThread
@@ -126,3 +127,13 @@ def test_a_good_provider_gets_a_pkce_request(gateway: Gateway, idp: Idp) -> None
 def test_an_unknown_provider_is_404(gateway: Gateway) -> None:
     """A sign-in through a provider that is not configured is refused."""
     assert httpx.get(gateway.url + "/ui/auth/oidc/nobody", timeout=5).status_code == 404
+
+
+def test_sign_ins_under_way_are_bounded(
+    gateway: Gateway, idp: Idp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone may start a sign-in, so the ones under way are bounded: past the bound a
+    new one gets 503 and stores nothing."""
+    monkeypatch.setattr(oidc, "MAX_ATTEMPTS", 2)
+    statuses = [httpx.get(gateway.url + "/ui/auth/oidc/corp").status_code for _ in range(3)]
+    assert statuses == [303, 303, 503]

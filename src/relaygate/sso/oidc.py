@@ -19,11 +19,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 
 from relaygate.context import Context
 from relaygate.db.tables import SignInAttempt, utcnow
-from relaygate.errors import AuthenticationFailed, NotFound, UpstreamFailed
+from relaygate.errors import AuthenticationFailed, NotFound, Overloaded, UpstreamFailed
 from relaygate.keys import hash_key
 from relaygate.settings import OidcProvider
 from relaygate.sso import id_tokens
@@ -31,6 +31,9 @@ from relaygate.sso import provider as idp
 
 ATTEMPT_SECONDS = 600
 """How long a sign-in may stay at the provider before its callback is refused."""
+MAX_ATTEMPTS = 10_000
+"""Sign-ins under way at once (each a row): anyone may start one, so their number is
+bounded; past it new ones get 503 until older ones end or expire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +67,15 @@ def redirect_uri(ctx: Context, provider: OidcProvider) -> str:
 
 async def start(ctx: Context, provider: OidcProvider) -> Started:
     """Begin a sign-in at ``provider``; raises :class:`UpstreamFailed` when its discovery
-    fails."""
+    fails, :class:`Overloaded` past :data:`MAX_ATTEMPTS` sign-ins under way."""
     metadata = await idp.discover(ctx.http, provider)
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(48)
     async with ctx.sessions.begin() as session:
         await session.execute(delete(SignInAttempt).where(SignInAttempt.expires_at < utcnow()))
+        under_way = await session.scalar(select(func.count()).select_from(SignInAttempt))
+        if (under_way or 0) >= MAX_ATTEMPTS:
+            raise Overloaded("too many sign-ins are under way; try again in a few minutes")
         session.add(
             SignInAttempt(
                 state_hash=hash_key(state),

@@ -16,7 +16,7 @@ from html import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from relaygate.errors import AuthenticationFailed, PermissionDenied, UpstreamFailed
+from relaygate.errors import AuthenticationFailed, Overloaded, PermissionDenied, UpstreamFailed
 from relaygate.services import identities, web_sessions
 from relaygate.settings import OidcProvider
 from relaygate.sso import oidc
@@ -74,8 +74,8 @@ async def begin(request: Request, name: str) -> Response:
     provider = oidc.find_provider(ctx, name)
     try:
         started = await oidc.start(ctx, provider)
-    except UpstreamFailed as exc:
-        return login_page_for(request, 502, exc.message)
+    except (UpstreamFailed, Overloaded) as exc:
+        return login_page_for(request, exc.status, exc.message)
     response = RedirectResponse(started.url, status_code=303)
     response.set_cookie(
         STATE_COOKIE,
