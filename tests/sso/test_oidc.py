@@ -88,6 +88,8 @@ def test_first_sign_in_creates_the_user_with_role_and_groups(
     # A user's session reaches no administrator's page.
     refused = bob_page.goto(gateway.url + "/ui/endpoints")
     assert refused is not None and refused.status == 403
+    playground = bob_page.goto(gateway.url + "/ui/playground")
+    assert playground is not None and playground.status == 200
 
 
 def test_an_sso_user_makes_api_keys_that_work(browser: Browser, gateway: Gateway) -> None:

@@ -71,10 +71,12 @@ async def sign_in_user(
 
 
 def user_principal(ctx: Context, user_id: int) -> Principal | None:
-    """A principal acting for ``user_id`` with no key of its own (``key_id`` 0), as a
-    single sign-on session does; None when the user is gone."""
+    """A principal acting for ``user_id`` with no key of its own, as a single sign-on
+    session does; None when the user is gone. Its ``key_id`` is ``-user_id`` (no key has
+    it): what counts per key (requests in flight, usage records of the playground) stays
+    each user's own."""
     user = ctx.snapshots.current.users.get(user_id)
-    return None if user is None else Principal(0, user)
+    return None if user is None else Principal(-user_id, user)
 
 
 async def find(ctx: Context, token: str | None) -> WebSession | None:
