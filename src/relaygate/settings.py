@@ -29,6 +29,7 @@ from pydantic import (
 
 from relaygate.endpoint_spec import MAX_SYNC_INTERVAL, EndpointSpec
 from relaygate.errors import ConfigError
+from relaygate.sign_in_settings import OidcProvider, TrustedProxy
 
 ENV_PREFIX = "RELAYGATE_"
 DEFAULT_CONFIG_FILE = "relaygate.yaml"
@@ -245,6 +246,31 @@ class Settings(BaseModel):
     )
     """Names an endpoint's ``api_key_env`` may take (globs); RELAYGATE_* never."""
     endpoints: list[EndpointSpec] = Field(default_factory=list)
+    public_url: str | None = None
+    """The address users reach relaygate at (the base of OIDC redirect URIs)."""
+    oidc: list[OidcProvider] = Field(default_factory=list)
+    trusted_proxy: TrustedProxy | None = None
+    console_key_sign_in: bool = True
+    """Whether the console's sign-in page accepts an API key."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("oidc")
+    @classmethod
+    def _unique_providers(
+        cls, value: list[OidcProvider], info: ValidationInfo
+    ) -> list[OidcProvider]:
+        names = [p.name for p in value]
+        if len(set(names)) != len(names):
+            raise ValueError("provider names must be unique")
+        if value and not info.data.get("public_url"):
+            raise ValueError("needs public_url (the base of the redirect URIs)")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -385,7 +411,7 @@ def load_settings(
         values.update(_read_file(Path(path_text), env))
         values["config_file"] = path_text
     for name in Settings.model_fields:
-        if name in ("endpoints", "config_file"):
+        if name in ("endpoints", "config_file", "oidc", "trusted_proxy"):
             continue
         env_value = env.get(ENV_PREFIX + name.upper())
         if env_value is not None and env_value != "":
@@ -394,6 +420,7 @@ def load_settings(
             from_env.add(name)
     explicit = {key: value for key, value in overrides.items() if value is not None}
     values.update(explicit)
+    values["oidc"] = _with_client_secrets(values.get("oidc"), env)
     from_env -= explicit.keys()
     try:
         return Settings.model_validate(
@@ -421,11 +448,45 @@ def load_settings(
         raise ConfigError(f"setting {where_text} {message}{source}") from None
 
 
+def _with_client_secrets(providers: Any, env: Mapping[str, str]) -> Any:
+    """The ``oidc`` entries with ``client_secret`` read from each one's
+    ``client_secret_env``; raises :class:`ConfigError` when that variable is unset, or
+    when the file sets ``client_secret`` itself (a secret stays in the environment)."""
+    if not isinstance(providers, list):
+        return providers if providers is not None else []
+    filled = []
+    for index, entry in enumerate(providers):
+        if not isinstance(entry, dict):
+            filled.append(entry)
+            continue
+        label = f"oidc.{index}"
+        if "client_secret" in entry:
+            raise ConfigError(
+                f"setting '{label}.client_secret' is not accepted: name an environment "
+                "variable in client_secret_env instead"
+            )
+        entry = dict(entry)
+        name = entry.get("client_secret_env")
+        if name is not None:
+            if not isinstance(name, str) or not env.get(name):
+                raise ConfigError(
+                    f"setting '{label}.client_secret_env' names {name!r}, which is not set"
+                )
+            entry["client_secret"] = env[name]
+        filled.append(entry)
+    return filled
+
+
 def _did_you_mean(loc: tuple[int | str, ...]) -> str:
     """``; did you mean 'x'?`` for the known setting (or endpoint field) nearest the
     unknown last name of ``loc``, or "" when none is near."""
     name = str(loc[-1])
-    known = EndpointSpec.model_fields if loc[0] == "endpoints" else Settings.model_fields
+    nested: dict[Any, type[BaseModel]] = {
+        "endpoints": EndpointSpec,
+        "oidc": OidcProvider,
+        "trusted_proxy": TrustedProxy,
+    }
+    known = nested.get(loc[0], Settings).model_fields if len(loc) > 1 else Settings.model_fields
     close = difflib.get_close_matches(name, list(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 

@@ -36,10 +36,18 @@ class Vault:
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"relaygate provider keys"
         ).derive(secret.encode())
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self._mac_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"relaygate console"
+        ).derive(secret.encode())
         self.mark = hmac.new(secret.encode(), b"relaygate via", hashlib.sha256).hexdigest()[:16]
         """This installation's mark (16 hex digits, the same on every replica sharing the
         secret, revealing nothing of it): sent upstream so a request that comes back is
         recognised (see :data:`relaygate.proxy.checks.VIA_HEADER`)."""
+
+    def sign(self, message: str) -> str:
+        """An HMAC-SHA256 of ``message`` under a key derived from the secret (the same on
+        every replica), as hex: for tokens relaygate must recognise but not store."""
+        return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()
 
     def encrypt(self, plaintext: str) -> str:
         """Encrypt ``plaintext``; returns an ASCII token safe to store."""

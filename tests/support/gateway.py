@@ -41,7 +41,8 @@ class Clock:
 class Gateway:
     """A running relaygate on a fresh SQLite file, with a known admin key; ``overrides``
     are settings, ``server_options`` go to ``uvicorn.Config``; ``clock`` (UTC
-    datetimes) is the time budgets go by."""
+    datetimes) is the time budgets go by; ``environ`` the environment settings read
+    (e.g. an OIDC client secret), empty by default."""
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class Gateway:
         server_options: dict[str, Any] | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        environ: dict[str, str] | None = None,
         **overrides: Any,
     ):
         self.admin_key = "rg-" + secrets.token_urlsafe(32)
@@ -65,7 +67,7 @@ class Gateway:
             "files_dir": str(tmp_path / "files"),
         }
         values.update(overrides)
-        self.settings = load_settings(None, environ={}, **values)
+        self.settings = load_settings(None, environ=environ or {}, **values)
         self.clock = clock
         # As `relaygate serve` runs it (start-up's heap frozen), which also keeps leaked
         # objects of earlier tests out of the collector's sight during this one.

@@ -106,6 +106,12 @@ class UserUpdate(Input):
     tokens_per_minute: int | None = _tpm("of all the user's keys together")
     budget: Amount | None = budget_field("of all the user's keys together")
     budget_period: Period | None = PERIOD_FIELD
+    disabled: bool | None = Field(
+        default=None,
+        strict=True,
+        description="True revokes the user's API keys, ends their console sessions and "
+        "refuses their sign-ins until set back to false",
+    )
 
 
 class KeyCreate(Input):

@@ -131,6 +131,9 @@ def serve(
         "log_level": settings.log_level,
         "access_log": False,
         "server_header": False,
+        # The client address is the socket's peer: X-Forwarded-For is not believed, so a
+        # trusted_proxy's CIDRs are matched against the proxy itself (see the README).
+        "proxy_headers": False,
         "timeout_graceful_shutdown": settings.drain_timeout,
         # The request head is bounded on the socket (see relaygate.server); h11 is not used.
         "max_head_bytes": settings.max_header_bytes,

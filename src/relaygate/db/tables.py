@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -77,6 +78,8 @@ class User(Base):
     """When an admin last reset the budget: spend before it is not counted."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    """A disabled user cannot sign in to the console; their keys were revoked when set."""
 
 
 class ApiKey(Base):
@@ -227,6 +230,9 @@ class GroupMember(Base):
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    source: Mapped[str | None] = mapped_column(String(64))
+    """None: added by an administrator; ``oidc:<provider>`` or ``proxy``: made by that
+    sign-in's ``group_map``, and removed by it when the provider no longer lists it."""
 
 
 class GroupModel(Base):
@@ -280,10 +286,47 @@ class WebSession(Base):
     __tablename__ = "web_sessions"
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key_hash: Mapped[str] = mapped_column(String(64), index=True)
+    key_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The API key signed in with; None for a single sign-on session (``user_id``)."""
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    provider: Mapped[str | None] = mapped_column(String(64))
+    """The OIDC provider of a single sign-on session (its end-session endpoint)."""
+    id_token: Mapped[str | None] = mapped_column(Text)
+    """The ID token of a single sign-on session, sent as ``id_token_hint`` at sign-out."""
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Identity(Base):
+    """A user's account at an identity provider: (provider, subject) is who signs in;
+    ``provider`` is an ``oidc:`` entry's name or ``proxy``."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SignInAttempt(Base):
+    """An OIDC sign-in under way: the hash of its ``state``, and the nonce and PKCE
+    verifier its callback needs; used once, deleted at the callback or on expiry."""
+
+    __tablename__ = "sign_in_attempts"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(128))
+    verifier: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Meta(Base):

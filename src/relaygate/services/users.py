@@ -17,7 +17,7 @@ from relaygate.budget import check_budget
 from relaygate.changes import declare, unit
 from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
-from relaygate.db.tables import User
+from relaygate.db.tables import ApiKey, User, WebSession, utcnow
 from relaygate.errors import BadRequest, Conflict
 from relaygate.ratelimit import check_limit
 from relaygate.services.budgets import BudgetFields, apply_budget, with_spend
@@ -37,6 +37,9 @@ class UserInfo(BudgetFields):
     created_at: datetime
     requests_per_minute: int | None
     tokens_per_minute: int | None
+    disabled: bool = False
+    """Whether an admin (or the identity provider's mapping) disabled the user: their
+    keys are revoked and they cannot sign in"""
 
 
 def _info(user: User) -> UserInfo:
@@ -51,6 +54,7 @@ def _info(user: User) -> UserInfo:
         budget=user.budget,
         budget_period=user.budget_period,
         budget_reset_at=user.budget_reset_at,
+        disabled=bool(user.disabled),
     )
 
 
@@ -107,6 +111,7 @@ async def create_user(
         name=_check_name(name),
         email=email or None,
         role=_check_role(role),
+        disabled=False,
         requests_per_minute=check_limit(requests_per_minute, "requests_per_minute"),
         tokens_per_minute=check_limit(tokens_per_minute, "tokens_per_minute"),
     )
@@ -157,10 +162,12 @@ async def update_user(
     tokens_per_minute: int | Unset | None = UNSET,
     budget: float | Unset | None = UNSET,
     budget_period: str | Unset | None = UNSET,
+    disabled: bool | Unset = UNSET,
 ) -> UserInfo:
-    """Change a user's name, email, role, limits per minute (None clears a limit) or
-    budget (None clears it). The last admin cannot be demoted (Conflict); a bad value
-    raises :class:`BadRequest`."""
+    """Change a user's name, email, role, limits per minute (None clears a limit),
+    budget (None clears it) or whether they are disabled (disabling revokes their API
+    keys and ends their console sessions; enabling again restores no key). The last
+    admin cannot be demoted (Conflict); a bad value raises :class:`BadRequest`."""
     try:
         async with unit(ctx) as session:
             user = await find_user(session, ident)
@@ -180,9 +187,36 @@ async def update_user(
             if not isinstance(tokens_per_minute, Unset):
                 user.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
             apply_budget(user, budget, budget_period)
+            if not isinstance(disabled, Unset) and disabled != user.disabled:
+                if disabled and user.role == "admin":
+                    await _lock_admins(session)
+                    others = select(User.id).where(
+                        User.role == "admin", User.id != user.id, User.disabled.is_(False)
+                    )
+                    if (await session.scalar(others.limit(1))) is None:
+                        raise Conflict("cannot disable the last admin", param="disabled")
+                user.disabled = disabled
+                if disabled:
+                    await revoke_keys(session, user.id)
     except IntegrityError:
         raise Conflict(f"a user named {name!r} already exists", param="name") from None
+    if disabled is True:
+        async with ctx.sessions.begin() as session:
+            await session.execute(delete(WebSession).where(WebSession.user_id == user.id))
     return (await with_spend(ctx, "user", [_info(user)]))[0]
+
+
+async def revoke_keys(session: AsyncSession, user_id: int) -> int:
+    """Revoke every API key of ``user_id`` in ``session`` (a unit); returns how many."""
+    revoked = 0
+    for key in (
+        await session.scalars(
+            select(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        )
+    ).all():
+        key.revoked_at = utcnow()
+        revoked += 1
+    return revoked
 
 
 async def delete_user(ctx: Context, ident: int | str) -> None:

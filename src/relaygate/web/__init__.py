@@ -20,6 +20,7 @@ from relaygate.web import (
     people,
     playground,
     requests,
+    sso,
     status,
     usage,
     users,
@@ -34,6 +35,7 @@ def console_router() -> APIRouter:
     router = APIRouter(prefix="/ui", include_in_schema=False)
     for module in (
         auth,
+        sso,
         endpoints,
         models,
         people,

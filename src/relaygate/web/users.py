@@ -89,6 +89,23 @@ async def set_user_limits(
     return back(user_page(user_id), f"rate limits of {user.name!r} saved")
 
 
+@router.post("/users/{user_id}/disabled")
+async def set_disabled(
+    request: Request,
+    user_id: int,
+    _: AdminChecked,
+    disabled: Annotated[str, Form()] = "",
+) -> Response:
+    """Disable the user (``disabled=1``: their keys revoked, sessions ended, sign-ins
+    refused) or enable them again (anything else)."""
+    with or_back(user_page(user_id)):
+        user = await user_service.update_user(
+            context_of(request), user_id, disabled=disabled == "1"
+        )
+    state = "disabled: their API keys are revoked" if user.disabled else "enabled"
+    return back(user_page(user_id), f"{user.name!r} {state}")
+
+
 @router.post("/users/{user_id}/keys")
 async def create_key(
     request: Request,
