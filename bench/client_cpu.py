@@ -24,7 +24,7 @@ import aiohttp
 import uvloop
 from yarl import URL
 
-from relaygate.proxy.client import LeanClient
+from relaygate.upstream_client import LeanClient
 
 _JSON = b'{"id":"x","object":"chat.completion","choices":[{"message":{"content":"hi"}}]}'
 _EVENT = b'data: {"choices":[{"delta":{"content":"token"}}]}\n\n'
@@ -47,8 +47,10 @@ def _serve(sock: socket.socket) -> None:
                         length = int(line.split(b":")[1])
                 await reader.readexactly(length)
                 if head.startswith(b"POST /stream"):
-                    out = [b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                           b"transfer-encoding: chunked\r\n\r\n"]
+                    out = [
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                        b"transfer-encoding: chunked\r\n\r\n"
+                    ]
                     out += [b"%x\r\n%s\r\n" % (len(_EVENT), _EVENT)] * 20
                     out.append(b"0\r\n\r\n")
                     writer.write(b"".join(out))
@@ -135,5 +137,8 @@ async def main(n: int, rounds: int) -> None:
 
 if __name__ == "__main__":
     uvloop.run(
-        main(int(sys.argv[1]) if len(sys.argv) > 1 else 5000, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+        main(
+            int(sys.argv[1]) if len(sys.argv) > 1 else 5000,
+            int(sys.argv[2]) if len(sys.argv) > 2 else 3,
+        )
     )

@@ -19,6 +19,7 @@ from relaygate.proxy.replies import Reply
 from relaygate.proxy.tokens import BodyTokens, StreamTokens
 from relaygate.proxy.upstream_errors import once
 from relaygate.snapshot import Target, Timeouts
+from relaygate.upstream_client import Answer
 
 
 class Opened:
@@ -102,7 +103,7 @@ def error_for(kind: str, reason: str, endpoint: str) -> RelaygateError:
 async def end_broken(
     scope: Scope,
     send: Send,
-    response: aiohttp.ClientResponse | None,
+    response: Answer | None,
     relay: Relay,
     target: Target,
     reason: str,

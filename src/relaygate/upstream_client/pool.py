@@ -1,5 +1,5 @@
 """The HTTP/1.1 client of the proxy's hot path: a pool of keep-alive connections on
-asyncio protocols (:mod:`relaygate.proxy.connection`), in place of aiohttp's
+asyncio protocols (:mod:`relaygate.upstream_client.connection`), in place of aiohttp's
 ``ClientSession.request``, which cost more CPU per request than relaygate's own work
 around it (``bench/client_cpu.py`` measures both).
 
@@ -25,8 +25,8 @@ from types import TracebackType
 
 from yarl import URL
 
-from relaygate.proxy.client_errors import ConnectFailed, ConnectTimeout, disconnected
-from relaygate.proxy.connection import Answer, Connection
+from relaygate.upstream_client.connection import Answer, Connection
+from relaygate.upstream_client.errors import ConnectFailed, ConnectTimeout, disconnected
 
 _ONE_WRITE = 64 * 1024
 """A body up to this size goes out with the head in one write."""
@@ -92,6 +92,16 @@ class LeanClient:
         tls = url.scheme == "https"
         host = url.raw_host or ""
         key = (host, url.port or (443 if tls else 80), tls)
+        while True:
+            conn = self._reuse(key)
+            if conn is not None:
+                return conn
+            if self._open < self._limit:
+                return await self._connect(key, connect_timeout)
+            self._close_idle()  # another origin's: its end frees a place
+            await self._wait()
+
+    def _reuse(self, key: Key) -> Connection | None:
         idle = self._idle.get(key)
         if idle:
             now = asyncio.get_running_loop().time()
@@ -100,7 +110,27 @@ class LeanClient:
                 if not conn.closed and now - conn.idle_since < self._keepalive:
                     return conn
                 conn.close()
-        return await self._connect(key, connect_timeout)
+        return None
+
+    async def _wait(self) -> None:
+        """Wait until a connection is released or closed."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # woken, then cancelled: the place goes to the next
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def release(self, conn: Connection, reuse: bool) -> None:
         """``conn``'s exchange ended: back to the pool when ``reuse`` and it may, else closed."""
@@ -114,6 +144,7 @@ class LeanClient:
         while idle and now - idle[0].idle_since >= self._keepalive:
             idle.popleft().close()
         idle.append(conn)
+        self._wake()
 
     def forget(self, conn: Connection) -> None:
         """``conn`` closed: its place is free (called once, from its ``connection_lost``)."""
@@ -121,20 +152,11 @@ class LeanClient:
         idle = self._idle.get(conn.key)
         if idle is not None and conn in idle:
             idle.remove(conn)
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                break
+        self._wake()
 
     async def _connect(self, key: Key, timeout: float) -> Connection:
         host, port, tls = key
         loop = asyncio.get_running_loop()
-        while self._open >= self._limit:
-            if not self._close_idle():
-                waiter = loop.create_future()
-                self._waiters.append(waiter)
-                await waiter
         self._open += 1
         try:
             async with asyncio.timeout(timeout):

@@ -1,4 +1,4 @@
-"""One connection of the hot path's upstream client (:mod:`relaygate.proxy.client`):
+"""One connection of the hot path's upstream client (:mod:`relaygate.upstream_client`):
 an asyncio protocol that writes nothing itself but reads the answer to the request
 sent on it with httptools' parser (llhttp, Node.js's), hands the body on as it comes
 (:class:`Answer`, reading paused while 256 KiB wait), and says whether the connection
@@ -6,7 +6,7 @@ may serve another request (RFC 9112 §9.3).
 
 Bounds on an answer's head, as aiohttp's client had them: a header line of at most
 ``max_field`` bytes, at most ``max_headers`` headers, and 1 MiB in all. Its failures
-are aiohttp's exceptions in aiohttp's wording (:mod:`relaygate.proxy.client_errors`).
+are aiohttp's exceptions in aiohttp's wording (:mod:`relaygate.upstream_client.errors`).
 
 References: RFC 9112 (HTTP/1.1), https://github.com/MagicStack/httptools."""
 
@@ -22,7 +22,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from relaygate.proxy.client_errors import (
+from relaygate.upstream_client.errors import (
     BadAnswer,
     broken_body,
     disconnected,
@@ -149,6 +149,7 @@ class Connection(asyncio.Protocol):
         self._raw: list[tuple[bytes, bytes]] = []
         self._head = 0
         self._head_done = False
+        self._done = False
         self._body = 0
         self._chunked = False
         self._head_waiter: asyncio.Future[Answer] | None = None
@@ -190,8 +191,10 @@ class Connection(asyncio.Protocol):
             drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._url is None:
-            self.close()  # bytes nobody asked for: the connection cannot be trusted
+        if self._url is None or self._done:
+            # Bytes nobody asked for: the connection cannot be trusted any more.
+            self.reusable = False
+            self.close()
             return
         if not self._head_done:
             self._head += len(data)
@@ -209,7 +212,16 @@ class Connection(asyncio.Protocol):
             self._bad(str(exc) or type(exc).__name__)
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self._done:
+            # A second answer to one request: nothing after it on this connection can
+            # be matched to a request, so it is never used again.
+            self.reusable = False
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._done:
+            return
         limit = self._max_field
         if len(name) + len(value) > limit:
             raise BadAnswer(f"Got more than {limit} bytes when reading: {name[:100]!r}")
@@ -218,6 +230,8 @@ class Connection(asyncio.Protocol):
         self._raw.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._done:
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self._raw = []  # an interim answer (100 Continue): the final one follows
@@ -233,13 +247,16 @@ class Connection(asyncio.Protocol):
             waiter.set_result(self.answer)
 
     def on_body(self, body: bytes) -> None:
+        if self._done:
+            return
         self._body += len(body)
         if self.answer is not None:
             self.answer._feed(body)
 
     def on_message_complete(self) -> None:
-        if not self._head_done:
-            return  # an interim answer's end
+        if not self._head_done or self._done:
+            return  # an interim answer's end, or one after the answer
+        self._done = True
         self.reusable = self._parser.should_keep_alive()
         if self.answer is not None:
             self.answer._end(None)
@@ -250,6 +267,7 @@ class Connection(asyncio.Protocol):
         with its head."""
         self._method, self._url = method, url
         self._raw, self._head, self._head_done, self.answer = [], 0, False, None
+        self._done = False
         self.reusable = False
         self._head_waiter = asyncio.get_running_loop().create_future()
         return self._head_waiter
@@ -286,12 +304,16 @@ class Connection(asyncio.Protocol):
 
     def _bad(self, message: str) -> None:
         assert self._url is not None
-        self._fail(aiohttp.ClientResponseError(request_info(self._method, self._url), (), status=400, message=message))
+        self._fail(
+            aiohttp.ClientResponseError(
+                request_info(self._method, self._url), (), status=400, message=message
+            )
+        )
         self.close()
 
     def _fail(self, error: BaseException) -> None:
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
-        elif self.answer is not None:
+        elif self.answer is not None and not self.answer.complete:
             self.answer._end(error)

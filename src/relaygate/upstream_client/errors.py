@@ -1,4 +1,4 @@
-"""The failures of the hot path's upstream client (:mod:`relaygate.proxy.client`), as
+"""The failures of the hot path's upstream client (:mod:`relaygate.upstream_client`), as
 the aiohttp exceptions, and in the wording, aiohttp's client raised for them: the proxy
 names a failure by its class (:func:`relaygate.proxy.relay.failure_of`) and tells the
 operator its text."""
@@ -58,8 +58,7 @@ def broken_body(*, chunked: bool, got: int, length: int | None) -> aiohttp.Clien
         cause = TransferEncodingError("Not enough data to satisfy transfer length header.")
     else:
         cause = ContentLengthError(
-            "Not enough data to satisfy content length header "
-            f"(received {got} of {length} bytes)."
+            f"Not enough data to satisfy content length header (received {got} of {length} bytes)."
         )
     return aiohttp.ClientPayloadError(f"Response payload is not completed: {cause!r}")
 
