@@ -45,6 +45,7 @@ class Answer:
         "_chunks",
         "_conn",
         "_error",
+        "_headers",
         "_size",
         "_waiter",
         "complete",
@@ -63,16 +64,19 @@ class Answer:
         self._size = 0
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._headers: CIMultiDictProxy[str] | None = None
         for name, value in raw:
             if name.lower() == b"content-length" and value.strip().isdigit():
                 self.content_length = int(value)
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
-        """The answer's headers, decoded (latin-1); made when asked (not on the hot path)."""
-        return CIMultiDictProxy(
-            CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers)
-        )
+        """The answer's headers, decoded (latin-1); made once, when first asked."""
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(
+                CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers)
+            )
+        return self._headers
 
     @property
     def content(self) -> Answer:
