@@ -308,3 +308,23 @@ async def test_refused_connection_is_aiohttps_connector_error(client: LeanClient
         await fetch(client, url)
     assert isinstance(ours.value.os_error, ConnectionRefusedError)
     assert str(ours.value) == str(theirs.value)
+
+
+async def test_ipv6_literal_host(client: LeanClient) -> None:
+    requests: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        await reader.readexactly(2)
+        writer.write(answer(b"v6"))
+        await writer.drain()
+        writer.close()
+
+    try:
+        server = await asyncio.start_server(handle, "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        assert await fetch(client, URL(f"http://[::1]:{port}/v1/x")) == (200, b"v6")
+    assert f"\r\nHost: [::1]:{port}\r\n".encode() in requests[0]

@@ -283,8 +283,7 @@ def _head(
         names.add(name.lower())
         lines.append(f"{name}: {value}")
     if "host" not in names:
-        port = url.explicit_port
-        lines.append(f"Host: {url.raw_host}" + (f":{port}" if port is not None else ""))
+        lines.append(f"Host: {url.host_port_subcomponent}")  # [v6], no default port
     if "accept" not in names:
         lines.append("Accept: */*")
     chunked = False
