@@ -5,6 +5,8 @@ aiohttp error, in the same words, as aiohttp's client gave)."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -328,3 +330,21 @@ async def test_ipv6_literal_host(client: LeanClient) -> None:
         port = server.sockets[0].getsockname()[1]
         assert await fetch(client, URL(f"http://[::1]:{port}/v1/x")) == (200, b"v6")
     assert f"\r\nHost: [::1]:{port}\r\n".encode() in requests[0]
+
+
+async def test_answer_until_close_cut_by_a_reset_is_broken(client: LeanClient) -> None:
+    """A body without a length ends with the connection only when it ends cleanly: a
+    reset is a broken answer, never a short one that looks whole."""
+
+    async def script(raw: Raw, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await raw.read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"a":')
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # an RST, not a FIN
+
+    async with Raw(script) as server:
+        with pytest.raises(aiohttp.ClientPayloadError, match="not completed"):
+            await fetch(client, server.url)

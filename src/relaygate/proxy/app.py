@@ -1,8 +1,9 @@
 """The proxy as a raw ASGI app: the hot path, kept lean.
 
 Per request: authenticate from the snapshot, read and parse the body once, look
-up the model, rewrite ``model`` to the upstream id, forward over the shared
-aiohttp client and stream the answer back chunk by chunk. No database access.
+up the model, rewrite ``model`` to the upstream id, forward over the hot path's
+client (:mod:`relaygate.upstream_client`) and stream the answer back chunk by chunk.
+No database access.
 The upstream requests are :mod:`relaygate.proxy.upstream`'s, the accounting once
 the answer is out :mod:`relaygate.proxy.accounting`'s; a multipart form (a file
 upload) is read and sent on by :mod:`relaygate.proxy.multipart`.

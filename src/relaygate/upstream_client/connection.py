@@ -178,10 +178,12 @@ class Connection(asyncio.Protocol):
             self._fail(disconnected(exc))
         elif answer is not None and not answer.complete:
             length = answer.content_length
-            if length is None and not self._chunked:
-                answer._end(None)  # a body read until the connection closes
+            if length is None and not self._chunked and exc is None:
+                answer._end(None)  # a body read until the connection closes, and it did
             else:
-                answer._end(broken_body(chunked=self._chunked, got=self._body, length=length))
+                answer._end(
+                    broken_body(chunked=self._chunked, got=self._body, length=length, exc=exc)
+                )
 
     def eof_received(self) -> bool:
         return False  # close: an HTTP/1.1 answer never goes on after the server's end

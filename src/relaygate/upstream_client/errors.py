@@ -50,12 +50,17 @@ def disconnected(exc: BaseException | None) -> aiohttp.ServerDisconnectedError:
     return error
 
 
-def broken_body(*, chunked: bool, got: int, length: int | None) -> aiohttp.ClientPayloadError:
+def broken_body(
+    *, chunked: bool, got: int, length: int | None, exc: BaseException | None = None
+) -> aiohttp.ClientPayloadError:
     """The connection closed before the answer's body was whole (``got`` of ``length``
-    bytes, or ``chunked`` before its last chunk)."""
-    cause: Exception
+    bytes, ``chunked`` before its last chunk, or with an error ``exc`` while a body
+    without either was read until the end)."""
+    cause: BaseException | None
     if chunked:
         cause = TransferEncodingError("Not enough data to satisfy transfer length header.")
+    elif length is None:
+        cause = exc
     else:
         cause = ContentLengthError(
             f"Not enough data to satisfy content length header (received {got} of {length} bytes)."
