@@ -279,6 +279,7 @@ class RelaygateApp:
             self.proxy = Proxy(
                 ctx.snapshots,
                 ctx.http,
+                ctx.upstream,
                 activity,
                 self.metrics,
                 ctx.health,

@@ -36,6 +36,7 @@ from relaygate.metrics import Metrics
 from relaygate.settings import Settings
 from relaygate.snapshot import Timeouts
 from relaygate.snapshots import SnapshotStore
+from relaygate.upstream_client import LeanClient
 from relaygate.vault import CHECK_PLAINTEXT, Vault, load_secret
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class Context:
     sessions: async_sessionmaker[AsyncSession]
     vault: Vault
     http: aiohttp.ClientSession
+    upstream: LeanClient
+    """The proxy's client for forwarded requests (:mod:`relaygate.upstream_client`); ``http``
+    serves everything else (syncs, probes, webhooks)."""
     snapshots: SnapshotStore
     sync_locks: SyncLocks
     health: Health
@@ -105,10 +109,17 @@ class Context:
 
 
 def make_http_client(settings: Settings, via: str = "") -> aiohttp.ClientSession:
-    """The one pooled HTTP client for upstream calls (listing and forwarding); ``via``,
-    this installation's mark, goes out in ``x-relaygate-via`` with every request."""
+    """The HTTP client for upstream calls off the proxy's hot path (syncs, probes,
+    webhooks; forwarded requests go over :mod:`relaygate.upstream_client`); ``via``, this
+    installation's mark, goes out in ``x-relaygate-via`` with every request. Its
+    connections close after each request: those calls are rare, and an idle connection
+    kept from a sync would outlive the endpoint's use (an endpoint counts relaygate's
+    open connections, a stalled one must be seen closed)."""
     connector = aiohttp.TCPConnector(
-        limit=settings.upstream_max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
+        limit=settings.upstream_max_connections,
+        ttl_dns_cache=60,
+        enable_cleanup_closed=True,
+        force_close=True,
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -124,6 +135,16 @@ def make_http_client(settings: Settings, via: str = "") -> aiohttp.ClientSession
             sock_read=settings.upstream_idle_timeout,
         ),
     )
+
+
+@asynccontextmanager
+async def _upstream(settings: Settings) -> AsyncIterator[LeanClient]:
+    """The proxy's client, its pool closed on the way out."""
+    client = LeanClient(limit=settings.upstream_max_connections)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def make_redis_client(settings: Settings) -> Redis | None:
@@ -229,13 +250,14 @@ async def open_context(
 
         redis = make_redis_client(settings)
         try:
-            async with make_http_client(settings, vault.mark) as http:
+            async with make_http_client(settings, vault.mark) as http, _upstream(settings) as lean:
                 yield Context(
                     settings=settings,
                     engine=engine,
                     sessions=sessions,
                     vault=vault,
                     http=http,
+                    upstream=lean,
                     snapshots=SnapshotStore(sessions, Loader(vault, timeouts), check),
                     sync_locks=SyncLocks(),
                     health=Health(

@@ -1,8 +1,9 @@
 """The proxy as a raw ASGI app: the hot path, kept lean.
 
 Per request: authenticate from the snapshot, read and parse the body once, look
-up the model, rewrite ``model`` to the upstream id, forward over the shared
-aiohttp client and stream the answer back chunk by chunk. No database access.
+up the model, rewrite ``model`` to the upstream id, forward over the hot path's
+client (:mod:`relaygate.upstream_client`) and stream the answer back chunk by chunk.
+No database access.
 The upstream requests are :mod:`relaygate.proxy.upstream`'s, the accounting once
 the answer is out :mod:`relaygate.proxy.accounting`'s; a multipart form (a file
 upload) is read and sent on by :mod:`relaygate.proxy.multipart`.
@@ -72,6 +73,7 @@ from relaygate.services.api_findings import ApiFindings
 from relaygate.services.api_keys import KeyActivity
 from relaygate.snapshot import Principal, Snapshot, Target
 from relaygate.snapshots import SnapshotStore
+from relaygate.upstream_client import LeanClient
 from relaygate.usage_records import UsageQueue
 
 log = logging.getLogger(__name__)
@@ -80,16 +82,18 @@ log = logging.getLogger(__name__)
 class Proxy:
     """ASGI app for every ``/v1/...`` request but the registry routes.
 
-    ``max_concurrent`` bounds the requests served at once (more get 503 with
-    ``Retry-After``); ``health`` learns from every forwarded request which endpoints to
-    skip for a while; ``access_log`` writes one line per live request
-    (:mod:`relaygate.proxy.access_log`).
+    Requests go upstream over ``client`` (the hot path's, :mod:`relaygate.upstream_client`);
+    ``http`` serves the rest (the probe of a missing route). ``max_concurrent`` bounds
+    the requests served at once (more get 503 with ``Retry-After``); ``health`` learns
+    from every forwarded request which endpoints to skip for a while; ``access_log``
+    writes one line per live request (:mod:`relaygate.proxy.access_log`).
     """
 
     def __init__(
         self,
         snapshots: SnapshotStore,
         http: aiohttp.ClientSession,
+        client: LeanClient,
         activity: KeyActivity,
         metrics: Metrics,
         health: Health,
@@ -121,7 +125,7 @@ class Proxy:
         self._per_key = InFlight(max_per_key or max_concurrent, max_per_user or max_concurrent)
         self._limiter = limiter or RateLimiter()
         self._via = via.encode()
-        self._upstream = Upstream(http, metrics, health, self._via, max_event_bytes)
+        self._upstream = Upstream(http, client, metrics, health, self._via, max_event_bytes)
         self._budgets = budgets
         self._translation = translation or Translation(
             ApiFindings(), None, max_event=max_event_bytes, max_body=max_body_bytes

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import aiohttp
-
 from relaygate.proxy.accounting import Exchange
 from relaygate.proxy.asgi import Scope
 from relaygate.ratelimit import add_rate_limit_headers
 from relaygate.snapshot import Target, TargetSurface
+from relaygate.upstream_client import Answer
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones relaygate sets itself.
 # Request headers that reach the endpoint, by allow-list: what clients send to shape an
@@ -109,7 +108,7 @@ def upstream_headers(
 
 def client_headers(
     scope: Scope,
-    response: aiohttp.ClientResponse,
+    response: Answer,
     target: Target,
     state: Exchange,
     headers_at: float,

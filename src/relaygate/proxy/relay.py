@@ -20,6 +20,7 @@ from relaygate.proxy.replies import Reply
 from relaygate.proxy.tokens import BodyTokens, StreamTokens
 from relaygate.proxy.upstream_errors import once
 from relaygate.snapshot import Target, Timeouts
+from relaygate.upstream_client import Answer
 
 
 class Opened:
@@ -114,7 +115,7 @@ def error_for(kind: str, reason: str, endpoint: str) -> RelaygateError:
 async def end_broken(
     scope: Scope,
     send: Send,
-    response: aiohttp.ClientResponse | None,
+    response: Answer | None,
     relay: Relay,
     target: Target,
     reason: str,

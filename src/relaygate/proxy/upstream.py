@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import aiohttp
@@ -36,12 +37,14 @@ from relaygate.proxy.tokens import BodyTokens, StreamTokens
 from relaygate.proxy.translation import Conversion
 from relaygate.proxy.upstream_errors import error_answer, once, readable
 from relaygate.snapshot import Target
+from relaygate.upstream_client import Answer, LeanClient
 
 log = logging.getLogger(__name__)
 
 
 class Upstream:
-    """Sends requests to the endpoints over the shared ``http`` client, counting the
+    """Sends requests to the endpoints over the hot path's ``client`` (the probe of a
+    missing route over the shared ``http`` client), counting the
     failures in ``metrics`` and telling ``health`` how each endpoint did.
 
     Timeouts (a target's ``timeouts``): ``first_byte`` runs to the response headers,
@@ -58,6 +61,7 @@ class Upstream:
     def __init__(
         self,
         http: aiohttp.ClientSession,
+        client: LeanClient,
         metrics: Metrics,
         health: Health,
         via: bytes = b"",
@@ -65,17 +69,10 @@ class Upstream:
     ) -> None:
         self._max_event = max_event_bytes
         self._http = http
+        self._client = client
         self._metrics = metrics
         self._health = health
         self._via = via.decode("latin-1")
-        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    def _client_timeout(self, connect: float) -> aiohttp.ClientTimeout:
-        timeout = self._client_timeouts.get(connect)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None)
-            self._client_timeouts[connect] = timeout
-        return timeout
 
     async def attempt(
         self,
@@ -106,7 +103,7 @@ class Upstream:
         timeouts = target.timeouts
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
-        response: aiohttp.ClientResponse | None = None
+        response: Answer | None = None
         relay = Relay(timeouts.idle, deadline)
         try:
             async with asyncio.timeout_at(
@@ -114,13 +111,12 @@ class Upstream:
             ) as timer:
                 relay.timer = timer
                 state.sent_at = time.perf_counter()
-                async with self._http.request(
+                async with self._client.request(
                     scope["method"],
                     url,
                     data=data,
                     headers=headers,
-                    timeout=self._client_timeout(timeouts.connect),
-                    allow_redirects=False,
+                    connect_timeout=timeouts.connect,
                 ) as response:
                     opened = await self._open(
                         scope, response, target, path, state, conversion, final, probe
@@ -141,7 +137,7 @@ class Upstream:
         reason: str,
         scope: Scope,
         send: Send,
-        response: aiohttp.ClientResponse | None,
+        response: Answer | None,
         relay: Relay,
         target: Target,
         state: Exchange,
@@ -166,7 +162,7 @@ class Upstream:
         body: bytes | Spliced,
         state: Exchange,
         conversion: Conversion | None,
-    ) -> tuple[str, URL, object, list[tuple[str, str]]]:
+    ) -> tuple[str, URL, bytes | AsyncIterator[memoryview], list[tuple[str, str]]]:
         """The request to send ``target``: its route under ``/v1``, URL, body (a multipart
         form as its pieces, written afresh on each attempt) and headers. Forgets what an
         earlier attempt learnt (its tokens and upstream status)."""
@@ -178,10 +174,12 @@ class Upstream:
             url = URL(conversion.url(target.base_url), encoded=True)
         state.tokens, state.upstream_status = None, 0
         state.upstream_path = conversion.path if conversion is not None else None
-        data: object = body
+        data: bytes | AsyncIterator[memoryview]
         content_type = JSON_TYPE
         if isinstance(body, Spliced):
             data, content_type = body.pieces(), body.content_type
+        else:
+            data = body
         headers = upstream_headers(
             scope["headers"], target.surface(path), state.upstream_id, self._via, content_type
         )
@@ -192,7 +190,7 @@ class Upstream:
     async def _open(
         self,
         scope: Scope,
-        response: aiohttp.ClientResponse,
+        response: Answer,
         target: Target,
         path: str,
         state: Exchange,
@@ -370,7 +368,7 @@ class Upstream:
     def _judge(
         self,
         status: int,
-        response: aiohttp.ClientResponse,
+        response: Answer,
         target: Target,
         user: int | None,
         *,

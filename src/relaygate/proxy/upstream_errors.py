@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from relaygate.errors import error_body
 from relaygate.translate import messages_stream
+from relaygate.upstream_client import Answer
 
 MAX_ERROR_BYTES = 64 * 1024
 """The most of an error answer read to judge it; a longer one is wrapped (its start
@@ -22,14 +22,14 @@ _EXCERPT_CHARS = 200
 _HIDDEN = "…".encode()
 
 
-def readable(response: aiohttp.ClientResponse) -> bool:
+def readable(response: Answer) -> bool:
     """Whether relaygate can read ``response``'s body as sent (not content-encoded: the
     HTTP client leaves bodies compressed, and an encoded error passes as it came)."""
     return response.headers.get("content-encoding", "identity").lower() in ("", "identity")
 
 
 async def error_answer(
-    response: aiohttp.ClientResponse,
+    response: Answer,
     endpoint: str,
     status: int,
     *,
@@ -66,9 +66,9 @@ async def once(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-async def read_error(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+async def read_error(response: Answer) -> tuple[bytes, bool]:
     """Read ``response``'s body, up to :data:`MAX_ERROR_BYTES`; returns the bytes read
-    and whether they are the whole body. Raises what reading raises (aiohttp's errors,
+    and whether they are the whole body. Raises what reading raises (the client's errors,
     or the caller's timeout)."""
     parts: list[bytes] = []
     size = 0
