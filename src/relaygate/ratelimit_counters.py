@@ -143,13 +143,14 @@ def create_shared_table(path: Path, size: int = TABLE_BYTES) -> None:
 
 
 def _open(path: Path, size: int) -> lmdb.Environment:
-    # writemap: records are written in place in the shared mapping, no copy per commit;
-    # sync/metasync off: nothing here must survive the serve that made it.
+    # No writemap: a write into a sparse shared mapping on a full tmpfs would kill the
+    # worker (SIGBUS) rather than fail; sync/metasync off: nothing here must survive the
+    # serve that made it.
     return lmdb.open(
         str(path),
         map_size=size,
         subdir=True,
-        writemap=True,
+        writemap=False,
         sync=False,
         metasync=False,
         readahead=False,
@@ -180,7 +181,7 @@ class SharedCounters:
         return int(self._env.stat()["entries"])
 
     def take(self, subjects: Sequence[Subject], now: float) -> tuple[bool, list[Count]]:
-        self._sweep(now)
+        self._sweep_safely(now)
         keys = [s.name.encode() for s in subjects]
         try:
             with self._env.begin(write=True) as txn:
@@ -199,6 +200,9 @@ class SharedCounters:
         except lmdb.MapFullError:
             self._table_full()
             return self._local.take(subjects, now)
+        except lmdb.Error as exc:  # e.g. a subject's name too long for a key
+            self._failed(exc)
+            return self._local.take(subjects, now)
         return admitted, counts
 
     def add_tokens(self, names: Sequence[str], tokens: int, now: float) -> None:
@@ -210,6 +214,9 @@ class SharedCounters:
                     txn.put(key, _RECORD.pack(window.ends, window.requests, window.tokens + tokens))
         except lmdb.MapFullError:
             self._table_full()
+            self._local.add_tokens(names, tokens, now)
+        except lmdb.Error as exc:
+            self._failed(exc)
             self._local.add_tokens(names, tokens, now)
 
     @staticmethod
@@ -227,6 +234,25 @@ class SharedCounters:
                 "subjects it cannot hold in each worker alone"
             )
         self._sweep_due = 0.0  # sweep at once: ended windows may free room
+
+    def _failed(self, exc: lmdb.Error) -> None:
+        if not self._full:
+            self._full = True
+            log.error(
+                "rate limits: the table shared by the workers failed (%s); counting in "
+                "each worker alone what it cannot hold",
+                exc,
+            )
+
+    def _sweep_safely(self, now: float) -> None:
+        """:meth:`_sweep`, a failure logged and the next sweep a window later (a full
+        table may fail to delete too: the requests are counted, not failed)."""
+        try:
+            self._sweep(now)
+        except lmdb.Error as exc:
+            self._sweep_from = None
+            self._sweep_due = now + self._window
+            self._failed(exc)
 
     def _sweep(self, now: float) -> None:
         """Delete up to :data:`SWEEP_BATCH` ended windows, going through the whole table

@@ -137,6 +137,11 @@ async def create_key(
     secret = key or generate_key()
     async with unit(ctx) as session:
         owner = await find_user(session, user)
+        if owner.disabled:
+            raise Conflict(
+                f"user {owner.name!r} is disabled: enable them before creating keys",
+                code="user_disabled",
+            )
         held = await session.scalar(
             select(func.count())
             .select_from(ApiKey)

@@ -86,7 +86,9 @@ async def _free_name(ctx: Context, wanted: str) -> str:
 async def _link_or_create(ctx: Context, asserted: Asserted, mapping: Mapping) -> int:
     """The user a first sign-in links to (by email, when allowed) or creates."""
     user_id: int | None = None
-    if mapping.link_by_email and asserted.email and asserted.email_verified is not False:
+    # Only an address the provider says it verified: one that sends no email_verified
+    # may let its users type any address, an admin's included.
+    if mapping.link_by_email and asserted.email and asserted.email_verified is True:
         async with ctx.sessions() as session:
             found = (
                 await session.scalars(select(User.id).where(User.email == asserted.email))

@@ -125,7 +125,7 @@ async def create_user(
 
 def _another_admin(user_id: int) -> ColumnElement[bool]:
     other = aliased(User)
-    return exists().where(other.role == "admin", other.id != user_id)
+    return exists().where(other.role == "admin", other.id != user_id, other.disabled.is_(False))
 
 
 async def _lock_admins(session: AsyncSession) -> None:

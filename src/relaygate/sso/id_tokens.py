@@ -38,7 +38,9 @@ def verify(
         registry = jwt.JWTClaimsRegistry(
             now=int(now if now is not None else time.time()),
             leeway=int(provider.clock_skew),
-            iss={"essential": True, "value": provider.issuer},
+            # The configured issuer is kept without a trailing slash; a provider whose
+            # issuer has one (Auth0) puts it in ``iss`` (discovery checked it is the same).
+            iss={"essential": True, "values": [provider.issuer, provider.issuer + "/"]},
             sub={"essential": True},
             exp={"essential": True},
             iat={"essential": True},

@@ -293,6 +293,11 @@ class Connection(asyncio.Protocol):
         self.answer = None
         self._parser = httptools.HttpResponseParser(self)
 
+    @property
+    def paused(self) -> bool:
+        """Whether reading is paused (an answer's reader fell behind)."""
+        return self._paused
+
     def pause(self) -> None:
         if not self._paused and self.transport is not None:
             self._paused = True

@@ -134,8 +134,9 @@ class LeanClient:
 
     def release(self, conn: Connection, reuse: bool) -> None:
         """``conn``'s exchange ended: back to the pool when ``reuse`` and it may, else closed."""
+        paused = conn.paused  # an answer read to its end while reading was paused
         conn.finish()
-        if not reuse or conn.closed or self._closed:
+        if not reuse or paused or conn.closed or self._closed:
             conn.close()
             return
         now = asyncio.get_running_loop().time()
@@ -158,23 +159,35 @@ class LeanClient:
         host, port, tls = key
         loop = asyncio.get_running_loop()
         self._open += 1
+        made: list[Connection] = []
+
+        def protocol() -> Connection:
+            made.append(Connection(key, self.forget, self._max_field, self._max_headers))
+            return made[0]
+
+        def unopened() -> None:
+            if made and made[0].transport is not None:
+                made[0].close()  # made after all: its connection_lost forgets it, once
+            else:
+                self._open -= 1
+
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: Connection(key, self.forget, self._max_field, self._max_headers),
+                    protocol,
                     host.strip("[]"),
                     port,
                     ssl=self._context() if tls else None,
                     server_hostname=host.strip("[]") if tls else None,
                 )
         except TimeoutError as exc:
-            self._open -= 1
+            unopened()
             raise ConnectTimeout(f"Connection timeout to host {host}:{port}") from exc
         except OSError as exc:
-            self._open -= 1
+            unopened()
             raise ConnectFailed(host, port, exc) from exc
         except BaseException:
-            self._open -= 1
+            unopened()
             raise
         return conn
 

@@ -60,7 +60,10 @@ async def proxy_session(ctx: Context, request: Request) -> ConsoleSession | None
     asserted = trusted.asserted(proxy, request)
     if asserted is None:
         return None
-    user_id = await identities.sign_in(ctx, asserted, trusted.mapping(proxy))
+    # What the sign-in changes (a new user, its role, mapped groups) is the proxy's doing.
+    actor = audit.Actor("system", name="trusted_proxy", address=audit.client_address(request))
+    with ctx.audit.acting(actor):
+        user_id = await identities.sign_in(ctx, asserted, trusted.mapping(proxy))
     principal = web_sessions.user_principal(ctx, user_id)
     if principal is None:
         return None
