@@ -85,3 +85,20 @@ def test_last_used_at_is_written_after_use(tmp_path: Path, upstream: Upstream) -
             time.sleep(0.1)
     finally:
         gateway.stop()
+
+
+def test_a_disabled_user_gets_no_new_key_and_cannot_be_the_last_admin(gateway: Gateway) -> None:
+    """Disabling revokes a user's keys: an admin cannot hand them a fresh one while they
+    stay disabled, and a disabled admin does not count as the admin left when the only
+    enabled one is demoted."""
+    dave = gateway.create_user("dave", role="admin")
+    assert gateway.admin.patch(f"{API}/users/{dave['id']}", json={"disabled": True}).is_success
+    refused = gateway.admin.post(f"{API}/keys", json={"user_id": dave["id"], "name": "again"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "user_disabled"
+    me = gateway.admin.get(f"{API}/me").json()["user"]
+    demoted = gateway.admin.patch(f"{API}/users/{me['id']}", json={"role": "user"})
+    assert demoted.status_code in (400, 409), demoted.text
+    assert gateway.admin.get(f"{API}/me").json()["user"]["role"] == "admin"
+    assert gateway.admin.patch(f"{API}/users/{dave['id']}", json={"disabled": False}).is_success
+    assert gateway.admin.post(f"{API}/keys", json={"user_id": dave["id"]}).status_code == 201
