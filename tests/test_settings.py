@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,18 @@ def test_weak_secret_key_setting_is_a_config_error() -> None:
     assert load_settings(None, environ={}, secret_key="").secret_key == ""
     weak = load_settings(None, environ={}, secret_key="weak", allow_weak_secret_key=True)
     assert weak.secret_key == "weak"
+
+
+def test_an_endpoint_number_from_a_variable_is_read(tmp_path: Path) -> None:
+    """``${VAR}`` expands to text after the file is parsed: an endpoint's
+    batch_concurrency given so loads as the number, and a word there is still refused."""
+    config = tmp_path / "relaygate.yaml"
+    config.write_text(
+        "endpoints:\n  - name: local\n    url: http://127.0.0.1:9/v1\n"
+        "    batch_concurrency: ${RG_BATCH:-4}\n"
+    )
+    assert load_settings(str(config), environ={}).endpoints[0].batch_concurrency == 4
+    loaded = load_settings(str(config), environ={"RG_BATCH": "7"})
+    assert loaded.endpoints[0].batch_concurrency == 7
+    with pytest.raises(ConfigError):
+        load_settings(str(config), environ={"RG_BATCH": "many"})

@@ -253,6 +253,23 @@ class Settings(BaseModel):
     console_key_sign_in: bool = True
     """Whether the console's sign-in page accepts an API key."""
 
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _spelled_numbers(cls, value: Any) -> Any:
+        """A ``${VAR}`` in the file expands to text: an endpoint's ``batch_concurrency``
+        given so is read as the whole number it spells (the admin API, whose schema the
+        entries share, takes only a JSON number there)."""
+        if not isinstance(value, list):
+            return value
+        return [
+            {**entry, "batch_concurrency": int(entry["batch_concurrency"])}
+            if isinstance(entry, dict)
+            and isinstance(entry.get("batch_concurrency"), str)
+            and entry["batch_concurrency"].strip().isdigit()
+            else entry
+            for entry in value
+        ]
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
