@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
@@ -12,35 +11,23 @@ from pydantic import BaseModel
 from relaygate.admin.deps import get_ctx, require_admin
 from relaygate.context import Context
 from relaygate.inputs import ID_MAX
-from relaygate.services.audit import MAX_ACTION, MAX_ACTOR, MAX_PAGE, AuditFilter, list_entries
+from relaygate.services.audit import (
+    MAX_ACTION,
+    MAX_ACTOR,
+    MAX_PAGE,
+    AuditFilter,
+    AuditRecord,
+    list_entries,
+)
 
 router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(require_admin)])
-
-
-class AuditEntryOut(BaseModel):
-    """One administrative change: who (``actor_type`` ``user``, ``cli``, ``config`` or
-    ``system``; ``actor_id`` and ``actor_name``), when, from which ``address``, the
-    ``action``, its target, and ``details``: ``fields`` changed and their non-secret
-    new ``values``."""
-
-    id: int
-    created_at: datetime
-    actor_type: str
-    actor_id: int | None
-    actor_name: str
-    address: str | None
-    action: str
-    target_type: str
-    target_id: str | None
-    target_name: str | None
-    details: dict[str, Any]
 
 
 class AuditList(BaseModel):
     """A page of entries, newest first; pass ``last_id`` as ``after`` for the next."""
 
     object: Literal["list"] = "list"
-    data: list[AuditEntryOut]
+    data: list[AuditRecord]
     first_id: int | None
     last_id: int | None
     has_more: bool
@@ -78,7 +65,7 @@ async def list_audit(
     ``action``."""
     query = AuditFilter(start=start, end=end, actor=actor, action=action, before=after, limit=limit)
     rows, more = await list_entries(ctx, query)
-    data = [AuditEntryOut(**asdict(row)) for row in rows]
+    data = rows
     return AuditList(
         data=data,
         first_id=data[0].id if data else None,

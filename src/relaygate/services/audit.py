@@ -38,7 +38,10 @@ class AuditFilter:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One entry as listed."""
+    """One entry as listed (the admin API serves it as it is): who (``actor_type``
+    ``user``, ``cli``, ``config`` or ``system``; ``actor_id`` and ``actor_name``), when,
+    from which ``address``, the ``action``, its target, and ``details``: ``fields``
+    changed and their non-secret new ``values``."""
 
     id: int
     created_at: datetime
