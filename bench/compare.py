@@ -19,9 +19,10 @@ the body-size and keys/models curves), ``--soak N`` (relaygate's RSS over N requ
 ``--rounds N`` (every gateway of ``--only`` running at once, each point measured on each in turn, N
 times; medians reported). A relaygate variant adds to its name, after ``+``: ``prices``
 (the models priced), ``budget`` (priced, and a budget on the key too large to refuse),
-``redis`` (counters in Redis), e.g. ``--only relaygate+prices,relaygate+budget --rounds 3``
-(issue 17). Results go to ``bench/out/compare.json``; ``bench/chart.py`` draws them. A
-peer that cannot start is reported as such.
+``redis`` (counters in Redis), ``workers2`` (``serve --workers 2``), e.g.
+``--only relaygate+prices,relaygate+budget --rounds 3`` (issue 17). Results go to
+``bench/out/compare.json``; ``bench/chart.py`` draws them. A peer that cannot start is
+reported as such.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ def spawn(args: list[str], log: pathlib.Path, **kwargs: Any) -> subprocess.Popen
     return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, **kwargs)
 
 
-VARIANTS = ("prices", "budget", "redis")
+VARIANTS = ("prices", "budget", "redis", "workers2")
 """What a relaygate variant's name may add after ``relaygate``, joined by ``+``."""
 
 
@@ -280,7 +281,9 @@ def start_relaygate(
     would apply, but none is set); ``budget``, prices and a monthly budget of 1,000,000 on
     the key, too large ever to refuse; ``redis``, ``RELAYGATE_REDIS_URL`` (``BENCH_REDIS_URL``,
     default redis://127.0.0.1:6379) under a prefix of its own, which moves the rate limits'
-    counters there too, and the budget's when it has one.
+    counters there too, and the budget's when it has one; ``workers2``, ``serve --workers
+    2`` (two worker processes behind one port, sharing rate limits through their LMDB
+    table and metrics through Prometheus' multiprocess directory).
     """
     port = free_port()
     admin_key = "rg-" + secrets.token_urlsafe(32)
@@ -301,7 +304,15 @@ def start_relaygate(
     home = work / f"relaygate-{port}"  # its own data directory (SQLite file, key file)
     home.mkdir()
     process = spawn(
-        [sys.executable, "-m", "relaygate", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "relaygate",
+            "serve",
+            "--port",
+            str(port),
+            *(["--workers", "2"] if "workers2" in variant else []),
+        ],
         work / f"relaygate-{port}.log",
         cwd=home,
         env=env,

@@ -14,6 +14,7 @@ import pytest
 from tests.budgets.support import HELLO, price_models
 from tests.conftest import Upstream
 from tests.support.gateway import Clock, Gateway
+from tests.support.polling import eventually
 
 API = "/admin/api/v1"
 
@@ -51,7 +52,11 @@ def test_budgets_are_set_shown_with_their_spend_and_reset(served: Gateway) -> No
     assert (key["budget"], key["budget_period"], key["budget_spent"]) == (0.04, "daily", 0)
     chat(served, key["key"])
     chat(served, key["key"])
-    shown = ok(admin.get(f"{API}/keys/{key['id']}"))
+    # A request's spend is settled just after its answer is sent.
+    shown = eventually(
+        lambda: ok(admin.get(f"{API}/keys/{key['id']}")),
+        lambda k: k["budget_spent"] == pytest.approx(0.014),
+    )
     assert shown["budget_spent"] == pytest.approx(0.014)
     assert shown["budget_resets_at"] == "2031-01-16T00:00:00Z"
     [listed] = [k for k in ok(admin.get(f"{API}/keys")) if k["id"] == key["id"]]
@@ -66,7 +71,11 @@ def test_budgets_are_set_shown_with_their_spend_and_reset(served: Gateway) -> No
     assert reset["budget_spent"] == 0 and reset["budget_reset_at"] is not None
     chat(served, key["key"])  # a new window
     # The user's budget was not reset: it still counts all three requests.
-    assert ok(admin.get(f"{API}/users/{user['id']}"))["budget_spent"] == pytest.approx(0.021)
+    spent = eventually(
+        lambda: ok(admin.get(f"{API}/users/{user['id']}"))["budget_spent"],
+        lambda value: value == pytest.approx(0.021),
+    )
+    assert spent == pytest.approx(0.021)
 
     cleared = ok(admin.patch(f"{API}/keys/{key['id']}", json={"budget": None}))
     assert (cleared["budget"], cleared["budget_period"], cleared["budget_spent"]) == (
@@ -154,7 +163,11 @@ def test_a_user_can_neither_lift_nor_dodge_a_budget(served: Gateway) -> None:
     assert kinds[("key", "capped")]["budget_left"] == 0.5
     assert kinds[("group", "team")]["budget_period"] == "monthly"
     chat(served, key["key"])
-    me = ok(as_ann.get(f"{API}/me"))
+    me = eventually(
+        lambda: ok(as_ann.get(f"{API}/me")),
+        lambda me: {b["kind"]: b["budget_left"] for b in me["budgets"]}["key"]
+        == pytest.approx(0.493),
+    )
     left = {b["kind"]: b["budget_left"] for b in me["budgets"]}
     assert left["key"] == pytest.approx(0.493) and left["user"] == pytest.approx(1.993)
 

@@ -249,7 +249,7 @@ def test_a_new_period_resets_a_budget_and_total_never_does(
     clock.move(hours=12)  # midnight UTC: a new day
     assert chat(gateway, daily["key"], max_tokens=4).choices
     refusal(gateway, total["key"], max_tokens=4)
-    assert standing(gateway, "key", daily["id"]).spent == pytest.approx(0.007)
+    assert settled(gateway, "key", daily["id"]).spent == pytest.approx(0.007)
 
 
 def test_spend_is_rebuilt_from_usage_records_after_a_restart(
@@ -292,7 +292,7 @@ def test_free_models_never_consume_a_budget(budgeted: Gateway) -> None:
     price_models(budgeted, None)
     for _ in range(3):
         assert chat(budgeted, key["key"], max_tokens=4).choices
-    assert standing(budgeted, "key", key["id"]).spent == 0
+    assert settled(budgeted, "key", key["id"]).spent == 0
 
 
 def test_choices_and_a_missing_cap_are_reserved_in_full(tmp_path: Path, upstream: Upstream) -> None:
@@ -369,6 +369,6 @@ def test_an_emptied_redis_rebuilds_spend_from_usage_records(
         delete_under(redis_prefix)  # a Redis restart without persistence
         time.sleep(0.05)
         refusal(gateway, key["key"], max_tokens=4)
-        assert standing(gateway, "key", key["id"]).spent == pytest.approx(0.014)
+        assert settled(gateway, "key", key["id"]).spent == pytest.approx(0.014)
     finally:
         gateway.stop()

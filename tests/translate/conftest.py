@@ -3,9 +3,8 @@ own records read straight from its database."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +14,6 @@ from tests.support.gateway import Gateway
 from tests.support.scripted import Script, ScriptedUpstream
 
 MODEL = "local-model"
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -24,17 +22,6 @@ def scripted() -> Iterator[ScriptedUpstream]:
     server = ScriptedUpstream(Script([MODEL])).start()
     yield server
     server.stop()
-
-
-def eventually(read: Callable[[], T], done: Callable[[T], bool], seconds: float = 5.0) -> T:
-    """``read()`` once ``done`` holds of it (written off the request path), or the last
-    value after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    value = read()
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        value = read()
-    return value
 
 
 def usage_records(gateway: Gateway) -> list[dict[str, Any]]:

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.gateway import Gateway
+from tests.support.polling import eventually
 from tests.support.providers import AnthropicState, anthropic_model, make_anthropic
 from tests.support.servers import ServerThread
-from tests.translate.conftest import eventually, usage_records
+from tests.translate.conftest import usage_records
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import pytest
 
 from tests.budgets.support import price_models, set_budget
 from tests.support.gateway import Gateway
+from tests.support.polling import eventually
 from tests.support.scripted import ScriptedUpstream, Turn
-from tests.translate.conftest import MODEL, eventually, posts, usage_records
+from tests.translate.conftest import MODEL, posts, usage_records
 
 ASK = [{"role": "user", "content": "Write a long answer please."}]
 

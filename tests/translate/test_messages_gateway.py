@@ -12,8 +12,9 @@ import pytest
 
 from tests.conftest import Upstream
 from tests.support.gateway import Gateway
+from tests.support.polling import eventually
 from tests.support.scripted import ScriptedUpstream, Turn
-from tests.translate.conftest import MODEL, eventually, posts, usage_records, user_key
+from tests.translate.conftest import MODEL, posts, usage_records, user_key
 
 WEATHER = {
     "name": "get_weather",

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 
 from relaygate.db.tables import StoredResponse
 from tests.support.gateway import Gateway
+from tests.support.polling import eventually
 from tests.support.scripted import ScriptedUpstream, Turn
-from tests.translate.conftest import MODEL, eventually, posts, usage_records, user_key
+from tests.translate.conftest import MODEL, posts, usage_records, user_key
 
 WEATHER: Any = {
     "type": "function",
