@@ -3,7 +3,11 @@
 The proxy appends one :class:`UsageEntry` per request to a bounded
 :class:`UsageQueue`; :func:`write_usage` (a background task) inserts them in batches
 every ``usage_flush_interval`` seconds, or as soon as ``usage_batch_size`` wait, and once
-more when stopping. A stalled database never blocks a request: past
+more when stopping. On SQLite a batch is written whole in a worker thread, one hop off
+the event loop: through the async driver each database call is a hop of its own, and on
+a loop busy with a few thousand requests a second each hop waits its turn, so the
+writer fell behind and the queue grew (measured in ``bench/RESULTS.md``, issue 22). A
+stalled database never blocks a request: past
 ``usage_queue_size`` waiting entries, new ones are dropped, counted in the metric
 ``relaygate_usage_dropped_total`` and logged (once per burst of drops).
 """
@@ -16,9 +20,10 @@ import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 
 from relaygate.context import Context
+from relaygate.db.engine import make_blocking_sqlite_engine
 from relaygate.db.tables import UsageRecord
 from relaygate.metrics import Metrics
 from relaygate.pauses import pause, wait_any
@@ -133,15 +138,28 @@ _COLUMNS = tuple(field.name for field in fields(UsageEntry))
 _INSERT = insert(UsageRecord)
 
 
-async def _write(ctx: Context, queue: UsageQueue, metrics: Metrics) -> None:
-    """Write what waits in ``queue``, a batch per transaction; a failed batch goes back
-    to the queue and the error is raised."""
+def _insert_blocking(engine: Engine, entries: list[UsageEntry]) -> None:
+    """Insert ``entries`` in one transaction of ``engine`` (run in a worker thread)."""
+    rows = [{name: getattr(entry, name) for name in _COLUMNS} for entry in entries]
+    with engine.begin() as connection:
+        connection.execute(_INSERT, rows)
+
+
+async def _write(
+    ctx: Context, queue: UsageQueue, metrics: Metrics, blocking: Engine | None = None
+) -> None:
+    """Write what waits in ``queue``, a batch per transaction (with ``blocking``, a
+    SQLite engine, in a worker thread); a failed batch goes back to the queue and the
+    error is raised."""
     while entries := queue.take():
         started = time.monotonic()
-        rows = [{name: getattr(entry, name) for name in _COLUMNS} for entry in entries]
         try:
-            async with ctx.engine.begin() as connection:
-                await connection.execute(_INSERT, rows)
+            if blocking is not None:
+                await asyncio.to_thread(_insert_blocking, blocking, entries)
+            else:
+                rows = [{name: getattr(entry, name) for name in _COLUMNS} for entry in entries]
+                async with ctx.engine.begin() as connection:
+                    await connection.execute(_INSERT, rows)
         except Exception as exc:
             queue.give_back(entries)
             log.warning("could not write %d usage records (will retry): %s", len(entries), exc)
@@ -157,20 +175,26 @@ async def write_usage(
 ) -> None:
     """Write queued usage records until ``stop`` is set, then write what is left."""
     interval = ctx.settings.usage_flush_interval
-    while not stop.is_set():
-        await wait_any(stop, queue.ready, interval)
-        try:
-            await _write(ctx, queue, metrics)
-        except Exception:
-            await pause(stop, interval)
-    for _ in range(3):  # stopping: a few tries, then give up on what is left
-        try:
-            await _write(ctx, queue, metrics)
-            return
-        except Exception:
-            await asyncio.sleep(0.2)
-    if len(queue):
-        log.error("stopping with %d usage records unwritten", len(queue))
+    path = ctx.settings.sqlite_path
+    blocking = make_blocking_sqlite_engine(str(path)) if path is not None else None
+    try:
+        while not stop.is_set():
+            await wait_any(stop, queue.ready, interval)
+            try:
+                await _write(ctx, queue, metrics, blocking)
+            except Exception:
+                await pause(stop, interval)
+        for _ in range(3):  # stopping: a few tries, then give up on what is left
+            try:
+                await _write(ctx, queue, metrics, blocking)
+                return
+            except Exception:
+                await asyncio.sleep(0.2)
+        if len(queue):
+            log.error("stopping with %d usage records unwritten", len(queue))
+    finally:
+        if blocking is not None:
+            blocking.dispose()
 
 
 def now() -> datetime:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.orm import Session
@@ -46,6 +46,21 @@ def make_engine(url: str) -> AsyncEngine:
     )
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_blocking_sqlite_engine(path: str) -> Engine:
+    """A blocking engine (Python's own ``sqlite3``) of the SQLite file at ``path``, with the
+    same foreign keys, WAL and busy timeout, for work done whole in a worker thread: its
+    connections may be used from any one thread at a time."""
+    engine = create_engine(
+        f"sqlite:///{path}",
+        hide_parameters=True,
+        connect_args={"check_same_thread": False},
+        pool_size=1,
+        max_overflow=0,
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 
