@@ -384,15 +384,20 @@ def start_relaygate(
     return gateway, key
 
 
-def wait_models(gateway: Gateway, key: str) -> None:
+def wait_models(gateway: Gateway, key: str, in_a_row: int = 20) -> None:
+    """Wait until the key sees both bench models ``in_a_row`` times running, each on a new
+    connection: with ``--workers N`` each connection may reach another worker, and a
+    worker sees a change (the key, its grants, the synced models) a moment after another."""
     base = gateway.json_url.rsplit("/chat/", 1)[0]
     deadline = time.monotonic() + 60
+    seen = 0
     while time.monotonic() < deadline:
         listed = httpx.get(base + "/models", headers={"authorization": f"Bearer {key}"}).json()
         names = {m["id"] for m in listed.get("data", [])}
-        if {"bench-json", "bench-stream"} <= names:
+        seen = seen + 1 if {"bench-json", "bench-stream"} <= names else 0
+        if seen >= in_a_row:
             return
-        time.sleep(0.2)
+        time.sleep(0.05 if seen else 0.2)
     raise RuntimeError(f"relaygate did not list the bench models: {listed}")
 
 

@@ -129,7 +129,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = {name.decode(): value.decode() for name, value in exc.headers}
         return _json(*render(exc), headers=headers)
 
-    async def validation_error(_: Request, exc: Exception) -> Response:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0]
         loc = [str(part) for part in first.get("loc", ()) if part != "body"]
@@ -139,6 +139,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             message, param = "request body is not valid JSON", None
         elif param:
             message = f"{param}: {message}"
+        if _wants_console_page(request):
+            # A path naming no row that can exist is a page not found; a bad field, a 400.
+            in_path = first.get("loc", ("",))[0] == "path"
+            return console_error(request, 404 if in_path else 400, message)
         return _json(400, error_body(message, "invalid_request_error", "invalid_request", param))
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -61,3 +61,10 @@ class Input(BaseModel):
         # the console or the CLI (``model_construct``) may hold what its service checks.
         sent = {name: getattr(self, name) for name in self.model_fields_set}
         return {k: v for k, v in sent.items() if v is not None or k in self.CLEARABLE}
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    """The fields of a change typed in the console or the CLI that were given (a value of
+    None was not): ``X.model_construct(**given(...))`` makes the change, unchecked, so the
+    service's checks and messages apply; a field to clear is added as None beside it."""
+    return {name: value for name, value in fields.items() if value is not None}

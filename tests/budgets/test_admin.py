@@ -165,8 +165,9 @@ def test_a_user_can_neither_lift_nor_dodge_a_budget(served: Gateway) -> None:
     chat(served, key["key"])
     me = eventually(
         lambda: ok(as_ann.get(f"{API}/me")),
-        lambda me: {b["kind"]: b["budget_left"] for b in me["budgets"]}["key"]
-        == pytest.approx(0.493),
+        lambda me: (
+            {b["kind"]: b["budget_left"] for b in me["budgets"]}["key"] == pytest.approx(0.493)
+        ),
     )
     left = {b["kind"]: b["budget_left"] for b in me["budgets"]}
     assert left["key"] == pytest.approx(0.493) and left["user"] == pytest.approx(1.993)

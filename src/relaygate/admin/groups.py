@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
+from relaygate.account_spec import GroupCreate, GroupUpdate
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import GroupCreate, GroupUpdate
 from relaygate.context import Context
 from relaygate.services import budgets
 from relaygate.services import groups as service
@@ -40,8 +40,7 @@ async def get_group(group_id: Id, ctx: Context = Depends(get_ctx)) -> GroupInfo:
 async def update_group(
     group_id: Id, body: GroupUpdate, ctx: Context = Depends(get_ctx)
 ) -> GroupInfo:
-    group = await service.update_group(ctx, group_id, **body.changes())
-    return group
+    return await service.update_group(ctx, group_id, body)
 
 
 @router.delete("/{group_id}", status_code=204)

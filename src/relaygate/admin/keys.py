@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from relaygate.account_spec import KeyCreate, KeyUpdate
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import KeyCreate, KeyUpdate
 from relaygate.context import Context
 from relaygate.inputs import RowId
 from relaygate.services import api_keys as service
 from relaygate.services import budgets
 from relaygate.services.api_keys import KeyCreated, KeyInfo
-from relaygate.services.patch import UNSET
 from relaygate.snapshot import Principal
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -66,13 +65,8 @@ async def update_key(
     """Change a key's name or rate limits; only the fields sent change (null clears a
     limit). A caller with a rate limit (its key's or its user's) can neither clear that
     limit on a key nor set it higher."""
-    changes = body.changes()
-    service.rate_limit_change_within_caller(
-        caller,
-        changes.get("requests_per_minute", UNSET),
-        changes.get("tokens_per_minute", UNSET),
-    )
-    return await service.update_key(ctx, key_id, **changes)
+    service.rate_limit_change_within_caller(caller, body.changes())
+    return await service.update_key(ctx, key_id, body)
 
 
 @router.delete("/{key_id}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
+from relaygate.account_spec import OwnKeyCreate
 from relaygate.admin.deps import Id, get_ctx, get_principal
-from relaygate.admin.schemas import MeOut, OwnKeyCreate, ProviderKeySet
+from relaygate.admin.schemas import MeOut, ProviderKeySet
 from relaygate.context import Context
 from relaygate.services import api_keys, budgets, groups, provider_keys, users
 from relaygate.services.api_keys import KeyCreated, KeyInfo

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import ModelUpdate
 from relaygate.context import Context
 from relaygate.inputs import RowId
+from relaygate.model_spec import ModelUpdate
 from relaygate.services import models as service
 from relaygate.services.models import ModelInfo
 
@@ -25,4 +25,4 @@ async def list_models(
 async def update_model(
     model_id: Id, body: ModelUpdate, ctx: Context = Depends(get_ctx)
 ) -> ModelInfo:
-    return await service.update_model(ctx, model_id, **body.changes())
+    return await service.update_model(ctx, model_id, body)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
+from relaygate.account_spec import UserCreate, UserUpdate
 from relaygate.admin.deps import Id, get_ctx, require_admin
-from relaygate.admin.schemas import UserCreate, UserUpdate
 from relaygate.context import Context
 from relaygate.services import api_keys, budgets
 from relaygate.services import users as service
-from relaygate.services.patch import UNSET
 from relaygate.services.users import UserInfo
 from relaygate.snapshot import Principal
 
@@ -57,13 +56,8 @@ async def update_user(
 ) -> UserInfo:
     """Change a user; a caller with rate limits can neither clear a user's limit nor raise
     it above its own (its own user's included)."""
-    changes = body.changes()
-    api_keys.rate_limit_change_within_caller(
-        caller,
-        changes.get("requests_per_minute", UNSET),
-        changes.get("tokens_per_minute", UNSET),
-    )
-    return await service.update_user(ctx, user_id, **changes)
+    api_keys.rate_limit_change_within_caller(caller, body.changes())
+    return await service.update_user(ctx, user_id, body)
 
 
 @router.delete("/{user_id}", status_code=204)

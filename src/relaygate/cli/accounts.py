@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from relaygate.account_spec import KeyUpdate, UserUpdate
 from relaygate.changes import read_version
 from relaygate.cli.budgets import (
     BUDGET_COLUMNS,
@@ -27,10 +28,10 @@ from relaygate.cli.runner import (
     server_url,
     settings_from,
 )
+from relaygate.inputs import given
 from relaygate.services import api_keys as keys_service
 from relaygate.services import budgets as budgets_service
 from relaygate.services import users as users_service
-from relaygate.services.patch import UNSET, Unset
 
 users = typer.Typer(help="Manage users.", no_args_is_help=True)
 keys = typer.Typer(help="Manage user API keys.", no_args_is_help=True)
@@ -41,12 +42,11 @@ ClearLimits = Annotated[
 ]
 
 
-def _limit_change(value: int | None, clear: bool) -> int | Unset | None:
-    """A limit option as a change: the value given, else None (cleared) with
-    ``--clear-limits``, else unchanged."""
-    if value is not None:
-        return value
-    return None if clear else UNSET
+def _limit_changes(rpm: int | None, tpm: int | None, clear: bool) -> dict[str, Any]:
+    """The limit options as a change's fields: a value given, else None (cleared) with
+    ``--clear-limits``, else left out (unchanged)."""
+    limits = {"requests_per_minute": rpm, "tokens_per_minute": tpm}
+    return {name: value for name, value in limits.items() if value is not None or clear}
 
 
 def _limits(rpm: int | None, tpm: int | None) -> str:
@@ -124,21 +124,12 @@ def update_user(
 ) -> None:
     """Change a user's name, email, role, rate limits or budget (all their keys
     together)."""
-    amount, period = budget_change(budget, budget_period, clear_budget)
-    info = run(
-        ctx,
-        lambda c: users_service.update_user(
-            c,
-            user,
-            name=UNSET if name is None else name,
-            email=UNSET if email is None else email,
-            role=UNSET if role is None else role,
-            requests_per_minute=_limit_change(rpm, clear_limits),
-            tokens_per_minute=_limit_change(tpm, clear_limits),
-            budget=amount,
-            budget_period=period,
-        ),
+    changes = UserUpdate.model_construct(
+        **given(name=name, email=email, role=role),
+        **_limit_changes(rpm, tpm, clear_limits),
+        **budget_change(budget, budget_period, clear_budget),
     )
+    info = run(ctx, lambda c: users_service.update_user(c, user, changes))
     limits = _limits(info.requests_per_minute, info.tokens_per_minute)
     typer.echo(
         f"updated user {info.name!r} (id {info.id}, {info.role}, {limits}, {budget_text(info)})"
@@ -285,19 +276,12 @@ def update_key(
     clear_budget: ClearBudget = False,
 ) -> None:
     """Change an API key's name, rate limits or budget (its user's apply as well)."""
-    amount, period = budget_change(budget, budget_period, clear_budget)
-    info = run(
-        ctx,
-        lambda c: keys_service.update_key(
-            c,
-            key_id,
-            name=UNSET if name is None else name,
-            requests_per_minute=_limit_change(rpm, clear_limits),
-            tokens_per_minute=_limit_change(tpm, clear_limits),
-            budget=amount,
-            budget_period=period,
-        ),
+    changes = KeyUpdate.model_construct(
+        **given(name=name),
+        **_limit_changes(rpm, tpm, clear_limits),
+        **budget_change(budget, budget_period, clear_budget),
     )
+    info = run(ctx, lambda c: keys_service.update_key(c, key_id, changes))
     limits = _limits(info.requests_per_minute, info.tokens_per_minute)
     typer.echo(f"updated key {info.id} ({info.name!r}, {limits}, {budget_text(info)})")
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from relaygate.budget import PERIODS
-from relaygate.services.patch import UNSET, Unset
+from relaygate.inputs import given
 
 BudgetOption = Annotated[
     float | None,
@@ -20,13 +20,12 @@ PeriodOption = Annotated[
 ClearBudget = Annotated[bool, typer.Option("--clear-budget", help="Remove the budget")]
 
 
-def budget_change(
-    budget: float | None, period: str | None, clear: bool
-) -> tuple[float | Unset | None, str | Unset | None]:
-    """The budget options as changes (UNSET: unchanged): ``--clear-budget`` clears it."""
+def budget_change(budget: float | None, period: str | None, clear: bool) -> dict[str, Any]:
+    """The budget options as a change's fields (those not given left out):
+    ``--clear-budget`` clears it."""
     if clear:
-        return None, UNSET
-    return (UNSET if budget is None else budget), (UNSET if period is None else period)
+        return {"budget": None}
+    return given(budget=budget, budget_period=period)
 
 
 def budget_text(info: Any) -> str:

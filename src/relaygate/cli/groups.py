@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from relaygate.account_spec import GroupUpdate
 from relaygate.cli.budgets import (
     BUDGET_COLUMNS,
     BudgetOption,
@@ -17,12 +18,12 @@ from relaygate.cli.budgets import (
 )
 from relaygate.cli.runner import JsonFlag, as_dict, fail, print_json, print_record, print_table, run
 from relaygate.context import Context
+from relaygate.inputs import given
 from relaygate.services import budgets as budgets_service
 from relaygate.services import groups as service
 from relaygate.services.endpoints import get_endpoint
 from relaygate.services.groups import GroupInfo
 from relaygate.services.models import find_model_id
-from relaygate.services.patch import UNSET
 
 app = typer.Typer(help="Manage groups and which models they may use.", no_args_is_help=True)
 ModelOpt = Annotated[str | None, typer.Option("--model", metavar="MODEL", help="Model id or name")]
@@ -93,18 +94,11 @@ def update(
     clear_budget: ClearBudget = False,
 ) -> None:
     """Rename or describe a group, or change its budget."""
-    amount, period = budget_change(budget, budget_period, clear_budget)
-    info = run(
-        ctx,
-        lambda c: service.update_group(
-            c,
-            group,
-            name=UNSET if name is None else name,
-            description=UNSET if description is None else description,
-            budget=amount,
-            budget_period=period,
-        ),
+    changes = GroupUpdate.model_construct(
+        **given(name=name, description=description),
+        **budget_change(budget, budget_period, clear_budget),
     )
+    info = run(ctx, lambda c: service.update_group(c, group, changes))
     typer.echo(f"updated group {info.name!r} (id {info.id}, {budget_text(info)})")
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from relaygate.cli.runner import JsonFlag, as_dict, fail, print_json, print_table, run
 from relaygate.context import Context
+from relaygate.inputs import given
+from relaygate.model_spec import ModelUpdate
 from relaygate.services import endpoints as endpoints_service
 from relaygate.services import models as service
 from relaygate.services.models import ModelInfo
-from relaygate.services.patch import UNSET, Unset
 
 app = typer.Typer(help="Inspect and configure models.", no_args_is_help=True)
 ModelArg = Annotated[
@@ -69,15 +70,15 @@ def list_models(
     )
 
 
-def _price_change(value: float | None, clear: bool, option: str) -> float | Unset | None:
-    """A price option as a change: the price given, None (cleared), or UNSET."""
+def _price_change(value: float | None, clear: bool, option: str) -> dict[str, Any]:
+    """A price option as a change's field (``input`` or ``output_cost_per_million_tokens``):
+    the price given, None (cleared), or left out."""
+    field = f"{option.split('-')[0]}_cost_per_million_tokens"
     if value is not None and clear:
         fail(f"give --{option} or --clear-{option}, not both")
     if value is not None and value < 0:
         fail(f"--{option} must be 0 or more (--clear-{option} removes the price)")
-    if clear:
-        return None
-    return UNSET if value is None else value
+    return {field: None} if clear else given(**{field: value})
 
 
 @app.command("update")
@@ -114,19 +115,14 @@ def update(
 ) -> None:
     """Set a model's alias, fallback model or prices, or enable/disable it; prints the
     model as it is after the change."""
-    input_change = _price_change(input_price, clear_input_price or clear_price, "input-price")
-    output_change = _price_change(output_price, clear_output_price or clear_price, "output-price")
+    changes = ModelUpdate.model_construct(
+        **given(alias=alias, enabled=enabled, fallback_model=fallback),
+        **_price_change(input_price, clear_input_price or clear_price, "input-price"),
+        **_price_change(output_price, clear_output_price or clear_price, "output-price"),
+    )
 
     async def change(c: Context) -> ModelInfo:
-        return await service.update_model(
-            c,
-            await service.find_model_id(c, model),
-            alias=UNSET if alias is None else alias,
-            enabled=UNSET if enabled is None else enabled,
-            fallback_model=UNSET if fallback is None else fallback,
-            input_cost_per_million_tokens=input_change,
-            output_cost_per_million_tokens=output_change,
-        )
+        return await service.update_model(c, await service.find_model_id(c, model), changes)
 
     typer.echo(f"updated {describe(run(ctx, change))}")
 
@@ -145,7 +141,8 @@ def alias(
         fail("give an alias, or --clear")
 
     async def change(c: Context) -> ModelInfo:
-        return await service.update_model(c, await service.find_model_id(c, model), alias=name)
+        changes = ModelUpdate.model_construct(alias=name)
+        return await service.update_model(c, await service.find_model_id(c, model), changes)
 
     info = run(ctx, change)
     shown = info.alias or f"{info.upstream_id} (no alias)"

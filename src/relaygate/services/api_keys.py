@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 
+from relaygate.account_spec import KeyUpdate
 from relaygate.budget import check_budget
 from relaygate.changes import unit
 from relaygate.context import Context
@@ -22,7 +25,6 @@ from relaygate.services.budgets import (
     budget_within_caller,
     with_spend,
 )
-from relaygate.services.patch import UNSET, Unset
 from relaygate.services.users import find_user
 from relaygate.snapshot import Principal
 
@@ -249,25 +251,22 @@ def rate_limits_within_caller(
     )
 
 
-def rate_limit_change_within_caller(
-    caller: Principal,
-    requests_per_minute: int | Unset | None,
-    tokens_per_minute: int | Unset | None,
-) -> None:
-    """Check a change of a key's rate limits (UNSET: left as it is, None: cleared) that
-    ``caller`` asks for: where the calling key or its user has a limit, the changed one
-    may be neither cleared nor set above it. Raises :class:`BadRequest` (``param`` the
-    limit's name) otherwise."""
+def rate_limit_change_within_caller(caller: Principal, sent: Mapping[str, Any]) -> None:
+    """Check a change of a key's or user's rate limits that ``caller`` asks for (``sent``:
+    the change's fields; a limit left out stays, None clears it): where the calling key
+    or its user has a limit, the changed one may be neither cleared nor set above it.
+    Raises :class:`BadRequest` (``param`` the limit's name) otherwise."""
     limits = caller.limits
     if limits is None:
         return
-    for asked, key, user, param in (
-        (requests_per_minute, limits.key_rpm, limits.user_rpm, "requests_per_minute"),
-        (tokens_per_minute, limits.key_tpm, limits.user_tpm, "tokens_per_minute"),
+    for key, user, param in (
+        (limits.key_rpm, limits.user_rpm, "requests_per_minute"),
+        (limits.key_tpm, limits.user_tpm, "tokens_per_minute"),
     ):
         ceiling = _ceiling(key, user)
-        if isinstance(asked, Unset) or ceiling is None:
+        if param not in sent or ceiling is None:
             continue
+        asked = sent[param]
         if asked is None:
             raise BadRequest(
                 f"{param} cannot be cleared by a key limited to {ceiling} (its own or its "
@@ -299,27 +298,23 @@ def _within(asked: int | None, key: int | None, user: int | None, param: str) ->
 async def update_key(
     ctx: Context,
     key_id: int,
-    *,
-    name: str | Unset = UNSET,
-    requests_per_minute: int | Unset | None = UNSET,
-    tokens_per_minute: int | Unset | None = UNSET,
-    budget: float | Unset | None = UNSET,
-    budget_period: str | Unset | None = UNSET,
+    changes: KeyUpdate,
 ) -> KeyInfo:
-    """Change a key's name, its rate limits per minute (None clears a limit) or its
-    budget (None clears it, see :func:`relaygate.services.budgets.apply_budget`); fields
-    left UNSET stay. Raises :class:`NotFound` or :class:`BadRequest`."""
+    """Apply the fields ``changes`` sent: a key's name, its rate limits per minute (None
+    clears a limit) or its budget (None clears it, see
+    :func:`relaygate.services.budgets.apply_budget`). Raises :class:`NotFound` or
+    :class:`BadRequest`."""
+    sent = changes.changes()
     async with unit(ctx) as session:
         row = await session.get(ApiKey, key_id)
         if row is None:
             raise NotFound(f"no API key with id {key_id}")
-        if not isinstance(name, Unset):
-            row.name = name.strip() or "key"
-        if not isinstance(requests_per_minute, Unset):
-            row.requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
-        if not isinstance(tokens_per_minute, Unset):
-            row.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
-        apply_budget(row, budget, budget_period)
+        if "name" in sent:
+            row.name = sent["name"].strip() or "key"
+        for limit in ("requests_per_minute", "tokens_per_minute"):
+            if limit in sent:
+                setattr(row, limit, check_limit(sent[limit], limit))
+        apply_budget(row, sent)
     return await _spent(ctx, _info(row))
 
 

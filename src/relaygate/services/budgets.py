@@ -5,6 +5,7 @@ requests are held to it)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -16,7 +17,6 @@ from relaygate.context import Context
 from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import ApiKey, Group, User
 from relaygate.errors import BadRequest, NotFound, PermissionDenied
-from relaygate.services.patch import Unset
 from relaygate.snapshot import Principal
 
 TABLES: dict[str, Any] = {"key": ApiKey, "user": User, "group": Group}
@@ -68,19 +68,20 @@ class Budgeted(Protocol):
 T = TypeVar("T", bound=Budgeted)
 
 
-def apply_budget(row: Any, budget: float | Unset | None, period: str | Unset | None) -> None:
-    """Set ``row``'s ``budget`` and ``budget_period`` (UNSET: keep; a budget of None
-    clears both). Raises :class:`BadRequest` naming the field that is wrong."""
-    if isinstance(budget, Unset) and isinstance(period, Unset):
+def apply_budget(row: Any, sent: Mapping[str, Any]) -> None:
+    """Set ``row``'s ``budget`` and ``budget_period`` from a change's fields ``sent``
+    (either left out: kept; a budget of None clears both). Raises :class:`BadRequest`
+    naming the field that is wrong."""
+    if "budget" not in sent and "budget_period" not in sent:
         return
-    if budget is None:
+    if "budget" in sent and sent["budget"] is None:
         row.budget, row.budget_period = None, None
         return
-    amount = row.budget if isinstance(budget, Unset) else budget
+    amount = sent.get("budget", row.budget)
     if amount is None:
         raise BadRequest("budget_period needs a budget: set budget as well", param="budget_period")
-    kept = row.budget_period if isinstance(period, Unset) else period
-    row.budget, row.budget_period = check_budget(amount, kept)
+    period = sent.get("budget_period", row.budget_period)
+    row.budget, row.budget_period = check_budget(amount, period)
 
 
 async def with_spend(ctx: Context, kind: BudgetKind, infos: list[T]) -> list[T]:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.access import EVERYONE
+from relaygate.account_spec import GroupUpdate
 from relaygate.budget import check_budget
 from relaygate.changes import unit
 from relaygate.context import Context
@@ -21,7 +22,6 @@ from relaygate.db.lookup import find_by_id_or_name
 from relaygate.db.tables import Endpoint, Group, GroupEndpoint, GroupMember, GroupModel, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
 from relaygate.services.budgets import BudgetFields, apply_budget, with_spend
-from relaygate.services.patch import UNSET, Unset
 from relaygate.services.users import find_user
 
 
@@ -123,27 +123,24 @@ async def create_group(
 async def update_group(
     ctx: Context,
     ident: int | str,
-    *,
-    name: str | Unset = UNSET,
-    description: str | Unset | None = UNSET,
-    budget: float | Unset | None = UNSET,
-    budget_period: str | Unset | None = UNSET,
+    changes: GroupUpdate,
 ) -> GroupInfo:
-    """Rename or describe a group, or set its budget (None clears it); the built-in
-    group keeps its name (Conflict)."""
+    """Apply the fields ``changes`` sent: rename or describe a group, or set its budget
+    (None clears it); the built-in group keeps its name (Conflict)."""
+    sent = changes.changes()
     try:
         async with unit(ctx) as session:
             group = await find_group(session, ident)
-            if not isinstance(name, Unset) and name != group.name:
+            if "name" in sent and sent["name"] != group.name:
                 if group.builtin:
                     raise Conflict(f"the built-in group {group.name!r} cannot be renamed")
-                group.name = _check_name(name)
-            if not isinstance(description, Unset):
-                group.description = description
-            apply_budget(group, budget, budget_period)
+                group.name = _check_name(sent["name"])
+            if "description" in sent:
+                group.description = sent["description"]
+            apply_budget(group, sent)
             group_id = group.id
     except IntegrityError:
-        raise Conflict(f"a group named {name!r} already exists", param="name") from None
+        raise Conflict(f"a group named {sent.get('name')!r} already exists", param="name") from None
     return await get_group(ctx, group_id)
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sqlalchemy import delete, select, update
 
+from relaygate.account_spec import UserUpdate
 from relaygate.changes import unit
 from relaygate.context import Context
 from relaygate.db.tables import Group, GroupMember, Identity, User, WebSession, utcnow
@@ -117,10 +119,10 @@ async def _link_or_create(ctx: Context, asserted: Asserted, mapping: Mapping) ->
 async def _sync_role(ctx: Context, user: User, asserted: Asserted, mapping: Mapping) -> None:
     if not mapping.admin_groups:
         return
-    role = "admin" if asserted.groups & mapping.admin_groups else "user"
+    role: Literal["admin", "user"] = "admin" if asserted.groups & mapping.admin_groups else "user"
     if role != user.role:
         try:
-            await users.update_user(ctx, user.id, role=role)
+            await users.update_user(ctx, user.id, UserUpdate.model_construct(role=role))
         except Conflict:
             log.warning("user %d kept the admin role: they are the last admin", user.id)
 

@@ -16,7 +16,7 @@ from relaygate.context import Context
 from relaygate.db.lookup import numeric_id
 from relaygate.db.tables import Endpoint, Model
 from relaygate.errors import BadRequest, Conflict, NotFound
-from relaygate.services.patch import UNSET, Unset
+from relaygate.model_spec import ModelUpdate
 
 MODEL_STATUSES = ("online", "offline")
 
@@ -170,22 +170,13 @@ async def list_models(
         return [_info(model, held.get(model.id)) for model in found]
 
 
-async def update_model(
-    ctx: Context,
-    model_id: int,
-    *,
-    alias: str | Unset | None = UNSET,
-    enabled: bool | Unset = UNSET,
-    fallback_model: str | Unset | None = UNSET,
-    input_cost_per_million_tokens: float | Unset | None = UNSET,
-    output_cost_per_million_tokens: float | Unset | None = UNSET,
-    default_output_tokens: int | Unset | None = UNSET,
-) -> ModelInfo:
-    """Set or clear (``None`` or empty) a model's alias, fallback model or prices (per
-    million prompt/completion tokens, for the cost in usage records), or enable/disable
-    it; returns the model with its name conflict after the change. The fallback is a
-    public model name tried when every endpoint serving this model fails; it need not
-    exist yet, and is skipped for callers who may not use it.
+async def update_model(ctx: Context, model_id: int, changes: ModelUpdate) -> ModelInfo:
+    """Apply the fields ``changes`` sent: set or clear (``None`` or empty) a model's
+    alias, fallback model or prices (per million prompt/completion tokens, for the cost
+    in usage records), or enable/disable it; returns the model with its name conflict
+    after the change. The fallback is a public model name tried when every endpoint
+    serving this model fails; it need not exist yet, and is skipped for callers who may
+    not use it.
 
     Raises :class:`NotFound`, :class:`BadRequest` for a fallback to the model itself or
     longer than 500 characters or a price outside 0 to 1,000,000, and :class:`Conflict`
@@ -193,58 +184,70 @@ async def update_model(
     ``default_output_tokens`` (1 to 10,000,000, or None) is what a budget reserves for a
     request that states no cap on its completion tokens.
     """
+    sent = changes.changes()
     async with unit(ctx) as session:
         model = await session.get(Model, model_id)
         if model is None:
             raise NotFound(f"no model with id {model_id}")
-        if not isinstance(alias, Unset):
-            alias = alias.strip() if alias else None
-            name = alias or model.upstream_id
-            clash = await session.scalar(
-                select(Model.upstream_id).where(
-                    Model.endpoint_id == model.endpoint_id,
-                    Model.id != model.id,
-                    or_(Model.alias == name, (Model.alias.is_(None)) & (Model.upstream_id == name)),
-                )
-            )
-            if clash is not None:
-                raise Conflict(
-                    f"model {clash!r} of the same endpoint already answers to {name!r}; "
-                    "give this one another alias (models of different endpoints may share one)",
-                    param="alias",
-                )
-            model.alias = alias
-        if not isinstance(enabled, Unset):
-            model.enabled = enabled
-        if not isinstance(fallback_model, Unset):
-            fallback = fallback_model.strip() if fallback_model else None
-            if fallback is not None and (
-                fallback == (model.alias or model.upstream_id) or len(fallback) > 500
-            ):
-                raise BadRequest(
-                    "fallback_model must be another model's public name (up to 500 characters)",
-                    param="fallback_model",
-                )
-            model.fallback_model = fallback
-        for field, price in (
-            ("input_cost_per_million_tokens", input_cost_per_million_tokens),
-            ("output_cost_per_million_tokens", output_cost_per_million_tokens),
-        ):
-            if isinstance(price, Unset):
-                continue
-            if price is not None and not 0 <= price <= 1e6:
-                raise BadRequest(f"{field} must be between 0 and 1000000", param=field)
-            setattr(model, field, price)
-        if not isinstance(default_output_tokens, Unset):
-            if default_output_tokens is not None and (
-                isinstance(default_output_tokens, bool)
-                or not 0 < default_output_tokens <= 10_000_000
-            ):
-                raise BadRequest(
-                    "default_output_tokens must be a whole number from 1 to 10000000, or null",
-                    param="default_output_tokens",
-                )
-            model.default_output_tokens = default_output_tokens
+        if "alias" in sent:
+            await _set_alias(session, model, sent["alias"])
+        if sent.get("enabled") is not None:
+            model.enabled = sent["enabled"]
+        if "fallback_model" in sent:
+            model.fallback_model = _fallback(model, sent["fallback_model"])
+        for field in ("input_cost_per_million_tokens", "output_cost_per_million_tokens"):
+            if field in sent:
+                price = sent[field]
+                if price is not None and not 0 <= price <= 1e6:
+                    raise BadRequest(f"{field} must be between 0 and 1000000", param=field)
+                setattr(model, field, price)
+        if "default_output_tokens" in sent:
+            model.default_output_tokens = _output_tokens(sent["default_output_tokens"])
         await session.flush()
         conflict = (await conflicts(session)).get(model.id)
     return _info(model, conflict)
+
+
+async def _set_alias(session: AsyncSession, model: Model, alias: str | None) -> None:
+    """Give ``model`` the public name ``alias`` (None or blank: its upstream id); raises
+    :class:`Conflict` when another model of its endpoint answers to that name."""
+    alias = alias.strip() if alias else None
+    name = alias or model.upstream_id
+    clash = await session.scalar(
+        select(Model.upstream_id).where(
+            Model.endpoint_id == model.endpoint_id,
+            Model.id != model.id,
+            or_(Model.alias == name, (Model.alias.is_(None)) & (Model.upstream_id == name)),
+        )
+    )
+    if clash is not None:
+        raise Conflict(
+            f"model {clash!r} of the same endpoint already answers to {name!r}; "
+            "give this one another alias (models of different endpoints may share one)",
+            param="alias",
+        )
+    model.alias = alias
+
+
+def _fallback(model: Model, value: str | None) -> str | None:
+    """The fallback model as stored (None or blank: none); raises :class:`BadRequest`
+    for the model itself or a name over 500 characters."""
+    fallback = value.strip() if value else None
+    if fallback is not None and (
+        fallback == (model.alias or model.upstream_id) or len(fallback) > 500
+    ):
+        raise BadRequest(
+            "fallback_model must be another model's public name (up to 500 characters)",
+            param="fallback_model",
+        )
+    return fallback
+
+
+def _output_tokens(value: int | None) -> int | None:
+    """``default_output_tokens`` checked: 1 to 10,000,000, or None."""
+    if value is not None and (isinstance(value, bool) or not 0 < value <= 10_000_000):
+        raise BadRequest(
+            "default_output_tokens must be a whole number from 1 to 10000000, or null",
+            param="default_output_tokens",
+        )
+    return value

@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from relaygate import audit
+from relaygate.account_spec import UserUpdate
 from relaygate.budget import check_budget
 from relaygate.changes import declare, unit
 from relaygate.context import Context
@@ -21,7 +22,6 @@ from relaygate.db.tables import ApiKey, User, WebSession, utcnow
 from relaygate.errors import BadRequest, Conflict
 from relaygate.ratelimit import check_limit
 from relaygate.services.budgets import BudgetFields, apply_budget, with_spend
-from relaygate.services.patch import UNSET, Unset
 
 ROLES = ("admin", "user")
 
@@ -154,40 +154,34 @@ async def _demote(session: AsyncSession, user_id: int, role: str) -> None:
 async def update_user(
     ctx: Context,
     ident: int | str,
-    *,
-    name: str | Unset = UNSET,
-    email: str | Unset | None = UNSET,
-    role: str | Unset = UNSET,
-    requests_per_minute: int | Unset | None = UNSET,
-    tokens_per_minute: int | Unset | None = UNSET,
-    budget: float | Unset | None = UNSET,
-    budget_period: str | Unset | None = UNSET,
-    disabled: bool | Unset = UNSET,
+    changes: UserUpdate,
 ) -> UserInfo:
-    """Change a user's name, email, role, limits per minute (None clears a limit),
-    budget (None clears it) or whether they are disabled (disabling revokes their API
-    keys and ends their console sessions; enabling again restores no key). The last
-    admin cannot be demoted (Conflict); a bad value raises :class:`BadRequest`."""
+    """Apply the fields ``changes`` sent: a user's name, email, role, limits per minute
+    (None clears a limit), budget (None clears it) or whether they are disabled
+    (disabling revokes their API keys and ends their console sessions; enabling again
+    restores no key). The last admin cannot be demoted (Conflict); a bad value raises
+    :class:`BadRequest`."""
+    sent = changes.changes()
+    disabled = sent.get("disabled")
     try:
         async with unit(ctx) as session:
             user = await find_user(session, ident)
-            if not isinstance(name, Unset):
-                user.name = _check_name(name)
-            if not isinstance(email, Unset):
-                user.email = email or None
-            if not isinstance(role, Unset):
-                role = _check_role(role)
+            if "name" in sent:
+                user.name = _check_name(sent["name"])
+            if "email" in sent:
+                user.email = sent["email"] or None
+            if "role" in sent:
+                role = _check_role(sent["role"])
                 if user.role == "admin" and role != "admin":
                     await _demote(session, user.id, role)
                     set_committed_value(user, "role", role)
                 else:
                     user.role = role
-            if not isinstance(requests_per_minute, Unset):
-                user.requests_per_minute = check_limit(requests_per_minute, "requests_per_minute")
-            if not isinstance(tokens_per_minute, Unset):
-                user.tokens_per_minute = check_limit(tokens_per_minute, "tokens_per_minute")
-            apply_budget(user, budget, budget_period)
-            if not isinstance(disabled, Unset) and disabled != user.disabled:
+            for limit in ("requests_per_minute", "tokens_per_minute"):
+                if limit in sent:
+                    setattr(user, limit, check_limit(sent[limit], limit))
+            apply_budget(user, sent)
+            if disabled is not None and disabled != user.disabled:
                 if disabled and user.role == "admin":
                     await _lock_admins(session)
                     others = select(User.id).where(
@@ -199,7 +193,7 @@ async def update_user(
                 if disabled:
                     await revoke_keys(session, user.id)
     except IntegrityError:
-        raise Conflict(f"a user named {name!r} already exists", param="name") from None
+        raise Conflict(f"a user named {sent.get('name')!r} already exists", param="name") from None
     if disabled is True:
         async with ctx.sessions.begin() as session:
             await session.execute(delete(WebSession).where(WebSession.user_id == user.id))

@@ -14,6 +14,7 @@ from relaygate.services import batches as batch_service
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import users as user_service
 from relaygate.web.auth import Checked, Session, context_of
+from relaygate.web.params import Id
 from relaygate.web.render import back, or_back, page
 from relaygate.web.usage import last_days, usage_view
 
@@ -83,7 +84,7 @@ async def create_key(
 
 
 @router.post("/account/keys/{key_id}/revoke")
-async def revoke_key(request: Request, key_id: int, session: Checked) -> Response:
+async def revoke_key(request: Request, key_id: Id, session: Checked) -> Response:
     with or_back(PAGE):
         await api_keys.revoke_key(context_of(request), key_id, owner_id=session.principal.user_id)
     return back(PAGE, "key revoked")
@@ -92,7 +93,7 @@ async def revoke_key(request: Request, key_id: int, session: Checked) -> Respons
 @router.post("/account/provider-keys/{endpoint_id}")
 async def set_provider_key(
     request: Request,
-    endpoint_id: int,
+    endpoint_id: Id,
     session: Checked,
     api_key: Annotated[str, Form()] = "",
     clear: Annotated[str, Form()] = "",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from relaygate.account_spec import GroupUpdate, KeyUpdate, UserUpdate
 from relaygate.context import Context
 from relaygate.errors import BadRequest, NotFound
 from relaygate.services import api_keys as key_service
@@ -16,6 +17,7 @@ from relaygate.services import budgets as budget_service
 from relaygate.services import groups as group_service
 from relaygate.services import users as user_service
 from relaygate.web.auth import AdminChecked, context_of
+from relaygate.web.params import Id
 from relaygate.web.render import back, or_back
 
 router = APIRouter()
@@ -42,17 +44,21 @@ def _amount(text: str) -> float | None:
 
 async def _update(ctx: Context, kind: str, subject_id: int, **changes: Any) -> object:
     if kind == "user":
-        return await user_service.update_user(ctx, subject_id, **changes)
+        return await user_service.update_user(
+            ctx, subject_id, UserUpdate.model_construct(**changes)
+        )
     if kind == "group":
-        return await group_service.update_group(ctx, subject_id, **changes)
-    return await key_service.update_key(ctx, subject_id, **changes)
+        return await group_service.update_group(
+            ctx, subject_id, GroupUpdate.model_construct(**changes)
+        )
+    return await key_service.update_key(ctx, subject_id, KeyUpdate.model_construct(**changes))
 
 
 @router.post("/budgets/{kind}/{subject_id}")
 async def set_budget(
     request: Request,
     kind: str,
-    subject_id: int,
+    subject_id: Id,
     _: AdminChecked,
     budget: Annotated[str, Form()] = "",
     budget_period: Annotated[str, Form()] = "monthly",
@@ -78,7 +84,7 @@ async def set_budget(
 
 
 @router.post("/budgets/{kind}/{subject_id}/reset")
-async def reset_budget(request: Request, kind: str, subject_id: int, _: AdminChecked) -> Response:
+async def reset_budget(request: Request, kind: str, subject_id: Id, _: AdminChecked) -> Response:
     """Start a new window of the budget now: spend before it no longer counts."""
     if kind not in KINDS:
         return back(PAGE, f"no budgets on {kind!r}", "error")

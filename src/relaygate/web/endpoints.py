@@ -21,6 +21,7 @@ from relaygate.services.endpoints import EndpointInfo
 from relaygate.sync.service import SyncResult
 from relaygate.web.auth import Admin, AdminChecked, context_of
 from relaygate.web.endpoint_form import EndpointForm, changes_of, spec_of
+from relaygate.web.params import Id
 from relaygate.web.render import back, or_back, page
 from relaygate.web.states import health_state, model_counts, sync_state
 from relaygate.wording import plural
@@ -107,7 +108,7 @@ async def test_connection(
 
 @router.post("/endpoints/{endpoint_id}/edit")
 async def edit_endpoint(
-    request: Request, endpoint_id: int, _: AdminChecked, form: Annotated[EndpointForm, Form()]
+    request: Request, endpoint_id: Id, _: AdminChecked, form: Annotated[EndpointForm, Form()]
 ) -> Response:
     ctx = context_of(request)
     with or_back(PAGE):
@@ -117,7 +118,7 @@ async def edit_endpoint(
 
 
 @router.post("/endpoints/{endpoint_id}/toggle")
-async def toggle_endpoint(request: Request, endpoint_id: int, _: AdminChecked) -> Response:
+async def toggle_endpoint(request: Request, endpoint_id: Id, _: AdminChecked) -> Response:
     ctx = context_of(request)
     with or_back(PAGE):
         current = await service.get_endpoint(ctx, endpoint_id)
@@ -128,14 +129,14 @@ async def toggle_endpoint(request: Request, endpoint_id: int, _: AdminChecked) -
 
 
 @router.post("/endpoints/{endpoint_id}/delete")
-async def delete_endpoint(request: Request, endpoint_id: int, _: AdminChecked) -> Response:
+async def delete_endpoint(request: Request, endpoint_id: Id, _: AdminChecked) -> Response:
     with or_back(PAGE):
         removed = await service.delete_endpoint(context_of(request), endpoint_id)
     return back(PAGE, f"endpoint deleted with its {plural(removed, 'model')}")
 
 
 @router.post("/endpoints/{endpoint_id}/sync")
-async def sync_one(request: Request, endpoint_id: int, _: AdminChecked) -> JSONResponse:
+async def sync_one(request: Request, endpoint_id: Id, _: AdminChecked) -> JSONResponse:
     try:
         result = await service.sync_by_ident(context_of(request), endpoint_id)
     except RelaygateError as exc:

@@ -3,15 +3,19 @@ tokens (for the cost of usage records), who may use each."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relaygate.errors import BadRequest
+from relaygate.inputs import given
+from relaygate.model_spec import ModelUpdate
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import groups as group_service
 from relaygate.services import models as service
-from relaygate.services.patch import UNSET, Unset
 from relaygate.web.auth import Admin, AdminChecked, context_of
+from relaygate.web.params import Id, QueryId
 from relaygate.web.render import back, or_back, page
 
 router = APIRouter()
@@ -22,7 +26,7 @@ PAGE = "/ui/models"
 async def models_page(
     request: Request,
     session: Admin,
-    endpoint_id: int | None = None,
+    endpoint_id: QueryId = None,
     status: str | None = None,
     q: str = "",
 ) -> Response:
@@ -57,27 +61,28 @@ async def models_page(
     )
 
 
-def price(value: str | None, which: str) -> float | Unset | None:
-    """A price as the form sent it: unset when the form has no such field, None (cleared)
-    when it is empty, else the number.
+def price(value: str | None, which: str) -> dict[str, Any]:
+    """A price as the form sent it, as a change's field (``{which}_cost_per_million_tokens``):
+    left out when the form has no such field, None (cleared) when it is empty, else the
+    number.
 
     Raises :class:`BadRequest` when it is not a number.
     """
+    field = f"{which}_cost_per_million_tokens"
     if value is None:
-        return UNSET
+        return {}
     if not value.strip():
-        return None
+        return {field: None}
     try:
-        return float(value)
+        return {field: float(value)}
     except ValueError:
         raise BadRequest(
-            f"the {which} price must be a number (per million tokens)",
-            param=f"{which}_cost_per_million_tokens",
+            f"the {which} price must be a number (per million tokens)", param=field
         ) from None
 
 
 @router.post("/models/{model_id}")
-async def update_model(request: Request, model_id: int, _: AdminChecked) -> Response:
+async def update_model(request: Request, model_id: Id, _: AdminChecked) -> Response:
     """Save what the posting form holds — the alias, enabled, or both prices — leaving the
     rest as it is; an empty alias or price clears it."""
     # Read from the form itself: FastAPI's Form() takes an empty field for a missing
@@ -92,12 +97,10 @@ async def update_model(request: Request, model_id: int, _: AdminChecked) -> Resp
     target = back_to if back_to.startswith(PAGE) else PAGE
     alias, enabled = sent("alias"), sent("enabled")
     with or_back(target):
-        info = await service.update_model(
-            context_of(request),
-            model_id,
-            alias=UNSET if alias is None else alias,
-            enabled=UNSET if enabled is None else enabled == "true",
-            input_cost_per_million_tokens=price(sent("input_cost_per_million_tokens"), "input"),
-            output_cost_per_million_tokens=price(sent("output_cost_per_million_tokens"), "output"),
+        changes = ModelUpdate.model_construct(
+            **given(alias=alias, enabled=None if enabled is None else enabled == "true"),
+            **price(sent("input_cost_per_million_tokens"), "input"),
+            **price(sent("output_cost_per_million_tokens"), "output"),
         )
+        info = await service.update_model(context_of(request), model_id, changes)
     return back(target, f"model {info.upstream_id!r} saved")

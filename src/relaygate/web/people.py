@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from relaygate.account_spec import UserUpdate
 from relaygate.budget import PERIODS
+from relaygate.inputs import RowId
 from relaygate.services import api_keys
 from relaygate.services import endpoints as endpoint_service
 from relaygate.services import groups as group_service
 from relaygate.services import models as model_service
 from relaygate.services import users as user_service
 from relaygate.web.auth import Admin, AdminChecked, context_of
+from relaygate.web.params import FormId, Id
 from relaygate.web.render import back, or_back, page
 
 router = APIRouter()
@@ -66,22 +69,21 @@ async def add_user(
 @router.post("/users/{user_id}/edit")
 async def edit_user(
     request: Request,
-    user_id: int,
+    user_id: Id,
     _: AdminChecked,
     name: Annotated[str, Form()],
     email: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "user",
 ) -> Response:
+    typed: dict[str, Any] = {"name": name, "email": email or None, "role": role}
     return await _do(
-        user_service.update_user(
-            context_of(request), user_id, name=name, email=email or None, role=role
-        ),
+        user_service.update_user(context_of(request), user_id, UserUpdate.model_construct(**typed)),
         f"user {name!r} saved",
     )
 
 
 @router.post("/users/{user_id}/delete")
-async def delete_user(request: Request, user_id: int, _: AdminChecked) -> Response:
+async def delete_user(request: Request, user_id: Id, _: AdminChecked) -> Response:
     return await _do(
         user_service.delete_user(context_of(request), user_id), "user deleted with their keys"
     )
@@ -101,16 +103,16 @@ async def add_group(
 
 
 @router.post("/groups/{group_id}/delete")
-async def delete_group(request: Request, group_id: int, _: AdminChecked) -> Response:
+async def delete_group(request: Request, group_id: Id, _: AdminChecked) -> Response:
     return await _do(group_service.delete_group(context_of(request), group_id), "group deleted")
 
 
 @router.post("/groups/{group_id}/members")
 async def member(
     request: Request,
-    group_id: int,
+    group_id: Id,
     _: AdminChecked,
-    user_id: Annotated[int, Form()],
+    user_id: FormId,
     remove: Annotated[str, Form()] = "",
 ) -> Response:
     return await _do(
@@ -122,10 +124,10 @@ async def member(
 @router.post("/groups/{group_id}/grants")
 async def grant(
     request: Request,
-    group_id: int,
+    group_id: Id,
     _: AdminChecked,
-    model_id: Annotated[int | None, Form()] = None,
-    endpoint_id: Annotated[int | None, Form()] = None,
+    model_id: Annotated[RowId | None, Form()] = None,
+    endpoint_id: Annotated[RowId | None, Form()] = None,
     remove: Annotated[str, Form()] = "",
 ) -> Response:
     ctx = context_of(request)

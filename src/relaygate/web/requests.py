@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relaygate.errors import BadRequest
+from relaygate.inputs import ID_MAX
 from relaygate.services.recent_requests import (
     MAX_PAGE,
     Outcome,
@@ -32,8 +33,8 @@ def _number(value: str | None, name: str) -> int | None:
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
-        raise BadRequest(f"{name} must be a whole number", param=name)
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or not 1 <= int(text) <= ID_MAX:
+        raise BadRequest(f"{name} must be a whole number from 1 to {ID_MAX}", param=name)
     return int(text)
 
 

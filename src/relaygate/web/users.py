@@ -7,11 +7,12 @@ a limit above those limits here, as in the admin API."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from relaygate.account_spec import KeyUpdate, UserUpdate
 from relaygate.budget import PERIODS
 from relaygate.errors import BadRequest, NotFound
 from relaygate.services import api_keys
@@ -19,6 +20,7 @@ from relaygate.services import groups as group_service
 from relaygate.services import users as user_service
 from relaygate.services.web_sessions import ConsoleSession
 from relaygate.web.auth import Admin, AdminChecked, context_of
+from relaygate.web.params import Id
 from relaygate.web.render import back, or_back, page
 from relaygate.web.usage import last_days, usage_view
 
@@ -67,7 +69,7 @@ async def _user(
 
 
 @router.get("/users/{user_id}")
-async def user_detail(request: Request, user_id: int, session: Admin) -> Response:
+async def user_detail(request: Request, user_id: Id, session: Admin) -> Response:
     """The user's page; a user that does not exist is the 404 page."""
     return await _user(request, session, user_id)
 
@@ -75,16 +77,16 @@ async def user_detail(request: Request, user_id: int, session: Admin) -> Respons
 @router.post("/users/{user_id}/limits")
 async def set_user_limits(
     request: Request,
-    user_id: int,
+    user_id: Id,
     session: AdminChecked,
     requests_per_minute: Limit = "",
     tokens_per_minute: Limit = "",
 ) -> Response:
     """Set or clear (blank) the user's limits, for all their keys together."""
     with or_back(user_page(user_id)):
-        rpm, tpm = _limits(session, requests_per_minute, tokens_per_minute)
+        limits = _limits(session, requests_per_minute, tokens_per_minute)
         user = await user_service.update_user(
-            context_of(request), user_id, requests_per_minute=rpm, tokens_per_minute=tpm
+            context_of(request), user_id, UserUpdate.model_construct(**limits)
         )
     return back(user_page(user_id), f"rate limits of {user.name!r} saved")
 
@@ -92,7 +94,7 @@ async def set_user_limits(
 @router.post("/users/{user_id}/disabled")
 async def set_disabled(
     request: Request,
-    user_id: int,
+    user_id: Id,
     _: AdminChecked,
     disabled: Annotated[str, Form()] = "",
 ) -> Response:
@@ -100,7 +102,7 @@ async def set_disabled(
     refused) or enable them again (anything else)."""
     with or_back(user_page(user_id)):
         user = await user_service.update_user(
-            context_of(request), user_id, disabled=disabled == "1"
+            context_of(request), user_id, UserUpdate(disabled=disabled == "1")
         )
     state = "disabled: their API keys are revoked" if user.disabled else "enabled"
     return back(user_page(user_id), f"{user.name!r} {state}")
@@ -109,7 +111,7 @@ async def set_disabled(
 @router.post("/users/{user_id}/keys")
 async def create_key(
     request: Request,
-    user_id: int,
+    user_id: Id,
     session: AdminChecked,
     name: Annotated[str, Form(max_length=200)] = "key",
     requests_per_minute: Limit = "",
@@ -130,13 +132,16 @@ async def create_key(
     return await _user(request, session, user_id, new_key=created.key)
 
 
-def _limits(session: ConsoleSession, requests: str, tokens: str) -> tuple[int | None, int | None]:
-    """The requests and tokens per minute typed (blank: no limit), within the caller's
-    own limits (:func:`relaygate.services.api_keys.rate_limit_change_within_caller`)."""
-    rpm = limit_of(requests, "requests_per_minute")
-    tpm = limit_of(tokens, "tokens_per_minute")
-    api_keys.rate_limit_change_within_caller(session.principal, rpm, tpm)
-    return rpm, tpm
+def _limits(session: ConsoleSession, requests: str, tokens: str) -> dict[str, Any]:
+    """The requests and tokens per minute typed (blank: no limit) as a change's fields,
+    within the caller's own limits
+    (:func:`relaygate.services.api_keys.rate_limit_change_within_caller`)."""
+    limits = {
+        "requests_per_minute": limit_of(requests, "requests_per_minute"),
+        "tokens_per_minute": limit_of(tokens, "tokens_per_minute"),
+    }
+    api_keys.rate_limit_change_within_caller(session.principal, limits)
+    return limits
 
 
 async def _own_key(request: Request, user_id: int, key_id: int) -> None:
@@ -149,8 +154,8 @@ async def _own_key(request: Request, user_id: int, key_id: int) -> None:
 @router.post("/users/{user_id}/keys/{key_id}/limits")
 async def set_key_limits(
     request: Request,
-    user_id: int,
-    key_id: int,
+    user_id: Id,
+    key_id: Id,
     session: AdminChecked,
     requests_per_minute: Limit = "",
     tokens_per_minute: Limit = "",
@@ -158,15 +163,15 @@ async def set_key_limits(
     """Set or clear (blank) one of the user's keys' own limits."""
     with or_back(user_page(user_id)):
         await _own_key(request, user_id, key_id)
-        rpm, tpm = _limits(session, requests_per_minute, tokens_per_minute)
+        limits = _limits(session, requests_per_minute, tokens_per_minute)
         key = await api_keys.update_key(
-            context_of(request), key_id, requests_per_minute=rpm, tokens_per_minute=tpm
+            context_of(request), key_id, KeyUpdate.model_construct(**limits)
         )
     return back(user_page(user_id), f"rate limits of key {key.name!r} saved")
 
 
 @router.post("/users/{user_id}/keys/{key_id}/revoke")
-async def revoke_key(request: Request, user_id: int, key_id: int, _: AdminChecked) -> Response:
+async def revoke_key(request: Request, user_id: Id, key_id: Id, _: AdminChecked) -> Response:
     """Revoke one of the user's keys: requests with it are refused from now on."""
     with or_back(user_page(user_id)):
         key = await api_keys.revoke_key(context_of(request), key_id, owner_id=user_id)
