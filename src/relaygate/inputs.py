@@ -6,7 +6,7 @@ Failures are pydantic's ``ValidationError``."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -45,6 +45,9 @@ Timestamp = Annotated[datetime, AfterValidator(_utc)]
 conversion leaves Python's years 1 to 9999 is a 400, not an OverflowError."""
 
 
+InputT = TypeVar("InputT", bound="Input")
+
+
 class Input(BaseModel):
     """A request body: unknown fields are refused. For a PATCH body, :meth:`changes`
     gives what it changes."""
@@ -54,9 +57,21 @@ class Input(BaseModel):
     """The fields a PATCH may send as null to clear them; null elsewhere leaves the
     field as it is."""
 
+    @classmethod
+    def unchecked(cls: type[InputT], **fields: Any) -> InputT:
+        """A body typed in the console or the CLI: ``fields`` as given, not checked here
+        (the services check what they apply, with the messages a form shows). Raises
+        :class:`TypeError` for a name that is not a field, as a misspelt keyword would."""
+        unknown = sorted(set(fields) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no field {', '.join(unknown)}")
+        made = cls.model_construct(**fields)
+        assert isinstance(made, cls)  # pydantic's plugin types it as the base class
+        return made
+
     def changes(self) -> dict[str, Any]:
-        """The fields this PATCH body sent, as keyword arguments of a service's update:
-        a null one is dropped, unless it is :attr:`CLEARABLE` (it then clears)."""
+        """The fields this PATCH body sent, as a service's update applies them: a null
+        one is dropped, unless it is :attr:`CLEARABLE` (it then clears)."""
         # The values as they are (a nested model stays one): a body built unchecked by
         # the console or the CLI (``model_construct``) may hold what its service checks.
         sent = {name: getattr(self, name) for name in self.model_fields_set}
@@ -65,6 +80,6 @@ class Input(BaseModel):
 
 def given(**fields: Any) -> dict[str, Any]:
     """The fields of a change typed in the console or the CLI that were given (a value of
-    None was not): ``X.model_construct(**given(...))`` makes the change, unchecked, so the
-    service's checks and messages apply; a field to clear is added as None beside it."""
+    None was not): ``X.unchecked(**given(...))`` makes the change; a field to clear is
+    added as None beside it."""
     return {name: value for name, value in fields.items() if value is not None}

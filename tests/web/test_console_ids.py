@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from relaygate.account_spec import UserUpdate
 from tests.support.gateway import Gateway
 from tests.web.conftest import console, csrf_of
 
@@ -85,10 +86,31 @@ def test_an_id_past_the_bound_in_a_form_or_filter_is_a_400_naming_it(
             assert field in answer.text
         answer = client.get(f"/ui/models?endpoint_id={bad}")
         assert answer.status_code == 400 and "endpoint_id" in answer.text
-        for name in ("user", "endpoint", "before"):
+        for name in ("user", "endpoint"):
             answer = client.get(f"/ui/requests?{name}={bad}")
             assert answer.status_code == 400, answer.text[:300]
             assert name in answer.text
         assert client.get("/ui/requests").status_code == 200
     members = gateway.admin.get(f"/admin/api/v1/groups/{group['id']}").json()
     assert members["users"] == [] and members["models"] == [] and members["endpoints"] == []
+
+
+def test_the_filters_all_and_the_paging_cursor_pass_the_bound(gateway: Gateway) -> None:
+    """The models page's "all" endpoint (sent blank) lists every model, and the recent
+    requests' cursor ``before`` is a usage record's id, a 64-bit one: past 2**31 it is a
+    page, not a 400."""
+    with console(gateway) as client:
+        assert client.get("/ui/models?endpoint_id=&status=").status_code == 200
+        assert client.get(f"/ui/requests?before={2**31}").status_code == 200
+        assert client.get(f"/ui/requests?before={10**17}").status_code == 200
+        answer = client.get(f"/ui/requests?before={'9' * 30}")
+        assert answer.status_code == 400 and "before" in answer.text
+
+
+def test_a_change_typed_in_the_console_or_cli_names_only_real_fields() -> None:
+    """A change built from a form or options, unchecked, still refuses a name that is
+    not a field (a misspelt one would otherwise change nothing, silently)."""
+    changes = UserUpdate.unchecked(name="ann", email=None)
+    assert changes.changes() == {"name": "ann", "email": None}
+    with pytest.raises(TypeError, match="emial"):
+        UserUpdate.unchecked(emial="a@b.c")

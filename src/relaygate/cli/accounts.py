@@ -124,7 +124,7 @@ def update_user(
 ) -> None:
     """Change a user's name, email, role, rate limits or budget (all their keys
     together)."""
-    changes = UserUpdate.model_construct(
+    changes = UserUpdate.unchecked(
         **given(name=name, email=email, role=role),
         **_limit_changes(rpm, tpm, clear_limits),
         **budget_change(budget, budget_period, clear_budget),
@@ -276,7 +276,7 @@ def update_key(
     clear_budget: ClearBudget = False,
 ) -> None:
     """Change an API key's name, rate limits or budget (its user's apply as well)."""
-    changes = KeyUpdate.model_construct(
+    changes = KeyUpdate.unchecked(
         **given(name=name),
         **_limit_changes(rpm, tpm, clear_limits),
         **budget_change(budget, budget_period, clear_budget),

@@ -261,7 +261,7 @@ def add(
         ctx,
         lambda c: service.create_endpoint(
             c,
-            EndpointSpec.model_construct(**fields),
+            EndpointSpec.unchecked(**fields),
             sync=not no_sync and not api_key_env,
         ),
     )
@@ -387,7 +387,7 @@ def update(
     elif timeout:
         current = run(ctx, lambda c: service.get_endpoint(c, endpoint)).timeouts
         sent["timeouts"] = {**current, **(_timeouts(timeout) or {})}
-    changes = EndpointUpdate.model_construct(**sent)
+    changes = EndpointUpdate.unchecked(**sent)
     before = run(ctx, lambda c: service.get_endpoint(c, endpoint)) if api_key_env else None
     if before is None or before.api_key_env == api_key_env:
         _show(run(ctx, lambda c: service.update_endpoint(c, endpoint, changes)), as_json)

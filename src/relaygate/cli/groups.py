@@ -94,7 +94,7 @@ def update(
     clear_budget: ClearBudget = False,
 ) -> None:
     """Rename or describe a group, or change its budget."""
-    changes = GroupUpdate.model_construct(
+    changes = GroupUpdate.unchecked(
         **given(name=name, description=description),
         **budget_change(budget, budget_period, clear_budget),
     )

@@ -115,7 +115,7 @@ def update(
 ) -> None:
     """Set a model's alias, fallback model or prices, or enable/disable it; prints the
     model as it is after the change."""
-    changes = ModelUpdate.model_construct(
+    changes = ModelUpdate.unchecked(
         **given(alias=alias, enabled=enabled, fallback_model=fallback),
         **_price_change(input_price, clear_input_price or clear_price, "input-price"),
         **_price_change(output_price, clear_output_price or clear_price, "output-price"),
@@ -141,7 +141,7 @@ def alias(
         fail("give an alias, or --clear")
 
     async def change(c: Context) -> ModelInfo:
-        changes = ModelUpdate.model_construct(alias=name)
+        changes = ModelUpdate.unchecked(alias=name)
         return await service.update_model(c, await service.find_model_id(c, model), changes)
 
     info = run(ctx, change)

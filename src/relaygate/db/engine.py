@@ -1,4 +1,5 @@
-"""The async engine and session factory for a database URL.
+"""The async engine and session factory for a database URL, and a blocking engine of a
+SQLite file for work done whole in a worker thread (the usage writer's).
 
 Operators write plain URLs (``sqlite:///./data/relaygate.db``,
 ``postgresql://user@host/db``); relaygate picks the async driver.

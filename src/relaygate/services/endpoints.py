@@ -114,7 +114,7 @@ def chosen_timeouts(
     timeouts: EndpointTimeouts | dict[str, float] | None,
 ) -> dict[str, float] | None:
     """The timeouts a spec or a change chose, by name: the API's are checked by their
-    schema; the console and the CLI build theirs unchecked (``model_construct``) with the
+    schema; the console and the CLI build theirs unchecked (``unchecked``) with the
     mapping they read, which :func:`check_timeouts` checks by name and range."""
     if isinstance(timeouts, EndpointTimeouts):
         return timeouts.chosen()

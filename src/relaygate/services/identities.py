@@ -122,7 +122,7 @@ async def _sync_role(ctx: Context, user: User, asserted: Asserted, mapping: Mapp
     role: Literal["admin", "user"] = "admin" if asserted.groups & mapping.admin_groups else "user"
     if role != user.role:
         try:
-            await users.update_user(ctx, user.id, UserUpdate.model_construct(role=role))
+            await users.update_user(ctx, user.id, UserUpdate.unchecked(role=role))
         except Conflict:
             log.warning("user %d kept the admin role: they are the last admin", user.id)
 

@@ -44,14 +44,10 @@ def _amount(text: str) -> float | None:
 
 async def _update(ctx: Context, kind: str, subject_id: int, **changes: Any) -> object:
     if kind == "user":
-        return await user_service.update_user(
-            ctx, subject_id, UserUpdate.model_construct(**changes)
-        )
+        return await user_service.update_user(ctx, subject_id, UserUpdate.unchecked(**changes))
     if kind == "group":
-        return await group_service.update_group(
-            ctx, subject_id, GroupUpdate.model_construct(**changes)
-        )
-    return await key_service.update_key(ctx, subject_id, KeyUpdate.model_construct(**changes))
+        return await group_service.update_group(ctx, subject_id, GroupUpdate.unchecked(**changes))
+    return await key_service.update_key(ctx, subject_id, KeyUpdate.unchecked(**changes))
 
 
 @router.post("/budgets/{kind}/{subject_id}")

@@ -109,7 +109,7 @@ def _settings_of(form: EndpointForm) -> dict[str, Any]:
 
 def spec_of(form: EndpointForm) -> EndpointSpec:
     """A new endpoint from the add form; raises :class:`BadRequest` for unreadable numbers."""
-    return EndpointSpec.model_construct(
+    return EndpointSpec.unchecked(
         name=form.name,
         url=form.url,
         type=form.type,
@@ -124,7 +124,7 @@ def changes_of(form: EndpointForm, current: EndpointInfo) -> EndpointUpdate:
     """The changes the edit form asks of ``current``. The key field is write-only: blank
     keeps the stored key; a new variable name replaces a stored key; ``clear_key`` leaves
     the endpoint without a key. Raises :class:`BadRequest` for unreadable numbers."""
-    changes = EndpointUpdate.model_construct(name=form.name, url=form.url, **_settings_of(form))
+    changes = EndpointUpdate.unchecked(name=form.name, url=form.url, **_settings_of(form))
     env = _blank_none(form.api_key_env)
     if form.clear_key:
         if current.api_key_source == "env":

@@ -15,7 +15,7 @@ from relaygate.services import endpoints as endpoint_service
 from relaygate.services import groups as group_service
 from relaygate.services import models as service
 from relaygate.web.auth import Admin, AdminChecked, context_of
-from relaygate.web.params import Id, QueryId
+from relaygate.web.params import Id, id_in
 from relaygate.web.render import back, or_back, page
 
 router = APIRouter()
@@ -26,12 +26,13 @@ PAGE = "/ui/models"
 async def models_page(
     request: Request,
     session: Admin,
-    endpoint_id: QueryId = None,
+    endpoint_id: str = "",
     status: str | None = None,
     q: str = "",
 ) -> Response:
     ctx = context_of(request)
-    found = await service.list_models(ctx, endpoint_id=endpoint_id, status=status or None)
+    endpoint = id_in(endpoint_id, "endpoint_id")  # blank: every endpoint
+    found = await service.list_models(ctx, endpoint_id=endpoint, status=status or None)
     if q:
         needle = q.lower()
         found = [
@@ -57,7 +58,7 @@ async def models_page(
         endpoints=endpoints,
         endpoint_names=names,
         allowed=allowed,
-        filters={"endpoint_id": endpoint_id, "status": status or "", "q": q},
+        filters={"endpoint_id": endpoint, "status": status or "", "q": q},
     )
 
 
@@ -97,7 +98,7 @@ async def update_model(request: Request, model_id: Id, _: AdminChecked) -> Respo
     target = back_to if back_to.startswith(PAGE) else PAGE
     alias, enabled = sent("alias"), sent("enabled")
     with or_back(target):
-        changes = ModelUpdate.model_construct(
+        changes = ModelUpdate.unchecked(
             **given(alias=alias, enabled=None if enabled is None else enabled == "true"),
             **price(sent("input_cost_per_million_tokens"), "input"),
             **price(sent("output_cost_per_million_tokens"), "output"),

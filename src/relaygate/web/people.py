@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -75,9 +75,9 @@ async def edit_user(
     email: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "user",
 ) -> Response:
-    typed: dict[str, Any] = {"name": name, "email": email or None, "role": role}
+    changes = UserUpdate.unchecked(name=name, email=email or None, role=role)
     return await _do(
-        user_service.update_user(context_of(request), user_id, UserUpdate.model_construct(**typed)),
+        user_service.update_user(context_of(request), user_id, changes),
         f"user {name!r} saved",
     )
 

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relaygate.errors import BadRequest
-from relaygate.inputs import ID_MAX
 from relaygate.services.recent_requests import (
     MAX_PAGE,
     Outcome,
@@ -20,6 +19,7 @@ from relaygate.services.recent_requests import (
     recent_requests,
 )
 from relaygate.web.auth import Admin, context_of
+from relaygate.web.params import id_in
 from relaygate.web.render import page
 
 router = APIRouter()
@@ -33,8 +33,8 @@ def _number(value: str | None, name: str) -> int | None:
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 10 or not 1 <= int(text) <= ID_MAX:
-        raise BadRequest(f"{name} must be a whole number from 1 to {ID_MAX}", param=name)
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise BadRequest(f"{name} must be a whole number", param=name)
     return int(text)
 
 
@@ -72,9 +72,9 @@ async def requests_page(request: Request, session: Admin) -> Response:
     if len(model) > 500:
         raise BadRequest("model must be at most 500 characters", param="model")
     wanted = RequestFilter(
-        user_id=_number(query.get("user"), "user"),
+        user_id=id_in(query.get("user"), "user"),
         model=model or None,
-        endpoint_id=_number(query.get("endpoint"), "endpoint"),
+        endpoint_id=id_in(query.get("endpoint"), "endpoint"),
         outcome=_outcome(query.get("status")),
         start=_time(query.get("from"), "from"),
         end=_time(query.get("to"), "to"),

@@ -86,7 +86,7 @@ async def set_user_limits(
     with or_back(user_page(user_id)):
         limits = _limits(session, requests_per_minute, tokens_per_minute)
         user = await user_service.update_user(
-            context_of(request), user_id, UserUpdate.model_construct(**limits)
+            context_of(request), user_id, UserUpdate.unchecked(**limits)
         )
     return back(user_page(user_id), f"rate limits of {user.name!r} saved")
 
@@ -164,9 +164,7 @@ async def set_key_limits(
     with or_back(user_page(user_id)):
         await _own_key(request, user_id, key_id)
         limits = _limits(session, requests_per_minute, tokens_per_minute)
-        key = await api_keys.update_key(
-            context_of(request), key_id, KeyUpdate.model_construct(**limits)
-        )
+        key = await api_keys.update_key(context_of(request), key_id, KeyUpdate.unchecked(**limits))
     return back(user_page(user_id), f"rate limits of key {key.name!r} saved")
 
 
