@@ -5,8 +5,9 @@ The proxy appends one :class:`UsageEntry` per request to a bounded
 every ``usage_flush_interval`` seconds, or as soon as ``usage_batch_size`` wait, and once
 more when stopping. On SQLite a batch is written whole in a worker thread, one hop off
 the event loop: through the async driver each database call is a hop of its own, and on
-a loop busy with a few thousand requests a second each hop waits its turn, so the
-writer fell behind and the queue grew (measured in ``bench/RESULTS.md``, issue 22). A
+a loop busy with a few thousand requests a second each hop waits its turn: the queue
+then grew five times faster. A process held at full CPU for minutes still outruns the
+writer (it waits for the GIL) and fills the queue (``bench/RESULTS.md``, issue 22). A
 stalled database never blocks a request: past
 ``usage_queue_size`` waiting entries, new ones are dropped, counted in the metric
 ``relaygate_usage_dropped_total`` and logged (once per burst of drops).
