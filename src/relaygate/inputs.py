@@ -73,7 +73,7 @@ class Input(BaseModel):
         """The fields this PATCH body sent, as a service's update applies them: a null
         one is dropped, unless it is :attr:`CLEARABLE` (it then clears)."""
         # The values as they are (a nested model stays one): a body built unchecked by
-        # the console or the CLI (``model_construct``) may hold what its service checks.
+        # the console or the CLI (:meth:`unchecked`) may hold what its service checks.
         sent = {name: getattr(self, name) for name in self.model_fields_set}
         return {k: v for k, v in sent.items() if v is not None or k in self.CLEARABLE}
 
