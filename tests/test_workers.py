@@ -60,11 +60,18 @@ class Workers:
 
     def caught_up(self) -> None:
         """Wait until the lowest snapshot version any worker serves (the ``livemin``
-        gauge) is the newest one a worker reports."""
+        gauge) is the newest one a worker reports. The newest is asked of the worker that
+        made the changes (the admin client's kept-alive connection: a worker serves its
+        own changes at once) as well as on fresh connections: fresh ones alone may all
+        reach the worker that lags, and report its version as the newest."""
         deadline = time.monotonic() + 30
         while True:
             newest = max(
-                httpx.get(self.server.url + "/readyz").json()["snapshot_version"] for _ in range(6)
+                self.admin.get("/readyz").json()["snapshot_version"],
+                *(
+                    httpx.get(self.server.url + "/readyz").json()["snapshot_version"]
+                    for _ in range(6)
+                ),
             )
             if scrape(self.server.url, "relaygate_snapshot_version") >= newest:
                 return
