@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.changes import Change, read_since, read_token, read_version
+from relaygate.db.engine import read_one_view
 from relaygate.loader import Loader
 from relaygate.snapshot import Snapshot
 
@@ -83,9 +84,9 @@ class SnapshotStore:
 
     async def _load(self) -> Snapshot:
         async with self._sessions() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                # One consistent view of every table (SQLite's transactions give one).
-                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            # One view of every table: an endpoint committed with its models between two
+            # reads must not show its models without it.
+            await read_one_view(session)
             if self._check is not None:
                 await self._check(session)
             version = await read_version(session)
@@ -108,7 +109,8 @@ class SnapshotStore:
     async def rebuilt(self) -> Snapshot:
         """A whole snapshot built from the database now, not made current: what the
         current one must equal once every change is applied (tests check that)."""
-        async with self._lock, self._sessions() as session, session.begin():
+        async with self._lock, self._sessions() as session:
+            await read_one_view(session)
             return await self._loader.load(session, await read_version(session))
 
     async def apply(self, version: int, token: str, change: Change) -> None:

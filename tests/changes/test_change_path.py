@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, update
 
 from relaygate.changes import ChangeOutsideUnit, unit
 from relaygate.context import open_context
@@ -89,3 +90,37 @@ def test_the_event_loop_lag_is_a_metric(gateway: Gateway) -> None:
         if sample.name == "relaygate_event_loop_lag_seconds_count"
     ]
     assert counts and counts[0] >= 3
+
+
+def test_a_whole_load_reads_one_view_of_the_database(gateway: Gateway, upstream: Upstream) -> None:
+    """A whole load in another process reads every table as it was at its first read: an
+    endpoint created with its models between the load's read of the endpoints and its read
+    of the models is left out whole, not half seen. (On SQLite each SELECT used to see its
+    own moment: the load met a model of an endpoint it had not read and failed, and so
+    did a worker of ``serve --workers`` starting while the other synced an endpoint.)"""
+    created: list[dict[str, Any]] = []
+
+    def create_between(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if (
+            not created
+            and statement.lstrip().upper().startswith("SELECT")
+            and ("FROM models" in statement)
+        ):
+            created.append(gateway.add_endpoint("up", upstream.url))
+
+    async def second_process() -> None:
+        async with open_context(gateway.settings) as other:
+            event.listen(other.engine.sync_engine, "before_cursor_execute", create_between)
+            try:
+                loaded = await other.snapshots.load()
+            finally:
+                event.remove(other.engine.sync_engine, "before_cursor_execute", create_between)
+            assert created, "the load never read the models"
+            assert loaded.catalog is not None and loaded.catalog.endpoints == {}
+            assert "gpt-test" not in loaded.models
+            await other.snapshots.catch_up()  # the change log brings both in
+            assert describe(other.snapshots.current) == describe(await other.snapshots.rebuilt())
+            assert "gpt-test" in other.snapshots.current.models
+
+    asyncio.run(second_process())
+    assert [m.id for m in gateway.openai().models.list()] == ["gpt-test"]

@@ -1,5 +1,6 @@
-"""The async engine and session factory for a database URL, and a blocking engine of a
-SQLite file for work done whole in a worker thread (the usage writer's).
+"""The async engine and session factory for a database URL, a blocking engine of a
+SQLite file for work done whole in a worker thread (the usage writer's), and one
+consistent view of the database for reads that span tables.
 
 Operators write plain URLs (``sqlite:///./data/relaygate.db``,
 ``postgresql://user@host/db``); relaygate picks the async driver.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.orm import Session
@@ -71,3 +72,19 @@ def make_sessionmaker(
     """A session factory whose objects stay readable after commit; its ORM sessions are
     of ``session_class`` (relaygate's own: :class:`relaygate.changes.TrackedSession`)."""
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class)
+
+
+async def read_one_view(session: AsyncSession) -> None:
+    """Make every statement ``session`` runs from now until it ends read the database as
+    it was at the first of them, whatever other connections commit meanwhile: call it
+    before the session's first statement. Returns nothing; raises what the driver raises.
+
+    On PostgreSQL the transaction is REPEATABLE READ. On SQLite an explicit ``BEGIN``
+    opens the read transaction: Python's ``sqlite3`` (under aiosqlite) begins one only
+    before a write, so each SELECT would otherwise see the database as it is at that
+    moment (https://www.sqlite.org/isolation.html: a read transaction sees one snapshot
+    of a WAL database). The session's end (commit or rollback) ends it."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        await session.execute(text("BEGIN"))
