@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,23 @@ def test_oversized_headers_from_the_proxy_sign_no_one_in(trusting: Gateway) -> N
     groups = trusting.admin.get("/admin/api/v1/groups").json()
     # team-alice came after the 200th group: past the bound, it is not read.
     assert carol["id"] not in next(g["users"] for g in groups if g["name"] == "team-a")
+
+
+def test_a_first_visit_loading_many_pages_at_once_makes_one_user(trusting: Gateway) -> None:
+    """A browser's first visit behind the proxy sends several requests at once, each a
+    first sign-in of the same subject: all are served as the one user they create, and no
+    second user is left behind without an identity."""
+    dave = {"X-Forwarded-Email": "dave@corp.example", "X-Forwarded-Groups": "team-alice"}
+
+    def visit(_: int) -> int:
+        with httpx.Client(base_url=trusting.url, headers=dave, timeout=30) as browser:
+            return browser.get("/ui/account").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(visit, range(16)))
+    assert statuses == [200] * 16
+    made = [name for name in users(trusting) if name.startswith("dave@corp.example")]
+    assert made == ["dave@corp.example"]
+    dave_id = users(trusting)["dave@corp.example"]["id"]
+    groups = trusting.admin.get("/admin/api/v1/groups").json()
+    assert next(g["users"] for g in groups if g["name"] == "team-a") == [dave_id]

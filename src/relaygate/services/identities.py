@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from relaygate.account_spec import UserUpdate
 from relaygate.changes import unit
@@ -86,7 +87,10 @@ async def _free_name(ctx: Context, wanted: str) -> str:
 
 
 async def _link_or_create(ctx: Context, asserted: Asserted, mapping: Mapping) -> int:
-    """The user a first sign-in links to (by email, when allowed) or creates."""
+    """The user a first sign-in links to (by email, when allowed) or creates, with the
+    identity, in one transaction: of two first sign-ins of one subject at once (a
+    browser's first page behind the trusted proxy loads several things), one links and
+    the other takes its user, leaving no user without an identity."""
     user_id: int | None = None
     # Only an address the provider says it verified: one that sends no email_verified
     # may let its users type any address, an admin's included.
@@ -97,21 +101,35 @@ async def _link_or_create(ctx: Context, asserted: Asserted, mapping: Mapping) ->
             ).all()
         if len(found) == 1:
             user_id = found[0]
+    name = None
     if user_id is None:
         wanted = asserted.email or asserted.name or f"{asserted.provider}-{asserted.subject}"
-        created = await users.create_user(
-            ctx, name=await _free_name(ctx, wanted), email=asserted.email
-        )
-        user_id = created.id
-    async with ctx.sessions.begin() as session:
-        session.add(
-            Identity(
-                provider=asserted.provider,
-                subject=asserted.subject,
-                user_id=user_id,
-                email=asserted.email,
+        name = users.check_name(await _free_name(ctx, wanted))
+    try:
+        async with unit(ctx) as session:
+            if user_id is None:
+                user = User(name=name, email=asserted.email, role="user", disabled=False)
+                session.add(user)
+                await session.flush()
+                user_id = user.id
+            session.add(
+                Identity(
+                    provider=asserted.provider,
+                    subject=asserted.subject,
+                    user_id=user_id,
+                    email=asserted.email,
+                )
             )
-        )
+    except IntegrityError:
+        async with ctx.sessions() as session:
+            linked = await session.scalar(
+                select(Identity.user_id).where(
+                    Identity.provider == asserted.provider, Identity.subject == asserted.subject
+                )
+            )
+        if linked is None:  # the free name was taken meanwhile
+            raise Conflict("another sign-in took this user name at once; sign in again") from None
+        return linked
     log.info("user %d linked to %s subject %r", user_id, asserted.provider, asserted.subject)
     return user_id
 
@@ -128,6 +146,16 @@ async def _sync_role(ctx: Context, user: User, asserted: Asserted, mapping: Mapp
 
 
 async def _sync_groups(ctx: Context, user_id: int, asserted: Asserted, mapping: Mapping) -> None:
+    """Make ``user_id``'s memberships from this provider the ones the mapping gives. Two
+    sign-ins of one user at once may both add a membership: the one that loses reads
+    what the other committed and finds nothing left to do."""
+    try:
+        await _set_groups(ctx, user_id, asserted, mapping)
+    except IntegrityError:
+        await _set_groups(ctx, user_id, asserted, mapping)
+
+
+async def _set_groups(ctx: Context, user_id: int, asserted: Asserted, mapping: Mapping) -> None:
     source = asserted.provider if asserted.provider == "proxy" else f"oidc:{asserted.provider}"
     wanted = {mapping.group_map[g] for g in asserted.groups if g in mapping.group_map}
     async with unit(ctx) as session:

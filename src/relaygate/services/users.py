@@ -64,7 +64,8 @@ def _check_role(role: str) -> str:
     return role
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """``name`` stripped; raises :class:`BadRequest` unless it is 1 to 200 characters."""
     name = name.strip()
     if not name or len(name) > 200:
         raise BadRequest("name must be 1 to 200 characters", param="name")
@@ -108,7 +109,7 @@ async def create_user(
     user = User(
         budget=budget,
         budget_period=budget_period,
-        name=_check_name(name),
+        name=check_name(name),
         email=email or None,
         role=_check_role(role),
         disabled=False,
@@ -167,7 +168,7 @@ async def update_user(
         async with unit(ctx) as session:
             user = await find_user(session, ident)
             if "name" in sent:
-                user.name = _check_name(sent["name"])
+                user.name = check_name(sent["name"])
             if "email" in sent:
                 user.email = sent["email"] or None
             if "role" in sent:
