@@ -36,6 +36,7 @@ from relaygate.metrics import Metrics
 from relaygate.settings import Settings
 from relaygate.snapshot import Timeouts
 from relaygate.snapshots import SnapshotStore
+from relaygate.sso.provider import DiscoveryCache
 from relaygate.upstream_client import LeanClient
 from relaygate.vault import CHECK_PLAINTEXT, Vault, load_secret
 
@@ -91,12 +92,15 @@ class Context:
     """The contents of users' files (``files_dir``)."""
     audit: AuditTrail = field(default_factory=AuditTrail)
     """Who is acting in the current task, for the audit log (:mod:`relaygate.audit`)."""
+    discovery: DiscoveryCache = field(init=False)
+    """The sign-in providers' discovery documents, kept a while (:mod:`relaygate.sso`)."""
     claimant: str = field(init=False)
     """This process as the holder of batch claims: ``replica`` and a random part, so two
     processes with one host name and pid (containers) never hold each other's claims."""
 
     def __post_init__(self) -> None:
         self.files = FileStorage(self.settings.files_path)
+        self.discovery = DiscoveryCache(self.http)
         self.claimant = f"{self.replica}/{secrets.token_hex(4)}"
         self.budgets = Budgets(
             self.engine,

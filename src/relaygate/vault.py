@@ -29,7 +29,8 @@ CHECK_PLAINTEXT = "relaygate-secret-check"
 
 
 class Vault:
-    """Encrypts and decrypts provider keys with one secret key."""
+    """Encrypts and decrypts provider keys with one secret key, and seals what a browser
+    carries for relaygate (:meth:`seal`)."""
 
     def __init__(self, secret: str):
         derived = HKDF(
@@ -39,6 +40,13 @@ class Vault:
         self._mac_key = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"relaygate console"
         ).derive(secret.encode())
+        self._sealer = Fernet(
+            base64.urlsafe_b64encode(
+                HKDF(
+                    algorithm=hashes.SHA256(), length=32, salt=None, info=b"relaygate sealed"
+                ).derive(secret.encode())
+            )
+        )
         self.mark = hmac.new(secret.encode(), b"relaygate via", hashlib.sha256).hexdigest()[:16]
         """This installation's mark (16 hex digits, the same on every replica sharing the
         secret, revealing nothing of it): sent upstream so a request that comes back is
@@ -59,6 +67,24 @@ class Vault:
             return self._fernet.decrypt(token.encode("ascii")).decode()
         except (InvalidToken, ValueError):
             raise DecryptionFailed("value was encrypted with another secret key") from None
+
+    def seal(self, plaintext: str, at: int | None = None) -> str:
+        """Encrypt and authenticate ``plaintext``, stamped with the time ``at`` (Unix
+        seconds; default now), for a browser to carry and give back (a sign-in's state
+        cookie): a URL-safe ASCII token that only this secret key opens. Its key is
+        derived apart from the provider keys' (HKDF ``info``), so a sealed value and a
+        stored provider key never open each other."""
+        data = plaintext.encode()
+        token = self._sealer.encrypt(data) if at is None else self._sealer.encrypt_at_time(data, at)
+        return token.decode("ascii")
+
+    def unseal(self, token: str, max_age: int) -> str | None:
+        """The plaintext :meth:`seal` sealed into ``token`` at most ``max_age`` seconds ago,
+        or None when it was not sealed with this secret key, was altered, or is older."""
+        try:
+            return self._sealer.decrypt(token.encode("ascii"), ttl=max_age).decode()
+        except (InvalidToken, ValueError):
+            return None
 
 
 def key_hint(key: str) -> str:

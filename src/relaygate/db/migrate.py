@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0017"
+HEAD = "0018"
 """The newest revision in ``migrations/versions`` (a test keeps the two in step)."""
 
 

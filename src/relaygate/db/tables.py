@@ -316,19 +316,6 @@ class Identity(Base):
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class SignInAttempt(Base):
-    """An OIDC sign-in under way: the hash of its ``state``, and the nonce and PKCE
-    verifier its callback needs; used once, deleted at the callback or on expiry."""
-
-    __tablename__ = "sign_in_attempts"
-
-    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    provider: Mapped[str] = mapped_column(String(64))
-    nonce: Mapped[str] = mapped_column(String(128))
-    verifier: Mapped[str] = mapped_column(String(128))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-
-
 class Meta(Base):
     """Small named values: the change counter, seeding time, the secret-key check."""
 

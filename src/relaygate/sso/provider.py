@@ -8,6 +8,9 @@ call to another host). References: OpenID Connect Discovery 1.0 §4
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,8 @@ from relaygate.sign_in_settings import OidcProvider
 
 MAX_RESPONSE_BYTES = 256 * 1024
 """The largest discovery document, token response or key set relaygate reads."""
+DISCOVERY_SECONDS = 300.0
+"""How long a provider's discovery document is kept once read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +135,31 @@ async def exchange_code(
     if not isinstance(token, str) or len(token) > MAX_RESPONSE_BYTES:
         raise UpstreamFailed(f"the identity provider {provider.name!r} sent no ID token")
     return token
+
+
+class DiscoveryCache:
+    """Each provider's discovery (:func:`discover`), kept :data:`DISCOVERY_SECONDS`
+    after it was read: anyone may start a sign-in, and starting one must not cost the
+    provider a call each time. Concurrent misses for one provider make one call; a
+    failed discovery is not kept (the next sign-in tries again). ``clock`` gives
+    seconds (default :func:`time.monotonic`)."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._http = http
+        self._clock = clock
+        self._kept: dict[tuple[str, str], tuple[float, Metadata]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def get(self, provider: OidcProvider) -> Metadata:
+        """``provider``'s endpoints, read again when older than the period; raises
+        :class:`UpstreamFailed` as :func:`discover` does."""
+        key = (provider.name, provider.issuer)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            kept = self._kept.get(key)
+            if kept is not None and self._clock() - kept[0] < DISCOVERY_SECONDS:
+                return kept[1]
+            metadata = await discover(self._http, provider)
+            self._kept[key] = (self._clock(), metadata)
+            return metadata

@@ -1,6 +1,6 @@
 """Signing in to the console through an OpenID Connect provider.
 
-``GET /ui/auth/oidc/{name}`` sends the browser to the provider (the state also in a
+``GET /ui/auth/oidc/{name}`` sends the browser to the provider (the sign-in sealed in a
 cookie scoped to these routes); the provider sends it back to ``…/{name}/callback``,
 which verifies everything (:mod:`relaygate.sso.oidc`), signs the user in
 (:mod:`relaygate.services.identities`) and starts a console session. The callback
@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from relaygate import audit
-from relaygate.errors import AuthenticationFailed, Overloaded, PermissionDenied, UpstreamFailed
+from relaygate.errors import AuthenticationFailed, PermissionDenied, UpstreamFailed
 from relaygate.services import identities, web_sessions
 from relaygate.sign_in_settings import OidcProvider
 from relaygate.sso import oidc
@@ -75,12 +75,12 @@ async def begin(request: Request, name: str) -> Response:
     provider = oidc.find_provider(ctx, name)
     try:
         started = await oidc.start(ctx, provider)
-    except (UpstreamFailed, Overloaded) as exc:
+    except UpstreamFailed as exc:
         return login_page_for(request, exc.status, exc.message)
     response = RedirectResponse(started.url, status_code=303)
     response.set_cookie(
         STATE_COOKIE,
-        started.state,
+        started.cookie,
         max_age=oidc.ATTEMPT_SECONDS,
         httponly=True,
         samesite="lax",  # sent on the provider's top-level redirect back to the callback

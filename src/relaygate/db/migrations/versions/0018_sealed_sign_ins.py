@@ -1,0 +1,30 @@
+"""Sign-ins under way are no longer stored: the browser carries each sealed in its state
+cookie (anyone may start one, and each used to be a row).
+
+Revision ID: 0018
+Revises: 0017
+Create Date: 2026-12-07
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018"
+down_revision = "0017"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.drop_table("sign_in_attempts")
+
+
+def downgrade() -> None:
+    op.create_table(
+        "sign_in_attempts",
+        sa.Column("state_hash", sa.String(64), primary_key=True),
+        sa.Column("provider", sa.String(64), nullable=False),
+        sa.Column("nonce", sa.String(128), nullable=False),
+        sa.Column("verifier", sa.String(128), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    )
