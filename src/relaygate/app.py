@@ -49,6 +49,7 @@ from relaygate.ratelimit import RateLimiter
 from relaygate.resources import BATCHES_PATH, FILES_PATH, resources_router
 from relaygate.services.api_findings import ApiFindings, write_api_findings
 from relaygate.services.api_keys import KeyActivity
+from relaygate.services.audit import prune_audit
 from relaygate.services.bootstrap import bootstrap
 from relaygate.services.files import prune_files
 from relaygate.services.stored_responses import ResponseStore, write_stored_responses
@@ -319,6 +320,7 @@ class RelaygateApp:
                 asyncio.create_task(flush_key_activity(ctx, activity, stop)),
                 asyncio.create_task(write_usage(ctx, usage, self.metrics, stop)),
                 asyncio.create_task(prune_usage(ctx, stop)),
+                asyncio.create_task(prune_audit(ctx, stop)),
                 asyncio.create_task(prune_budgets(ctx, stop)),
                 asyncio.create_task(
                     run_budget_alerts(ctx, alerts, stop, retry_delay=self.alert_retry_delay)

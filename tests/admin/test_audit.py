@@ -5,6 +5,7 @@ and bounds; the JSON log lines; changes a sync makes are no one's."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from relaygate.db.tables import AuditEntry
 from tests.conftest import Upstream
+from tests.support import databases
 from tests.support.gateway import Gateway
+from tests.support.polling import eventually
 
 API = "/admin/api/v1"
 PROVIDER_KEY = "sk-upstream-audit-SECRET-1234567890"
@@ -288,3 +291,43 @@ def test_seeding_is_the_configs(tmp_path: Path, upstream: Upstream) -> None:
         assert PROVIDER_KEY not in str(found) and PROVIDER_KEY not in stored_rows(running)
     finally:
         running.stop()
+
+
+def test_entries_past_the_retention_are_deleted(tmp_path: Path) -> None:
+    """With ``audit_retention_days`` set, a starting server deletes the entries older
+    than that and keeps the rest; unset (the default), nothing is ever deleted."""
+    url = databases.migrated_database_url(tmp_path)
+    secret = secrets.token_urlsafe(32)
+    first = Gateway(tmp_path, database_url=url, secret_key=secret).start()
+    try:
+        for name in ("old-1", "old-2", "new-1"):
+            first.create_user(name)
+
+        async def age(names: tuple[str, ...], days: float) -> None:
+            async with first.ctx.sessions.begin() as session:
+                await session.execute(
+                    update(AuditEntry)
+                    .where(AuditEntry.target_name.in_(names))
+                    .values(created_at=datetime.now(UTC) - timedelta(days=days))
+                )
+
+        first.on_loop(lambda: age(("old-1", "old-2"), 3))
+        first.on_loop(lambda: age(("new-1",), 0.5))
+    finally:
+        first.stop()
+    kept_all = Gateway(tmp_path, database_url=url, secret_key=secret).start()
+    try:
+        assert {"old-1", "old-2", "new-1"} <= {e["target_name"] for e in entries(kept_all)}
+    finally:
+        kept_all.stop()
+    pruning = Gateway(tmp_path, database_url=url, secret_key=secret, audit_retention_days=1)
+    pruning.start()
+    try:
+        remaining = eventually(
+            lambda: {e["target_name"] for e in entries(pruning)},
+            lambda names: "old-1" not in names and "old-2" not in names,
+        )
+        assert {"new-1", "admin"} <= remaining and not {"old-1", "old-2"} & remaining
+    finally:
+        pruning.stop()
+        databases.drop(url)

@@ -3,6 +3,7 @@ filtered by time, actor and action, a page at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select
 
 from relaygate.context import Context
+from relaygate.db.pruning import delete_older, keep_pruning
 from relaygate.db.tables import AuditEntry
 from relaygate.errors import BadRequest
 
@@ -128,3 +130,16 @@ def _record(row: AuditEntry) -> AuditRecord:
         target_name=row.target_name,
         details=dict(row.details or {}),
     )
+
+
+async def prune_audit_once(ctx: Context, older_than: datetime) -> int:
+    """Delete audit entries created before ``older_than``, in small batches
+    (:func:`relaygate.db.pruning.delete_older`); returns how many."""
+    return await delete_older(ctx.sessions, AuditEntry.id, AuditEntry.created_at, older_than)
+
+
+async def prune_audit(ctx: Context, stop: asyncio.Event) -> None:
+    """With ``audit_retention_days`` set, delete older audit entries at start and then
+    hourly until ``stop``; failures are logged and retried next time."""
+    days = ctx.settings.audit_retention_days
+    await keep_pruning(stop, days, lambda older: prune_audit_once(ctx, older), "audit entries")

@@ -10,17 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, func, select
 
 from relaygate.context import Context
+from relaygate.db.pruning import delete_older, keep_pruning
 from relaygate.db.tables import ApiKey, Endpoint, UsageRecord, User, utcnow
 from relaygate.errors import BadRequest
-from relaygate.pauses import pause
 
 log = logging.getLogger(__name__)
 
 GROUPS = ("user", "key", "model", "endpoint", "day")
-PRUNE_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,36 +199,13 @@ async def daily_tokens(
 
 
 async def prune_once(ctx: Context, older_than: datetime) -> int:
-    """Delete usage records created before ``older_than``, :data:`PRUNE_BATCH` at a time
-    (short transactions, so writers are never held up for long); returns how many."""
-    removed = 0
-    while True:
-        async with ctx.sessions.begin() as session:
-            ids = (
-                await session.scalars(
-                    select(UsageRecord.id)
-                    .where(UsageRecord.created_at < older_than)
-                    .limit(PRUNE_BATCH)
-                )
-            ).all()
-            if not ids:
-                return removed
-            await session.execute(delete(UsageRecord).where(UsageRecord.id.in_(ids)))
-        removed += len(ids)
-        await asyncio.sleep(0)
+    """Delete usage records created before ``older_than``, in small batches
+    (:func:`relaygate.db.pruning.delete_older`); returns how many."""
+    return await delete_older(ctx.sessions, UsageRecord.id, UsageRecord.created_at, older_than)
 
 
-async def prune_usage(ctx: Context, stop: asyncio.Event, every: float = 3600.0) -> None:
+async def prune_usage(ctx: Context, stop: asyncio.Event) -> None:
     """With ``usage_retention_days`` set, delete older usage records at start and then
-    every ``every`` seconds until ``stop``; failures are logged and retried next time."""
+    hourly until ``stop``; failures are logged and retried next time."""
     days = ctx.settings.usage_retention_days
-    if days is None:
-        return
-    while not stop.is_set():
-        try:
-            removed = await prune_once(ctx, utcnow() - timedelta(days=days))
-            if removed:
-                log.info("deleted %d usage records older than %g days", removed, days)
-        except Exception:
-            log.exception("could not delete old usage records; will retry")
-        await pause(stop, every)
+    await keep_pruning(stop, days, lambda older: prune_once(ctx, older), "usage records")
