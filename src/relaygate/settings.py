@@ -113,8 +113,9 @@ class Settings(BaseModel):
     """One ``info`` line per proxied request on the ``relaygate.access`` logger."""
     audit_log_json: bool = False
     """Also write each audit-log entry as one JSON line on the ``relaygate.audit`` logger."""
-    audit_retention_days: float | None = Field(default=None, gt=0)
-    """Audit entries older than this are deleted (in small batches); None keeps all."""
+    audit_retention_days: float | None = Field(default=None, ge=1)
+    """Audit entries older than this (at least a day) are deleted (in small batches);
+    None keeps all."""
     sync_interval: float = Field(default=30.0, gt=0, le=MAX_SYNC_INTERVAL)
     sync_timeout: float = Field(default=10.0, gt=0)
     admin_key: str | None = None

@@ -295,7 +295,8 @@ def test_seeding_is_the_configs(tmp_path: Path, upstream: Upstream) -> None:
 
 def test_entries_past_the_retention_are_deleted(tmp_path: Path) -> None:
     """With ``audit_retention_days`` set, a starting server deletes the entries older
-    than that and keeps the rest; unset (the default), nothing is ever deleted."""
+    than that, keeps the rest and records what it deleted (``audit.prune``); unset (the
+    default), nothing is ever deleted."""
     url = databases.migrated_database_url(tmp_path)
     secret = secrets.token_urlsafe(32)
     first = Gateway(tmp_path, database_url=url, secret_key=secret).start()
@@ -328,6 +329,8 @@ def test_entries_past_the_retention_are_deleted(tmp_path: Path) -> None:
             lambda names: "old-1" not in names and "old-2" not in names,
         )
         assert {"new-1", "admin"} <= remaining and not {"old-1", "old-2"} & remaining
+        [pruned] = entries(pruning, action="audit.prune")
+        assert pruned["actor_name"] == "system" and pruned["details"]["values"]["deleted"] == 2
     finally:
         pruning.stop()
         databases.drop(url)

@@ -141,7 +141,8 @@ def test_a_good_provider_gets_a_pkce_request(gateway: Gateway, idp: Idp) -> None
     sealed = started.cookies["rg_oidc_state"].strip('"')  # quoted for its "=" padding
     assert params["state"] not in sealed and params["nonce"] not in sealed
     opened = gateway.ctx.vault.unseal(sealed, oidc.ATTEMPT_SECONDS)
-    assert opened is not None and orjson.loads(opened)[:3] == [
+    assert opened is not None and orjson.loads(opened)[:4] == [
+        oidc.SEALED_AS,
         params["state"],
         "corp",
         params["nonce"],
@@ -173,6 +174,23 @@ def test_starting_sign_ins_stores_nothing_and_asks_the_provider_once(
     assert gateway.dump() == before
 
 
+def test_a_provider_down_costs_one_call_not_one_per_sign_in(gateway: Gateway, idp: Idp) -> None:
+    """Sign-ins started at once while the provider does not answer share one discovery
+    and its failure (each gets the 502 page), and the failure is kept a few seconds:
+    they do not queue up one timeout each behind one another."""
+    idp.mode = "slow"
+
+    def begin(_: int) -> httpx.Response:
+        return httpx.get(gateway.url + "/ui/auth/oidc/corp", timeout=30)
+
+    with ThreadPoolExecutor(8) as pool:
+        pages = list(pool.map(begin, range(8)))
+    pages.append(begin(8))
+    assert {p.status_code for p in pages} == {502}
+    assert all("could not be reached" in p.text for p in pages)
+    assert idp.discoveries == 1
+
+
 def _callback(
     gateway: Gateway, cookie: str | None, state: str, name: str = "corp"
 ) -> httpx.Response:
@@ -194,7 +212,7 @@ def test_a_forged_altered_old_or_foreign_state_cookie_is_refused(
     started = httpx.get(gateway.url + "/ui/auth/oidc/corp", timeout=10)
     sealed = started.cookies["rg_oidc_state"].strip('"')
     state = httpx.URL(started.headers["location"]).params["state"]
-    fields = [state, "corp", "n", "v"]
+    fields = [oidc.SEALED_AS, state, "corp", "n", "v"]
     other_key = Vault(secrets.token_urlsafe(32))
     cases = {
         "no cookie": (None, state, "corp", "state does not match"),
@@ -217,13 +235,23 @@ def test_a_forged_altered_old_or_foreign_state_cookie_is_refused(
         ),
         "another provider's": (sealed, state, "other", "started at another provider"),
         "not a sign-in": (gateway.ctx.vault.seal('{"a": 1}'), state, "corp", "unknown or expired"),
+        "sealed for something else": (
+            gateway.ctx.vault.seal(orjson.dumps(["other/1", *fields[1:]]).decode()),
+            state,
+            "corp",
+            "unknown or expired",
+        ),
     }
     for case, (cookie, sent_state, name, message) in cases.items():
         page = _callback(gateway, cookie, sent_state, name)
         assert page.status_code == 401, case
         assert message in page.text, case
     assert idp.tokens == 0
-    # The genuine cookie reaches the provider, which refuses this made-up code.
+    # The genuine cookie reaches the provider, which refuses this made-up code; sent
+    # again, it is refused before the provider is asked: a callback is taken once.
     page = _callback(gateway, sealed, state)
     assert page.status_code == 502 and "answered 400" in page.text
+    assert idp.tokens == 1
+    again = _callback(gateway, sealed, state)
+    assert again.status_code == 401 and "used already" in again.text
     assert idp.tokens == 1

@@ -34,16 +34,15 @@ async def delete_older(
     table = id_column.class_
     removed = 0
     while True:
+        oldest = select(id_column).where(created_column < older_than).limit(PRUNE_BATCH)
         async with sessions.begin() as session:
-            ids = (
-                await session.scalars(
-                    select(id_column).where(created_column < older_than).limit(PRUNE_BATCH)
-                )
-            ).all()
-            if not ids:
-                return removed
-            await session.execute(delete(table).where(id_column.in_(ids)))
-        removed += len(ids)
+            result = await session.execute(
+                delete(table).where(id_column.in_(oldest.scalar_subquery()))
+            )
+        count: int = result.rowcount  # type: ignore[attr-defined]
+        removed += count
+        if count < PRUNE_BATCH:
+            return removed
         await asyncio.sleep(0)
 
 

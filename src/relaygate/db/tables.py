@@ -316,6 +316,16 @@ class Identity(Base):
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class UsedSignIn(Base):
+    """The hash of the ``state`` of an OIDC sign-in whose callback reached the provider,
+    kept until its state cookie can no longer be opened: a callback is taken once."""
+
+    __tablename__ = "used_sign_ins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class Meta(Base):
     """Small named values: the change counter, seeding time, the secret-key check."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select
 
+from relaygate import audit
 from relaygate.context import Context
 from relaygate.db.pruning import delete_older, keep_pruning
 from relaygate.db.tables import AuditEntry
@@ -134,8 +135,19 @@ def _record(row: AuditEntry) -> AuditRecord:
 
 async def prune_audit_once(ctx: Context, older_than: datetime) -> int:
     """Delete audit entries created before ``older_than``, in small batches
-    (:func:`relaygate.db.pruning.delete_older`); returns how many."""
-    return await delete_older(ctx.sessions, AuditEntry.id, AuditEntry.created_at, older_than)
+    (:func:`relaygate.db.pruning.delete_older`), and record that it did (an
+    ``audit.prune`` entry by ``system``: the log never loses entries without a trace);
+    returns how many."""
+    removed = await delete_older(ctx.sessions, AuditEntry.id, AuditEntry.created_at, older_than)
+    if removed:
+        await audit.record(
+            ctx,
+            "audit.prune",
+            target_type="audit_log",
+            values={"deleted": removed, "older_than": older_than.isoformat()},
+            actor=audit.SYSTEM,
+        )
+    return removed
 
 
 async def prune_audit(ctx: Context, stop: asyncio.Event) -> None:

@@ -103,7 +103,8 @@ async def _link_or_create(ctx: Context, asserted: Asserted, mapping: Mapping) ->
             user_id = found[0]
     name = None
     if user_id is None:
-        wanted = asserted.email or asserted.name or f"{asserted.provider}-{asserted.subject}"
+        wanted = asserted.email or asserted.name or ""
+        wanted = wanted.strip() or f"{asserted.provider}-{asserted.subject}"
         name = users.check_name(await _free_name(ctx, wanted))
     try:
         async with unit(ctx) as session:
@@ -127,9 +128,14 @@ async def _link_or_create(ctx: Context, asserted: Asserted, mapping: Mapping) ->
                     Identity.provider == asserted.provider, Identity.subject == asserted.subject
                 )
             )
-        if linked is None:  # the free name was taken meanwhile
+            taken = name is not None and await session.scalar(
+                select(User.id).where(User.name == name)
+            )
+        if linked is not None:
+            return linked
+        if taken:  # the free name was taken meanwhile by another user's first sign-in
             raise Conflict("another sign-in took this user name at once; sign in again") from None
-        return linked
+        raise
     log.info("user %d linked to %s subject %r", user_id, asserted.provider, asserted.subject)
     return user_id
 

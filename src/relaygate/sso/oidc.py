@@ -6,10 +6,11 @@ for the browser's state cookie (:meth:`relaygate.vault.Vault.seal`): starting a 
 which anyone may do, stores nothing and, the discovery being kept a while
 (:class:`relaygate.sso.provider.DiscoveryCache`), calls no one. :func:`finish` takes
 the provider's answer: the cookie must open (sealed with this secret key at most
-:data:`ATTEMPT_SECONDS` ago), name this provider and hold the answer's state; the code
-is exchanged with the verifier (the provider takes a code once: RFC 6749 §4.1.2, and
-only with its verifier), and the ID token verified (:mod:`relaygate.sso.id_tokens`),
-its nonce the cookie's. Reference: OpenID Connect Core 1.0 §3.1
+:data:`ATTEMPT_SECONDS` ago), name this provider and hold the answer's state, and its
+state must not have been used (a used one is kept, hashed, until its cookie expires:
+the only row a sign-in writes before it succeeds); the code is exchanged with the
+verifier, and the ID token verified (:mod:`relaygate.sso.id_tokens`), its nonce the
+cookie's. Reference: OpenID Connect Core 1.0 §3.1
 (https://openid.net/specs/openid-connect-core-1_0.html#CodeFlowAuth).
 """
 
@@ -18,20 +19,27 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 
 from relaygate.context import Context
+from relaygate.db.tables import UsedSignIn, utcnow
 from relaygate.errors import AuthenticationFailed, NotFound, UpstreamFailed
+from relaygate.keys import hash_key
 from relaygate.sign_in_settings import OidcProvider
 from relaygate.sso import id_tokens
 from relaygate.sso import provider as idp
 
 ATTEMPT_SECONDS = 600
 """How long a sign-in may stay at the provider before its callback is refused."""
+SEALED_AS = "oidc-sign-in/1"
+"""The first item of what a state cookie seals: what the sealed value is for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +104,7 @@ async def start(ctx: Context, provider: OidcProvider) -> Started:
         }
     )
     joiner = "&" if "?" in metadata.authorization_endpoint else "?"
-    sealed = ctx.vault.seal(orjson.dumps(list(_fields(attempt))).decode())
+    sealed = ctx.vault.seal(orjson.dumps([SEALED_AS, *_fields(attempt)]).decode())
     return Started(metadata.authorization_endpoint + joiner + query, sealed)
 
 
@@ -114,11 +122,29 @@ def _opened(ctx: Context, cookie: str) -> _Attempt | None:
         fields = orjson.loads(plain)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(fields, list) or len(fields) != 4:
+    if not isinstance(fields, list) or len(fields) != 5 or fields[0] != SEALED_AS:
         return None
     if not all(isinstance(f, str) for f in fields):
         return None
-    return _Attempt(*fields)
+    return _Attempt(*fields[1:])
+
+
+async def _use(ctx: Context, state: str) -> None:
+    """Mark the sign-in of ``state`` used (until its cookie expires), so its callback is
+    taken once (RFC 6749 §4.1.2: a code is used once, by the client too); raises
+    :class:`AuthenticationFailed` when it was used already."""
+    now = utcnow()
+    try:
+        async with ctx.sessions.begin() as session:
+            await session.execute(delete(UsedSignIn).where(UsedSignIn.expires_at < now))
+            session.add(
+                UsedSignIn(
+                    state_hash=hash_key(state),
+                    expires_at=now + timedelta(seconds=ATTEMPT_SECONDS),
+                )
+            )
+    except IntegrityError:
+        raise AuthenticationFailed("the sign-in was used already; start again") from None
 
 
 async def finish(
@@ -137,6 +163,7 @@ async def finish(
         raise AuthenticationFailed("the sign-in's state does not match; start again")
     if attempt.provider != provider.name:
         raise AuthenticationFailed("the sign-in was started at another provider; start again")
+    await _use(ctx, state)
     metadata = await ctx.discovery.get(provider)
     raw = await idp.exchange_code(
         ctx.http,

@@ -24,6 +24,9 @@ MAX_RESPONSE_BYTES = 256 * 1024
 """The largest discovery document, token response or key set relaygate reads."""
 DISCOVERY_SECONDS = 300.0
 """How long a provider's discovery document is kept once read."""
+FAILURE_SECONDS = 10.0
+"""How long a failed discovery is answered from memory before the provider is asked
+again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,26 +143,47 @@ async def exchange_code(
 class DiscoveryCache:
     """Each provider's discovery (:func:`discover`), kept :data:`DISCOVERY_SECONDS`
     after it was read: anyone may start a sign-in, and starting one must not cost the
-    provider a call each time. Concurrent misses for one provider make one call; a
-    failed discovery is not kept (the next sign-in tries again). ``clock`` gives
-    seconds (default :func:`time.monotonic`)."""
+    provider a call each time. Concurrent misses for one provider share one call, its
+    answer or its failure; a failure is kept :data:`FAILURE_SECONDS`, so a provider that
+    is down or slow costs one timeout at a time, not one per waiting sign-in. ``clock``
+    gives seconds (default :func:`time.monotonic`)."""
 
     def __init__(
         self, http: aiohttp.ClientSession, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._http = http
         self._clock = clock
-        self._kept: dict[tuple[str, str], tuple[float, Metadata]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._kept: dict[tuple[str, str], tuple[float, Metadata | UpstreamFailed]] = {}
+        self._asking: dict[tuple[str, str], asyncio.Future[Metadata]] = {}
 
     async def get(self, provider: OidcProvider) -> Metadata:
         """``provider``'s endpoints, read again when older than the period; raises
-        :class:`UpstreamFailed` as :func:`discover` does."""
+        :class:`UpstreamFailed` as :func:`discover` does (also while a failure is kept)."""
         key = (provider.name, provider.issuer)
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            kept = self._kept.get(key)
-            if kept is not None and self._clock() - kept[0] < DISCOVERY_SECONDS:
-                return kept[1]
+        kept = self._kept.get(key)
+        if kept is not None:
+            at, answer = kept
+            period = FAILURE_SECONDS if isinstance(answer, UpstreamFailed) else DISCOVERY_SECONDS
+            if self._clock() - at < period:
+                if isinstance(answer, UpstreamFailed):
+                    raise answer
+                return answer
+        asking = self._asking.get(key)
+        if asking is None:
+            asking = self._asking[key] = asyncio.ensure_future(self._ask(key, provider))
+            # Its failure is read here even when every waiter was cancelled meanwhile.
+            asking.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # Shielded: one waiter cancelled (its client went away) cancels no one else's.
+        return await asyncio.shield(asking)
+
+    async def _ask(self, key: tuple[str, str], provider: OidcProvider) -> Metadata:
+        try:
             metadata = await discover(self._http, provider)
+        except UpstreamFailed as exc:
+            self._kept[key] = (self._clock(), exc)
+            raise
+        else:
             self._kept[key] = (self._clock(), metadata)
             return metadata
+        finally:
+            del self._asking[key]
