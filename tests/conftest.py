@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,16 @@ from tests.support import databases
 from tests.support.gateway import Gateway
 from tests.support.servers import ServerThread
 from tests.support.upstream import UpstreamState, make_upstream
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """httpx reads a whole bundle of certificate authorities for every client it makes
+    (about 25 ms each, several per test: the SDKs' clients, ``httpx.get``); the same
+    authorities in the system's hashed directory are looked up only when a certificate
+    is checked. Verification stays on; the tests reach loopback servers only."""
+    if os.path.isdir("/etc/ssl/certs"):
+        os.environ.pop("SSL_CERT_FILE", None)
+        os.environ["SSL_CERT_DIR"] = "/etc/ssl/certs"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -396,7 +396,7 @@ def test_batches_list_and_cancel(tmp_path: Path, upstream: Upstream) -> None:
     status and counts (filtered by --user and --status), and `batches cancel` cancels it."""
     # No batch work after start-up: the batch stays validating while the CLI looks.
     gateway = Gateway(tmp_path, batch_poll_interval=3600).start()
-    gateway.app.api.state.batch_runner = None  # nothing wakes it before its hour is up
+    gateway.app.state.batch_runner = None  # nothing wakes it before its hour is up
     try:
         gateway.add_endpoint("local", upstream.url)
         ann = gateway.create_user("ann")

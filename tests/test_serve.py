@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import Upstream
+from tests.support.polling import eventually
 from tests.support.process import ServeProcess, cli_env, relaygate
 
 KEY_PATTERN = re.compile(r"rg-[A-Za-z0-9_-]{43}")
@@ -86,7 +87,11 @@ def test_config_seeds_endpoints_only_into_a_new_database(
     try:
         endpoints = httpx.get(server.url + "/admin/api/v1/endpoints", headers=headers).json()
         assert [(e["name"], e["has_api_key"]) for e in endpoints] == [("local", True)]
-        models = httpx.get(server.url + "/v1/models", headers=headers).json()["data"]
+        # Ready means the snapshot is loaded; the first sync runs just after.
+        models = eventually(
+            lambda: httpx.get(server.url + "/v1/models", headers=headers).json()["data"],
+            lambda listed: listed != [],
+        )
         assert [m["id"] for m in models] == ["gpt-test"]
     finally:
         server.stop()

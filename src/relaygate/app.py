@@ -22,10 +22,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Router
 
 from relaygate import __version__
 from relaygate.admin import admin_router, registry_router
+from relaygate.app_state import SCOPE_KEY, AppState
 from relaygate.background import (
     flush_key_activity,
     follow_changes,
@@ -176,6 +177,30 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+def build_api() -> FastAPI:
+    """The FastAPI application of the admin API, the console, the registry, files and
+    batches, and ``/healthz``, ``/readyz`` and ``/metrics``: routes, error handlers and
+    templates, and nothing of one gateway (see :mod:`relaygate.app_state`), so one may
+    serve several :class:`RelaygateApp`. Building it costs a few hundred milliseconds
+    (FastAPI analyses every route's parameters and answers)."""
+    api = FastAPI(
+        title="relaygate",
+        version=__version__,
+        docs_url="/admin/docs",
+        openapi_url="/admin/openapi.json",
+        redoc_url=None,
+    )
+    api.state.templates = console_templates()
+    _install_error_handlers(api)
+    api.include_router(ops_router)
+    api.include_router(admin_router())
+    api.include_router(registry_router())
+    api.include_router(resources_router())
+    api.mount("/ui/static", console_static(), name="console-static")
+    api.include_router(console_router())
+    return api
+
+
 class RelaygateApp:
     """The ASGI entry point: dispatches ``/v1/`` to the proxy, the rest to FastAPI."""
 
@@ -187,6 +212,7 @@ class RelaygateApp:
         clock: Callable[[], datetime] | None = None,
         workers: bool = False,
         freeze_heap: bool = False,
+        api: FastAPI | None = None,
     ):
         self.settings = settings
         self.freeze_heap = freeze_heap
@@ -200,26 +226,16 @@ class RelaygateApp:
         self.limiter: RateLimiter | None = None
         self.alert_retry_delay = RETRY_DELAY
         """Seconds before a failed budget alert's first retry (tests shorten it)."""
-        self.api = FastAPI(
-            title="relaygate",
-            version=__version__,
-            lifespan=self._lifespan,
-            docs_url="/admin/docs",
-            openapi_url="/admin/openapi.json",
-            redoc_url=None,
-        )
-        self.api.state.metrics = self.metrics
-        self.api.state.templates = console_templates()
-        self.api.state.uploads = UploadSlots()
-        _install_error_handlers(self.api)
-        self.api.include_router(ops_router)
-        self.api.include_router(admin_router())
-        self.api.include_router(registry_router())
-        self.api.include_router(resources_router())
-        self.api.mount("/ui/static", console_static(), name="console-static")
-        self.api.include_router(console_router())
+        self.api = api or build_api()
+        self.state = AppState(self.metrics, UploadSlots())
+        """What this gateway's handlers reach through their requests (:func:`state_of`)."""
+        self._lifespans = Router(lifespan=self._lifespan)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespans(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = self.state
         if scope["type"] == "http":
             try:
                 # uvicorn's default parser (httptools) puts no bound on headers.
@@ -257,7 +273,7 @@ class RelaygateApp:
         await self.api(scope, receive, send)
 
     @asynccontextmanager
-    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+    async def _lifespan(self, _: object) -> AsyncIterator[None]:
         async with open_context(
             self.settings, self.metrics, clock=self.clock, shared_budgets=self.workers
         ) as ctx:
@@ -270,8 +286,8 @@ class RelaygateApp:
             usage = UsageQueue(
                 self.metrics, self.settings.usage_queue_size, self.settings.usage_batch_size
             )
-            self.api.state.ctx = ctx
-            self.api.state.usage_queue = usage
+            self.state.running = ctx
+            self.state.usage_queue = usage
             self.limiter = RateLimiter(
                 ctx.redis,
                 prefix=self.settings.redis_prefix,
@@ -307,10 +323,10 @@ class RelaygateApp:
                 ),
                 access_log=self.settings.access_log,
             )
-            self.api.state.proxy = self.proxy  # the console's playground sends through it
+            self.state.proxy = self.proxy  # the console's playground sends through it
             ctx.files.prepare()  # raises ConfigError naming an unwritable files_dir
             runner = BatchRunner(ctx, self.proxy, self.metrics)
-            self.api.state.batch_runner = runner
+            self.state.batch_runner = runner
             alerts = BudgetAlerts(self.settings.budget_alert_thresholds, self.metrics)
             ctx.budgets.on_spent = alerts.check
             stop = asyncio.Event()
@@ -348,7 +364,9 @@ class RelaygateApp:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 ctx.budgets.on_spent = None
-                self.proxy = self.api.state.proxy = None
+                self.proxy = self.state.proxy = None
+                self.state.batch_runner = self.state.usage_queue = None
+                self.state.running = None
                 self.limiter.close()
                 self.limiter = None
 
@@ -368,6 +386,7 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     workers: bool = False,
     freeze_heap: bool = False,
+    api: FastAPI | None = None,
 ) -> RelaygateApp:
     """Build the whole application for ``settings``; serve it with any ASGI server.
 
@@ -377,10 +396,16 @@ def create_app(
     ``workers`` says other processes serve the same database (budgets are then kept
     in the database on SQLite too); ``freeze_heap`` takes what start-up built out of
     the garbage collector's sight (``gc.freeze()``), for a process that serves
-    nothing else (``relaygate serve``).
+    nothing else (``relaygate serve``). ``api`` is the FastAPI application to serve
+    the HTTP routes with (default: a new :func:`build_api`; one may serve several).
     """
     return RelaygateApp(
-        settings, bootstrap=bootstrap, clock=clock, workers=workers, freeze_heap=freeze_heap
+        settings,
+        bootstrap=bootstrap,
+        clock=clock,
+        workers=workers,
+        freeze_heap=freeze_heap,
+        api=api,
     )
 
 

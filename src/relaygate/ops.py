@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
 
+from relaygate.app_state import state_of
 from relaygate.context import Context
 from relaygate.metrics import CONTENT_TYPE, Metrics
 
@@ -30,7 +31,7 @@ async def readyz(request: Request) -> Response:
     """200 ``{"status": "ready", "snapshot_version": N}`` when the database answers and a
     snapshot is loaded (``N``: the last change applied, as on ``/metrics``; the CLI waits
     for it after a change), else 503 with the reason."""
-    ctx: Context = request.app.state.ctx
+    ctx: Context = state_of(request).ctx
     problems = []
     try:
         async with ctx.engine.connect() as connection:
@@ -48,5 +49,5 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition: this process's metrics, or every worker's together
     (see :mod:`relaygate.metrics`)."""
-    registry: Metrics = request.app.state.metrics
+    registry: Metrics = state_of(request).metrics
     return Response(registry.exposition(), media_type=CONTENT_TYPE)

@@ -21,7 +21,7 @@ from tests.support.gateway import Gateway
 def started_batch(gateway: Gateway, lines: int) -> str:
     """A batch of ``lines`` chat requests, prepared (``in_progress``) by the test itself;
     the gateway's runner never looks at it."""
-    gateway.app.api.state.batch_runner = None
+    gateway.app.state.batch_runner = None
     client = gateway.openai()
     batch = client.batches.create(
         input_file_id=upload(client, chat_lines(lines)),

@@ -241,7 +241,7 @@ def test_the_input_file_of_a_running_batch_cannot_be_deleted(gateway: Gateway) -
     file_in_use); once the batch ended the file can go."""
     client = gateway.openai(user_key(gateway, "alice"))
     file_id = upload(client, chat_lines(2))
-    gateway.app.api.state.batch_runner = None  # the batch stays validating until woken
+    gateway.app.state.batch_runner = None  # the batch stays validating until woken
     batch = client.batches.create(
         input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
     )
@@ -286,7 +286,7 @@ def test_a_user_has_at_most_two_uploads_arriving_at_once(gateway: Gateway) -> No
 
     with ThreadPoolExecutor(2) as pool:
         arriving = [pool.submit(slow_upload) for _ in range(2)]
-        slots = gateway.app.api.state.uploads
+        slots = gateway.app.state.uploads
         deadline = time.monotonic() + 10
         while sum(slots._by_user.values()) < 2:  # both are being read
             assert time.monotonic() < deadline

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -12,9 +13,10 @@ from typing import Any, TypeVar
 
 import anthropic
 import httpx
+from fastapi import FastAPI
 from openai import OpenAI
 
-from relaygate.app import RelaygateApp, create_app
+from relaygate.app import RelaygateApp, build_api, create_app
 from relaygate.context import Context
 from relaygate.settings import load_settings
 from tests.support import databases
@@ -36,6 +38,14 @@ class Clock:
     def move(self, **delta: float) -> None:
         """Move the clock by ``timedelta(**delta)``."""
         self.now += timedelta(**delta)
+
+
+@functools.cache
+def shared_api() -> FastAPI:
+    """The one FastAPI application every gateway of this test process serves its HTTP
+    routes with: building it is most of a gateway's start (see
+    :mod:`relaygate.app_state`)."""
+    return build_api()
 
 
 class Gateway:
@@ -71,7 +81,9 @@ class Gateway:
         self.clock = clock
         # As `relaygate serve` runs it (start-up's heap frozen), which also keeps leaked
         # objects of earlier tests out of the collector's sight during this one.
-        self.app: RelaygateApp = create_app(self.settings, clock=clock, freeze_heap=True)
+        self.app: RelaygateApp = create_app(
+            self.settings, clock=clock, freeze_heap=True, api=shared_api()
+        )
         self.server = ServerThread(self.app, **(server_options or {}))
         self.url = ""
         self._clients: list[httpx.Client] = []
@@ -146,8 +158,7 @@ class Gateway:
 
     @property
     def ctx(self) -> Context:
-        ctx: Context = self.app.api.state.ctx
-        return ctx
+        return self.app.state.ctx
 
     def anthropic(self, key: str | None = None, **kwargs: Any) -> anthropic.Anthropic:
         """An anthropic SDK client for this gateway (``key`` as its API key; the admin

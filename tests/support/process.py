@@ -44,7 +44,12 @@ def relaygate(
     env = env or cli_env(tmp_path)
     # A variable of its own (an endpoint's key, PYTHONPATH) would be seen by the servers
     # this process runs too: only RELAYGATE_* settings, read at start, may differ.
-    own = any(os.environ.get(k) != v for k, v in env.items() if not k.startswith("RELAYGATE_"))
+    # (pytest's PYTEST_CURRENT_TEST changes between a fixture's set-up and the test.)
+    own = any(
+        os.environ.get(k) != v
+        for k, v in env.items()
+        if not k.startswith("RELAYGATE_") and k != "PYTEST_CURRENT_TEST"
+    )
     if (args and args[0] in SUBPROCESS_ONLY) or own or _loop_running():
         return relaygate_process(tmp_path, *args, env=env, input=input)
     return _in_process(tmp_path, list(args), env, input)

@@ -36,7 +36,7 @@ def idle(tmp_path: Path, upstream: Upstream) -> Iterator[Gateway]:
     start-up: batches created later stay ``validating``."""
     running = Gateway(tmp_path, batch_poll_interval=3600).start()
     # Nothing wakes the runner early: it sleeps out its hour-long poll.
-    running.app.api.state.batch_runner = None
+    running.app.state.batch_runner = None
     running.add_endpoint("local", upstream.url)
     yield running
     running.stop()

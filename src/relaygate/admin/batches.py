@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from relaygate.admin.batch_schemas import AdminBatchList, AdminBatchOut, BatchStatus
 from relaygate.admin.deps import get_ctx, require_admin
+from relaygate.app_state import state_of
 from relaygate.batches import wake_runner
 from relaygate.context import Context
 from relaygate.db.tables import Batch
@@ -57,5 +58,5 @@ async def cancel_batch(
     """Cancel any user's batch: ``cancelling`` until the requests in flight finish,
     then ``cancelled`` with what was done (409 for one that has ended otherwise)."""
     row = await service.cancel_batch(ctx, None, batch_id)
-    wake_runner(request.app.state)
+    wake_runner(state_of(request))
     return await _one(ctx, row)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from relaygate.app_state import state_of
 from relaygate.audit import user_actor
 from relaygate.auth import authenticate, key_from_headers
 from relaygate.context import Context
@@ -18,7 +19,7 @@ Id = Annotated[RowId, Path()]
 
 
 def get_ctx(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
+    ctx: Context = state_of(request).ctx
     return ctx
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaygate.admin.deps import get_ctx, get_principal
+from relaygate.app_state import state_of
 from relaygate.batches import wake_runner
 from relaygate.context import Context
 from relaygate.resources.lists import list_object
@@ -63,7 +64,7 @@ async def create_batch(
             ),
         ),
     )
-    wake_runner(request.app.state)
+    wake_runner(state_of(request))
     return service.batch_object(row)
 
 
@@ -97,5 +98,5 @@ async def cancel_batch(
     """Cancel the caller's batch ``batch_id``; returns it ``cancelling`` (or as it is
     when already cancelled)."""
     row = await service.cancel_batch(ctx, caller.user_id, batch_id)
-    wake_runner(request.app.state)
+    wake_runner(state_of(request))
     return service.batch_object(row)

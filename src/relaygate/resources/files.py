@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from relaygate.admin.deps import get_ctx, get_principal
+from relaygate.app_state import state_of
 from relaygate.context import Context
 from relaygate.errors import BadRequest, ClientDisconnected, PayloadTooLarge
 from relaygate.files.lines import BatchLines
@@ -94,7 +95,7 @@ async def upload_file(
     code ``invalid_batch_line``), :class:`PayloadTooLarge` over ``max_file_bytes``
     (``request_too_large``) or the quota (``file_quota_exceeded``), and
     :class:`ConcurrencyLimited` (429) past two uploads of one user at once."""
-    slots: UploadSlots = request.app.state.uploads
+    slots: UploadSlots = state_of(request).uploads
     slots.take(caller.user_id)  # raises ConcurrencyLimited (429)
     try:
         return await _upload(request, caller, ctx)

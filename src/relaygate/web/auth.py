@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from relaygate import audit
+from relaygate.app_state import state_of
 from relaygate.context import Context
 from relaygate.errors import AuthenticationFailed, PermissionDenied, RelaygateError
 from relaygate.services import identities, web_sessions
@@ -33,7 +34,7 @@ class SignInRequired(RelaygateError):
 
 
 def context_of(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
+    ctx: Context = state_of(request).ctx
     return ctx
 
 

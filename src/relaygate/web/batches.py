@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from relaygate.app_state import state_of
 from relaygate.batches import wake_runner
 from relaygate.services import batches as service
 from relaygate.web.auth import Admin, AdminChecked, context_of
@@ -43,5 +44,5 @@ async def batches_page(
 async def cancel_batch(request: Request, batch_id: str, _: AdminChecked) -> Response:
     with or_back(PAGE):
         row = await service.cancel_batch(context_of(request), None, batch_id)
-    wake_runner(request.app.state)
+    wake_runner(state_of(request))
     return back(PAGE, f"batch {row.id} is {row.status}")

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from relaygate.app_state import state_of
 from relaygate.errors import BadRequest, Overloaded, PayloadTooLarge
 from relaygate.proxy.asgi import Message, Receive, Scope, Send
 from relaygate.snapshot import Principal
@@ -170,7 +171,7 @@ async def playground_chat(request: Request, session: Checked) -> Response:
     :class:`BadRequest` for a malformed request, and a 503 while the proxy is not up."""
     body = await read_bounded(request, MAX_CHAT_BYTES)
     chat = parse_chat(body)
-    proxy: Proxy | None = getattr(request.app.state, "proxy", None)
+    proxy: Proxy | None = state_of(request).proxy
     if proxy is None:
         raise Overloaded("the gateway is starting; try again in a moment")
     return ProxiedChat(proxy, session.principal, orjson.dumps(chat.completion_body()))
