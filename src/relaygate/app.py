@@ -35,7 +35,13 @@ from relaygate.background import (
 )
 from relaygate.batches.runner import BatchRunner
 from relaygate.bodies import BoundedReceive, GuardedSend
-from relaygate.budget_alerts import RETRY_DELAY, BudgetAlerts, prune_budgets, run_budget_alerts
+from relaygate.budget_alerts import (
+    RETRY_DELAY,
+    BudgetAlerts,
+    prune_budgets,
+    prune_budgets_once,
+    run_budget_alerts,
+)
 from relaygate.context import Context, open_context
 from relaygate.errors import RelaygateError, error_body, render
 from relaygate.files.upload import UploadSlots
@@ -329,6 +335,8 @@ class RelaygateApp:
             self.state.batch_runner = runner
             alerts = BudgetAlerts(self.settings.budget_alert_thresholds, self.metrics)
             ctx.budgets.on_spent = alerts.check
+            # Pruned before ready, so what start-up prunes is done once a client sees it.
+            await prune_budgets_once(ctx)
             stop = asyncio.Event()
             tasks = [
                 asyncio.create_task(run_scheduler(ctx, stop)),

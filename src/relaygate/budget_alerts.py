@@ -376,14 +376,21 @@ async def _delete_in_batches(ctx: Context, table: Any, key: tuple[Any, ...], con
         await asyncio.sleep(0)
 
 
+async def prune_budgets_once(ctx: Context) -> None:
+    """One pass of :func:`prune_budget_rows`, logged; a failure is logged, never raised
+    (the next pass retries)."""
+    try:
+        counters, alerts = await prune_budget_rows(ctx, ctx.budgets.now())
+        if counters or alerts:
+            log.info("deleted %d ended budget counters and %d old alerts", counters, alerts)
+    except Exception:
+        log.exception("could not delete old budget rows; will retry")
+
+
 async def prune_budgets(ctx: Context, stop: asyncio.Event, every: float = 3600.0) -> None:
-    """Run :func:`prune_budget_rows` at start and then every ``every`` seconds until
-    ``stop``; failures are logged and retried next time."""
+    """Run :func:`prune_budgets_once` every ``every`` seconds until ``stop`` (the server
+    runs the first pass itself, before it is ready)."""
     while not stop.is_set():
-        try:
-            counters, alerts = await prune_budget_rows(ctx, ctx.budgets.now())
-            if counters or alerts:
-                log.info("deleted %d ended budget counters and %d old alerts", counters, alerts)
-        except Exception:
-            log.exception("could not delete old budget rows; will retry")
         await pause(stop, every)
+        if not stop.is_set():
+            await prune_budgets_once(ctx)
