@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.budgets.support import HELLO, price_models, settled
+from tests.budgets.support import HELLO, price_models
 from tests.conftest import Upstream
 from tests.support.gateway import Clock, Gateway
 from tests.support.polling import eventually
@@ -50,10 +50,9 @@ def test_budgets_are_set_shown_with_their_spend_and_reset(served: Gateway) -> No
         201,
     )
     assert (key["budget"], key["budget_period"], key["budget_spent"]) == (0.04, "daily", 0)
-    # A request's spend is settled just after its answer is sent: until then its
-    # reservation (0.031) holds, and the next request would not fit the 0.04.
+    # A request's spend is settled before the last byte of its answer is sent: its
+    # reservation (0.031) no longer holds when the next is sent (0.04 holds one).
     chat(served, key["key"])
-    settled(served, "key", key["id"])
     chat(served, key["key"])
     shown = eventually(
         lambda: ok(admin.get(f"{API}/keys/{key['id']}")),

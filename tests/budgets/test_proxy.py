@@ -130,9 +130,8 @@ def test_refusal_names_the_budget_what_is_left_and_when_it_resets(budgeted: Gate
     Retry-After until the next midnight (UTC); /v1/models still answers."""
     key = new_key(budgeted, name="batch-job")
     set_budget(budgeted, "key", key["id"], 0.04)
-    for _ in range(2):  # each settled before the next is sent (see the README's limits)
-        chat(budgeted, key["key"], max_tokens=4)
-        settled(budgeted, "key", key["id"])
+    chat(budgeted, key["key"], max_tokens=4)
+    chat(budgeted, key["key"], max_tokens=4)
     error = refusal(budgeted, key["key"], max_tokens=4)
     assert error.status_code == 429
     body = error.body
@@ -158,6 +157,23 @@ def test_a_streamed_request_is_settled_from_its_final_usage(budgeted: Gateway) -
     # The upstream's usage chunk: 11 prompt and 5 completion tokens.
     assert after.spent == pytest.approx(0.016)
     assert after.reserved == 0
+
+
+def test_the_spend_is_in_before_the_answer_ends(budgeted: Gateway) -> None:
+    """The reservation is settled before the response's last byte goes out: once the
+    SDK has the whole answer (JSON or a stream read to its end), the budget already
+    shows its cost and nothing reserved, without waiting."""
+    key = new_key(budgeted)
+    set_budget(budgeted, "key", key["id"], 1.0)
+    chat(budgeted, key["key"], max_tokens=4)
+    after = standing(budgeted, "key", key["id"])
+    assert (after.reserved, after.spent) == (0, pytest.approx(0.007))
+    stream = budgeted.openai(key["key"]).chat.completions.create(
+        model="gpt-test", messages=HELLO, stream=True, max_tokens=50
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    after = standing(budgeted, "key", key["id"])
+    assert (after.reserved, after.spent) == (0, pytest.approx(0.007 + 0.016))
 
 
 def test_a_failed_request_releases_its_reservation(budgeted: Gateway, upstream: Upstream) -> None:
@@ -205,9 +221,8 @@ def test_user_and_group_budgets_refuse_a_key_without_its_own(
     ann = budgeted.create_user("ann")
     ann_key = new_key(budgeted, ann)["key"]
     set_budget(budgeted, "user", ann["id"], 0.04)
-    for _ in range(2):
-        chat(budgeted, ann_key, max_tokens=4)
-        settled(budgeted, "user", ann["id"])
+    chat(budgeted, ann_key, max_tokens=4)
+    chat(budgeted, ann_key, max_tokens=4)
     error = refusal(budgeted, ann_key, max_tokens=4)
     assert "user 'ann'" in str(error.body)
 
@@ -225,9 +240,8 @@ def test_user_and_group_budgets_refuse_a_key_without_its_own(
         assert added.status_code < 300
     set_budget(budgeted, "group", team["id"], 0.04)
     bob_key, cy_key = new_key(budgeted, bob)["key"], new_key(budgeted, cy)["key"]
-    for member_key in (bob_key, cy_key):
-        chat(budgeted, member_key, max_tokens=4)
-        settled(budgeted, "group", team["id"])
+    chat(budgeted, bob_key, max_tokens=4)
+    chat(budgeted, cy_key, max_tokens=4)
     error = refusal(budgeted, bob_key, max_tokens=4)
     assert "group 'team'" in str(error.body)
     refusal(budgeted, cy_key, max_tokens=4)
@@ -243,9 +257,8 @@ def test_a_new_period_resets_a_budget_and_total_never_does(
     set_budget(gateway, "key", daily["id"], 0.04, "daily")
     set_budget(gateway, "key", total["id"], 0.04, "total")
     for key in (daily, total):
-        for _ in range(2):  # each settled before the next is sent (see the README's limits)
-            chat(gateway, key["key"], max_tokens=4)
-            settled(gateway, "key", key["id"])
+        chat(gateway, key["key"], max_tokens=4)
+        chat(gateway, key["key"], max_tokens=4)
         refusal(gateway, key["key"], max_tokens=4)
     error = refusal(gateway, total["key"], max_tokens=4)
     assert "retry-after" not in error.response.headers
@@ -268,9 +281,8 @@ def test_spend_is_rebuilt_from_usage_records_after_a_restart(
         price_models(first)
         key = new_key(first)
         set_budget(first, "key", key["id"], 0.04)
-        for _ in range(2):
-            chat(first, key["key"], max_tokens=4)
-            settled(first, "key", key["id"])
+        chat(first, key["key"], max_tokens=4)
+        chat(first, key["key"], max_tokens=4)
         recorded_cost(first, 2)
     finally:
         first.stop()

@@ -10,6 +10,7 @@ import time
 from relaygate.budgets import Budgets, Reservation
 from relaygate.logs import upstream_request_id
 from relaygate.metrics import Metrics
+from relaygate.proxy.asgi import Message, Send
 from relaygate.proxy.batched import Ticket
 from relaygate.proxy.tokens import Tokens
 from relaygate.ratelimit import RateLimiter
@@ -148,11 +149,7 @@ class Accounting:
             if completion:
                 bound.token_usage("output").observe(completion)
                 bound.tokens("output").inc(completion)
-        cost = exchange.cost = (
-            cost_of(prompt, completion, target.input_price, target.output_price)
-            if target is not None
-            else None
-        )
+        cost = self._price(exchange)
         self._usage.put(
             UsageEntry(
                 created_at=self._now(),
@@ -175,6 +172,43 @@ class Accounting:
                 audio_seconds=seconds,
             )
         )
+
+    @staticmethod
+    def _price(exchange: Exchange) -> float | None:
+        """Set and return ``exchange.cost``, the cost of its answer at its target's
+        prices (None: no target, or no price or tokens to go by)."""
+        target, tokens = exchange.target, exchange.tokens
+        cost = None
+        if target is not None:
+            prompt = tokens.prompt if tokens is not None else None
+            completion = tokens.completion if tokens is not None else None
+            cost = cost_of(prompt, completion, target.input_price, target.output_price)
+        exchange.cost = cost
+        return cost
+
+    def settling(self, send: Send, exchange: Exchange) -> Send:
+        """``send``, settling ``exchange``'s budget reservation just before the last
+        message of its response goes out (the one without ``more_body``): by the time
+        the client has its whole answer its cost is in the budgets, so a next request
+        sent at once meets the spend, not a reservation. Only an answer that came whole
+        is settled so (``exchange.finished`` before its last message); one still held
+        when the request ends (an error, the client left, the answer broke off) is
+        settled by :meth:`settle` as the request ends."""
+        status = 0
+
+        async def settling_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif (
+                exchange.finished  # the answer came whole (not broken off)
+                and exchange.reservation is not None
+                and not message.get("more_body", False)
+            ):
+                await self.settle(exchange, status)
+            await send(message)
+
+        return settling_send
 
     async def count_tokens(self, exchange: Exchange) -> None:
         """Count the prompt and completion tokens of ``exchange``'s answer against its
@@ -204,4 +238,5 @@ class Accounting:
         began = 200 <= exchange.upstream_status < 300
         cut = status == 499 or status >= 500  # the client left, or the stream broke off
         whole = began and (cut or exchange.tokens_missing)
-        await self._budgets.settle(reservation, exchange.target, exchange.cost, whole=whole)
+        cost = self._price(exchange)
+        await self._budgets.settle(reservation, exchange.target, cost, whole=whole)

@@ -309,6 +309,7 @@ class Proxy:
             exchange.reservation = await budgets.reserve(
                 snapshot, principal, [target for target, _ in plan], path, payload, size
             )
+            send = self._accounting.settling(send, exchange)
         return await self._forward(scope, receive, send, plan, payload, model, body, exchange, form)
 
     async def _admit(

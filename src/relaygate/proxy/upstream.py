@@ -150,8 +150,8 @@ class Upstream:
         self._health.failed(target.health_key, reason)
         if state.started:
             log.warning("response from endpoint %r broke off: %s", target.endpoint_name, reason)
-            state.finished = True
             await end_broken(scope, send, response, relay, target, reason)
+            state.finished = True  # after: a broken answer's end settles nothing early
             return 504 if kind.endswith("timeout") else 502
         self._fail(error_for(kind, reason, target.endpoint_name), final=final)
 
