@@ -20,7 +20,9 @@ import logging
 import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 
+import orjson
 from sqlalchemy import Engine, insert
 
 from relaygate.context import Context
@@ -137,13 +139,39 @@ _COLUMNS = tuple(field.name for field in fields(UsageEntry))
 # A Core insert run as one executemany: the ORM's bulk insert and dataclasses.asdict (a
 # deep copy) cost several times more per row, on the event loop's thread.
 _INSERT = insert(UsageRecord)
+# SQLite's batch: every row in one statement, read from one JSON array of rows by SQLite
+# itself (json_each). An executemany steps once per row, and Python's sqlite3 lets go of
+# the GIL around each step: on a process whose event loop holds the GIL, taking it back
+# waited up to the switch interval (5 ms) per row, 660 µs a row in all (measured;
+# bench/RESULTS.md, issue 22). One statement takes it back a few times per batch.
+_JSON_INSERT = "INSERT INTO {table} ({names}) SELECT {picks} FROM json_each(?)".format(
+    table=UsageRecord.__tablename__,
+    names=", ".join(_COLUMNS),
+    picks=", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(_COLUMNS))),
+)
+_AFTER_CREATED = attrgetter(*_COLUMNS[1:])
+assert _COLUMNS[0] == "created_at"
 
 
 def _insert_blocking(engine: Engine, entries: list[UsageEntry]) -> None:
-    """Insert ``entries`` in one transaction of ``engine`` (run in a worker thread)."""
-    rows = [{name: getattr(entry, name) for name in _COLUMNS} for entry in entries]
+    """Insert ``entries`` in one transaction of ``engine``, a SQLite file's (run in a
+    worker thread): one statement reading the rows from a JSON array, or an executemany
+    when a row cannot be JSON (a string that is not UTF-8)."""
+    dialect = engine.dialect  # the column's type as the dialect stores it (text)
+    stamp = UsageRecord.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert stamp is not None
+    try:
+        rows = orjson.dumps([(stamp(e.created_at), *_AFTER_CREATED(e)) for e in entries])
+    except TypeError:  # orjson's JSONEncodeError: a lone surrogate, say
+        with engine.begin() as connection:
+            connection.execute(_INSERT, [_row(entry) for entry in entries])
+        return
     with engine.begin() as connection:
-        connection.execute(_INSERT, rows)
+        connection.exec_driver_sql(_JSON_INSERT, (rows,))
+
+
+def _row(entry: UsageEntry) -> dict[str, object]:
+    return {name: getattr(entry, name) for name in _COLUMNS}
 
 
 async def _write(
@@ -158,9 +186,8 @@ async def _write(
             if blocking is not None:
                 await asyncio.to_thread(_insert_blocking, blocking, entries)
             else:
-                rows = [{name: getattr(entry, name) for name in _COLUMNS} for entry in entries]
                 async with ctx.engine.begin() as connection:
-                    await connection.execute(_INSERT, rows)
+                    await connection.execute(_INSERT, [_row(entry) for entry in entries])
         except Exception as exc:
             queue.give_back(entries)
             log.warning("could not write %d usage records (will retry): %s", len(entries), exc)
