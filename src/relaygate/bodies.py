@@ -30,8 +30,11 @@ def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-def too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+def too_large(limit: int, *, ended: bool = False) -> PayloadTooLarge:
+    """The 413 for a body over ``limit`` bytes; ``ended``: its last part was read."""
+    error = PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+    error.body_ended = ended
+    return error
 
 
 def timed_out(timeout: float) -> RequestTimeout:
@@ -80,11 +83,11 @@ class BoundedReceive:
         if message["type"] != "http.request":
             return message
         self._size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            self.whole = True  # nothing is left to drain, even when refused
         if self._size > self._limit:
             self.refusal = too_large(self._limit)
             return {"type": "http.disconnect"}
-        if not message.get("more_body", False):
-            self.whole = True
         return message
 
 
@@ -143,4 +146,7 @@ class GuardedSend:
         status, body = render(refusal)
         headers = [(b"content-type", b"application/json"), *refusal.headers]
         start = {"type": "http.response.start", "status": status, "headers": headers}
-        await answer_draining(self._send, self._body.raw, start, body, seconds)
+        # A body read to its end has nothing left to drop: waiting for more would hold
+        # the answer for ``seconds``.
+        drain = 0.0 if self._body.whole else seconds
+        await answer_draining(self._send, self._body.raw, start, body, drain)

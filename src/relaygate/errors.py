@@ -126,7 +126,11 @@ class Conflict(RelaygateError):
 
 
 class PayloadTooLarge(RelaygateError):
+    """A body over its limit. ``body_ended`` says whether the part that passed the limit
+    was its last (nothing is left to read and drop before answering)."""
+
     status, type, code = 413, "invalid_request_error", "request_too_large"
+    body_ended = False
 
 
 class UnsupportedMediaType(RelaygateError):

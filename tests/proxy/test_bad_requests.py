@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -145,6 +146,39 @@ def test_body_over_limit_is_413(tmp_path: Path, upstream: Upstream) -> None:
             headers={"authorization": f"Bearer {gateway.admin_key}"},
         )
         assert chunked.status_code == 413
+        assert upstream.state.requests == []
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/admin/api/v1/users"])
+def test_a_chunked_body_over_the_limit_that_came_whole_is_answered_at_once(
+    tmp_path: Path, upstream: Upstream, path: str
+) -> None:
+    """A chunked body whose last chunk passes the limit has nothing left to drain: its
+    413 ends at once instead of waiting out ``refused_body_drain_seconds`` (60 here,
+    past the 10 s this client waits). The body goes in one write, so the server reads
+    it whole before refusing it."""
+    gateway = Gateway(
+        tmp_path, max_body_bytes=1024, max_admin_body_bytes=1024, refused_body_drain_seconds=60
+    ).start()
+    try:
+        gateway.add_endpoint("up", upstream.url)
+        data = b'{"model": "gpt-test", "input": "' + b"x" * 4096 + b'"}'
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n"
+            f"authorization: Bearer {gateway.admin_key}\r\ncontent-type: application/json\r\n\r\n"
+        ).encode()
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
+        with socket.create_connection(("127.0.0.1", gateway.server.port), timeout=10) as sock:
+            sock.sendall(head + body)
+            answer = b""
+            while not answer.endswith(b"\r\n0\r\n\r\n"):  # the chunked answer's end
+                chunk = sock.recv(65536)  # raises TimeoutError after 10 s of silence
+                assert chunk, answer
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"request_too_large" in answer
         assert upstream.state.requests == []
     finally:
         gateway.stop()

@@ -25,6 +25,7 @@ from relaygate.errors import (
     ClientDisconnected,
     NotServed,
     Overloaded,
+    PayloadTooLarge,
     RelaygateError,
     TryNextTarget,
     error_body,
@@ -283,7 +284,11 @@ class Proxy:
             return await answer_stored(self._translation.responses, send, method, path, principal)
         if method in ("GET", "HEAD") and (path == "/v1/models" or path.startswith("/v1/models/")):
             return await answer_models(send, snapshot, principal, path)
-        body = await read_body(receive, length, self._max_body, self._body_timeout)
+        try:
+            body = await read_body(receive, length, self._max_body, self._body_timeout)
+        except PayloadTooLarge as exc:
+            exchange.body_whole = exc.body_ended  # then the 413 need not drain the rest
+            raise
         exchange.body_whole = True
         form = None if form_type is None else read_form(body, form_type)
         payload: dict[str, Any]

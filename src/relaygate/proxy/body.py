@@ -31,7 +31,8 @@ _MESSAGE_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 async def read_body(receive: Receive, length: int | None, limit: int, timeout: float) -> bytes:
     """Read the whole request body within ``timeout`` seconds. Raises
     :class:`PayloadTooLarge` past ``limit`` bytes (checked against the declared
-    ``length``, the content-length, first, then as chunks arrive),
+    ``length``, the content-length, first, then as chunks arrive; its ``body_ended``
+    says whether the body had come whole),
     :class:`RequestTimeout` when it is not whole in time, and :class:`ClientDisconnected`
     when the client leaves before its end (a cut body is never parsed)."""
     if length is not None and length > limit:
@@ -41,7 +42,7 @@ async def read_body(receive: Receive, length: int | None, limit: int, timeout: f
             message = await receive()
             body: bytes = message.get("body", b"")
             if len(body) > limit:
-                raise too_large(limit)
+                raise too_large(limit, ended=not message.get("more_body", False))
             if not message.get("more_body", False):
                 if message["type"] != "http.request":
                     raise ClientDisconnected("the client left before sending its body")
@@ -55,7 +56,7 @@ async def read_body(receive: Receive, length: int | None, limit: int, timeout: f
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    raise too_large(limit)
+                    raise too_large(limit, ended=not message.get("more_body", False))
                 parts.append(chunk)
             return b"".join(parts)
     except TimeoutError:
