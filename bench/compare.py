@@ -884,18 +884,34 @@ def scale_curve(work: pathlib.Path, duration: float, results: dict[str, Any]) ->
     results["scale_curve"] = curve
 
 
+def usage_backlog(gateway: Gateway) -> tuple[float, float]:
+    """The usage records waiting to be written and those dropped so far (``/metrics``)."""
+    base = gateway.json_url.split("/v1/", 1)[0]
+    found = {"relaygate_usage_queue_depth": 0.0, "relaygate_usage_dropped_total": 0.0}
+    for line in httpx.get(base + "/metrics", timeout=30).text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["relaygate_usage_queue_depth"], found["relaygate_usage_dropped_total"]
+
+
 def soak(work: pathlib.Path, nginx: Nginx, requests: int, results: dict[str, Any]) -> None:
-    """relaygate's RSS while it serves ``requests`` JSON requests at c=16, sampled."""
+    """relaygate's RSS while it serves ``requests`` JSON requests at c=16, sampled with
+    the usage records waiting and dropped: (requests, MB, waiting, dropped)."""
     gateway, _ = start_relaygate(work, nginx)
-    samples = [(0, gateway.rss())]
+    samples = [(0, gateway.rss(), *usage_backlog(gateway))]
     served = 0
     body = request_body(False)
     try:
         while served < requests:
             point = wrk(work, gateway, False, 16, 20, body)
             served += int(point["rps"] * 20)
-            samples.append((served, gateway.rss()))
-            print(f"  {served:>9,} requests: RSS {samples[-1][1]:.1f} MB", flush=True)
+            samples.append((served, gateway.rss(), *usage_backlog(gateway)))
+            print(
+                f"  {served:>9,} requests: RSS {samples[-1][1]:.1f} MB, usage records "
+                f"waiting {samples[-1][2]:,.0f}, dropped {samples[-1][3]:,.0f}",
+                flush=True,
+            )
     finally:
         gateway.stop()
     store = "postgresql" if os.environ.get("BENCH_DATABASE_URL") else "sqlite"

@@ -160,9 +160,10 @@ def test_a_streamed_request_is_settled_from_its_final_usage(budgeted: Gateway) -
 
 
 def test_the_spend_is_in_before_the_answer_ends(budgeted: Gateway) -> None:
-    """The reservation is settled before the response's last byte goes out: once the
-    SDK has the whole answer (JSON or a stream read to its end), the budget already
-    shows its cost and nothing reserved, without waiting."""
+    """The reservation is settled before the client can hold the whole answer: once the
+    SDK returns it (JSON, or a stream read to its ``[DONE]``, where the openai SDK stops
+    reading), the budget already shows its cost and nothing reserved, without waiting.
+    Each of the three budget stores is asked (default, Redis, PostgreSQL)."""
     key = new_key(budgeted)
     set_budget(budgeted, "key", key["id"], 1.0)
     chat(budgeted, key["key"], max_tokens=4)

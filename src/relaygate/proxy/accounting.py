@@ -20,6 +20,12 @@ from relaygate.usage_records import UsageEntry, UsageQueue, cost_of, now
 log = logging.getLogger(__name__)
 
 
+def _ends_stream(chunk: bytes) -> bool:
+    """Whether ``chunk`` holds the ``data: [DONE]`` line that ends an OpenAI stream
+    (https://platform.openai.com/docs/api-reference/chat-streaming)."""
+    return chunk.startswith(b"data: [DONE]") or b"\ndata: [DONE]" in chunk
+
+
 class Exchange:
     """One proxied request across its attempts: its progress, and what its usage record
     needs. The proxy fills it in as the request goes; :class:`Accounting` reads it once
@@ -187,23 +193,23 @@ class Accounting:
         return cost
 
     def settling(self, send: Send, exchange: Exchange) -> Send:
-        """``send``, settling ``exchange``'s budget reservation just before the last
-        message of its response goes out (the one without ``more_body``): by the time
-        the client has its whole answer its cost is in the budgets, so a next request
-        sent at once meets the spend, not a reservation. Only an answer that came whole
-        is settled so (``exchange.finished`` before its last message); one still held
-        when the request ends (an error, the client left, the answer broke off) is
-        settled by :meth:`settle` as the request ends."""
+        """``send``, settling ``exchange``'s budget reservation just before the client
+        can hold its answer whole: before the response's last message (the one without
+        ``more_body``) or, in a stream, before the chunk with OpenAI's ``data: [DONE]``
+        (the ``openai`` SDK stops reading there). A next request sent at once then meets
+        the spend, not the reservation. Only an answer that came whole is settled so (its
+        ``exchange.finished`` set before its last message, or its end marker sent); one
+        still held when the request ends (an error, the client left, the answer broke
+        off) is settled by :meth:`settle` as the request ends."""
         status = 0
 
         async def settling_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif (
-                exchange.finished  # the answer came whole (not broken off)
-                and exchange.reservation is not None
-                and not message.get("more_body", False)
+            elif exchange.reservation is not None and (
+                (exchange.finished and not message.get("more_body", False))
+                or (exchange.stream and _ends_stream(message.get("body", b"")))
             ):
                 await self.settle(exchange, status)
             await send(message)
