@@ -29,6 +29,11 @@ SUBPROCESS_ONLY = frozenset(("serve",))
 """Commands that always run as a real process: ``serve`` forks, handles signals and
 configures logging, none of which a test process may share."""
 
+HARMLESS = frozenset(("PYTEST_CURRENT_TEST", "COLUMNS", "LINES", "NO_COLOR", "TERM"))
+"""Variables a CLI call may set differently and still run in this process: how output
+is laid out, which no server of the process reads (pytest's ``PYTEST_CURRENT_TEST``
+changes between a fixture's set-up and the test)."""
+
 
 def relaygate(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None
@@ -43,12 +48,12 @@ def relaygate(
     own); :func:`relaygate_process` always starts a real one."""
     env = env or cli_env(tmp_path)
     # A variable of its own (an endpoint's key, PYTHONPATH) would be seen by the servers
-    # this process runs too: only RELAYGATE_* settings, read at start, may differ.
-    # (pytest's PYTEST_CURRENT_TEST changes between a fixture's set-up and the test.)
+    # this process runs too: only RELAYGATE_* settings, read at start, and the layout
+    # of output (HARMLESS) may differ.
     own = any(
         os.environ.get(k) != v
         for k, v in env.items()
-        if not k.startswith("RELAYGATE_") and k != "PYTEST_CURRENT_TEST"
+        if not k.startswith("RELAYGATE_") and k not in HARMLESS
     )
     if (args and args[0] in SUBPROCESS_ONLY) or own or _loop_running():
         return relaygate_process(tmp_path, *args, env=env, input=input)
@@ -141,7 +146,7 @@ class ServeProcess:
                     return self
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.02)
         raise RuntimeError(f"relaygate did not become ready:\n{self.output}")
 
     @property
