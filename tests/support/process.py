@@ -26,8 +26,8 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 SUBPROCESS_ONLY = frozenset(("serve",))
-"""Commands that always run as a real process: ``serve`` forks, handles signals and
-configures logging, none of which a test process may share."""
+"""Commands that run as a real process (but for ``--help``): ``serve`` forks, handles
+signals and configures logging, none of which a test process may share."""
 
 HARMLESS = frozenset(("PYTEST_CURRENT_TEST", "COLUMNS", "LINES", "NO_COLOR", "TERM"))
 """Variables a CLI call may set differently and still run in this process: how output
@@ -55,7 +55,8 @@ def relaygate(
         for k, v in env.items()
         if not k.startswith("RELAYGATE_") and k not in HARMLESS
     )
-    if (args and args[0] in SUBPROCESS_ONLY) or own or _loop_running():
+    serving = bool(args) and args[0] in SUBPROCESS_ONLY and "--help" not in args
+    if serving or own or _loop_running():
         return relaygate_process(tmp_path, *args, env=env, input=input)
     return _in_process(tmp_path, list(args), env, input)
 
