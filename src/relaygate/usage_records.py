@@ -155,19 +155,23 @@ assert _COLUMNS[0] == "created_at"
 
 def _insert_blocking(engine: Engine, entries: list[UsageEntry]) -> None:
     """Insert ``entries`` in one transaction of ``engine``, a SQLite file's (run in a
-    worker thread): one statement reading the rows from a JSON array, or an executemany
-    when a row cannot be JSON (a string that is not UTF-8)."""
+    worker thread): one statement reading the rows from a JSON array (passed as text:
+    SQLite 3.45 reads a blob as its binary JSONB), or an executemany when a row cannot go
+    through JSON as it is (a string that is not UTF-8, or holds a NUL, at which SQLite's
+    JSON functions would cut it)."""
     dialect = engine.dialect  # the column's type as the dialect stores it (text)
     stamp = UsageRecord.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
     assert stamp is not None
+    rows: bytes | None
     try:
         rows = orjson.dumps([(stamp(e.created_at), *_AFTER_CREATED(e)) for e in entries])
     except TypeError:  # orjson's JSONEncodeError: a lone surrogate, say
-        with engine.begin() as connection:
-            connection.execute(_INSERT, [_row(entry) for entry in entries])
-        return
+        rows = None
     with engine.begin() as connection:
-        connection.exec_driver_sql(_JSON_INSERT, (rows,))
+        if rows is None or b"\\u0000" in rows:  # (orjson writes a NUL so)
+            connection.execute(_INSERT, [_row(entry) for entry in entries])
+        else:
+            connection.exec_driver_sql(_JSON_INSERT, (rows.decode(),))
 
 
 def _row(entry: UsageEntry) -> dict[str, object]:

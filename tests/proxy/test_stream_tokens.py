@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from relaygate.proxy.tokens import BodyTokens, StreamTokens
+from relaygate.proxy.tokens import BodyTokens, StreamTokens, Tokens
 
 
 def event(data: dict[str, Any], spaced: bool = False) -> bytes:
@@ -110,3 +110,18 @@ def test_json_body_usage_after_usage_null_fields() -> None:
     tokens.feed(body[:10])
     tokens.feed(body[10:])
     assert tokens.finish().total == 14
+
+
+def test_counts_an_endpoint_cannot_be_trusted_with_are_not_taken() -> None:
+    """An endpoint's usage is taken only as whole numbers from 0 to 2**31 - 1: a
+    negative count would credit a budget, ``true`` is no count, a float is not whole, and
+    a count past the usage records' columns would fail the batch it is written in."""
+    for hostile in (-5, True, 2**31, 2**70, 3.5, "7", None):
+        tokens = Tokens()
+        tokens.take({"prompt_tokens": hostile, "completion_tokens": hostile})
+        assert (tokens.prompt, tokens.completion, tokens.total) == (None, None, None), hostile
+        tokens.take({"input_tokens": hostile, "cache_read_input_tokens": 3, "output_tokens": 1})
+        assert (tokens.prompt, tokens.completion) == (3, 1), hostile
+    tokens = Tokens()
+    tokens.take({"prompt_tokens": 2**31 - 1, "completion_tokens": 2**31 - 1})
+    assert (tokens.prompt, tokens.total) == (2**31 - 1, 2**31 - 1)

@@ -58,11 +58,11 @@ class _PromptServer(uvicorn.Server):
             async with asyncio.timeout(self.config.timeout_graceful_shutdown):
                 while state.connections or state.tasks:
                     await asyncio.sleep(self.POLL)
+                for server in self.servers:
+                    await server.wait_closed()
         except TimeoutError:
             for task in state.tasks:
                 task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
-        for server in self.servers:
-            await server.wait_closed()
         if not self.force_exit:
             await self.lifespan.shutdown()
 

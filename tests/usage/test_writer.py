@@ -84,13 +84,22 @@ def written(path: str, write: Callable[[Engine], None]) -> str:
 def test_a_batch_is_stored_as_the_orm_stores_its_rows(tmp_path: Path) -> None:
     """(SQLite's writer only: on PostgreSQL a batch is the ORM's executemany.) Stored
     text must match to the character: periods are read by comparing ``created_at``."""
-    batch = written(str(tmp_path / "batch.db"), lambda engine: _insert_blocking(engine, entries()))
+    for name, made in (("plain", entries()), ("with a NUL", with_nul())):
+        batch = written(str(tmp_path / f"{name}.db"), lambda e, m=made: _insert_blocking(e, m))
 
-    def one_by_one(engine: Engine) -> None:
-        with engine.begin() as connection:
-            for entry in entries():
-                connection.execute(insert(UsageRecord), dataclasses.asdict(entry))
+        def one_by_one(engine: Engine, made: list[UsageEntry] = made) -> None:
+            with engine.begin() as connection:
+                for entry in made:
+                    connection.execute(insert(UsageRecord), dataclasses.asdict(entry))
 
-    orm = written(str(tmp_path / "orm.db"), one_by_one)
-    assert stored(batch) == stored(orm)
-    assert read(batch) == [dataclasses.astuple(entry) for entry in entries()]
+        orm = written(str(tmp_path / f"{name}-orm.db"), one_by_one)
+        assert stored(batch) == stored(orm), name
+        assert read(batch) == [dataclasses.astuple(entry) for entry in made], name
+
+
+def with_nul() -> list[UsageEntry]:
+    """A batch with a model name holding a NUL (the client names the model): SQLite's
+    JSON functions would cut the name there, so such a batch is written row by row."""
+    made = entries()
+    made[1].model = "gpt\x00-hidden"
+    return made

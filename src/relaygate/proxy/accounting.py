@@ -4,6 +4,7 @@ its cost against the caller's budgets."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -20,10 +21,18 @@ from relaygate.usage_records import UsageEntry, UsageQueue, cost_of, now
 log = logging.getLogger(__name__)
 
 
-def _ends_stream(chunk: bytes) -> bool:
-    """Whether ``chunk`` holds the ``data: [DONE]`` line that ends an OpenAI stream
-    (https://platform.openai.com/docs/api-reference/chat-streaming)."""
-    return chunk.startswith(b"data: [DONE]") or b"\ndata: [DONE]" in chunk
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+_DONE = b"data: [DONE]"
+
+
+def _ends_stream(chunk: bytes, at_event: bool) -> bool:
+    """Whether ``chunk`` holds the event ``data: [DONE]`` that ends an OpenAI stream
+    (https://platform.openai.com/docs/api-reference/chat-streaming): at the start of an
+    event, so never text of the answer's (``at_event``: ``chunk`` starts where an event
+    does)."""
+    if at_event and chunk.startswith(_DONE):
+        return True
+    return any(end + _DONE in chunk for end in _EVENT_ENDS)
 
 
 class Exchange:
@@ -192,26 +201,32 @@ class Accounting:
         exchange.cost = cost
         return cost
 
-    def settling(self, send: Send, exchange: Exchange) -> Send:
+    def settling(self, send: Send, exchange: Exchange, *, done_marker: bool) -> Send:
         """``send``, settling ``exchange``'s budget reservation just before the client
         can hold its answer whole: before the response's last message (the one without
-        ``more_body``) or, in a stream, before the chunk with OpenAI's ``data: [DONE]``
-        (the ``openai`` SDK stops reading there). A next request sent at once then meets
-        the spend, not the reservation. Only an answer that came whole is settled so (its
-        ``exchange.finished`` set before its last message, or its end marker sent); one
-        still held when the request ends (an error, the client left, the answer broke
-        off) is settled by :meth:`settle` as the request ends."""
+        ``more_body``) or, with ``done_marker`` (an OpenAI chat or text completion), before
+        the chunk whose event is ``data: [DONE]`` (the ``openai`` SDK stops reading
+        there). A next request sent at once then meets the spend, not the reservation.
+        Only an answer that came whole is settled so (its ``exchange.finished`` set before
+        its last message, or its end event sent); one still held when the request ends
+        (an error, the client left, the answer broke off) is settled by :meth:`settle`
+        as the request ends. The settlement runs shielded: a cancelled request (its
+        client left meanwhile) still settles, rather than leave the amount held."""
         status = 0
+        at_event = True  # whether the next body chunk starts at an event's start
 
         async def settling_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, at_event
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif exchange.reservation is not None and (
-                (exchange.finished and not message.get("more_body", False))
-                or (exchange.stream and _ends_stream(message.get("body", b"")))
-            ):
-                await self.settle(exchange, status)
+            elif exchange.reservation is not None:
+                body: bytes = message.get("body", b"")
+                if (exchange.finished and not message.get("more_body", False)) or (
+                    done_marker and exchange.stream and _ends_stream(body, at_event)
+                ):
+                    await asyncio.shield(self.settle(exchange, status))
+                elif done_marker and body:
+                    at_event = body.endswith(_EVENT_ENDS)
             await send(message)
 
         return settling_send

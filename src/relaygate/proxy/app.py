@@ -314,7 +314,8 @@ class Proxy:
             exchange.reservation = await budgets.reserve(
                 snapshot, principal, [target for target, _ in plan], path, payload, size
             )
-            send = self._accounting.settling(send, exchange)
+            openai_stream = path in ("/v1/chat/completions", "/v1/completions")
+            send = self._accounting.settling(send, exchange, done_marker=openai_stream)
         return await self._forward(scope, receive, send, plan, payload, model, body, exchange, form)
 
     async def _admit(
@@ -498,8 +499,8 @@ class Proxy:
             usage_asked=state.stream and not out.strip,
         )
         if conversion.local is not None:  # nothing to ask the endpoint
+            state.finished = True  # before its one message: whole, and settled before it
             await send_json(send, 200, conversion.local, ((TOKEN_COUNT_HEADER, b"estimate"),))
-            state.finished = True
             return 200
         state.strip_usage = False  # the translation reads the usage chunk itself
         status = await self._upstream.attempt(

@@ -72,21 +72,22 @@ class Tokens:
         else:
             prompt = usage.get("prompt_tokens")
             if prompt is None and "input_tokens" in usage:
-                prompt = (
+                prompt = _count(
                     _int(usage.get("input_tokens"))
                     + _int(usage.get("cache_creation_input_tokens"))
                     + _int(usage.get("cache_read_input_tokens"))
                 )
             completion = usage.get("completion_tokens", usage.get("output_tokens"))
             total = usage.get("total_tokens")
-        if isinstance(prompt, int):
+        prompt, completion, total = _count(prompt), _count(completion), _count(total)
+        if prompt is not None:
             self.prompt = prompt
-        if isinstance(completion, int):
+        if completion is not None:
             self.completion = completion
-        if isinstance(total, int):
+        if total is not None:
             self.total = total
         elif self.prompt is not None or self.completion is not None:
-            self.total = (self.prompt or 0) + (self.completion or 0)
+            self.total = min((self.prompt or 0) + (self.completion or 0), MAX_TOKENS)
 
     def take_object(self, data: Any) -> None:
         """Read the usage inside one decoded answer or stream event."""
@@ -102,8 +103,22 @@ class Tokens:
                 self.take(nested["usage"])
 
 
+MAX_TOKENS = 2**31 - 1
+"""The largest token count taken from an answer (the usage records' columns hold no more)."""
+
+
+def _count(value: Any) -> int | None:
+    """``value`` as a token count: a whole number from 0 to :data:`MAX_TOKENS`, else None
+    (not reported). An endpoint's answer is not trusted with more: a negative count would
+    credit a budget, a bool is no count, and one past the columns' range would fail the
+    batch of usage records it is written in."""
+    if type(value) is int and 0 <= value <= MAX_TOKENS:
+        return value
+    return None
+
+
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
+    return value if type(value) is int and 0 <= value <= MAX_TOKENS else 0
 
 
 def _usage_at(data: bytes, start: int = 0) -> int:
