@@ -4,6 +4,7 @@ what it received, so "refused" means nothing arrived there."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from sqlalchemy import select
 
+from relaygate.db.tables import UsageRecord
 from tests.proxy.api_routes import (
     ANSWERED_BY_RELAYGATE,
     ANTHROPIC_FORWARDED,
@@ -24,6 +27,7 @@ from tests.proxy.api_routes import (
 )
 from tests.support.gateway import Gateway
 from tests.support.hostile import RecordingUpstream, Reply, bounce_to, chat_reply, json_reply
+from tests.support.polling import eventually
 from tests.support.upstream import Seen
 
 BODY = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
@@ -389,3 +393,38 @@ def test_the_path_goes_out_as_escaped_and_only_known_query_parameters(
     assert answer.status_code == 200, answer.text
     assert recorder.state.raw_paths == [b"/v1/v2/a%7Eb/infer"]
     assert recorder.state.requests[0].query == "api-version=2024-10-21&beta=true"
+
+
+def test_token_counts_out_of_range_are_not_recorded(
+    gateway: Gateway, recorder: RecordingUpstream
+) -> None:
+    """An endpoint reporting 2**40 prompt and -5 completion tokens gets its request
+    recorded with no token counts: a negative count would credit a budget, and a count
+    past the columns' range could not be written (on PostgreSQL the record was lost: the
+    batch holding it failed). The answer after it is recorded as usual."""
+    usage = iter([{"prompt_tokens": 2**40, "completion_tokens": -5}, None])
+
+    async def lying(seen: Seen) -> Reply:
+        status, headers, body = chat_reply("gpt-test")
+        told = next(usage)
+        if told is None:
+            return status, headers, body
+        return json_reply(200, {**json.loads(body), "usage": told})
+
+    recorder.state.answer = lying
+    gateway.add_endpoint("liar", recorder.url)
+    client = gateway.openai()
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-test", messages=[])
+
+    async def read() -> list[tuple[Any, ...]]:
+        async with gateway.ctx.engine.connect() as connection:
+            rows = await connection.execute(
+                select(UsageRecord.prompt_tokens, UsageRecord.completion_tokens)
+                .where(UsageRecord.status == 200)
+                .order_by(UsageRecord.id)
+            )
+            return [tuple(row) for row in rows]
+
+    recorded = eventually(lambda: gateway.on_loop(read), lambda rows: len(rows) == 2)
+    assert recorded == [(None, None), (1, 1)]
