@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from sqlalchemy import select
 
+from relaygate.db.tables import UsageRecord
 from tests.conftest import Upstream
 from tests.support.gateway import Gateway
+from tests.support.polling import eventually
 
 
 def post(gateway: Gateway, content: bytes, key: str | None = None) -> httpx.Response:
@@ -60,6 +63,38 @@ def test_malformed_body_is_400(
     assert error["param"] == param
     assert error["type"] == "invalid_request_error"
     assert upstream.state.requests == []
+
+
+def test_a_model_named_with_a_control_character_is_400_and_usage_goes_on(
+    served: Gateway, upstream: Upstream
+) -> None:
+    """A model name with a NUL (or another control character), in JSON or in a form, is
+    refused 400 and recorded nowhere: its usage record once failed every batch after it on
+    PostgreSQL, which refuses a NUL in text, so no request's usage was written again. The
+    request after it is recorded."""
+    key = served.create_key()["key"]
+    client = served.client_for(key)
+    for model in (r"gpt\u0000-test", r"gpt\u001b[31m"):  # JSON escapes
+        body = b'{"model": "' + model.encode() + b'", "messages": []}'
+        refused = client.post("/v1/chat/completions", content=body)
+        assert refused.status_code == 400, refused.text
+        assert error_of(refused)["message"] == "'model' must not contain control characters"
+    form = client.post(
+        "/v1/audio/transcriptions",
+        files={"file": ("a.wav", b"RIFF", "audio/wav")},
+        data={"model": "whisper\x00"},
+    )
+    assert form.status_code == 400, form.text
+    assert "control characters" in error_of(form)["message"]
+    served.openai(key).chat.completions.create(model="gpt-test", messages=[])
+    assert upstream.state.requests and len(upstream.state.requests) == 1
+
+    async def recorded() -> list[tuple[str, int]]:
+        async with served.ctx.engine.connect() as connection:
+            rows = await connection.execute(select(UsageRecord.model, UsageRecord.status))
+            return [(row[0], row[1]) for row in rows]
+
+    assert eventually(lambda: served.on_loop(recorded), bool) == [("gpt-test", 200)]
 
 
 def test_unknown_model_is_404(served: Gateway) -> None:

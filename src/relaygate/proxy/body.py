@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import orjson
@@ -63,6 +64,17 @@ async def read_body(receive: Receive, length: int | None, limit: int, timeout: f
         raise timed_out(timeout) from None
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
+def check_model_text(model: str) -> None:
+    """Raise :class:`BadRequest` when ``model`` holds a control character (U+0000 to
+    U+001F, U+007F): no model is named so, and the request's usage record would carry it
+    (PostgreSQL refuses a NUL in text, which failed the whole batch of records)."""
+    if _CONTROL_CHARACTER.search(model) is not None:
+        raise BadRequest("'model' must not contain control characters", param="model")
+
+
 def parse_model(body: bytes) -> tuple[dict[str, Any], str]:
     """Parse a JSON request body and return it with its ``model``.
 
@@ -92,6 +104,7 @@ def parse_model(body: bytes) -> tuple[dict[str, Any], str]:
         raise BadRequest(f"'model' must be a non-empty string, not {kind}", param="model")
     if not model:
         raise BadRequest("'model' must be a non-empty string", param="model")
+    check_model_text(model)
     for key in payload:
         # Go's encoding/json (Ollama, many self-hosted servers) matches keys without
         # regard to case, and folds the long s (U+017F) to s and the Kelvin sign to k:

@@ -42,6 +42,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
 
 from relaygate.errors import BadRequest
+from relaygate.proxy.body import check_model_text
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -193,6 +194,7 @@ def read_form(body: bytes, content_type: bytes) -> Form:
         raise BadRequest("the form's 'model' is not UTF-8 text", param="model") from None
     if not model:
         raise BadRequest("the form's 'model' must be a non-empty string", param="model")
+    check_model_text(model)
     stream = False
     if reader.stream is not None:
         at, until = reader.stream
