@@ -24,6 +24,7 @@ from operator import attrgetter
 
 import orjson
 from sqlalchemy import Engine, insert
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from relaygate.context import Context
 from relaygate.db.engine import make_blocking_sqlite_engine
@@ -178,21 +179,70 @@ def _row(entry: UsageEntry) -> dict[str, object]:
     return {name: getattr(entry, name) for name in _COLUMNS}
 
 
+async def _insert(ctx: Context, entries: list[UsageEntry], blocking: Engine | None) -> None:
+    """Insert ``entries`` in one transaction (with ``blocking``, a SQLite engine, in a
+    worker thread); raises what the database raises."""
+    if blocking is not None:
+        await asyncio.to_thread(_insert_blocking, blocking, entries)
+    else:
+        async with ctx.engine.begin() as connection:
+            await connection.execute(_INSERT, [_row(entry) for entry in entries])
+
+
+async def _write_each(
+    ctx: Context,
+    queue: UsageQueue,
+    entries: list[UsageEntry],
+    metrics: Metrics,
+    blocking: Engine | None,
+) -> None:
+    """Insert ``entries`` one per transaction after their batch was refused for its data:
+    a record the database refuses on its own is dropped (counted in
+    ``relaygate_usage_dropped_total`` and logged), so one bad record never holds back the
+    others. Once a record fails for another reason, it and those after it go back to
+    ``queue`` and the error is raised."""
+    for at, entry in enumerate(entries):
+        try:
+            await _insert(ctx, [entry], blocking)
+        except Exception as exc:
+            if not _refused_data(exc):
+                queue.give_back(entries[at:])
+                raise
+            metrics.usage_dropped.inc()
+            log.error("dropped a usage record the database refused (%s): %r", exc, entry)
+        else:
+            metrics.usage_written.inc()
+
+
+def _refused_data(exc: BaseException) -> bool:
+    """Whether ``exc``, raised writing usage records, is the database (or its driver)
+    refusing what was written rather than failing to be reached: an error of the statement
+    (SQLAlchemy's ``StatementError``, the driver's errors included) that is not of the
+    connection (``OperationalError``, ``InterfaceError``, a connection invalidated)."""
+    return (
+        isinstance(exc, StatementError)
+        and not isinstance(exc, OperationalError | InterfaceError)
+        and not getattr(exc, "connection_invalidated", False)
+    )
+
+
 async def _write(
     ctx: Context, queue: UsageQueue, metrics: Metrics, blocking: Engine | None = None
 ) -> None:
     """Write what waits in ``queue``, a batch per transaction (with ``blocking``, a
-    SQLite engine, in a worker thread); a failed batch goes back to the queue and the
-    error is raised."""
+    SQLite engine, in a worker thread). A batch the database refuses for its data (see
+    :func:`_refused_data`) is written again record by record (:func:`_write_each`); a
+    batch that failed otherwise (the database unreachable, say) goes back to the queue
+    and the error is raised."""
     while entries := queue.take():
         started = time.monotonic()
         try:
-            if blocking is not None:
-                await asyncio.to_thread(_insert_blocking, blocking, entries)
-            else:
-                async with ctx.engine.begin() as connection:
-                    await connection.execute(_INSERT, [_row(entry) for entry in entries])
+            await _insert(ctx, entries, blocking)
         except Exception as exc:
+            if _refused_data(exc):
+                log.warning("a batch of usage records was refused (%s): writing each", exc)
+                await _write_each(ctx, queue, entries, metrics, blocking)
+                continue
             queue.give_back(entries)
             log.warning("could not write %d usage records (will retry): %s", len(entries), exc)
             raise

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
@@ -17,6 +18,8 @@ from sqlalchemy.orm import Session
 from relaygate.db.engine import make_blocking_sqlite_engine
 from relaygate.db.tables import UsageRecord
 from relaygate.usage_records import UsageEntry, _insert_blocking
+from tests.support.gateway import Gateway
+from tests.support.polling import eventually
 
 
 def entries() -> list[UsageEntry]:
@@ -103,3 +106,48 @@ def with_nul() -> list[UsageEntry]:
     made = entries()
     made[1].model = "gpt\x00-hidden"
     return made
+
+
+def test_a_record_the_database_refuses_is_dropped_and_the_rest_are_written(
+    gateway: Gateway,
+) -> None:
+    """A batch the database refuses for its data is written again record by record: the
+    record it refuses alone (here a user id of NULL, refused by SQLite and PostgreSQL
+    alike) is dropped and counted, and the records around it are written. Before, the
+    batch went back to the queue and failed at every retry, so no usage was written again."""
+    good = [entry_of(n) for n in range(3)]
+    bad = dataclasses.replace(good[1], user_id=cast(int, None), request_id="refused")
+    queue = gateway.app.state.usage_queue
+    assert queue is not None
+
+    async def put() -> None:
+        for made in (good[0], bad, good[2]):
+            queue.put(made)
+
+    gateway.on_loop(put)
+
+    async def written() -> list[str | None]:
+        async with gateway.ctx.engine.connect() as connection:
+            rows = await connection.execute(
+                select(UsageRecord.request_id).order_by(UsageRecord.request_id)
+            )
+            return [row[0] for row in rows]
+
+    assert eventually(lambda: gateway.on_loop(written), lambda ids: len(ids) == 2) == ["r0", "r2"]
+    dropped = gateway.app.metrics.registry.get_sample_value("relaygate_usage_dropped_total")
+    assert dropped == 1
+    # The writer goes on: a record put after is written.
+    later = dataclasses.replace(good[0], request_id="r3")
+
+    async def put_later() -> None:
+        queue.put(later)
+
+    gateway.on_loop(put_later)
+    assert eventually(lambda: gateway.on_loop(written), lambda ids: len(ids) == 3)[-1] == "r3"
+
+
+def entry_of(n: int) -> UsageEntry:
+    """A record every database takes (no count past PostgreSQL's 32-bit columns)."""
+    return dataclasses.replace(
+        entries()[1], request_id=f"r{n}", created_at=datetime.now(UTC), total_tokens=16
+    )
