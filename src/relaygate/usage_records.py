@@ -24,7 +24,7 @@ from operator import attrgetter
 
 import orjson
 from sqlalchemy import Engine, insert
-from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from relaygate.context import Context
 from relaygate.db.engine import make_blocking_sqlite_engine
@@ -215,15 +215,18 @@ async def _write_each(
 
 
 def _refused_data(exc: BaseException) -> bool:
-    """Whether ``exc``, raised writing usage records, is the database (or its driver)
-    refusing what was written rather than failing to be reached: an error of the statement
-    (SQLAlchemy's ``StatementError``, the driver's errors included) that is not of the
-    connection (``OperationalError``, ``InterfaceError``, a connection invalidated)."""
-    return (
-        isinstance(exc, StatementError)
-        and not isinstance(exc, OperationalError | InterfaceError)
-        and not getattr(exc, "connection_invalidated", False)
-    )
+    """Whether ``exc``, raised writing usage records, is the database refusing what was
+    written, not failing to be reached or to work: an ``IntegrityError`` or ``DataError``,
+    a driver error whose SQLSTATE is of class 22 (data exception) or 23 (integrity
+    constraint violation), or a value SQLAlchemy could not bind. Anything else (refused
+    connections, a restart, a timeout, too many connections, a locked or full file) is
+    the database's, and the batch is retried."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None)
+        return isinstance(state, str) and state[:2] in ("22", "23")
+    return isinstance(exc, StatementError)  # raised binding a value, before the database
 
 
 async def _write(

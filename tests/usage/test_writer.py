@@ -12,12 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
+import pytest
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
-from relaygate.db.engine import make_blocking_sqlite_engine
+from relaygate.db.engine import make_blocking_sqlite_engine, make_engine
 from relaygate.db.tables import UsageRecord
-from relaygate.usage_records import UsageEntry, _insert_blocking
+from relaygate.usage_records import UsageEntry, _insert_blocking, _refused_data
+from tests.support import databases
 from tests.support.gateway import Gateway
 from tests.support.polling import eventually
 
@@ -151,3 +154,34 @@ def entry_of(n: int) -> UsageEntry:
     return dataclasses.replace(
         entries()[1], request_id=f"r{n}", created_at=datetime.now(UTC), total_tokens=16
     )
+
+
+@pytest.mark.skipif(databases.SERVER_URL is None, reason="RELAYGATE_TEST_DATABASE_URL is not set")
+async def test_postgresql_errors_of_the_database_are_retried_and_of_the_data_dropped() -> None:
+    """Errors raised by PostgreSQL itself, through SQLAlchemy and asyncpg: a missing
+    database (and, like it, a restart, a timeout or too many connections: errors outside
+    SQLSTATE classes 22 and 23) keeps the batch for a retry; a NUL in text (class 22) and
+    a NULL user id (class 23) are the record's own, so only that record is dropped."""
+    assert databases.SERVER_URL is not None
+    url = databases.create_postgres_database()
+    missing = url.rsplit("/", 1)[0] + "/rg_test_no_such_database"
+    engine, gone = make_engine(url), make_engine(missing)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: UsageRecord.__table__.create(sync))
+
+        async def error_of(engine: AsyncEngine, entry: UsageEntry) -> BaseException:
+            with pytest.raises(Exception) as raised:
+                async with engine.begin() as connection:
+                    await connection.execute(insert(UsageRecord), dataclasses.asdict(entry))
+            return raised.value
+
+        nul = dataclasses.replace(entry_of(1), model="gpt\x00")
+        null_user = dataclasses.replace(entry_of(2), user_id=cast(int, None))
+        assert _refused_data(await error_of(engine, nul))
+        assert _refused_data(await error_of(engine, null_user))
+        assert not _refused_data(await error_of(gone, entry_of(3)))
+    finally:
+        await engine.dispose()
+        await gone.dispose()
+        databases.drop_postgres_database(url)
