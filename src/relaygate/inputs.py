@@ -5,6 +5,7 @@ Failures are pydantic's ``ValidationError``."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -16,6 +17,15 @@ ID_MAX = 2**31 - 1
 
 RowId = Annotated[int, Field(ge=1, le=ID_MAX)]
 """A row id in a path, a query or a body: anything else is a 400, not a database error."""
+
+
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
+def has_control_character(value: str) -> bool:
+    """Whether ``value`` holds a control character (U+0000 to U+001F, U+007F): no model
+    name or request id has one, and PostgreSQL refuses the NUL among them in text."""
+    return _CONTROL_CHARACTER.search(value) is not None
 
 
 def _storable(value: str) -> str:

@@ -106,6 +106,9 @@ def test_another_user_gets_404_for_a_file_its_content_and_its_batch(gateway: Gat
         ([line("a"), json.dumps({"custom_id": "b", "method": "POST"})], 2, "'url' must be"),
         ([line("a", body={"model": MODEL, "stream": True})], 1, "not streamed"),
         ([line("a"), "[1, 2]"], 2, "must be a JSON object"),
+        # A NUL, which PostgreSQL refuses in text, once left the batch validating for good.
+        ([line("a"), line("b\x00")], 2, "'custom_id' must not contain control characters"),
+        ([line("a", model="gpt\x1b[31m")], 1, "'body.model' must not contain control"),
     ],
 )
 def test_a_malformed_batch_file_is_refused_naming_its_line(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import orjson
 
 from relaygate.errors import BadRequest
+from relaygate.inputs import has_control_character
 
 BATCH_URLS = (
     "/v1/chat/completions",
@@ -115,6 +116,8 @@ def parse_line(number: int, offset: int, line: bytes) -> Line | None:
     custom_id = item.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id or len(custom_id) > MAX_CUSTOM_ID:
         raise line_error(number, f"'custom_id' must be a string of 1 to {MAX_CUSTOM_ID} characters")
+    if has_control_character(custom_id):
+        raise line_error(number, "'custom_id' must not contain control characters")
     if item.get("method") != "POST":
         raise line_error(number, "'method' must be 'POST'")
     url = item.get("url")
@@ -126,6 +129,8 @@ def parse_line(number: int, offset: int, line: bytes) -> Line | None:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise line_error(number, "'body.model' must be a non-empty string")
+    if has_control_character(model):
+        raise line_error(number, "'body.model' must not contain control characters")
     if body.get("stream") is not None and body.get("stream") is not False:
         raise line_error(number, "'body.stream' is not allowed: batch answers are not streamed")
     return Line(number, custom_id, offset, len(line), url, model)

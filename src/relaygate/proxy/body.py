@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import Any
 
 import orjson
 
 from relaygate.bodies import timed_out, too_large
 from relaygate.errors import BadRequest, ClientDisconnected
+from relaygate.inputs import has_control_character
 
 Receive = Any
 _JSON_KINDS = {
@@ -64,14 +64,11 @@ async def read_body(receive: Receive, length: int | None, limit: int, timeout: f
         raise timed_out(timeout) from None
 
 
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
-
-
 def check_model_text(model: str) -> None:
     """Raise :class:`BadRequest` when ``model`` holds a control character (U+0000 to
     U+001F, U+007F): no model is named so, and the request's usage record would carry it
     (PostgreSQL refuses a NUL in text, which failed the whole batch of records)."""
-    if _CONTROL_CHARACTER.search(model) is not None:
+    if has_control_character(model):
         raise BadRequest("'model' must not contain control characters", param="model")
 
 
