@@ -24,10 +24,9 @@ from operator import attrgetter
 
 import orjson
 from sqlalchemy import Engine, insert
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from relaygate.context import Context
-from relaygate.db.engine import make_blocking_sqlite_engine
+from relaygate.db.engine import make_blocking_sqlite_engine, refused_data
 from relaygate.db.tables import UsageRecord
 from relaygate.metrics import Metrics
 from relaygate.pauses import pause, wait_any
@@ -205,7 +204,7 @@ async def _write_each(
         try:
             await _insert(ctx, [entry], blocking)
         except Exception as exc:
-            if not _refused_data(exc):
+            if not refused_data(exc):
                 queue.give_back(entries[at:])
                 raise
             metrics.usage_dropped.inc()
@@ -214,27 +213,12 @@ async def _write_each(
             metrics.usage_written.inc()
 
 
-def _refused_data(exc: BaseException) -> bool:
-    """Whether ``exc``, raised writing usage records, is the database refusing what was
-    written, not failing to be reached or to work: an ``IntegrityError`` or ``DataError``,
-    a driver error whose SQLSTATE is of class 22 (data exception) or 23 (integrity
-    constraint violation), or a value SQLAlchemy could not bind. Anything else (refused
-    connections, a restart, a timeout, too many connections, a locked or full file) is
-    the database's, and the batch is retried."""
-    if isinstance(exc, IntegrityError | DataError):
-        return True
-    if isinstance(exc, DBAPIError):
-        state = getattr(exc.orig, "sqlstate", None)
-        return isinstance(state, str) and state[:2] in ("22", "23")
-    return isinstance(exc, StatementError)  # raised binding a value, before the database
-
-
 async def _write(
     ctx: Context, queue: UsageQueue, metrics: Metrics, blocking: Engine | None = None
 ) -> None:
     """Write what waits in ``queue``, a batch per transaction (with ``blocking``, a
     SQLite engine, in a worker thread). A batch the database refuses for its data (see
-    :func:`_refused_data`) is written again record by record (:func:`_write_each`); a
+    :func:`refused_data`) is written again record by record (:func:`_write_each`); a
     batch that failed otherwise (the database unreachable, say) goes back to the queue
     and the error is raised."""
     while entries := queue.take():
@@ -242,7 +226,7 @@ async def _write(
         try:
             await _insert(ctx, entries, blocking)
         except Exception as exc:
-            if _refused_data(exc):
+            if refused_data(exc):
                 log.warning("a batch of usage records was refused (%s): writing each", exc)
                 await _write_each(ctx, queue, entries, metrics, blocking)
                 continue

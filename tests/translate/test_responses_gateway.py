@@ -202,3 +202,36 @@ def test_auto_mode_finds_a_missing_responses_api(
     ]
     found = eventually(lambda: gateway.endpoint("local")["api_found"], bool)
     assert found == {"responses": "translate"}
+
+
+def test_a_response_is_saved_once_the_database_can_take_it(
+    gateway: Gateway, scripted: ScriptedUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A save the database cannot take for a reason of its own (here its table is gone:
+    SQLite's OperationalError, PostgreSQL's undefined table) is kept and written at a
+    later flush; before, it was dropped as though the database had refused its data."""
+    scripted.script.otherwise = Turn.say("Kept for later")
+    gateway.add_endpoint("local", scripted.url, responses_api="translate")
+    client = gateway.openai()
+    table = StoredResponse.__table__
+
+    async def drop() -> None:
+        async with gateway.ctx.engine.begin() as connection:
+            await connection.run_sync(lambda sync: table.drop(sync))
+
+    async def create() -> None:
+        async with gateway.ctx.engine.begin() as connection:
+            await connection.run_sync(lambda sync: table.create(sync))
+
+    gateway.on_loop(drop)
+    try:
+        made = client.responses.create(model=MODEL, input="Say it")
+        failed = eventually(  # a flush (every second) fails meanwhile
+            lambda: [r for r in caplog.records if "could not write stored" in r.getMessage()],
+            bool,
+        )
+        assert failed
+    finally:
+        gateway.on_loop(create)
+    assert eventually(lambda: _stored_count(gateway), lambda count: count == 1) == 1
+    assert client.responses.retrieve(made.id).output_text == "Kept for later"

@@ -17,9 +17,9 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
-from relaygate.db.engine import make_blocking_sqlite_engine, make_engine
+from relaygate.db.engine import make_blocking_sqlite_engine, make_engine, refused_data
 from relaygate.db.tables import UsageRecord
-from relaygate.usage_records import UsageEntry, _insert_blocking, _refused_data
+from relaygate.usage_records import UsageEntry, _insert_blocking
 from tests.support import databases
 from tests.support.gateway import Gateway
 from tests.support.polling import eventually
@@ -178,9 +178,9 @@ async def test_postgresql_errors_of_the_database_are_retried_and_of_the_data_dro
 
         nul = dataclasses.replace(entry_of(1), model="gpt\x00")
         null_user = dataclasses.replace(entry_of(2), user_id=cast(int, None))
-        assert _refused_data(await error_of(engine, nul))
-        assert _refused_data(await error_of(engine, null_user))
-        assert not _refused_data(await error_of(gone, entry_of(3)))
+        assert refused_data(await error_of(engine, nul))
+        assert refused_data(await error_of(engine, null_user))
+        assert not refused_data(await error_of(gone, entry_of(3)))
     finally:
         await engine.dispose()
         await gone.dispose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.orm import Session
@@ -88,3 +89,18 @@ async def read_one_view(session: AsyncSession) -> None:
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     else:
         await session.execute(text("BEGIN"))
+
+
+def refused_data(exc: BaseException) -> bool:
+    """Whether ``exc``, raised writing rows, is the database refusing what was
+    written, not failing to be reached or to work: an ``IntegrityError`` or ``DataError``,
+    a driver error whose SQLSTATE is of class 22 (data exception) or 23 (integrity
+    constraint violation), or a value SQLAlchemy could not bind. Anything else (refused
+    connections, a restart, a timeout, too many connections, a locked or full file) is
+    the database's own: what was written may be written again later."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None)
+        return isinstance(state, str) and state[:2] in ("22", "23")
+    return isinstance(exc, StatementError)  # raised binding a value, before the database

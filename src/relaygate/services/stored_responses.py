@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy import delete
 
 from relaygate.context import Context
+from relaygate.db.engine import refused_data
 from relaygate.db.tables import StoredResponse, utcnow
 from relaygate.errors import BadRequest, NotFound
 from relaygate.pauses import wait_any
@@ -179,27 +180,44 @@ class ResponseStore:
             )
 
     async def flush(self) -> None:
-        """Write the waiting saves, in one transaction; should it fail (the user was
-        deleted meanwhile), one by one, dropping (and logging) those that still fail."""
+        """Write the waiting saves, in one transaction. Should the database refuse them
+        for what they hold (the user was deleted meanwhile: see
+        :func:`relaygate.db.engine.refused_data`), they are written one by one, and those
+        refused alone are dropped (and logged). Any other failure (the database out of
+        reach) is raised, and the saves not yet written wait for the next flush."""
         if not self._pending:
             return
         async with self._writing:
             batch = list(self._pending.values())
             rows = [await self._row(saved) for saved in batch]
+            done: list[Saved] = []
             try:
-                async with self._ctx.sessions() as session, session.begin():
-                    session.add_all(rows)
-            except Exception:
-                for saved in batch:
-                    try:
-                        async with self._ctx.sessions() as session, session.begin():
-                            session.add(await self._row(saved))
-                    except Exception as exc:
-                        log.warning("stored response %s not written: %s", saved.id, exc)
-            for saved in batch:
-                if self._pending.get(saved.id) is saved:
-                    del self._pending[saved.id]
-                    self._pending_bytes -= len(saved.data)
+                try:
+                    async with self._ctx.sessions() as session, session.begin():
+                        session.add_all(rows)
+                    done = batch
+                except Exception as exc:
+                    if not refused_data(exc):
+                        raise
+                    for saved in batch:
+                        await self._write_one(saved)
+                        done.append(saved)
+            finally:
+                for saved in done:
+                    if self._pending.get(saved.id) is saved:
+                        del self._pending[saved.id]
+                        self._pending_bytes -= len(saved.data)
+
+    async def _write_one(self, saved: Saved) -> None:
+        """Write one save; a save the database refuses is dropped and logged, any other
+        failure raised."""
+        try:
+            async with self._ctx.sessions() as session, session.begin():
+                session.add(await self._row(saved))
+        except Exception as exc:
+            if not refused_data(exc):
+                raise
+            log.warning("stored response %s not written: %s", saved.id, exc)
 
     async def _row(self, saved: Saved) -> StoredResponse:
         ctx = self._ctx
