@@ -125,3 +125,24 @@ def test_counts_an_endpoint_cannot_be_trusted_with_are_not_taken() -> None:
     tokens = Tokens()
     tokens.take({"prompt_tokens": 2**31 - 1, "completion_tokens": 2**31 - 1})
     assert (tokens.prompt, tokens.total) == (2**31 - 1, 2**31 - 1)
+
+
+def test_gemini_thinking_tokens_count_as_completion_tokens() -> None:
+    """Gemini reports thinking apart from the candidates' tokens and bills it as output
+    (https://ai.google.dev/api/generate-content#UsageMetadata): both are completion
+    tokens, so a priced model charges the thinking too."""
+    tokens = Tokens()
+    tokens.take_object(
+        {
+            "usageMetadata": {
+                "promptTokenCount": 12,
+                "candidatesTokenCount": 30,
+                "thoughtsTokenCount": 200,
+                "totalTokenCount": 242,
+            }
+        }
+    )
+    assert (tokens.prompt, tokens.completion, tokens.total) == (12, 230, 242)
+    plain = Tokens()
+    plain.take_object({"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4}})
+    assert (plain.prompt, plain.completion, plain.total) == (3, 4, 7)

@@ -135,6 +135,8 @@ class Accounting:
         # Usage records are stamped by the clock budgets go by, so that spend rebuilt
         # from them falls in the same periods (a test's clock included).
         self._now = budgets.now if budgets is not None else now
+        self._settling: set[asyncio.Future[None]] = set()
+        """Settlements under way in tasks of their own (see :meth:`settling`)."""
 
     def record(self, path: str, exchange: Exchange, status: int) -> None:
         """Queue the usage record of ``exchange``, answered with ``status`` on ``path``,
@@ -224,12 +226,20 @@ class Accounting:
                 if (exchange.finished and not message.get("more_body", False)) or (
                     done_marker and exchange.stream and _ends_stream(body, at_event)
                 ):
-                    await asyncio.shield(self.settle(exchange, status))
+                    await self._shielded_settle(exchange, status)
                 elif done_marker and body:
                     at_event = body.endswith(_EVENT_ENDS)
             await send(message)
 
         return settling_send
+
+    async def _shielded_settle(self, exchange: Exchange, status: int) -> None:
+        """:meth:`settle` in a task of its own that a cancellation of the caller does not
+        stop; the task is kept referenced until it ends (asyncio keeps only weak ones)."""
+        task = asyncio.ensure_future(self.settle(exchange, status))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
 
     async def count_tokens(self, exchange: Exchange) -> None:
         """Count the prompt and completion tokens of ``exchange``'s answer against its

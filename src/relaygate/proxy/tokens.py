@@ -67,7 +67,12 @@ class Tokens:
                 self.seconds = float(seconds)
             return
         if gemini:
+            # Thinking is billed as output, and counted apart from the candidates' tokens
+            # (https://ai.google.dev/api/generate-content#UsageMetadata).
             prompt, completion = usage.get("promptTokenCount"), usage.get("candidatesTokenCount")
+            thoughts = usage.get("thoughtsTokenCount")
+            if thoughts is not None:
+                completion = _count(_int(completion) + _int(thoughts))
             total = usage.get("totalTokenCount")
         else:
             prompt = usage.get("prompt_tokens")
