@@ -146,3 +146,15 @@ def test_gemini_thinking_tokens_count_as_completion_tokens() -> None:
     plain = Tokens()
     plain.take_object({"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4}})
     assert (plain.prompt, plain.completion, plain.total) == (3, 4, 7)
+
+
+def test_audio_seconds_an_endpoint_cannot_be_trusted_with_are_not_taken() -> None:
+    """A transcription's duration is taken from 0 to 10**7 seconds: a negative, endless
+    or absurd length (1e19) is recorded as not reported."""
+    for hostile in (-1, float("inf"), 1e19, True, "60"):
+        tokens = Tokens()
+        tokens.take({"type": "duration", "seconds": hostile})
+        assert tokens.seconds is None, hostile
+    tokens = Tokens()
+    tokens.take({"type": "duration", "seconds": 61.5})
+    assert tokens.seconds == 61.5

@@ -62,7 +62,7 @@ class Tokens:
                 isinstance(seconds, int | float)
                 and not isinstance(seconds, bool)
                 and math.isfinite(seconds)
-                and seconds >= 0
+                and 0 <= seconds <= MAX_AUDIO_SECONDS
             ):
                 self.seconds = float(seconds)
             return
@@ -107,6 +107,9 @@ class Tokens:
             if isinstance(nested, dict) and "usage" in nested:
                 self.take(nested["usage"])
 
+
+MAX_AUDIO_SECONDS = 10**7
+"""The longest audio an answer billed by duration is taken to report (about 115 days)."""
 
 MAX_TOKENS = 2**31 - 1
 """The largest token count taken from an answer (the usage records' columns hold no more)."""
