@@ -105,17 +105,25 @@ def test_a_request_without_a_valid_key_is_logged_without_a_user(
 def test_a_forged_model_name_stays_on_one_quoted_line(
     gateway: Gateway, upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A client's model name holding a line break and a fake log line cannot forge a
-    second access line: it is quoted (JSON-escaped) and cut to 200 characters."""
+    """A client's model name cannot forge a second access line or another field: one
+    holding a line break is refused (400, no control character in a model name) and its
+    line has no break; one forging fields with quotes is quoted (JSON-escaped) and cut to
+    200 characters."""
     caplog.set_level(logging.INFO, logger="relaygate.access")
     forged = "x\n2031-01-01 00:00:00 INFO relaygate.access [-]: POST /v1/admin 200" + "y" * 500
     response = gateway.admin.post(
         "/v1/chat/completions", json={"model": forged, "messages": MESSAGES}
     )
+    assert response.status_code == 400
+    fields = 'x" status=200 endpoint="admin' + "y" * 500
+    response = gateway.admin.post(
+        "/v1/chat/completions", json={"model": fields, "messages": MESSAGES}
+    )
     assert response.status_code == 404
-    [line] = access_lines(caplog, 1)
-    message = line.getMessage()
-    assert "\n" not in message and 'model="x\\n2031-01-01' in message
+    first, second = access_lines(caplog, 2)
+    assert "\n" not in first.getMessage() and "2031-01-01" not in first.getMessage()
+    message = second.getMessage()
+    assert "\n" not in message and 'model="x\\" status=200 endpoint=\\"admin' in message
     assert "y" * 201 not in message
 
 
