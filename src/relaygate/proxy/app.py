@@ -284,12 +284,7 @@ class Proxy:
             return await answer_stored(self._translation.responses, send, method, path, principal)
         if method in ("GET", "HEAD") and (path == "/v1/models" or path.startswith("/v1/models/")):
             return await answer_models(send, snapshot, principal, path)
-        try:
-            body = await read_body(receive, length, self._max_body, self._body_timeout)
-        except PayloadTooLarge as exc:
-            exchange.body_whole = exc.body_ended  # then the 413 need not drain the rest
-            raise
-        exchange.body_whole = True
+        body = await self._read(receive, length, exchange)
         form = None if form_type is None else read_form(body, form_type)
         payload: dict[str, Any]
         if form is None:
@@ -317,6 +312,18 @@ class Proxy:
             openai_stream = path in ("/v1/chat/completions", "/v1/completions")
             send = self._accounting.settling(send, exchange, done_marker=openai_stream)
         return await self._forward(scope, receive, send, plan, payload, model, body, exchange, form)
+
+    async def _read(self, receive: Receive, length: int | None, exchange: Exchange) -> bytes:
+        """The request's body, read within its bounds (:func:`read_body`, which raises),
+        noting in ``exchange`` whether it was read to its end: a 413 for a body that had
+        come whole need not drain the rest."""
+        try:
+            body = await read_body(receive, length, self._max_body, self._body_timeout)
+        except PayloadTooLarge as exc:
+            exchange.body_whole = exc.body_ended
+            raise
+        exchange.body_whole = True
+        return body
 
     async def _admit(
         self,
