@@ -12,7 +12,14 @@ from sqlalchemy import select, update
 
 from relaygate.batches.outcomes import OutcomeWriter
 from relaygate.batches.prepare import prepare
-from relaygate.batches.steps import Claimed, Outcome, claim_batch, claim_requests
+from relaygate.batches.steps import (
+    Claimed,
+    Outcome,
+    claim_batch,
+    claim_requests,
+    expire_due,
+    retry_later,
+)
 from relaygate.db.tables import Batch, BatchRequest
 from tests.batches.conftest import BatchUpstream, chat_lines, upload
 from tests.support.gateway import Gateway
@@ -136,5 +143,47 @@ def test_outcomes_written_together_count_only_the_rows_still_held(
         assert batch.cost == 1.5
         assert [rows[c.id][0] for c in claimed] == ["done"] * 3 + ["failed"] * 2 + ["running"]
         assert rows[claimed[5].id][1] == "another-replica"
+    finally:
+        gateway.stop()
+
+
+def test_a_batch_past_its_window_is_never_claimed_and_its_idle_requests_expire(
+    tmp_path: Any, upstream: BatchUpstream
+) -> None:
+    """Past its window no request of a batch is claimed again, not even one a withdrawn
+    send gave back: each step used to find them claimed again and withdrawn again, so
+    the batch could stay in progress for good. What is queued, or running under a claim
+    that ran out, ends ``expired``; a request still being sent keeps its claim."""
+    gateway = Gateway(tmp_path, batch_poll_interval=3600).start()
+    gateway.add_endpoint("local", upstream.url)
+    try:
+        batch_id = started_batch(gateway, 6)
+        ctx = gateway.ctx
+        claimed: list[Claimed] = gateway.on_loop(lambda: claim_requests(ctx, 4))
+        ids = [c.id for c in claimed]
+        set_rows(gateway, ids[:1], claimed_until=datetime.now(UTC) - timedelta(seconds=1))
+
+        async def window_ends() -> None:
+            async with ctx.sessions.begin() as session:
+                await session.execute(
+                    update(Batch)
+                    .where(Batch.id == batch_id)
+                    .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+                )
+
+        gateway.on_loop(window_ends)
+        # The send of the second one is withdrawn: it is given back, queued.
+        gateway.on_loop(lambda: retry_later(ctx, claimed[1], 0, attempted=False))
+        assert gateway.on_loop(lambda: claim_requests(ctx, 10)) == []
+        gateway.on_loop(lambda: expire_due(ctx))
+
+        async def states() -> dict[int, str]:
+            async with ctx.sessions() as session:
+                rows = await session.execute(select(BatchRequest.id, BatchRequest.state))
+                return dict(rows.all())
+
+        state = gateway.on_loop(states)
+        assert [state[i] for i in ids] == ["expired", "expired", "running", "running"]
+        assert sorted(s for i, s in state.items() if i not in ids) == ["expired", "expired"]
     finally:
         gateway.stop()

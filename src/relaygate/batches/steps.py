@@ -172,6 +172,7 @@ async def claim_requests(
         select(Batch.id)
         .where(
             Batch.status == "in_progress",
+            Batch.expires_at > now,  # past its window a batch sends nothing more
             # Two tests, each read by (batch, state): one over both parts read every
             # request of the batch that was done before reaching a queued one.
             or_(
@@ -229,7 +230,9 @@ async def _claim_part(
         .where(
             BatchRequest.batch_id == batch_id,
             due,
-            select(Batch.id).where(Batch.id == batch_id, Batch.status == "in_progress").exists(),
+            select(Batch.id)
+            .where(Batch.id == batch_id, Batch.status == "in_progress", Batch.expires_at > now)
+            .exists(),
         )
         .order_by(BatchRequest.id)
         .limit(limit)
@@ -314,8 +317,11 @@ async def retry_later(
 
 
 async def expire_due(ctx: Context) -> None:
-    """End the queued requests of batches past their window as ``expired`` (and a batch
-    still ``validating`` then, as a whole)."""
+    """End the requests of batches past their window that are not being sent (queued,
+    or running under a claim that ran out) as ``expired``, and a batch still
+    ``validating`` then as a whole. No request of such a batch is claimed again
+    (:func:`claim_requests`), so one given back by a withdrawn send is ended here at the
+    next step rather than claimed and withdrawn in turn."""
     now = utcnow()
     late = select(Batch.id).where(Batch.status == "in_progress", Batch.expires_at <= now)
     stale = select(Batch.id).where(Batch.status == "validating", Batch.expires_at <= now)
@@ -331,7 +337,13 @@ async def expire_due(ctx: Context) -> None:
             return  # the common case costs two reads, never a write
         await session.execute(
             update(BatchRequest)
-            .where(BatchRequest.batch_id.in_(late), BatchRequest.state == "queued")
+            .where(
+                BatchRequest.batch_id.in_(late),
+                or_(
+                    BatchRequest.state == "queued",
+                    and_(BatchRequest.state == "running", BatchRequest.claimed_until < now),
+                ),
+            )
             .values(state="expired")
             .execution_options(synchronize_session=False)
         )
