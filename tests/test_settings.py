@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from relaygate.errors import ConfigError
-from relaygate.settings import is_strong_secret, load_settings
+from relaygate.secret_keys import is_strong_secret
+from relaygate.settings import load_settings
 
 STRONG = bytes(range(200, 232))
 """32 distinct bytes."""

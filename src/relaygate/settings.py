@@ -8,8 +8,6 @@ when present), then the defaults below. String values in the file may use
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import os
 import re
@@ -29,6 +27,7 @@ from pydantic import (
 
 from relaygate.endpoint_spec import MAX_SYNC_INTERVAL, EndpointSpec
 from relaygate.errors import ConfigError
+from relaygate.secret_keys import WEAK_SECRET_KEY, is_strong_secret
 from relaygate.sign_in_settings import OidcProvider, TrustedProxy
 
 ENV_PREFIX = "RELAYGATE_"
@@ -36,59 +35,7 @@ DEFAULT_CONFIG_FILE = "relaygate.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///./data/relaygate.db"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-MIN_SECRET_BYTES = 32
-MIN_SECRET_DISTINCT_BYTES = 16
-SECRET_KEY_RULE = (
-    "must hold at least 32 random bytes (43+ base64 characters or 64 hex digits); make one "
-    "with `relaygate secrets generate` or `openssl rand -base64 32`"
-)
-"""What a secret key that :func:`is_strong_secret` refuses is told, after its name."""
-WEAK_SECRET_KEY = (
-    SECRET_KEY_RULE + "; `relaygate secrets rotate --new-key NEW`, run with the old key "
-    "still set, moves stored provider keys to the new one"
-)
-"""What a configured secret key that :func:`is_strong_secret` refuses is told: the rule,
-and how a database made with the weak key keeps its provider keys."""
 _ALLOW_WEAK_SECRET_KEY = "allow_weak_secret_key"
-_HEX = re.compile(r"[0-9A-Fa-f]+")
-_BASE64 = (
-    (re.compile(r"[A-Za-z0-9_-]+={0,2}"), b"-_"),  # URL-safe, as `secrets generate` makes
-    (re.compile(r"[A-Za-z0-9+/]+={0,2}"), b"+/"),  # standard, as `openssl rand -base64`
-)
-
-
-def secret_key_bytes(value: str) -> bytes | None:
-    """The bytes a secret key spells: hex when ``value`` is made of hex digits alone,
-    else URL-safe or standard base64 (padding optional); None when it is none of these.
-
-    A string of hex digits is read as hex even where it would also be base64: its
-    characters carry 4 bits each, not 6, and a random base64 key is never all hex digits.
-    """
-    if _HEX.fullmatch(value):
-        return bytes.fromhex(value) if len(value) % 2 == 0 else None
-    for pattern, altchars in _BASE64:
-        if pattern.fullmatch(value):
-            body = value.rstrip("=")
-            try:
-                return base64.b64decode(
-                    body + "=" * (-len(body) % 4), altchars=altchars, validate=True
-                )
-            except binascii.Error:
-                return None
-    return None
-
-
-def is_strong_secret(value: str) -> bool:
-    """Whether ``value`` may be a secret key: it spells (see :func:`secret_key_bytes`) at
-    least :data:`MIN_SECRET_BYTES` bytes with :data:`MIN_SECRET_DISTINCT_BYTES` distinct
-    values among them. A passphrase, or 64 hex zeros, is refused."""
-    decoded = secret_key_bytes(value)
-    return (
-        decoded is not None
-        and len(decoded) >= MIN_SECRET_BYTES
-        and len(set(decoded)) >= MIN_SECRET_DISTINCT_BYTES
-    )
-
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 

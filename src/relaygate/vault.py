@@ -1,7 +1,7 @@
 """Provider keys encrypted at rest (Fernet from ``cryptography``: AES-128-CBC + HMAC-SHA256).
 
 The operator's secret key (``RELAYGATE_SECRET_KEY``: at least 32 random bytes in
-base64 or hex, see :func:`relaygate.settings.is_strong_secret`) is stretched with
+base64 or hex, see :func:`relaygate.secret_keys.is_strong_secret`) is stretched with
 HKDF-SHA256 into the Fernet key. Without one, on a SQLite file database, a random
 secret is generated into a file beside the database (mode 0600).
 """
@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from relaygate.errors import ConfigError, DecryptionFailed
-from relaygate.settings import WEAK_SECRET_KEY, Settings, is_strong_secret
+from relaygate.secret_keys import WEAK_SECRET_KEY, is_strong_secret
+from relaygate.settings import Settings
 
 log = logging.getLogger(__name__)
 SECRET_FILE_NAME = "relaygate.secret"

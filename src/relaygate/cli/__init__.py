@@ -35,10 +35,11 @@ from relaygate.cli.usage import usage
 from relaygate.context import open_context
 from relaygate.errors import ConfigError
 from relaygate.logs import configure_logging
+from relaygate.secret_keys import SECRET_KEY_RULE, is_strong_secret
 from relaygate.server import ServerConfig, bind
 from relaygate.services.bootstrap import bootstrap, check_seeds
 from relaygate.services.rotation import rotate_secret
-from relaygate.settings import SECRET_KEY_RULE, Settings, is_strong_secret
+from relaygate.settings import Settings
 from relaygate.vault import generate_secret, secret_file_path, write_secret_file
 from relaygate.wording import plural
 from relaygate.workers import Supervisor, metrics_dir, prepare_workers_dir
