@@ -25,9 +25,7 @@ from relaygate.db.tables import (
     Model,
 )
 from relaygate.providers import get_provider
-from relaygate.snapshot import (
-    TargetSurface,
-)
+from relaygate.targets import TargetSurface
 
 log = logging.getLogger(__name__)
 EVERYONE = "everyone"

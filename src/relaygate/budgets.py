@@ -44,7 +44,8 @@ from relaygate.budget_spend import spend_since
 from relaygate.budget_stores import Count, DatabaseStore, Line, MemoryStore, RedisStore, Store
 from relaygate.errors import BudgetExceeded, Overloaded
 from relaygate.metrics import Metrics
-from relaygate.snapshot import Principal, Snapshot, Target
+from relaygate.snapshot import Principal, Snapshot
+from relaygate.targets import Target
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

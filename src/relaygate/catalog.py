@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from relaygate import pooling
 from relaygate.db.tables import Endpoint
 from relaygate.routes import RoutePolicy
-from relaygate.snapshot import Route, Surfaces, Target, TargetApis, Timeouts
+from relaygate.targets import Route, Surfaces, Target, TargetApis, Timeouts
 
 
 @dataclass(frozen=True, slots=True)

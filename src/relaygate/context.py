@@ -34,9 +34,9 @@ from relaygate.health import Health
 from relaygate.loader import Loader
 from relaygate.metrics import Metrics
 from relaygate.settings import Settings
-from relaygate.snapshot import Timeouts
 from relaygate.snapshots import SnapshotStore
 from relaygate.sso.provider import DiscoveryCache
+from relaygate.targets import Timeouts
 from relaygate.upstream_client import LeanClient
 from relaygate.vault import CHECK_PLAINTEXT, Vault, load_secret
 

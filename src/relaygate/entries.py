@@ -16,7 +16,7 @@ from relaygate.db.tables import Endpoint, Model
 from relaygate.errors import CredentialsUnavailable, DecryptionFailed
 from relaygate.providers import get_provider
 from relaygate.routes import policy_for
-from relaygate.snapshot import DEFAULT_TIMEOUTS, Surfaces, TargetApis, Timeouts
+from relaygate.targets import DEFAULT_TIMEOUTS, Surfaces, TargetApis, Timeouts
 from relaygate.translate.base import dialect_for
 from relaygate.vault import Vault
 

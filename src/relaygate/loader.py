@@ -36,16 +36,8 @@ from relaygate.db.tables import (
 )
 from relaygate.entries import MODEL_COLUMNS, Entries
 from relaygate.providers import ALL_ROUTES
-from relaygate.snapshot import (
-    ADMIN_ACCESS,
-    DEFAULT_TIMEOUTS,
-    Access,
-    Principal,
-    Snapshot,
-    Surfaces,
-    Timeouts,
-    UserState,
-)
+from relaygate.snapshot import ADMIN_ACCESS, Access, Principal, Snapshot, UserState
+from relaygate.targets import DEFAULT_TIMEOUTS, Surfaces, Timeouts
 from relaygate.vault import Vault
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from relaygate.snapshot import Access, Principal, Snapshot, Target
+from relaygate.snapshot import Access, Principal, Snapshot
+from relaygate.targets import Target
 
 
 def _target(t: Target) -> tuple[Any, ...]:

@@ -15,7 +15,8 @@ from relaygate.proxy.asgi import Message, Send
 from relaygate.proxy.batched import Ticket
 from relaygate.proxy.tokens import Tokens
 from relaygate.ratelimit import RateLimiter
-from relaygate.snapshot import Principal, Target
+from relaygate.snapshot import Principal
+from relaygate.targets import Target
 from relaygate.usage_records import UsageEntry, UsageQueue, cost_of, now
 
 log = logging.getLogger(__name__)

@@ -72,8 +72,9 @@ from relaygate.proxy.upstream import Upstream
 from relaygate.ratelimit import ADMISSION_SCOPE_KEY, RateLimiter
 from relaygate.services.api_findings import ApiFindings
 from relaygate.services.api_keys import KeyActivity
-from relaygate.snapshot import Principal, Snapshot, Target
+from relaygate.snapshot import Principal, Snapshot
 from relaygate.snapshots import SnapshotStore
+from relaygate.targets import Target
 from relaygate.upstream_client import LeanClient
 from relaygate.usage_records import UsageQueue
 

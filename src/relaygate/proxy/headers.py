@@ -9,7 +9,7 @@ from urllib.parse import quote
 from relaygate.proxy.accounting import Exchange
 from relaygate.proxy.asgi import Scope
 from relaygate.ratelimit import add_rate_limit_headers
-from relaygate.snapshot import Target, TargetSurface
+from relaygate.targets import Target, TargetSurface
 from relaygate.upstream_client import Answer
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones relaygate sets itself.

@@ -15,7 +15,8 @@ from relaygate.errors import (
     UnsupportedRoute,
 )
 from relaygate.health import Health
-from relaygate.snapshot import Principal, Route, Snapshot, Target, needs_user_key, reachable
+from relaygate.snapshot import Principal, Snapshot, needs_user_key, reachable
+from relaygate.targets import Route, Target
 
 
 def unavailable(snapshot: Snapshot, name: str) -> RelaygateError:

@@ -19,7 +19,7 @@ from relaygate.proxy.asgi import Scope, Send
 from relaygate.proxy.replies import Reply
 from relaygate.proxy.tokens import BodyTokens, StreamTokens
 from relaygate.proxy.upstream_errors import once
-from relaygate.snapshot import Target, Timeouts
+from relaygate.targets import Target, Timeouts
 from relaygate.upstream_client import Answer
 
 

@@ -36,7 +36,8 @@ from relaygate.errors import BadRequest, TranslationError
 from relaygate.proxy.replies import JsonReply, Reply, StreamReply
 from relaygate.services.api_findings import ApiFindings
 from relaygate.services.stored_responses import RESPONSE_ID, ResponseStore, Saved
-from relaygate.snapshot import Principal, Target, TargetApis
+from relaygate.snapshot import Principal
+from relaygate.targets import Target, TargetApis
 from relaygate.translate import chat_to_messages, messages_to_chat, responses_to_chat
 from relaygate.translate.base import Json
 

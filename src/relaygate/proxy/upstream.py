@@ -36,7 +36,7 @@ from relaygate.proxy.replies import Reply
 from relaygate.proxy.tokens import BodyTokens, StreamTokens
 from relaygate.proxy.translation import Conversion
 from relaygate.proxy.upstream_errors import error_answer, once, readable
-from relaygate.snapshot import Target
+from relaygate.targets import Target
 from relaygate.upstream_client import Answer, LeanClient
 
 log = logging.getLogger(__name__)
