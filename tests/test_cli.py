@@ -126,7 +126,7 @@ def test_cli_revocation_reaches_running_server(tmp_path: Path, upstream: Upstrea
                 client.models.list()
             except openai.AuthenticationError:
                 break
-            assert time.monotonic() - revoked_at < 2, "revocation did not reach the server"
+            assert time.monotonic() - revoked_at < 5, "revocation did not reach the server"
             time.sleep(0.05)
     finally:
         gateway.stop()

@@ -23,6 +23,7 @@ from tests.batches.conftest import (
     wait_for,
 )
 from tests.support.gateway import Gateway
+from tests.support.polling import eventually
 
 
 def test_a_batch_of_200_requests_completes_with_one_output_line_each(
@@ -264,9 +265,12 @@ def test_the_callers_rate_limit_holds_batch_requests_back_without_failing_them(
             )
             return [(state, attempts) for state, attempts in rows]
 
+    held_back = [("queued", 0), ("queued", 0)]
+    # The third request's outcome is written just after the upstream answered it.
+    assert eventually(lambda: gateway.on_loop(waiting), lambda rows: rows == held_back) == held_back
     time.sleep(0.5)  # several polls: the held-back requests stay queued
     assert sum(upstream.counts.received.values()) == 3
-    assert gateway.on_loop(waiting) == [("queued", 0), ("queued", 0)]
+    assert gateway.on_loop(waiting) == held_back
     current = client.batches.retrieve(batch.id)
     assert current.status == "in_progress"
     assert current.request_counts.failed == 0

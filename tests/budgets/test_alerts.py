@@ -27,6 +27,7 @@ from relaygate.db.tables import ApiKey, BudgetAlert, BudgetCounter
 from relaygate.metrics import Metrics
 from tests.conftest import Upstream
 from tests.support.gateway import Clock, Gateway
+from tests.support.polling import eventually
 from tests.support.servers import ServerThread, free_port
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -228,7 +229,12 @@ def test_a_redirecting_receiver_is_not_followed(
         assert wait_metric(gateway, "failed", 1) == 1
         assert receiver.state.attempts == 1  # a redirect is not retried either
         assert receiver.state.elsewhere == 0
-        failure = [r.getMessage() for r in caplog.records if "could not be sent" in r.getMessage()]
+        failure = eventually(  # logged just after it is counted
+            lambda: [
+                r.getMessage() for r in caplog.records if "could not be sent" in r.getMessage()
+            ],
+            bool,
+        )
         assert failure and "HTTP 302" in failure[0]
         assert all("secret-token" not in r.getMessage() for r in caplog.records)
     finally:

@@ -390,7 +390,7 @@ def test_concurrency_limit_answers_503_at_once(tmp_path: Any, faulty: FaultServe
             time.sleep(0.02)
         started = time.monotonic()
         response = chat(gateway)
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 1.5  # the two held still stall (2 s)
         assert response.status_code == 503
         assert error_of(response)["code"] == "server_overloaded"
         assert response.headers["retry-after"] == "1"

@@ -14,13 +14,16 @@ from tests.support.gateway import Gateway
 
 def test_proxied_requests_run_no_sql(tmp_path: Path, upstream: Upstream) -> None:
     """Authenticating, listing, routing and forwarding 30 requests executes no statement."""
-    gateway = Gateway(tmp_path, change_poll_interval=3600, key_usage_flush_interval=3600).start()
+    gateway = Gateway(
+        tmp_path,
+        change_poll_interval=3600,
+        key_usage_flush_interval=3600,
+        usage_flush_interval=3600,
+        batch_poll_interval=3600,
+    ).start()
     try:
         gateway.add_endpoint("up", upstream.url)
         user_key = gateway.create_key(name="user")["key"]
-        # Let the scheduler take its first look at the new endpoint (one claim query; the
-        # next is due in an hour) so only the request path is measured below.
-        time.sleep(1)
         statements: list[str] = []
 
         def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -29,6 +32,16 @@ def test_proxied_requests_run_no_sql(tmp_path: Path, upstream: Upstream) -> None
         engine = gateway.ctx.engine.sync_engine
         event.listen(engine, "before_cursor_execute", record)
         try:
+            # The background tasks' first looks (the scheduler's claim of the new
+            # endpoint, the batch runner's) are over once half a second passes without a
+            # statement; the next are due in an hour, so only the request path is measured.
+            deadline = time.monotonic() + 15
+            while True:
+                statements.clear()
+                time.sleep(0.5)
+                if not statements or time.monotonic() > deadline:
+                    break
+            assert statements == [], "the background tasks never went quiet"
             client = gateway.openai(key=user_key)
             for _ in range(10):
                 client.models.list()

@@ -120,7 +120,9 @@ def test_one_sync_per_endpoint_per_interval(replicas: Replicas, upstream: Upstre
             assert 4 <= len(runs) <= 7, len(runs)
             starts = [datetime.fromisoformat(r["started_at"]) for r in runs]
             gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
-            assert min(gaps) >= 0.9 * INTERVAL, gaps
+            # A second sync in one interval would start at once; a start is stamped after
+            # a claim and a read, which a loaded machine delays by a fraction of it.
+            assert min(gaps) >= 0.5 * INTERVAL, gaps
             pids = {replicas.a.process.pid, replicas.b.process.pid}
             assert {int(r["replica"].rsplit(":", 1)[1]) for r in runs} <= pids
 

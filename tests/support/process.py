@@ -138,9 +138,13 @@ class ServeProcess:
         )
 
     def wait_ready(self, timeout: float = 30) -> ServeProcess:
+        """This process once its ``/readyz`` answers 200; raises RuntimeError (with its
+        output) when it exits or is not ready within ``timeout`` s, stopped and its log
+        closed (a caller that never got it could not stop it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"relaygate exited early:\n{self.output}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
@@ -148,6 +152,7 @@ class ServeProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.02)
+        self.stop()
         raise RuntimeError(f"relaygate did not become ready:\n{self.output}")
 
     @property
@@ -160,6 +165,10 @@ class ServeProcess:
         """Stop the process (SIGTERM) if it still runs; returns its exit code."""
         if self.process.poll() is None:
             self.process.terminate()
-        code = self.process.wait(timeout=20)
+        try:
+            code = self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
         self._log.close()
         return code

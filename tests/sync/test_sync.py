@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import Upstream
 from tests.support.gateway import Gateway
+from tests.support.polling import eventually
 from tests.support.servers import free_port
 
 API = "/admin/api/v1"
@@ -102,7 +103,11 @@ def test_periodic_sync_follows_upstream(tmp_path: Path, upstream: Upstream) -> N
         while models_by_id(gateway).get("b") != "offline":
             assert time.monotonic() < deadline, "periodic sync did not run"
             time.sleep(0.1)
-        assert [m.id for m in gateway.openai().models.list()] == ["a"]
+        # The view the proxy reads follows the database's commit a moment later.
+        listed = eventually(
+            lambda: [m.id for m in gateway.openai().models.list()], lambda ids: ids == ["a"]
+        )
+        assert listed == ["a"]
         history = gateway.admin.get(f"{API}/endpoints/1/syncs").json()
         assert "interval" in {h["trigger"] for h in history}
     finally:

@@ -219,7 +219,7 @@ def test_stalled_database_never_blocks_requests_and_drops_are_counted(
                 client.chat.completions.create(model="gpt-test", messages=MESSAGES)
                 slowest = max(slowest, time.monotonic() - started)
             dropped = metric(gateway, "relaygate_usage_dropped_total")
-        assert slowest < 1.0
+        assert slowest < 2.0  # never waiting on the lock (the writer waits 5 s for it)
         assert dropped >= 10
         written = len(records(gateway, 21 - int(dropped), timeout=15))
         assert written - 1 + metric(gateway, "relaygate_usage_dropped_total") == 20
