@@ -14,7 +14,6 @@ import typer
 import uvicorn
 
 from relaygate import __version__
-from relaygate.app import create_app, print_first_admin_key
 from relaygate.cli.accounts import keys, users
 from relaygate.cli.audit import audit
 from relaygate.cli.batches import app as batches
@@ -102,6 +101,9 @@ def serve(
         ctx.obj = CliState(config=config)
     settings = settings_from(ctx, host=host, port=port, log_level=log_level)
     configure_logging(settings.log_level, settings.log_format)
+    # The web application is imported once the settings are good, not with the CLI: the
+    # other commands, and a broken setup, are answered without its second of imports.
+    from relaygate.app import create_app, print_first_admin_key
 
     async def first_start() -> None:
         check_seeds(settings)
