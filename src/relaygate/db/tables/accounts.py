@@ -21,7 +21,24 @@ from sqlalchemy.orm import Mapped, mapped_column
 from relaygate.db.tables.base import Base, UTCDateTime, utcnow
 
 
-class User(Base):
+class BudgetColumns:
+    """The budget of a user, an API key or a group (:mod:`relaygate.budget`)."""
+
+    budget: Mapped[float | None] = mapped_column(Float)
+    """Most spend per ``budget_period``, in the currency of the models' prices; None: none."""
+    budget_period: Mapped[str | None] = mapped_column(String(16))
+    budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When an admin last reset the budget: spend before it is not counted."""
+
+
+class RateLimitColumns:
+    """The rate limits of a user or an API key (:mod:`relaygate.ratelimit`); None: none."""
+
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
+
+
+class User(RateLimitColumns, BudgetColumns, Base):
     __tablename__ = "users"
     __table_args__ = ({"sqlite_autoincrement": True},)
 
@@ -29,20 +46,13 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     email: Mapped[str | None] = mapped_column(String(320))
     role: Mapped[str] = mapped_column(String(16), default="user")
-    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
-    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
-    budget: Mapped[float | None] = mapped_column(Float)
-    """Most spend per ``budget_period``, in the currency of the models' prices; None: none."""
-    budget_period: Mapped[str | None] = mapped_column(String(16))
-    budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    """When an admin last reset the budget: spend before it is not counted."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
     """A disabled user cannot sign in to the console; their keys were revoked when set."""
 
 
-class ApiKey(Base):
+class ApiKey(RateLimitColumns, BudgetColumns, Base):
     __tablename__ = "api_keys"
     __table_args__ = ({"sqlite_autoincrement": True},)
 
@@ -57,16 +67,9 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
     """Public model names this key is limited to (narrower than its user's), or None."""
-    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
-    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
-    budget: Mapped[float | None] = mapped_column(Float)
-    """Most spend per ``budget_period``, in the currency of the models' prices; None: none."""
-    budget_period: Mapped[str | None] = mapped_column(String(16))
-    budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    """When an admin last reset the budget: spend before it is not counted."""
 
 
-class Group(Base):
+class Group(BudgetColumns, Base):
     """A group of users; models and whole endpoints are granted to groups. The built-in
     ``everyone`` group holds every user without storing memberships."""
 
@@ -77,11 +80,6 @@ class Group(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
-    budget: Mapped[float | None] = mapped_column(Float)
-    """Most spend per ``budget_period``, in the currency of the models' prices; None: none."""
-    budget_period: Mapped[str | None] = mapped_column(String(16))
-    budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    """When an admin last reset the budget: spend before it is not counted."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
