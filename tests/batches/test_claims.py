@@ -153,7 +153,8 @@ def test_a_batch_past_its_window_is_never_claimed_and_its_idle_requests_expire(
     """Past its window no request of a batch is claimed again, not even one a withdrawn
     send gave back: each step used to find them claimed again and withdrawn again, so
     the batch could stay in progress for good. What is queued, or running under a claim
-    that ran out, ends ``expired``; a request still being sent keeps its claim."""
+    that ran out, ends ``expired``; a request still being sent keeps its claim, even
+    one this process sends (``busy``) whose renewal is late."""
     gateway = Gateway(tmp_path, batch_poll_interval=3600).start()
     gateway.add_endpoint("local", upstream.url)
     try:
@@ -161,7 +162,8 @@ def test_a_batch_past_its_window_is_never_claimed_and_its_idle_requests_expire(
         ctx = gateway.ctx
         claimed: list[Claimed] = gateway.on_loop(lambda: claim_requests(ctx, 4))
         ids = [c.id for c in claimed]
-        set_rows(gateway, ids[:1], claimed_until=datetime.now(UTC) - timedelta(seconds=1))
+        lapsed = datetime.now(UTC) - timedelta(seconds=1)
+        set_rows(gateway, [ids[0], ids[3]], claimed_until=lapsed)
 
         async def window_ends() -> None:
             async with ctx.sessions.begin() as session:
@@ -175,7 +177,7 @@ def test_a_batch_past_its_window_is_never_claimed_and_its_idle_requests_expire(
         # The send of the second one is withdrawn: it is given back, queued.
         gateway.on_loop(lambda: retry_later(ctx, claimed[1], 0, attempted=False))
         assert gateway.on_loop(lambda: claim_requests(ctx, 10)) == []
-        gateway.on_loop(lambda: expire_due(ctx))
+        gateway.on_loop(lambda: expire_due(ctx, busy=[ids[3]]))
 
         async def states() -> dict[int, str]:
             async with ctx.sessions() as session:

@@ -79,6 +79,10 @@ class OutcomeWriter:
         self._ready.set()
         return await asyncio.shield(done)
 
+    def held(self) -> frozenset[int]:
+        """The batch requests whose outcome is waiting to be written or being written."""
+        return frozenset(self._held)
+
     def holds(self, request_id: int) -> bool:
         """Whether the outcome of batch request ``request_id`` is waiting to be written
         or being written."""

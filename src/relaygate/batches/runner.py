@@ -173,7 +173,8 @@ class BatchRunner:
         if now - self._counted >= QUEUED_COUNT_SECONDS:
             self._counted = now
             self._metrics.batch_queued.set(await queued_count(ctx))
-        await expire_due(ctx)
+        # Never one this process still sends or writes, however late its renewal.
+        await expire_due(ctx, busy=[*self._running, *self._writer.held()])
         stopped, ended = await withdrawn(ctx, list(self._batches))
         await self.slots.withdraw(stopped)
         for batch_id in ended:  # no request of it is left to send

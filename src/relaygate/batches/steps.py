@@ -5,13 +5,14 @@ its work to the others once its claim (``batch_lease_seconds``) runs out:
 - **prepare** (:mod:`.prepare`): a ``validating`` batch's input file is read (its
   checksum verified) into one ``batch_requests`` row per request, then the batch is
   ``in_progress``;
-- **claim**: queued requests of ``in_progress`` batches (or running ones whose claim
-  ran out) become this replica's, ``running``;
+- **claim**: queued requests of ``in_progress`` batches within their window (or running
+  ones whose claim ran out) become this replica's, ``running``;
 - **finish** (:mod:`.outcomes`) or **retry**: a request's outcome is written as soon as
   it is known, together with the others known then, with their batches' counts, tokens
   and cost in the same transaction; a request whose outcome is written is never sent
   again;
-- **expire**: past its window, a batch's queued requests end as ``expired``;
+- **expire**: past its window, a batch's queued requests, and running ones whose claim
+  ran out, end as ``expired``;
 - **finalize** (:mod:`.finalize`): a batch with nothing left to send (or cancelled, or
   expired) gets its output and error files and its final status, and its rows are
   deleted.
@@ -316,9 +317,10 @@ async def retry_later(
         )
 
 
-async def expire_due(ctx: Context) -> None:
+async def expire_due(ctx: Context, busy: Collection[int] = ()) -> None:
     """End the requests of batches past their window that are not being sent (queued,
-    or running under a claim that ran out) as ``expired``, and a batch still
+    or running under a claim that ran out, but for ``busy``: those this process is still
+    sending or writing, however late their renewal) as ``expired``, and a batch still
     ``validating`` then as a whole. No request of such a batch is claimed again
     (:func:`claim_requests`), so one given back by a withdrawn send is ended here at the
     next step rather than claimed and withdrawn in turn."""
@@ -339,10 +341,7 @@ async def expire_due(ctx: Context) -> None:
             update(BatchRequest)
             .where(
                 BatchRequest.batch_id.in_(late),
-                or_(
-                    BatchRequest.state == "queued",
-                    and_(BatchRequest.state == "running", BatchRequest.claimed_until < now),
-                ),
+                or_(BatchRequest.state == "queued", _lapsed(now, busy)),
             )
             .values(state="expired")
             .execution_options(synchronize_session=False)
