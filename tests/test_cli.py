@@ -126,7 +126,9 @@ def test_cli_revocation_reaches_running_server(tmp_path: Path, upstream: Upstrea
                 client.models.list()
             except openai.AuthenticationError:
                 break
-            assert time.monotonic() - revoked_at < 5, "revocation did not reach the server"
+            # About a second (the server polls its change log every 0.2 s), with room for
+            # a loaded machine.
+            assert time.monotonic() - revoked_at < 3, "revocation did not reach the server"
             time.sleep(0.05)
     finally:
         gateway.stop()

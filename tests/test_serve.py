@@ -307,7 +307,7 @@ def test_workers_share_one_schedule(tmp_path: Path, upstream: Upstream) -> None:
         starts = sorted(
             datetime.fromisoformat(h["started_at"]) for h in history if h["trigger"] == "interval"
         )
-        assert len(starts) >= 3
+        assert 3 <= len(starts) <= 6  # two schedules would sync about twice as often
         # One sync per interval (1 s): a second one in the same interval would start
         # at once; a start is stamped after a claim and a read, late by up to ~0.5 s.
         assert min((b - a).total_seconds() for a, b in itertools.pairwise(starts)) >= 0.5

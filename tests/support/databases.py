@@ -14,6 +14,7 @@ copies are reused instead, emptied back to the template's rows between tests
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import secrets
@@ -114,17 +115,19 @@ def _template() -> str:
 
 def drop_template() -> None:
     """Drop the run's template database, if one was made (at the end of the run)."""
-    if _copies.cache_info().currsize:
-        _copies().close()
-        _copies.cache_clear()
-    if _template.cache_info().currsize == 0:
-        return
-    url = _template()
-    _template.cache_clear()
-    if url.startswith("postgresql"):
-        drop_postgres_database(url)
-    else:
-        shutil.rmtree(Path(url.split(":///", 1)[1]).parent, ignore_errors=True)
+    try:
+        if _copies.cache_info().currsize:
+            copies = _copies()
+            _copies.cache_clear()
+            copies.close()
+    finally:
+        if _template.cache_info().currsize:
+            url = _template()
+            _template.cache_clear()
+            if url.startswith("postgresql"):
+                drop_postgres_database(url)
+            else:
+                shutil.rmtree(Path(url.split(":///", 1)[1]).parent, ignore_errors=True)
 
 
 def migrated_database_url(tmp_path: Path, name: str = "relaygate.db") -> str:
@@ -154,29 +157,39 @@ def drop(url: str) -> None:
 
 SCHEMA_FINGERPRINT = """
 SELECT md5(string_agg(item, ',' ORDER BY item)) FROM (
-    SELECT 'column ' || c.relname || '.' || a.attname || ' '
+    SELECT 'column ' || c.relname || '.' || a.attnum::text || ' ' || a.attname || ' '
+        || a.attidentity::text || a.attgenerated::text || ' '
         || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text || ' '
         || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS item
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
-    UNION ALL SELECT 'relation ' || relname || ' ' || relkind::text
-        FROM pg_class WHERE relnamespace = 'public'::regnamespace
+    UNION ALL SELECT 'relation ' || relname || ' ' || relkind::text || ' '
+        || relpersistence::text || ' ' || relrowsecurity::text || ' '
+        || coalesce(relacl::text, '') FROM pg_class WHERE relnamespace = 'public'::regnamespace
+    UNION ALL SELECT 'view ' || viewname || ' ' || definition FROM pg_views
+        WHERE schemaname = 'public'
+    UNION ALL SELECT 'type ' || typname || ' ' || typtype::text FROM pg_type
+        WHERE typnamespace = 'public'::regnamespace AND typtype IN ('e', 'd')
+    UNION ALL SELECT 'label ' || enumtypid::regtype::text || ' ' || enumlabel FROM pg_enum
+    UNION ALL SELECT 'policy ' || polrelid::regclass::text || ' ' || polname FROM pg_policy
     UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
     UNION ALL SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' '
         || pg_get_constraintdef(oid) FROM pg_constraint
         WHERE connamespace = 'public'::regnamespace
-    UNION ALL SELECT 'function ' || oid::regprocedure::text FROM pg_proc
+    UNION ALL SELECT 'function ' || oid::regprocedure::text || ' ' || md5(prosrc) FROM pg_proc
         WHERE pronamespace = 'public'::regnamespace
-    UNION ALL SELECT 'trigger ' || tgrelid::regclass::text || ' ' || tgname FROM pg_trigger
-        WHERE NOT tgisinternal
+    UNION ALL SELECT 'trigger ' || tgrelid::regclass::text || ' ' || tgname || ' '
+        || tgenabled::text || ' ' || pg_get_triggerdef(oid) FROM pg_trigger
     UNION ALL SELECT 'schema ' || nspname FROM pg_namespace
         WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
     UNION ALL SELECT 'extension ' || extname FROM pg_extension
 ) AS items
 """
-"""One hash of everything a test could change in a database's schema: tables, columns,
-their types and defaults, indexes, constraints, functions, triggers, schemas."""
+"""One hash of everything a test could change in a database's schema: tables (their
+columns in order, types, defaults, persistence, row security, grants), views, enum and
+domain types, indexes, constraints, policies, functions, triggers (the foreign keys'
+own too, enabled or not), schemas and extensions."""
 
 MOST_USES = 100
 """Tests a copy serves before it is dropped for a new one (its deleted rows' space)."""
@@ -236,6 +249,7 @@ async def _renamed(old: str) -> str:
             )
             try:
                 await admin.execute(f'ALTER DATABASE "{old}" RENAME TO "{new}"')
+                await admin.execute(f'ALTER DATABASE "{new}" RESET ALL')
                 return new
             except asyncpg.ObjectInUseError:  # a backend still ending
                 if time.monotonic() > deadline:
@@ -249,7 +263,10 @@ async def _emptied(name: str, pristine: _Pristine) -> bool:
     """Put the database ``name`` back as the template was: every row deleted, the
     template's rows and sequence values restored. False, changing nothing, when its
     schema is not the template's any more (a migration test's, say)."""
-    connection = await asyncpg.connect(_with_database(SERVER_URL or "", name))
+    connection = await asyncpg.connect(
+        _with_database(SERVER_URL or "", name),
+        server_settings={"lock_timeout": "10s", "statement_timeout": "60s"},
+    )
     try:
         if await connection.fetchval(SCHEMA_FINGERPRINT) != pristine.schema:
             return False
@@ -257,6 +274,7 @@ async def _emptied(name: str, pristine: _Pristine) -> bool:
             # Every row goes, so no foreign key needs checking (nor allows any order).
             await connection.execute("SET LOCAL session_replication_role = replica")
             await connection.execute("; ".join(f'DELETE FROM "{t}"' for t in pristine.tables))
+            await connection.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
             for sequence, last, start in pristine.sequences:
                 await connection.execute(
                     "SELECT setval($1, $2, $3)",
@@ -325,25 +343,39 @@ class _Copies:
                 current = await _renamed(name)
                 if uses < MOST_USES and await _emptied(current, self._pristine.result()):
                     return current, uses
+                await _drop(_with_database(SERVER_URL or "", current))
             except Exception as exc:  # raised at the end of the run; the tests go on
                 self._failures.append(exc)
-            await _drop(_with_database(SERVER_URL or "", current))
+                with contextlib.suppress(Exception):
+                    await _drop(_with_database(SERVER_URL or "", current))
             return None
 
         return asyncio.run(reuse())
 
     def close(self) -> None:
-        """Drop every copy, wait for every drop asked for, and raise the first failure
-        (a database may have been left behind)."""
+        """Drop every copy, those ready and any a test took and never gave back, wait
+        for every drop asked for, and then raise the first failure (a database may have
+        been left behind)."""
+        names = list(self._uses)
         for future in self._ready:
-            ready = future.result()
-            if ready is not None:
-                url = _with_database(SERVER_URL or "", ready[0])
-                self._drops.append(self._thread.submit(lambda u=url: asyncio.run(_drop(u))))
+            try:
+                ready = future.result()
+            except Exception as exc:  # a copy that could not be made
+                self._failures.append(exc)
+            else:
+                if ready is not None:
+                    names.append(ready[0])
+        for name in names:
+            url = _with_database(SERVER_URL or "", name)
+            self._drops.append(self._thread.submit(lambda u=url: asyncio.run(_drop(u))))
         self._ready.clear()
+        self._uses.clear()
         self._thread.shutdown(wait=True)
         for dropped in self._drops:
-            dropped.result()
+            try:
+                dropped.result()
+            except Exception as exc:
+                self._failures.append(exc)
         if self._failures:
             raise RuntimeError("a test database could not be reused") from self._failures[0]
 
