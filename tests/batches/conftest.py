@@ -11,15 +11,18 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from openai import OpenAI
+from sqlalchemy import update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from relaygate.db.tables import Batch
 from tests.support.gateway import Gateway
 from tests.support.servers import ServerThread
 
@@ -216,3 +219,17 @@ def gateway(tmp_path: Any, upstream: BatchUpstream) -> Iterator[Gateway]:
     gateway.add_endpoint("local", upstream.url)
     yield gateway
     gateway.stop()
+
+
+def end_window(gateway: Gateway, batch_id: str) -> None:
+    """Move the batch ``batch_id``'s completion window to have ended a second ago."""
+
+    async def write() -> None:
+        async with gateway.ctx.sessions.begin() as session:
+            await session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id)
+                .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+
+    gateway.on_loop(write)

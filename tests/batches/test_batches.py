@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from relaygate.db.tables import Batch, BatchRequest
+from relaygate.db.tables import BatchRequest
 from tests.batches.conftest import (
     MODEL,
     BatchUpstream,
     chat_lines,
+    end_window,
     output_lines,
     upload,
     wait_for,
@@ -189,15 +189,7 @@ def test_a_batch_past_its_window_expires_with_what_it_has_done(
             assert time.monotonic() < deadline
             time.sleep(0.02)
 
-        async def window_ends() -> None:
-            async with gateway.ctx.sessions.begin() as session:
-                await session.execute(
-                    update(Batch)
-                    .where(Batch.id == batch.id)
-                    .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
-                )
-
-        gateway.on_loop(window_ends)
+        end_window(gateway, batch.id)
         done = wait_for(client, batch.id, ("expired",))
         answered = output_lines(client, done.output_file_id)
         late = output_lines(client, done.error_file_id)

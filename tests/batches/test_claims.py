@@ -21,7 +21,7 @@ from relaygate.batches.steps import (
     retry_later,
 )
 from relaygate.db.tables import Batch, BatchRequest
-from tests.batches.conftest import BatchUpstream, chat_lines, upload
+from tests.batches.conftest import BatchUpstream, chat_lines, end_window, upload
 from tests.support.gateway import Gateway
 
 
@@ -55,6 +55,17 @@ def set_rows(gateway: Gateway, ids: list[int], **values: Any) -> None:
     gateway.on_loop(write)
 
 
+def request_states(gateway: Gateway) -> dict[int, str]:
+    """Every batch request's state, by id."""
+
+    async def read() -> dict[int, str]:
+        async with gateway.ctx.sessions() as session:
+            rows = await session.execute(select(BatchRequest.id, BatchRequest.state))
+            return dict(rows.all())  # type: ignore[arg-type]
+
+    return gateway.on_loop(read)
+
+
 def test_a_claim_takes_lapsed_claims_first_then_the_oldest_due_queued_rows(
     tmp_path: Any, upstream: BatchUpstream
 ) -> None:
@@ -79,12 +90,7 @@ def test_a_claim_takes_lapsed_claims_first_then_the_oldest_due_queued_rows(
         assert [c.id for c in second] == [ids[1], ids[4] + 2, ids[4] + 3, ids[4] + 4]
         assert second[0].attempt == 2  # sent a second time: its first send was lost
 
-        async def states() -> dict[int, str]:
-            async with ctx.sessions() as session:
-                rows = await session.execute(select(BatchRequest.id, BatchRequest.state))
-                return dict(rows.all())
-
-        state = gateway.on_loop(states)
+        state = request_states(gateway)
         assert state[ids[4] + 1] == "queued"
         assert sum(1 for s in state.values() if s == "running") == 8
     finally:
@@ -165,26 +171,13 @@ def test_a_batch_past_its_window_is_never_claimed_and_its_idle_requests_expire(
         lapsed = datetime.now(UTC) - timedelta(seconds=1)
         set_rows(gateway, [ids[0], ids[3]], claimed_until=lapsed)
 
-        async def window_ends() -> None:
-            async with ctx.sessions.begin() as session:
-                await session.execute(
-                    update(Batch)
-                    .where(Batch.id == batch_id)
-                    .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
-                )
-
-        gateway.on_loop(window_ends)
+        end_window(gateway, batch_id)
         # The send of the second one is withdrawn: it is given back, queued.
         gateway.on_loop(lambda: retry_later(ctx, claimed[1], 0, attempted=False))
         assert gateway.on_loop(lambda: claim_requests(ctx, 10)) == []
         gateway.on_loop(lambda: expire_due(ctx, busy=[ids[3]]))
 
-        async def states() -> dict[int, str]:
-            async with ctx.sessions() as session:
-                rows = await session.execute(select(BatchRequest.id, BatchRequest.state))
-                return dict(rows.all())
-
-        state = gateway.on_loop(states)
+        state = request_states(gateway)
         assert [state[i] for i in ids] == ["expired", "expired", "running", "running"]
         assert sorted(s for i, s in state.items() if i not in ids) == ["expired", "expired"]
     finally:

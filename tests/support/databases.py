@@ -332,9 +332,12 @@ class _Copies:
         name = url.rpartition("/")[2]
         uses = self._uses.pop(name, None)
         if uses is None:
-            self._drops.append(self._thread.submit(lambda: asyncio.run(_drop(url))))
+            self._drop_later(url)
             return
         self._ready.append(self._thread.submit(self._reused, name, uses + 1))
+
+    def _drop_later(self, url: str) -> None:
+        self._drops.append(self._thread.submit(lambda: asyncio.run(_drop(url))))
 
     def _reused(self, name: str, uses: int) -> tuple[str, int] | None:
         async def reuse() -> tuple[str, int] | None:
@@ -366,8 +369,7 @@ class _Copies:
                 if ready is not None:
                     names.append(ready[0])
         for name in names:
-            url = _with_database(SERVER_URL or "", name)
-            self._drops.append(self._thread.submit(lambda u=url: asyncio.run(_drop(u))))
+            self._drop_later(_with_database(SERVER_URL or "", name))
         self._ready.clear()
         self._uses.clear()
         self._thread.shutdown(wait=True)
